@@ -1,0 +1,71 @@
+"""Exception hierarchy for lxmgr; each class carries the HTTP status the API answers with.
+
+Imports nothing from lxmgr.
+"""
+
+from __future__ import annotations
+
+
+class LxmgrError(Exception):
+    """Base of every error lxmgr raises on purpose."""
+
+    status = 500
+
+
+class InvalidConfig(LxmgrError):
+    """Bad input: an unknown key, an invalid value, a malformed name or recipe."""
+
+    status = 400
+
+
+class NotFound(LxmgrError):
+    """The named object does not exist."""
+
+    status = 404
+
+
+class Conflict(LxmgrError):
+    """The object exists already or is in the wrong state for the request."""
+
+    status = 409
+
+
+class NotSupported(LxmgrError):
+    """The host or driver cannot do what was asked."""
+
+    status = 501
+
+
+class UnknownDriver(NotSupported):
+    """No driver is registered under that name."""
+
+
+class HostNotReady(LxmgrError):
+    """The host lacks something the runtime needs; the message says how to fix it."""
+
+    status = 503
+
+
+class UnsafeRootfs(LxmgrError):
+    """The runtime refused a rootfs that is not a private directory made for the instance."""
+
+    status = 400
+
+
+class CommandError(LxmgrError):
+    """An external command failed; carries its argv and stderr."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str = "") -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+        super().__init__(f"Command '{argv[0]}' failed with status {returncode}: {tail}")
+
+
+class KernelError(LxmgrError):
+    """A system call failed where it should not have."""
+
+
+class RuntimeSetupError(LxmgrError):
+    """The container could not be set up; the message names the failing step."""
