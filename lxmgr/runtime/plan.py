@@ -1,0 +1,164 @@
+"""PURE: an expanded instance config -> RuntimePlan, everything the child needs to set up.
+
+The plan is data (JSON-serialisable) so the supervisor can read it from disk and so unit tests
+can assert on it. Imports only model-level and stdlib modules; no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxmgr.linux import consts as c
+
+CONTAINER_ENV_NAME = "lxmgr"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Capabilities removed from the bounding set, with the reason for each row.
+CAPS_DROP_UNPRIVILEGED: tuple[tuple[str, str], ...] = (
+    ("sys_module", "module loading is never allowed from a container"),
+    ("sys_rawio", "raw I/O ports and /dev/mem"),
+    ("sys_time", "the clock is global, not namespaced"),
+    ("mac_admin", "MAC policy belongs to the host"),
+    ("mac_override", "MAC policy belongs to the host"),
+    ("audit_control", "audit is not namespaced (systemd CONTAINER_INTERFACE)"),
+    ("audit_read", "audit is not namespaced"),
+)
+CAPS_DROP_PRIVILEGED: tuple[tuple[str, str], ...] = CAPS_DROP_UNPRIVILEGED + (
+    ("sys_boot", "without a user namespace reboot(2) could reach the host"),
+    ("wake_alarm", "host power management"),
+    ("block_suspend", "host power management"),
+)
+
+# Syscalls denied with EPERM in every container (LXC/LXD defaults plus kexec_file_load).
+SECCOMP_DENY: tuple[tuple[str, str], ...] = (
+    ("kexec_load", "loads a new kernel"),
+    ("kexec_file_load", "loads a new kernel"),
+    ("open_by_handle_at", "bypasses path checks (the 'shocker' escape)"),
+    ("init_module", "loads kernel code"),
+    ("finit_module", "loads kernel code"),
+    ("delete_module", "unloads kernel code"),
+)
+SECCOMP_DENY_COMPAT: tuple[str, ...] = ()  # foreign arches are rejected by the arch check
+
+# /proc files hidden behind /dev/null (Docker MaskedPaths, nspawn PROC_INACCESSIBLE_REG).
+PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats")
+# /proc files made read-only (LXC proc:mixed); /proc/sys is read-only except sys/net.
+PROC_READ_ONLY_FILES = ("sysrq-trigger",)
+
+# Device nodes bind-mounted from the host /dev (systemd CONTAINER_INTERFACE list).
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_SYMLINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+    ("core", "/proc/kcore"),
+)
+
+
+@dataclass
+class IdMapping:
+    """Container ids 0..size-1 map to host ids base..base+size-1."""
+
+    uid_base: int
+    gid_base: int
+    size: int = 65536
+
+    def uid_map(self) -> str:
+        return f"0 {self.uid_base} {self.size}\n"
+
+    def gid_map(self) -> str:
+        return f"0 {self.gid_base} {self.size}\n"
+
+
+@dataclass
+class RuntimePlan:
+    """Everything the supervisor and the container child need to start one container."""
+
+    name: str
+    uuid: str
+    storage_root: str  # the instance's own storage directory; rootfs must be inside it
+    rootfs: str  # where the rootfs is mounted (inside the child's private mount namespace)
+    rootfs_spec: dict[str, Any]  # {"kind": "overlay", lower, upper, work} | {"kind": "bind", source}
+    idmap: IdMapping | None  # None = privileged
+    hostname: str
+    init: list[str] = field(default_factory=lambda: ["/sbin/init"])
+    env: dict[str, str] = field(default_factory=dict)
+    namespaces: int = c.ALL_NAMESPACES
+    cgroup_procs: list[str] = field(default_factory=list)
+    cgroup_mounts: list[tuple[str, str, str]] = field(default_factory=list)
+    caps_drop: list[str] = field(default_factory=list)
+    seccomp_deny: list[str] = field(default_factory=list)
+    ttys: int = 1
+    stop_signal: int = int(signal.SIGRTMIN) + 3
+
+    @property
+    def privileged(self) -> bool:
+        return self.idmap is None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RuntimePlan:
+        data = json.loads(text)
+        idmap = data.pop("idmap")
+        data["cgroup_mounts"] = [tuple(m) for m in data["cgroup_mounts"]]
+        return cls(idmap=IdMapping(**idmap) if idmap else None, **data)
+
+    def describe(self) -> str:
+        mode = "privileged" if self.privileged else f"idmap {self.idmap}"
+        return f"container {self.name} ({mode}) rootfs {self.rootfs} init {self.init}"
+
+
+def stop_signal_for(init_target: str) -> int:
+    """systemd halts on SIGRTMIN+3; sysvinit, busybox and others power off on SIGPWR."""
+    if "systemd" in init_target:
+        return int(signal.SIGRTMIN) + 3
+    return int(signal.SIGPWR)
+
+
+def build_plan(
+    *,
+    name: str,
+    uuid: str,
+    config: dict[str, str],
+    storage_root: str,
+    rootfs: str,
+    rootfs_spec: dict[str, Any],
+    idmap: IdMapping | None,
+    init_target: str,
+    cgroup_procs: list[str],
+    cgroup_mounts: list[tuple[str, str, str]],
+) -> RuntimePlan:
+    """Decide how to run the container from its expanded config; no I/O."""
+    privileged = idmap is None
+    namespaces = c.ALL_NAMESPACES & ~c.CLONE_NEWUSER if privileged else c.ALL_NAMESPACES
+    drops = CAPS_DROP_PRIVILEGED if privileged else CAPS_DROP_UNPRIVILEGED
+    deny = [row[0] for row in SECCOMP_DENY]
+    if config.get("security.syscalls.deny_default", "true") == "false":
+        deny = []
+    # systemd's Container Interface: PID 1 gets container= and container_uuid= and nothing else.
+    env = {"container": CONTAINER_ENV_NAME, "container_uuid": uuid}
+    return RuntimePlan(
+        name=name,
+        uuid=uuid,
+        storage_root=storage_root,
+        rootfs=rootfs,
+        rootfs_spec=rootfs_spec,
+        idmap=idmap,
+        hostname=name,
+        init=["/sbin/init"],
+        env=env,
+        namespaces=namespaces,
+        cgroup_procs=list(cgroup_procs),
+        cgroup_mounts=list(cgroup_mounts),
+        caps_drop=[row[0] for row in drops],
+        seccomp_deny=deny,
+        stop_signal=stop_signal_for(init_target),
+    )

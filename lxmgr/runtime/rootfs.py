@@ -1,0 +1,131 @@
+"""The container's root: guards against unsafe roots, the rootfs mount, /proc, /sys, cgroups, pivot.
+
+Host-side steps run in the child's private mount namespace (nothing shows in the host's mount
+table); in-container steps run in PID 1 before it execs init. Imports linux, errors, runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from lxmgr.errors import UnsafeRootfs
+from lxmgr.linux import consts as c
+from lxmgr.runtime.mounts import NOSUID_NODEV_NOEXEC, Bind, Mount, MountOp
+from lxmgr.runtime.plan import PROC_MASKED, PROC_READ_ONLY_FILES, RuntimePlan
+
+
+def check_rootfs(plan: RuntimePlan) -> None:
+    """Refuse, before anything runs, a rootfs that is not a private directory made for this
+    instance: the host's `/`, a symlink, or anything outside the instance's own storage path.
+
+    systemd booted on the host's own root wipes the host's /tmp and starts its services.
+    """
+    paths = [plan.rootfs]
+    spec = plan.rootfs_spec
+    paths += [spec[k] for k in ("upper", "work", "source") if k in spec]
+    host_root = os.stat("/")
+    for path in paths:
+        if not os.path.isabs(path):
+            raise UnsafeRootfs(f"Refusing rootfs '{path}': not an absolute path")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise UnsafeRootfs(f"Refusing rootfs '{path}': it does not exist") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafeRootfs(f"Refusing rootfs '{path}': it is a symlink")
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeRootfs(f"Refusing rootfs '{path}': not a directory")
+        if (st.st_dev, st.st_ino) == (host_root.st_dev, host_root.st_ino):
+            raise UnsafeRootfs(f"Refusing rootfs '{path}': it is the host's root directory")
+        real = os.path.realpath(path)
+        base = os.path.realpath(plan.storage_root)
+        if real == base or not real.startswith(base + os.sep):
+            raise UnsafeRootfs(f"Refusing rootfs '{path}': outside the instance storage '{base}'")
+    lower = spec.get("lower")
+    if lower is not None:
+        st = os.stat(lower)
+        if (st.st_dev, st.st_ino) == (host_root.st_dev, host_root.st_ino) or \
+                os.path.realpath(lower) == "/":
+            raise UnsafeRootfs(f"Refusing image rootfs '{lower}': it is the host's root directory")
+
+
+def mount_rootfs(plan: RuntimePlan, userns_fd: int | None, sc) -> None:  # type: ignore[no-untyped-def]
+    """Mount the rootfs at plan.rootfs: overlay over an idmapped read-only image, or an
+    idmapped bind of a full copy. Host root, in the child's private mount namespace."""
+    spec = plan.rootfs_spec
+    source = spec["lower"] if spec["kind"] == "overlay" else spec["source"]
+    fd = None
+    if userns_fd is not None:
+        # kernel-facts §2 recipe A2: idmap a detached clone, use it through /proc/self/fd.
+        fd = sc.open_tree(c.AT_FDCWD, source, c.OPEN_TREE_CLONE | c.OPEN_TREE_CLOEXEC)
+        attrs = c.MOUNT_ATTR_IDMAP | (c.MOUNT_ATTR_RDONLY if spec["kind"] == "overlay" else 0)
+        sc.mount_setattr(fd, "", c.AT_EMPTY_PATH, attrs, 0, userns_fd)
+        source = f"/proc/self/fd/{fd}"
+    try:
+        if spec["kind"] == "overlay":
+            data = f"lowerdir={source},upperdir={spec['upper']},workdir={spec['work']}"
+            sc.mount("overlay", plan.rootfs, "overlay", 0, data)
+        elif fd is not None:
+            sc.move_mount(fd, "", c.AT_FDCWD, plan.rootfs, c.MOVE_MOUNT_F_EMPTY_PATH)
+        else:
+            sc.mount(source, plan.rootfs, None, c.MS_BIND | c.MS_REC, None)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def build_proc_sys_ops(plan: RuntimePlan) -> list[MountOp]:
+    """Self-bind, /proc with dangerous paths masked or read-only, /sys read-only, cgroups."""
+    r = plan.rootfs
+    ops: list[MountOp] = [
+        # The rootfs came from a more privileged mount namespace, so it is locked in ours:
+        # pivot_root needs it to be a mount point of this namespace (kernel-facts §6).
+        Bind(r, r, recursive=True),
+        Mount("proc", f"{r}/proc", NOSUID_NODEV_NOEXEC, None, "proc"),
+    ]
+    ops += [Bind("/dev/null", f"{r}/proc/{p}", is_file=True) for p in PROC_MASKED
+            if os.path.exists(f"/proc/{p}")]
+    ops += [
+        # /proc/sys read-only but /proc/sys/net writable (it belongs to our netns): bind net
+        # first, then recursively bind /proc/sys and remount only its top read-only.
+        Bind(f"{r}/proc/sys/net", f"{r}/proc/sys/net"),
+        Bind(f"{r}/proc/sys", f"{r}/proc/sys", readonly=True, recursive=True,
+             extra_flags=NOSUID_NODEV_NOEXEC),
+    ]
+    ops += [Bind(f"{r}/proc/{p}", f"{r}/proc/{p}", readonly=True, is_file=True,
+                 extra_flags=NOSUID_NODEV_NOEXEC)
+            for p in PROC_READ_ONLY_FILES if os.path.exists(f"/proc/{p}")]
+    ops += [
+        Mount("sysfs", f"{r}/sys", c.MS_RDONLY | NOSUID_NODEV_NOEXEC, None, "sysfs"),
+    ]
+    ops += build_cgroup_ops(plan)
+    return ops
+
+
+def build_cgroup_ops(plan: RuntimePlan) -> list[MountOp]:
+    """The cgroup view systemd accepts (LXC cgroup:mixed): a rw tmpfs holding each hierarchy,
+    mounted inside the cgroup namespace so its root is the container's own cgroup. systemd
+    remounts the tmpfs read-only itself once it is done."""
+    ops: list[MountOp] = []
+    for rel, fstype, data in plan.cgroup_mounts:
+        target = f"{plan.rootfs}/sys/fs/cgroup" + (f"/{rel}" if rel else "")
+        flags = c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC
+        ops.append(Mount(fstype, target, flags, data or None, fstype if fstype != "cgroup" else
+                         "cgroup"))
+    return ops
+
+
+def pivot_into(rootfs: str, sc) -> None:  # type: ignore[no-untyped-def]
+    """pivot_root(".", ".") then detach the old root stacked on top (as LXC and runc do)."""
+    os.chdir(rootfs)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", c.MNT_DETACH)
+    os.chdir("/")
+
+
+def check_pivoted(host_root: tuple[int, int]) -> None:
+    """Last guard before exec: our / must not be the host's /."""
+    st = os.stat("/")
+    if (st.st_dev, st.st_ino) == host_root:
+        raise UnsafeRootfs("Refusing to start: the container root is the host's root directory")
