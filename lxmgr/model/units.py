@@ -105,3 +105,33 @@ def parse_cpu_allowance(value: str) -> tuple[str, int, int]:
             raise InvalidConfig(f"Invalid CPU allowance '{value}': quota >= 1ms, period 1ms..1s")
         return ("quota", q, p)
     return ("share", int(parse_percent(value)), 0)
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def parse_bool(value: str) -> bool:
+    """LXD booleans: 'true'/'1'/'yes'/'on' or 'false'/'0'/'no'/'off', any case."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidConfig(f"Invalid boolean '{value}': expected true or false")
+
+
+_BIT_RATE_UNITS = {
+    "bit": 1, "kbit": 10**3, "Mbit": 10**6, "Gbit": 10**9, "Tbit": 10**12, "Pbit": 10**15,
+    "Kibit": 2**10, "Mibit": 2**20, "Gibit": 2**30, "Tibit": 2**40, "Pibit": 2**50,
+}
+_BIT_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$")
+
+
+def parse_bit_rate(value: str) -> int:
+    """NIC limits.ingress/egress: '100Mbit', '1Gbit' -> bits per second (LXD's units)."""
+    m = _BIT_RATE_RE.match(value)
+    if not m or m.group(2) not in _BIT_RATE_UNITS:
+        raise InvalidConfig(f"Invalid bit rate '{value}': expected a number with a unit "
+                            "(bit, kbit, Mbit, Gbit, ...)")
+    return int(float(m.group(1)) * _BIT_RATE_UNITS[m.group(2)])

@@ -1,0 +1,206 @@
+"""PURE instance/profile config: the key registry (LXD names), validation and expand().
+
+Owns which keys exist, their validators, defaults and live-update flags. Must not import
+anything but lxmgr.errors, other lxmgr.model modules and the stdlib; no I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lxmgr.errors import InvalidConfig
+from lxmgr.model import validate as v
+
+if TYPE_CHECKING:
+    from lxmgr.model.profile import Profile
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its validator, LXD default, whether it applies to a running instance."""
+
+    name: str
+    validator: v.Validator
+    default: str | None
+    live: bool
+    doc: str
+
+
+_KEY_LIST = [
+    # boot.*: read by the daemon at startup/shutdown only, so changes never need a restart.
+    Key("boot.autostart", v.optional(v.is_bool), None, True,
+        "Always start the instance when lxmgr starts (unset: restore the last state)"),
+    Key("boot.autostart.delay", v.optional(v.is_int64), "0", True,
+        "Seconds to wait after starting this instance before starting the next one"),
+    Key("boot.autostart.priority", v.optional(v.is_int64), "0", True,
+        "Start order on autostart, highest first"),
+    Key("boot.host_shutdown_timeout", v.optional(v.is_int64), "30", True,
+        "Seconds to wait for a clean shutdown before the instance is killed"),
+    Key("boot.stop.priority", v.optional(v.is_int64), "0", True,
+        "Stop order on host shutdown, highest first"),
+    # cloud-init.*: seeds read by cloud-init on (first) boot.
+    Key("cloud-init.user-data", v.is_any, None, False, "cloud-init user data (seed)"),
+    Key("cloud-init.vendor-data", v.is_any, None, False, "cloud-init vendor data (seed)"),
+    Key("cloud-init.network-config", v.is_any, None, False,
+        "cloud-init network configuration (seed)"),
+    # limits.*: cgroup knobs, all rewritable while the instance runs.
+    Key("limits.cpu", v.optional(v.is_cpuset_or_count), None, True,
+        "Number of CPUs ('2') or a CPU set to pin to ('0-1,4')"),
+    Key("limits.cpu.allowance", v.optional(v.is_cpu_allowance), "100%", True,
+        "CPU share ('50%') or hard quota ('25ms/100ms')"),
+    Key("limits.cpu.priority", v.optional(v.is_priority), "10", True,
+        "CPU weight against other instances when overcommitted (0-10)"),
+    Key("limits.memory", v.optional(v.is_size_or_percent, v.is_non_zero_size), None, True,
+        "Memory limit: a size ('512MiB') or a percentage of host memory ('25%')"),
+    Key("limits.memory.enforce", v.optional(v.is_one_of("hard", "soft")), "hard", True,
+        "hard: never exceed limits.memory; soft: only under host memory pressure"),
+    Key("limits.memory.swap", v.optional(v.is_bool), "true", True,
+        "Whether the instance may swap"),
+    Key("limits.memory.swap.priority", v.optional(v.is_priority), "10", True,
+        "Higher means less likely to be swapped out (0-10)"),
+    Key("limits.processes", v.optional(v.is_int_range(1, v.INT64_MAX)), None, True,
+        "Maximum number of processes (pids.max)"),
+    Key("linux.kernel_modules", v.is_any, None, False,
+        "Comma-separated kernel modules to load on the host before start"),
+    # security.*: decided when the instance starts (namespaces, idmap, seccomp).
+    Key("security.privileged", v.optional(v.is_bool), "false", False,
+        "Run without a user namespace (root in the instance is root on the host)"),
+    Key("security.nesting", v.optional(v.is_bool), "false", False,
+        "Allow running containers inside the instance"),
+    Key("security.idmap.isolated", v.optional(v.is_bool), "false", False,
+        "Use an idmap range not shared with other isolated instances"),
+    Key("security.idmap.base", v.optional(v.is_uint32), None, False,
+        "First host ID of the idmap (overrides allocation)"),
+    Key("security.idmap.size", v.optional(v.is_uint32), None, False,
+        "Number of IDs in the idmap"),
+    Key("security.protection.delete", v.optional(v.is_bool), "false", True,
+        "Refuse to delete the instance"),
+    Key("security.syscalls.deny_default", v.optional(v.is_bool), "true", False,
+        "Apply the default seccomp deny list"),
+    Key("security.syscalls.deny_compat", v.optional(v.is_bool), "false", False,
+        "On x86_64, deny compat (32-bit) syscalls"),
+    Key("security.syscalls.deny", v.optional(v.is_syscall_list), None, False,
+        "Newline-separated extra syscalls to deny"),
+]
+
+KEYS: dict[str, Key] = {key.name: key for key in _KEY_LIST}
+
+# Namespaces: any key under the prefix (with a non-empty suffix) uses this entry.
+PREFIX_KEYS: dict[str, Key] = {
+    # Newlines would let a value escape into the next line of generated config (LXD CVE, 2026);
+    # NUL cannot be passed through execve at all.
+    "environment.": Key("environment.*", v.is_no_control("\n", "\r", "\0"), None, True,
+                        "Environment variables of the instance and of exec sessions"),
+    "image.": Key("image.*", v.is_any, None, True, "Copy of the source image's properties"),
+    "user.": Key("user.*", v.is_any, None, True, "Free-form user key/value storage"),
+    "volatile.": Key("volatile.*", v.is_any, None, True, "Internal state written by lxmgr"),
+}
+
+VOLATILE_PREFIX = "volatile."
+_ENV_NAME_FORBIDDEN = ("=", "\n", "\r", "\0")
+
+
+def lookup_key(name: str) -> Key:
+    """The registry entry for a config key; raise InvalidConfig for unknown keys."""
+    if name in KEYS:
+        return KEYS[name]
+    for prefix, key in PREFIX_KEYS.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return key
+    raise InvalidConfig(f"Unknown config key '{name}'")
+
+
+def to_config_value(value: object) -> str:
+    """Coerce a YAML/JSON scalar to LXD's string form: True -> 'true', 2 -> '2', None -> ''."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise InvalidConfig(f"Expected a string, number or boolean, got {type(value).__name__}")
+
+
+def validate_key(name: str, value: str) -> None:
+    """Validate one key/value pair; raise InvalidConfig naming the key."""
+    key = lookup_key(name)
+    if name.startswith("environment.") and any(c in name for c in _ENV_NAME_FORBIDDEN):
+        raise InvalidConfig(f"Invalid config key '{name}': invalid environment variable name")
+    try:
+        if "\0" in value:
+            raise InvalidConfig("Value must not contain NUL")
+        key.validator(value)
+    except (InvalidConfig, ValueError) as err:
+        raise InvalidConfig(f"Invalid config key '{name}': {err}") from err
+
+
+def validate_config(config: Mapping[str, object], allow_volatile: bool = False) -> dict[str, str]:
+    """Validate a whole config and return it normalised (string values, sorted keys)."""
+    out: dict[str, str] = {}
+    for name in sorted(config):
+        if not isinstance(name, str):
+            raise InvalidConfig(f"Invalid config key {name!r}: must be a string")
+        if name.startswith(VOLATILE_PREFIX) and not allow_volatile:
+            raise InvalidConfig(f"Invalid config key '{name}': volatile keys are set by lxmgr only")
+        try:
+            value = to_config_value(config[name])
+        except InvalidConfig as err:
+            raise InvalidConfig(f"Invalid config key '{name}': {err}") from err
+        validate_key(name, value)
+        out[name] = value
+    return out
+
+
+def config_value(config: Mapping[str, str], name: str) -> str | None:
+    """The value of a key in an (expanded) config, falling back to the registry default."""
+    if name in config:
+        return config[name]
+    return lookup_key(name).default
+
+
+def expand(
+    profiles: Iterable[Profile],
+    local_config: Mapping[str, str],
+    local_devices: Mapping[str, Mapping[str, str]],
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Effective config and devices: profiles in order (later wins), then the instance's own.
+
+    Config merges key by key; a device replaces any earlier device of the same name whole,
+    as LXD does (a 'type: none' device masks a profile's device).
+    """
+    config: dict[str, str] = {}
+    devices: dict[str, dict[str, str]] = {}
+    for profile in profiles:
+        config.update(profile.config)
+        devices.update(copy.deepcopy(profile.devices))
+    config.update(local_config)
+    devices.update({name: dict(dev) for name, dev in local_devices.items()})
+    return config, devices
+
+
+def changed_keys(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """Keys added, removed or changed between two configs, sorted."""
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def is_live(name: str) -> bool:
+    """Whether a key can change on a running instance (unknown keys: no)."""
+    try:
+        return lookup_key(name).live
+    except InvalidConfig:
+        return False
+
+
+def restart_required(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """Changed keys that only take effect after a restart; unset and default are equal."""
+    out = []
+    for name in changed_keys(old, new):
+        if is_live(name):
+            continue
+        default = KEYS[name].default if name in KEYS else None
+        if old.get(name, default) != new.get(name, default):
+            out.append(name)
+    return out

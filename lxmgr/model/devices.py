@@ -1,0 +1,165 @@
+"""PURE device validation: which device types exist, their keys and cross-key rules.
+
+A device is a flat dict of strings with a 'type'. Must not import anything but lxmgr.errors,
+other lxmgr.model modules and the stdlib; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+from lxmgr.errors import InvalidConfig
+from lxmgr.model import validate as v
+from lxmgr.model.config import to_config_value
+from lxmgr.model.units import parse_bool
+
+NIC_TYPES = ("bridged", "macvlan", "p2p", "physical", "ipvlan", "routed")
+
+_UNIX_KEYS: dict[str, v.Validator] = {
+    "source": v.optional(v.is_abs_path),
+    "path": v.optional(v.is_abs_path),
+    "major": v.optional(v.is_uint32),
+    "minor": v.optional(v.is_uint32),
+    "uid": v.optional(v.is_uint32),
+    "gid": v.optional(v.is_uint32),
+    "mode": v.optional(v.is_int_range(0, 0o7777)),
+    "required": v.optional(v.is_bool),
+}
+
+# type -> allowed keys (besides 'type') and their validators.
+DEVICE_KEYS: dict[str, dict[str, v.Validator]] = {
+    "none": {},
+    "disk": {
+        "path": v.required(v.is_abs_path),
+        "source": v.is_any,
+        "pool": v.is_any,
+        "size": v.optional(v.is_size),
+        "readonly": v.optional(v.is_bool),
+    },
+    "nic": {
+        "network": v.is_any,
+        "nictype": v.optional(v.is_one_of(*NIC_TYPES)),
+        "parent": v.optional(v.is_interface_name),
+        "name": v.optional(v.is_interface_name),
+        "hwaddr": v.optional(v.is_mac_address),
+        "mtu": v.optional(v.is_mtu),
+        "ipv4.address": v.optional(v.is_ipv4_address),
+        "host_name": v.optional(v.is_interface_name),
+        "limits.ingress": v.optional(v.is_bit_rate),
+        "limits.egress": v.optional(v.is_bit_rate),
+    },
+    "proxy": {
+        "listen": v.required(v.is_proxy_address),
+        "connect": v.required(v.is_proxy_address),
+        "bind": v.optional(v.is_one_of("host", "instance")),
+        "nat": v.optional(v.is_bool),
+    },
+    "unix-char": _UNIX_KEYS,
+    "unix-block": _UNIX_KEYS,
+}
+
+_DEVICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
+
+
+def validate_device_name(name: str) -> None:
+    """1-64 letters, digits, '_', '.', ':' or '-', not starting with '.', ':' or '-'."""
+    if not _DEVICE_NAME_RE.fullmatch(name):
+        raise InvalidConfig(f"Invalid device name '{name}'")
+
+
+def _check_disk(dev: Mapping[str, str]) -> str | None:
+    if dev["path"] == "/":
+        if not dev.get("pool"):
+            return "the root disk needs a 'pool'"
+        if dev.get("source"):
+            return "the root disk can't have a 'source'"
+        return None
+    if not dev.get("source"):
+        return "a disk other than the root disk needs a 'source'"
+    if dev.get("size"):
+        return "'size' only applies to the root disk"
+    return None
+
+
+def _check_nic(dev: Mapping[str, str]) -> str | None:
+    if dev.get("network"):
+        if dev.get("nictype") or dev.get("parent"):
+            return "'network' can't be combined with 'nictype' or 'parent'"
+        return None
+    if not dev.get("nictype"):
+        return "needs either 'network' or 'nictype'"
+    if dev["nictype"] in ("bridged", "macvlan", "physical", "ipvlan") and not dev.get("parent"):
+        return f"nictype '{dev['nictype']}' needs a 'parent'"
+    return None
+
+
+def _check_proxy(dev: Mapping[str, str]) -> str | None:
+    nat = parse_bool(dev["nat"]) if dev.get("nat") else False
+    if nat and (dev["listen"].startswith("unix:") or dev["connect"].startswith("unix:")):
+        return "'nat' needs tcp or udp addresses"
+    return None
+
+
+def _check_unix(dev: Mapping[str, str]) -> str | None:
+    if not dev.get("source") and not dev.get("path"):
+        return "needs a 'source' or a 'path'"
+    return None
+
+
+_RULES: dict[str, Callable[[Mapping[str, str]], str | None]] = {
+    "disk": _check_disk,
+    "nic": _check_nic,
+    "proxy": _check_proxy,
+    "unix-char": _check_unix,
+    "unix-block": _check_unix,
+}
+
+
+def validate_device(name: str, device: Mapping[str, object]) -> dict[str, str]:
+    """Validate one device and return it with string values; raise InvalidConfig naming it."""
+    validate_device_name(name)
+    if not isinstance(device, Mapping):
+        raise InvalidConfig(f"Invalid device '{name}': must be a mapping of keys to values")
+    dev: dict[str, str] = {}
+    for key, raw in device.items():
+        try:
+            dev[str(key)] = to_config_value(raw)
+        except InvalidConfig as err:
+            raise InvalidConfig(f"Invalid device '{name}' key '{key}': {err}") from err
+    dtype = dev.get("type", "")
+    if dtype not in DEVICE_KEYS:
+        raise InvalidConfig(f"Invalid device '{name}': unknown type '{dtype}' "
+                            f"(must be one of {', '.join(sorted(DEVICE_KEYS))})")
+    allowed = DEVICE_KEYS[dtype]
+    for key in sorted(dev):
+        if key == "type":
+            continue
+        if key not in allowed:
+            raise InvalidConfig(f"Invalid device '{name}': unknown key '{key}' for type '{dtype}'")
+    for key, validator in allowed.items():
+        try:
+            validator(dev.get(key, ""))
+        except (InvalidConfig, ValueError) as err:
+            raise InvalidConfig(f"Invalid device '{name}' key '{key}': {err}") from err
+    rule = _RULES.get(dtype)
+    reason = rule(dev) if rule else None
+    if reason:
+        raise InvalidConfig(f"Invalid device '{name}': {reason}")
+    return dev
+
+
+def validate_devices(devices: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, str]]:
+    """Validate every device; return them normalised (string values, sorted by name)."""
+    if not isinstance(devices, Mapping):
+        raise InvalidConfig("Invalid devices: must be a mapping of device names to devices")
+    names = sorted(devices, key=str)
+    return {str(name): validate_device(str(name), devices[name]) for name in names}
+
+
+def root_disk(devices: Mapping[str, Mapping[str, str]]) -> tuple[str, dict[str, str]] | None:
+    """The (name, device) of the disk mounted at '/', if any."""
+    for name, dev in sorted(devices.items()):
+        if dev.get("type") == "disk" and dev.get("path") == "/":
+            return name, dict(dev)
+    return None

@@ -1,0 +1,210 @@
+"""PURE composable value validators for config keys and device options (as incus shared/validate).
+
+A validator takes the string value and returns None, or raises InvalidConfig (or ValueError)
+with a reason; callers prefix the key name. Owns no registry (see config.py, devices.py).
+Imports only lxmgr.errors, lxmgr.model.units and the stdlib: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+
+from lxmgr.errors import InvalidConfig
+from lxmgr.model import units
+
+Validator = Callable[[str], None]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT32_MAX = 2**32 - 1
+
+
+def is_any(value: str) -> None:
+    """Accept any value."""
+
+
+def optional(*validators: Validator) -> Validator:
+    """Accept the empty string (meaning unset), else apply every validator in turn."""
+
+    def check(value: str) -> None:
+        if value == "":
+            return
+        for validator in validators:
+            validator(value)
+
+    return check
+
+
+def required(*validators: Validator) -> Validator:
+    """Reject the empty string, else apply every validator in turn."""
+
+    def check(value: str) -> None:
+        if value == "":
+            raise InvalidConfig("Value is required")
+        for validator in validators:
+            validator(value)
+
+    return check
+
+
+def and_(*validators: Validator) -> Validator:
+    """Apply every validator in turn; the first failure wins."""
+
+    def check(value: str) -> None:
+        for validator in validators:
+            validator(value)
+
+    return check
+
+
+def is_bool(value: str) -> None:
+    """An LXD boolean (true/false, yes/no, on/off, 1/0)."""
+    units.parse_bool(value)
+
+
+def _parse_int(value: str) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]+", value):
+        raise InvalidConfig(f"Invalid integer '{value}'")
+    return int(value)
+
+
+def is_int_range(low: int, high: int) -> Validator:
+    """An integer in [low, high]."""
+
+    def check(value: str) -> None:
+        number = _parse_int(value)
+        if not low <= number <= high:
+            raise InvalidConfig(f"Value '{value}' is out of range [{low}, {high}]")
+
+    return check
+
+
+is_int64 = is_int_range(INT64_MIN, INT64_MAX)
+is_int64.__doc__ = "A signed 64-bit integer."
+is_uint32 = is_int_range(0, UINT32_MAX)
+is_uint32.__doc__ = "An unsigned 32-bit integer."
+is_priority = is_int_range(0, 10)
+is_priority.__doc__ = "An LXD priority: an integer from 0 to 10."
+
+
+def is_one_of(*choices: str) -> Validator:
+    """One of the given strings, exactly."""
+
+    def check(value: str) -> None:
+        if value not in choices:
+            raise InvalidConfig(f"Invalid value '{value}' (must be one of {', '.join(choices)})")
+
+    return check
+
+
+def is_size(value: str) -> None:
+    """A byte size such as '512MiB' or '1GB'."""
+    units.parse_size(value)
+
+
+def is_size_or_percent(value: str) -> None:
+    """A byte size or a percentage such as '25%'."""
+    if value.strip().endswith("%"):
+        units.parse_percent(value)
+    else:
+        units.parse_size(value)
+
+
+def is_non_zero_size(value: str) -> None:
+    """Reject an absolute size of zero bytes (percentages are checked by parse_percent)."""
+    if not value.strip().endswith("%") and units.parse_size(value) == 0:
+        raise InvalidConfig("Size can't be 0")
+
+
+def is_cpuset_or_count(value: str) -> None:
+    """A CPU count ('2') or a CPU set ('0-1,4')."""
+    units.parse_limits_cpu(value)
+
+
+def is_cpu_allowance(value: str) -> None:
+    """A CPU share ('50%') or a quota per period ('25ms/100ms')."""
+    units.parse_cpu_allowance(value)
+
+
+def is_bit_rate(value: str) -> None:
+    """A network bit rate such as '100Mbit'."""
+    units.parse_bit_rate(value)
+
+
+def is_no_control(*forbidden: str) -> Validator:
+    """Reject values containing any of the given characters (named in the reason)."""
+
+    def check(value: str) -> None:
+        for char in forbidden:
+            if char in value:
+                raise InvalidConfig(f"Value must not contain {char!r}")
+
+    return check
+
+
+def is_abs_path(value: str) -> None:
+    """An absolute path without NUL bytes or '..' components."""
+    if not value.startswith("/") or "\0" in value:
+        raise InvalidConfig(f"Invalid path '{value}': must be absolute")
+    if ".." in value.split("/"):
+        raise InvalidConfig(f"Invalid path '{value}': must not contain '..'")
+
+
+def is_ipv4_address(value: str) -> None:
+    """A single IPv4 address."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError as err:
+        raise InvalidConfig(f"Invalid IPv4 address '{value}'") from err
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def is_mac_address(value: str) -> None:
+    """A colon-separated 48-bit MAC address."""
+    if not _MAC_RE.fullmatch(value):
+        raise InvalidConfig(f"Invalid MAC address '{value}'")
+
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+
+
+def is_interface_name(value: str) -> None:
+    """A Linux network interface name: 1-15 characters, no '/', ':' or whitespace."""
+    if not _IFNAME_RE.fullmatch(value) or value in (".", ".."):
+        raise InvalidConfig(f"Invalid interface name '{value}'")
+
+
+is_mtu = is_int_range(68, 65535)
+is_mtu.__doc__ = "A network MTU (68 to 65535)."
+
+
+_SYSCALL_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def is_syscall_list(value: str) -> None:
+    """A newline-separated list of syscall names."""
+    for line in value.splitlines():
+        if line.strip() and not _SYSCALL_RE.fullmatch(line.strip()):
+            raise InvalidConfig(f"Invalid syscall name '{line.strip()}'")
+
+
+_LISTEN_RE = re.compile(r"^(tcp|udp):(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):(\d+)(?:-(\d+))?$")
+
+
+def is_proxy_address(value: str) -> None:
+    """A proxy endpoint: 'tcp:ADDR:PORT[-PORT]', 'udp:...' or 'unix:PATH' ('unix:@abstract')."""
+    if value.startswith("unix:"):
+        path = value[len("unix:"):]
+        if not path or "\0" in path:
+            raise InvalidConfig(f"Invalid proxy address '{value}'")
+        return
+    m = _LISTEN_RE.fullmatch(value)
+    if not m:
+        raise InvalidConfig(f"Invalid proxy address '{value}': expected tcp:ADDR:PORT, "
+                            "udp:ADDR:PORT or unix:PATH")
+    for port in (m.group(3), m.group(4)):
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise InvalidConfig(f"Invalid port '{port}' in proxy address '{value}'")
