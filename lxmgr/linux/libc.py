@@ -169,3 +169,10 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     import fcntl
 
     fcntl.ioctl(fd, c.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def set_process_name(name: str) -> None:
+    """prctl(PR_SET_NAME): the comm shown by ps (15 bytes at most)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(c.PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0, 0, 0, 0),
+           "prctl")

@@ -1,0 +1,79 @@
+"""Client side of the supervisor's control socket (used by instances/, synchronous).
+
+A missing or refused socket means the container is not running.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from lxmgr.errors import Conflict, LxmgrError
+from lxmgr.supervisor import protocol
+
+
+class NotRunning(Conflict):
+    """No supervisor answers for this instance."""
+
+
+def _error(reply: dict[str, Any]) -> LxmgrError:
+    err = LxmgrError(reply["error"])
+    err.status = int(reply.get("status", 500))
+    return err
+
+
+def connect(path: str, timeout: float | None = 10.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError) as err:
+        sock.close()
+        raise NotRunning("Instance is not running") from err
+    return sock
+
+
+def call(path: str, cmd: str, timeout: float | None = 10.0, fds: list[int] | None = None,
+         **args: Any) -> dict[str, Any]:
+    """One request, one reply."""
+    with connect(path, timeout) as sock:
+        protocol.send(sock, {"cmd": cmd, **args}, fds)
+        reply, got = protocol.recv(sock)
+        for fd in got:
+            os.close(fd)
+    if reply is None:
+        raise NotRunning("Instance supervisor went away")
+    if "error" in reply:
+        raise _error(reply)
+    return reply
+
+
+def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any) \
+        -> tuple[socket.socket, int | None]:
+    """Start a command; returns the open connection (its next message carries the exit
+    status) and, in pty mode, the pty master."""
+    sock = connect(path, None)
+    protocol.send(sock, {"cmd": protocol.EXEC, "argv": argv, **spec}, stdio)
+    if not spec.get("pty"):
+        return sock, None
+    reply, fds = protocol.recv(sock)
+    if reply is None or "error" in reply or not fds:
+        sock.close()
+        raise _error(reply or {"error": "exec failed to start"})
+    return sock, fds[0]
+
+
+def exec_wait(sock: socket.socket) -> int:
+    """The exit status of a command started by exec_start."""
+    try:
+        reply, fds = protocol.recv(sock)
+    finally:
+        sock.close()
+    for fd in fds:
+        os.close(fd)
+    if reply is None:
+        raise NotRunning("Instance supervisor went away")
+    if "error" in reply:
+        raise _error(reply)
+    return int(reply["exit"])

@@ -1,0 +1,377 @@
+"""The per-container supervisor ("monitor"): boots the container, reaps PID 1, holds the
+console ptys and a ring-buffered console log, and serves the control socket.
+
+Single-threaded by design (a selectors loop, no asyncio, no threads): it forks the container
+and exec helpers, and unshare/setns refuse multi-threaded callers. Imports runtime, cgroups,
+linux, model; never instances or front ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxmgr.cgroups.base import CgroupDriver
+from lxmgr.errors import LxmgrError
+from lxmgr.linux import libc
+from lxmgr.runtime import attach, child, security
+from lxmgr.runtime.plan import RuntimePlan
+from lxmgr.supervisor import protocol
+
+log = logging.getLogger(__name__)
+
+CONSOLE_RING = 256 * 1024
+
+
+@dataclass
+class SupervisorConfig:
+    """What the manager hands the supervisor (written as JSON next to the instance)."""
+
+    plan: RuntimePlan
+    cgroup_driver: str
+    cgroup_base: str
+    limits: dict[str, str] = field(default_factory=dict)
+    socket: str = ""
+    state_file: str = ""
+    console_log: str = ""
+    tty_count: int = 1
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in self.__dict__.items() if k != "plan"}
+        data["plan"] = json.loads(self.plan.to_json())
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SupervisorConfig:
+        data = json.loads(text)
+        data["plan"] = RuntimePlan.from_json(json.dumps(data["plan"]))
+        return cls(**data)
+
+
+class ConsoleRing:
+    """The last CONSOLE_RING bytes written to the container's console."""
+
+    def __init__(self, size: int = CONSOLE_RING) -> None:
+        self.size = size
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.length = 0
+
+    def append(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.length += len(data)
+        while self.length - len(self.chunks[0]) >= self.size:
+            self.length -= len(self.chunks.popleft())
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks)[-self.size:]
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.length = 0
+
+
+class Monitor:
+    """Owns one container from boot to its last process."""
+
+    def __init__(self, cfg: SupervisorConfig, cgroups: CgroupDriver) -> None:
+        self.cfg = cfg
+        self.plan = cfg.plan
+        self.cgroups = cgroups
+        self.sel = selectors.DefaultSelector()
+        self.console = ConsoleRing()
+        self.masters: list[int] = []
+        self.slaves: list[int] = []
+        self.init_pid = 0
+        self.init_pidfd = -1
+        self.started_at = 0.0
+        self.status = "Stopped"
+        self.stop_deadline: float | None = None
+        self.stop_waiters: list[socket.socket] = []
+        self.execs: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client)
+        self.listener: socket.socket | None = None
+        self.filter = security.build_seccomp(self.plan.seccomp_deny)
+        self.exit_reason = ""
+
+    # -- boot --------------------------------------------------------------------------------
+
+    def boot(self) -> int:
+        """Create cgroups, ptys and the container; returns PID 1's host pid."""
+        plan = self.plan
+        uid = plan.idmap.uid_base if plan.idmap else 0
+        gid = plan.idmap.gid_base if plan.idmap else 0
+        self.cgroups.delete(plan.name)  # leftovers of an earlier boot (reboot) reset systemd
+        self.cgroups.create(plan.name, uid, gid)
+        try:
+            self.cgroups.apply_limits(plan.name, self.cfg.limits)
+            consoles = self._open_ptys(uid, gid + 5)
+            self.init_pid = child.start(plan, consoles)
+        except BaseException:
+            self._close_ptys()
+            self.cgroups.kill(plan.name)
+            self.cgroups.delete(plan.name)
+            raise
+        self.init_pidfd = libc.pidfd_open(self.init_pid)
+        self.sel.register(self.init_pidfd, selectors.EVENT_READ, self._on_init_exit)
+        self.started_at = time.time()
+        self.status = "Running"
+        self.stop_deadline = None
+        self._write_state()
+        return self.init_pid
+
+    def _open_ptys(self, uid: int, tty_gid: int) -> child.Consoles:
+        """Host ptys for /dev/console and /dev/ttyN, owned by the container root."""
+        slaves = []
+        for _ in range(1 + self.cfg.tty_count):
+            master, slave = os.openpty()
+            path = os.ttyname(slave)
+            os.chown(path, uid, tty_gid)
+            os.chmod(path, 0o620)
+            # Hold the slave open for the container's life: when its last fd closes the
+            # master reads EIO and systemd's reopen of /dev/console spins on EIO.
+            self.slaves.append(slave)
+            os.set_blocking(master, False)
+            self.masters.append(master)
+            slaves.append(path)
+            self.sel.register(master, selectors.EVENT_READ, self._on_console)
+        return child.Consoles(slaves[0], slaves[1:])
+
+    def _close_ptys(self) -> None:
+        for fd in self.masters:
+            self.sel.unregister(fd)
+            os.close(fd)
+        for fd in self.slaves:
+            os.close(fd)
+        self.masters = []
+        self.slaves = []
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def serve(self, listener: socket.socket) -> None:
+        """Run until the container is gone for good (stopped, not rebooted)."""
+        self.listener = listener
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        while self.status != "Stopped":
+            timeout = None
+            if self.stop_deadline is not None:
+                timeout = max(0.0, self.stop_deadline - time.monotonic())
+            for key, _mask in self.sel.select(timeout):
+                key.data(key.fileobj)
+            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+                log.info("Stop timed out: killing the container")
+                self.stop_deadline = None
+                self.cgroups.kill(self.plan.name)
+
+    def _on_accept(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        conn.setblocking(True)
+        conn.settimeout(5)
+        try:
+            msg, fds = protocol.recv(conn)
+        except (OSError, ValueError):
+            conn.close()
+            return
+        if msg is None:
+            conn.close()
+            return
+        try:
+            keep = self._dispatch(conn, msg, fds)
+        except LxmgrError as err:
+            self._reply(conn, {"error": str(err), "status": err.status})
+            keep = False
+        except OSError as err:
+            self._reply(conn, {"error": f"{msg.get('cmd')}: {err}", "status": 500})
+            keep = False
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if not keep:
+            conn.close()
+
+    def _reply(self, conn: socket.socket, msg: dict[str, Any]) -> None:
+        try:
+            protocol.send(conn, msg)
+        except OSError:
+            pass
+
+    def _dispatch(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> bool:
+        """Handle one request; True if the connection stays open for a later reply."""
+        cmd = msg.get("cmd")
+        if cmd == protocol.GET_STATE:
+            self._reply(conn, {"ok": True, **self.state()})
+        elif cmd == protocol.STOP:
+            return self._stop(conn, float(msg.get("timeout", 30)), bool(msg.get("force")))
+        elif cmd == protocol.FREEZE:
+            self.cgroups.freeze(self.plan.name)
+            self.status = "Frozen"
+            self._write_state()
+            self._reply(conn, {"ok": True})
+        elif cmd == protocol.UNFREEZE:
+            self.cgroups.thaw(self.plan.name)
+            self.status = "Running"
+            self._write_state()
+            self._reply(conn, {"ok": True})
+        elif cmd == protocol.EXEC:
+            return self._exec(conn, msg, fds)
+        elif cmd == protocol.CONSOLE_LOG:
+            self._reply(conn, {"ok": True, "log": self.console.read().decode(errors="replace")})
+        elif cmd == protocol.CONSOLE_CLEAR:
+            self.console.clear()
+            self._reply(conn, {"ok": True})
+        else:
+            self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400})
+        return False
+
+    def state(self) -> dict[str, Any]:
+        return {"status": self.status, "pid": self.init_pid, "started_at": self.started_at,
+                "supervisor_pid": os.getpid()}
+
+    # -- stop, reboot ------------------------------------------------------------------------
+
+    def _stop(self, conn: socket.socket, timeout: float, force: bool) -> bool:
+        self.stop_waiters.append(conn)
+        self.status = "Stopping"
+        self.exit_reason = "stop"
+        if self.cgroups.is_frozen(self.plan.name):
+            self.cgroups.thaw(self.plan.name)
+        if force:
+            self.cgroups.kill(self.plan.name)
+            return True
+        try:
+            libc.pidfd_send_signal(self.init_pidfd, self.plan.stop_signal)
+        except ProcessLookupError:
+            pass
+        self.stop_deadline = time.monotonic() + max(0.0, timeout)
+        return True
+
+    def _on_init_exit(self, _fd: int) -> None:
+        _, wstatus = os.waitpid(self.init_pid, 0)
+        self.sel.unregister(self.init_pidfd)
+        os.close(self.init_pidfd)
+        self.init_pidfd = -1
+        rebooting = (os.WIFSIGNALED(wstatus) and os.WTERMSIG(wstatus) == signal.SIGHUP
+                     and self.exit_reason != "stop")
+        log.info("Container init exited (status %#x)%s", wstatus,
+                 ", rebooting" if rebooting else "")
+        # PID 1 is gone, so the kernel killed the rest of its pid namespace; make sure.
+        self.cgroups.kill(self.plan.name)
+        self._drain_console()
+        self._close_ptys()
+        if rebooting:
+            try:
+                self.boot()
+                return
+            except (LxmgrError, OSError) as err:
+                log.error("Reboot failed: %s", err)
+        self.cgroups.delete(self.plan.name)
+        self.status = "Stopped"
+        self.stop_deadline = None
+        self._write_state()
+        for conn in self.stop_waiters:
+            self._reply(conn, {"ok": True})
+            conn.close()
+        self.stop_waiters = []
+
+    # -- exec --------------------------------------------------------------------------------
+
+    def _exec(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> bool:
+        if self.status not in ("Running",):
+            self._reply(conn, {"error": f"Instance is not running ({self.status})",
+                               "status": 409})
+            return False
+        spec = attach.ExecSpec(
+            argv=[str(a) for a in msg["argv"]], env=dict(msg.get("env") or {}),
+            cwd=str(msg.get("cwd") or ""), uid=int(msg.get("uid", 0)),
+            gid=int(msg.get("gid", 0)), pty=bool(msg.get("pty")),
+            rows=int(msg.get("rows", 24)), cols=int(msg.get("cols", 80)))
+        if not spec.argv:
+            self._reply(conn, {"error": "Missing command", "status": 400})
+            return False
+        if not spec.pty and len(fds) != 3:
+            self._reply(conn, {"error": "exec needs stdin, stdout and stderr", "status": 400})
+            return False
+        procs = self._exec_cgroup_paths()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.sel.close()
+            finally:
+                attach.enter(self.plan, self.init_pid, procs, spec, list(fds), conn,
+                             self.filter)
+        pidfd = libc.pidfd_open(pid)
+        self.execs[pidfd] = (pid, conn)
+        self.sel.register(pidfd, selectors.EVENT_READ, self._on_exec_exit)
+        return True
+
+    def _exec_cgroup_paths(self) -> list[str]:
+        """cgroup.procs to join: the container's root, or a leaf where the root may not
+        hold processes (cgroup2 with controllers enabled below it)."""
+        paths = []
+        for path in self.cgroups.procs_paths(self.plan.name):
+            top = os.path.dirname(path)
+            if os.path.exists(os.path.join(top, "cgroup.subtree_control")) and \
+                    open(os.path.join(top, "cgroup.subtree_control")).read().strip():
+                leaf = os.path.join(top, ".lxmgr-exec")
+                try:
+                    os.mkdir(leaf)
+                except FileExistsError:
+                    pass
+                path = os.path.join(leaf, "cgroup.procs")
+            paths.append(path)
+        return paths
+
+    def _on_exec_exit(self, pidfd: int) -> None:
+        pid, conn = self.execs.pop(pidfd)
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        _, wstatus = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(wstatus)
+        self._reply(conn, {"ok": True, "exit": code if code >= 0 else 128 - code})
+        conn.close()
+
+    # -- console, state ----------------------------------------------------------------------
+
+    def _on_console(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EINTR, errno.EIO):
+                return
+            data = b""
+        if data:
+            if fd == self.masters[0]:
+                self.console.append(data)
+        else:
+            self.sel.unregister(fd)
+            os.close(fd)
+            self.masters.remove(fd)
+
+    def _drain_console(self) -> None:
+        for fd in list(self.masters[:1]):
+            try:
+                while data := os.read(fd, 65536):
+                    self.console.append(data)
+            except OSError:
+                pass
+
+    def _write_state(self) -> None:
+        if not self.cfg.state_file:
+            return
+        tmp = f"{self.cfg.state_file}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.state(), f)
+        os.replace(tmp, self.cfg.state_file)
+
+    def save_console_log(self) -> None:
+        if self.cfg.console_log:
+            with open(self.cfg.console_log, "wb") as f:
+                f.write(self.console.read())
