@@ -23,7 +23,7 @@ def check_rootfs(plan: RuntimePlan) -> None:
     """
     paths = [plan.rootfs]
     spec = plan.rootfs_spec
-    paths += [spec[k] for k in ("upper", "work", "source") if k in spec]
+    paths += [spec[k] for k in ("upper", "work", "source") if spec.get(k)]
     host_root = os.stat("/")
     for path in paths:
         if not os.path.isabs(path):
@@ -43,7 +43,7 @@ def check_rootfs(plan: RuntimePlan) -> None:
         if real == base or not real.startswith(base + os.sep):
             raise UnsafeRootfs(f"Refusing rootfs '{path}': outside the instance storage '{base}'")
     lower = spec.get("lower")
-    if lower is not None:
+    if lower:
         st = os.stat(lower)
         if (st.st_dev, st.st_ino) == (host_root.st_dev, host_root.st_ino) or \
                 os.path.realpath(lower) == "/":
@@ -56,7 +56,7 @@ def mount_rootfs(plan: RuntimePlan, userns_fd: int | None, sc) -> None:  # type:
     spec = plan.rootfs_spec
     source = spec["lower"] if spec["kind"] == "overlay" else spec["source"]
     fd = None
-    if userns_fd is not None:
+    if userns_fd is not None and spec.get("idmap_lower", True):
         # kernel-facts §2 recipe A2: idmap a detached clone, use it through /proc/self/fd.
         fd = sc.open_tree(c.AT_FDCWD, source, c.OPEN_TREE_CLONE | c.OPEN_TREE_CLOEXEC)
         attrs = c.MOUNT_ATTR_IDMAP | (c.MOUNT_ATTR_RDONLY if spec["kind"] == "overlay" else 0)
@@ -64,7 +64,10 @@ def mount_rootfs(plan: RuntimePlan, userns_fd: int | None, sc) -> None:  # type:
         source = f"/proc/self/fd/{fd}"
     try:
         if spec["kind"] == "overlay":
-            data = f"lowerdir={source},upperdir={spec['upper']},workdir={spec['work']}"
+            # index/metacopy/redirect_dir store trusted.* xattrs and file handles tied to the
+            # lower, which is shared by every instance and seen through an idmap.
+            data = (f"lowerdir={source},upperdir={spec['upper']},workdir={spec['work']},"
+                    "index=off,metacopy=off,redirect_dir=off")
             sc.mount("overlay", plan.rootfs, "overlay", 0, data)
         elif fd is not None:
             sc.move_mount(fd, "", c.AT_FDCWD, plan.rootfs, c.MOVE_MOUNT_F_EMPTY_PATH)

@@ -34,12 +34,15 @@ def connect(path: str, timeout: float | None = 10.0) -> socket.socket:
     return sock
 
 
-def call(path: str, cmd: str, timeout: float | None = 10.0, fds: list[int] | None = None,
+def call(path: str, cmd: str, *, wait: float | None = 10.0, fds: list[int] | None = None,
          **args: Any) -> dict[str, Any]:
-    """One request, one reply."""
-    with connect(path, timeout) as sock:
-        protocol.send(sock, {"cmd": cmd, **args}, fds)
-        reply, got = protocol.recv(sock)
+    """One request, one reply; `wait` bounds the whole exchange."""
+    with connect(path, wait) as sock:
+        try:
+            protocol.send(sock, {"cmd": cmd, **args}, fds)
+            reply, got = protocol.recv(sock)
+        except (ConnectionResetError, BrokenPipeError) as err:
+            raise NotRunning("Instance supervisor went away") from err
         for fd in got:
             os.close(fd)
     if reply is None:

@@ -1,0 +1,95 @@
+"""Host readiness: what the runtime needs from the kernel and the host, with the fix for
+each problem (point 12 of the runtime issue), and the fixes LXD's packaging applies."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lxmgr.cgroups.detect import detect
+from lxmgr.errors import HostNotReady
+from lxmgr.runtime import idmap as idmaps
+from lxmgr.storage.mount import supports_idmapped_overlay
+
+INOTIFY_INSTANCES = 1024  # LXD's packaging value; the default 128 stops ~18 containers
+
+
+@dataclass(frozen=True)
+class Check:
+    """One readiness check: ok, what was found, and how to fix it when not ok."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    fatal: bool = True
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def check_host(fix: bool = False) -> list[Check]:
+    """Run every check; with fix=True apply the safe fixes (subuid ranges, inotify limit)."""
+    checks = []
+    userns = _read("/proc/sys/user/max_user_namespaces")
+    checks.append(Check("user namespaces", userns not in ("", "0"),
+                        f"user.max_user_namespaces={userns or 'missing'}",
+                        "sysctl -w user.max_user_namespaces=15000"))
+    overlay = "overlay" in _read("/proc/filesystems")
+    checks.append(Check("overlayfs", overlay, "overlay in /proc/filesystems" if overlay else
+                        "overlay filesystem missing", "modprobe overlay", fatal=False))
+    idmapped = overlay and supports_idmapped_overlay()
+    checks.append(Check("idmapped mounts", idmapped,
+                        "overlay over an idmapped lower works" if idmapped else
+                        "not supported: shifted image copies are used instead",
+                        "use a kernel >= 5.19", fatal=False))
+    try:
+        layout = detect()
+        checks.append(Check("cgroups", True, f"{layout.mode} layout, driver {layout.driver_name}"))
+    except Exception as err:  # noqa: BLE001 - report whatever detection says
+        checks.append(Check("cgroups", False, str(err), "mount cgroup2 on /sys/fs/cgroup"))
+    checks.append(_check_subids(fix))
+    checks.append(_check_inotify(fix))
+    return checks
+
+
+def _check_subids(fix: bool) -> Check:
+    found = []
+    for kind in ("subuid", "subgid"):
+        text = _read(f"/etc/{kind}")
+        found.append([r for r in idmaps.parse_subid(text) if r.count >= idmaps.SIZE])
+    if all(found):
+        return Check("subordinate ids", True,
+                     f"root has uids from {found[0][0].start}, gids from {found[1][0].start}")
+    if fix:
+        uid, gid = idmaps.ensure_subids()
+        return Check("subordinate ids", True, f"added root:{uid.start}:{uid.count}")
+    return Check("subordinate ids", False, "root has no 65536-id range in /etc/subuid|subgid",
+                 "echo root:1000000:1000000000 | tee -a /etc/subuid /etc/subgid")
+
+
+def _check_inotify(fix: bool) -> Check:
+    path = "/proc/sys/fs/inotify/max_user_instances"
+    value = int(_read(path) or 0)
+    if value < INOTIFY_INSTANCES and fix:
+        with open(path, "w") as f:
+            f.write(str(INOTIFY_INSTANCES))
+        return Check("inotify instances", True, f"raised from {value} to {INOTIFY_INSTANCES}")
+    return Check("inotify instances", value >= INOTIFY_INSTANCES,
+                 f"fs.inotify.max_user_instances={value}",
+                 f"sysctl -w fs.inotify.max_user_instances={INOTIFY_INSTANCES} (each systemd "
+                 "PID 1 takes several; 128 stops about 18 containers)", fatal=False)
+
+
+def ensure_host_ready() -> list[Check]:
+    """Apply the safe fixes, raise HostNotReady naming the first fatal problem."""
+    checks = check_host(fix=True)
+    for check in checks:
+        if not check.ok and check.fatal:
+            raise HostNotReady(f"Host not ready: {check.name}: {check.detail} (fix: {check.fix})")
+    return checks

@@ -1,0 +1,341 @@
+"""Instance orchestration: create/start/stop/restart/freeze/exec/delete with revert stacks.
+
+The only layer that combines drivers (images, storage, cgroups, runtime, supervisor).
+Synchronous; the daemon calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any
+
+from lxmgr import paths
+from lxmgr.cgroups import base as cgroup_base
+from lxmgr.cgroups.detect import detect
+from lxmgr.errors import Conflict, InvalidConfig, NotFound, RuntimeSetupError
+from lxmgr.images.store import ImageInfo, ImageStore
+from lxmgr.instances import files
+from lxmgr.instances.host import ensure_host_ready
+from lxmgr.instances.store import InstanceStore, write_atomic
+from lxmgr.model import config as cfgmod
+from lxmgr.model.devices import validate_devices
+from lxmgr.model.idmap import IdMap
+from lxmgr.model.instance import InstanceSpec, validate_instance_name
+from lxmgr.model.profile import Profile, load_profiles_dir
+from lxmgr.runtime import idmap as idmaps
+from lxmgr.runtime.plan import IdMapping, build_plan
+from lxmgr.storage import base as storage_base
+from lxmgr.supervisor import control, protocol
+from lxmgr.supervisor.monitor import SupervisorConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "overlay"
+STOP_TIMEOUT = 30.0
+
+
+class Manager:
+    """Owns every instance under paths.root(); `cgroup_base` names our cgroup subtree."""
+
+    def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE) -> None:
+        self.cgroup_base = cgroup_base_name
+        self.default_storage = storage
+        self.store = InstanceStore()
+        self.images = ImageStore()
+        self._cgroups: cgroup_base.CgroupDriver | None = None
+        self._host_checked = False
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def cgroups(self) -> cgroup_base.CgroupDriver:
+        if self._cgroups is None:
+            self._cgroups = cgroup_base.load(detect(), base=self.cgroup_base)
+        return self._cgroups
+
+    def profiles(self) -> dict[str, Profile]:
+        return load_profiles_dir(paths.profiles_src_dir())
+
+    def expanded(self, spec: InstanceSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Effective config and devices: profiles in order, then the instance's own."""
+        known = self.profiles()
+        missing = [p for p in spec.profiles if p not in known]
+        if missing:
+            raise NotFound(f"Profile '{missing[0]}' not found")
+        return cfgmod.expand([known[p] for p in spec.profiles], spec.config, spec.devices)
+
+    def socket_path(self, name: str) -> str:
+        return str(paths.instance_dir(name) / "supervisor.sock")
+
+    def _idmap(self, spec: InstanceSpec) -> IdMap | None:
+        base = spec.config.get("volatile.idmap.base")
+        if base is None:
+            return None
+        size = int(spec.config.get("volatile.idmap.size", idmaps.SIZE))
+        return IdMap(int(base), int(spec.config.get("volatile.idmap.gid_base", base)), size)
+
+    def _allocate_idmap(self, config: dict[str, str]) -> IdMap | None:
+        """Privileged: none. Isolated: a range no other instance uses. Else the shared one."""
+        if config.get("security.privileged") == "true":
+            return None
+        uid_range, gid_range = idmaps.ensure_subids()
+        if config.get("security.idmap.isolated") == "true":
+            used = {m.uid_base for n in self.store.names() if (m := self._idmap(self.store.get(n)))}
+            m = idmaps.pick_isolated(uid_range, gid_range, used)
+        else:
+            m = idmaps.shared_mapping(uid_range, gid_range)
+        return IdMap(m.uid_base, m.gid_base, m.size)
+
+    # -- create / delete ---------------------------------------------------------------------
+
+    def create(self, name: str, image: str, *, profiles: list[str] | None = None,
+               config: dict[str, Any] | None = None,
+               devices: dict[str, dict[str, Any]] | None = None, ephemeral: bool = False,
+               storage: str | None = None) -> InstanceSpec:
+        """Create an instance from an image; nothing is left behind on failure."""
+        validate_instance_name(name)
+        local = cfgmod.validate_config(config or {})
+        local_devices = validate_devices(devices or {})
+        spec = InstanceSpec(name=name, image_fingerprint="", profiles=list(
+            profiles if profiles is not None else ["default"]), config=local,
+            devices=local_devices, ephemeral=ephemeral,
+            storage_driver=storage or self.default_storage)
+        expanded, _ = self.expanded(spec)
+        cfgmod.validate_config(expanded)
+        img = self.images.get(image)
+        spec.image_fingerprint = img.fingerprint
+        driver = storage_base.load(spec.storage_driver)
+        if self.store.exists(name) or driver.volume_exists(name):
+            raise Conflict(f"Instance '{name}' already exists")
+        idmap = self._allocate_idmap(expanded)
+        spec.config["volatile.uuid"] = str(uuidlib.uuid4())
+        if idmap is not None:
+            spec.config["volatile.idmap.base"] = str(idmap.uid_base)
+            spec.config["volatile.idmap.gid_base"] = str(idmap.gid_base)
+            spec.config["volatile.idmap.size"] = str(idmap.size)
+        with contextlib.ExitStack() as revert:
+            self.store.add(spec)
+            revert.callback(self.store.remove, name)
+            driver.create_volume(name, img, idmap)
+            revert.callback(driver.delete_volume, name)
+            rootfs = driver.rootfs_spec(name, img.rootfs, idmap)
+            files.write_instance_files(rootfs, idmap, name)
+            revert.pop_all()
+        log.info("Created instance %s from %s", name, img.fingerprint[:12])
+        return spec
+
+    def delete(self, name: str, force: bool = False) -> None:
+        """Delete a stopped instance (force: stop it first). Removes its volume only."""
+        spec = self.store.get(name)
+        if self.is_running(name):
+            if not force:
+                raise Conflict(f"Instance '{name}' is running: stop it first or use --force")
+            self.stop(name, force=True)
+        storage_base.load(spec.storage_driver).delete_volume(name)
+        self.cgroups.delete(name)
+        self.store.remove(name)
+        log.info("Deleted instance %s", name)
+
+    def list(self) -> list[str]:
+        return self.store.names()
+
+    def get(self, name: str) -> InstanceSpec:
+        return self.store.get(name)
+
+    # -- start / stop ------------------------------------------------------------------------
+
+    def is_running(self, name: str) -> bool:
+        try:
+            control.call(self.socket_path(name), protocol.GET_STATE, wait=5)
+            return True
+        except control.NotRunning:
+            return False
+
+    def _image(self, spec: InstanceSpec) -> ImageInfo:
+        try:
+            return self.images.get(spec.image_fingerprint)
+        except NotFound:
+            raise NotFound(f"Image '{spec.image_fingerprint[:12]}' of instance '{spec.name}' "
+                           "is missing from the image store") from None
+
+    def build_supervisor_config(self, spec: InstanceSpec) -> SupervisorConfig:
+        """Everything the supervisor needs, from the stored spec."""
+        expanded, _devices = self.expanded(spec)
+        idmap = self._idmap(spec)
+        img = self._image(spec)
+        driver = storage_base.load(spec.storage_driver)
+        if not driver.volume_exists(spec.name):
+            raise NotFound(f"Storage volume of instance '{spec.name}' is missing")
+        rootfs = driver.rootfs_spec(spec.name, img.rootfs, idmap)
+        init_target = files.find_init(rootfs)
+        cg = self.cgroups
+        mapping = IdMapping(idmap.uid_base, idmap.gid_base, idmap.size) if idmap else None
+        plan = build_plan(
+            name=spec.name, uuid=spec.config.get("volatile.uuid", str(uuidlib.uuid4())),
+            config=expanded, storage_root=str(driver.volume_dir(spec.name)),
+            rootfs=rootfs.target, rootfs_spec=files.spec_dict(rootfs), idmap=mapping,
+            init_target=init_target, cgroup_procs=cg.procs_paths(spec.name),
+            cgroup_mounts=cg.container_mounts())
+        directory = paths.instance_dir(spec.name)
+        limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
+        return SupervisorConfig(
+            plan=plan, cgroup_driver=cg.name, cgroup_base=self.cgroup_base, limits=limits,
+            socket=self.socket_path(spec.name), state_file=str(directory / "state.json"),
+            console_log=str(directory / "console.log"))
+
+    def start(self, name: str) -> int:
+        """Boot the instance; returns PID 1's host pid."""
+        spec = self.store.get(name)
+        if self.is_running(name):
+            raise Conflict(f"Instance '{name}' is already running")
+        if not self._host_checked:
+            ensure_host_ready()
+            self._host_checked = True
+        sup = self.build_supervisor_config(spec)
+        cfg_path = paths.instance_dir(name) / "supervisor.json"
+        write_atomic(cfg_path, sup.to_json())
+        proc = subprocess.run(
+            [sys.executable, "-m", "lxmgr.supervisor", "start", str(cfg_path)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, close_fds=True,
+            env=_supervisor_env(), timeout=120)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            message = lines[-1] if lines else f"supervisor exited with {proc.returncode}"
+            raise RuntimeSetupError(message.removeprefix("Error: "))
+        log.info("Started instance %s", name)
+        return int(proc.stdout.strip())
+
+    def stop(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> None:
+        """Graceful stop (init's halt signal, then SIGKILL of the cgroup after timeout)."""
+        spec = self.store.get(name)
+        try:
+            control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
+                         force=force, timeout=timeout)
+        except control.NotRunning:
+            raise Conflict(f"Instance '{name}' is not running") from None
+        if spec.ephemeral:
+            self.delete(name)
+
+    def restart(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> int:
+        spec = self.store.get(name)
+        ephemeral, spec.ephemeral = spec.ephemeral, False
+        try:
+            control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
+                         force=force, timeout=timeout)
+        except control.NotRunning:
+            pass
+        finally:
+            spec.ephemeral = ephemeral
+        return self.start(name)
+
+    def freeze(self, name: str) -> None:
+        self.store.get(name)
+        control.call(self.socket_path(name), protocol.FREEZE)
+
+    def unfreeze(self, name: str) -> None:
+        self.store.get(name)
+        control.call(self.socket_path(name), protocol.UNFREEZE)
+
+    def state(self, name: str) -> dict[str, Any]:
+        """LXD-like state: status, pid, processes, memory and cpu usage."""
+        self.store.get(name)
+        try:
+            sup = control.call(self.socket_path(name), protocol.GET_STATE, wait=5)
+        except control.NotRunning:
+            return {"status": "Stopped", "status_code": 102, "pid": 0, "processes": 0,
+                    "memory": {"usage": 0}, "cpu": {"usage": 0}}
+        usage = self.cgroups.usage(name)
+        codes = {"Running": 103, "Frozen": 110, "Stopping": 107, "Stopped": 102}
+        return {
+            "status": sup["status"], "status_code": codes.get(sup["status"], 103),
+            "pid": sup["pid"], "processes": usage.processes,
+            "memory": {"usage": usage.memory_bytes, "usage_peak": usage.memory_peak_bytes or 0,
+                       "swap_usage": usage.swap_bytes or 0},
+            "cpu": {"usage": usage.cpu_ns}, "started_at": sup["started_at"],
+            "supervisor_pid": sup["supervisor_pid"],
+        }
+
+    def console_log(self, name: str) -> str:
+        self.store.get(name)
+        try:
+            return str(control.call(self.socket_path(name), protocol.CONSOLE_LOG)["log"])
+        except control.NotRunning:
+            path = paths.instance_dir(name) / "console.log"
+            return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- config ------------------------------------------------------------------------------
+
+    def update_config(self, name: str, changes: dict[str, Any],
+                      unset: list[str] | None = None) -> list[str]:
+        """Set/unset local keys; live keys apply at once to a running instance. Returns
+        the changed keys that need a restart."""
+        spec = self.store.get(name)
+        new = dict(spec.config)
+        new.update(cfgmod.validate_config(changes))
+        for key in unset or []:
+            if key.startswith("volatile."):
+                raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
+                                    "lxmgr only")
+            new.pop(key, None)
+        old_expanded, _ = self.expanded(spec)
+        spec.config = new
+        expanded, _ = self.expanded(spec)
+        cfgmod.validate_config(expanded, allow_volatile=True)
+        if self.is_running(name):
+            limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
+            self.cgroups.apply_limits(name, limits)
+        self.store.save(spec)
+        return cfgmod.restart_required(old_expanded, expanded)
+
+    # -- exec --------------------------------------------------------------------------------
+
+    def exec(self, name: str, argv: list[str], *, stdin: int = 0, stdout: int = 1,
+             stderr: int = 2, env: dict[str, str] | None = None, cwd: str = "",
+             uid: int = 0, gid: int = 0) -> int:
+        """Run a command with the given descriptors as its stdio; returns its exit status."""
+        if not argv:
+            raise InvalidConfig("Missing command to execute")
+        _check_env(env or {})
+        self.store.get(name)
+        try:
+            sock, _ = control.exec_start(self.socket_path(name), argv, [stdin, stdout, stderr],
+                                         env=env or {}, cwd=cwd, uid=uid, gid=gid)
+        except control.NotRunning:
+            raise Conflict(f"Instance '{name}' is not running") from None
+        return control.exec_wait(sock)
+
+    def exec_pty(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
+                 cwd: str = "", uid: int = 0, gid: int = 0, rows: int = 24,
+                 cols: int = 80) -> tuple[Any, int]:
+        """Start an interactive command on a pty of the container; returns (handle, master).
+        Resize with lxmgr.linux.libc.set_winsize(master, ...); wait with exec_wait(handle)."""
+        _check_env(env or {})
+        self.store.get(name)
+        try:
+            return control.exec_start(self.socket_path(name), argv, None, pty=True,
+                                      env=env or {}, cwd=cwd, uid=uid, gid=gid,
+                                      rows=rows, cols=cols)  # type: ignore[return-value]
+        except control.NotRunning:
+            raise Conflict(f"Instance '{name}' is not running") from None
+
+    exec_wait = staticmethod(control.exec_wait)
+
+
+def _check_env(env: dict[str, str]) -> None:
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise InvalidConfig(f"Invalid environment variable '{key}'")
+
+
+def _supervisor_env() -> dict[str, str]:
+    """The supervisor finds this package even when it is not installed (tests, checkout)."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return env
