@@ -23,7 +23,7 @@ def _tail(text: str) -> str:
     return text[-STDERR_TAIL:]
 
 
-def run(argv: Sequence[str], *, input: str | None = None,  # noqa: A002 - subprocess spelling
+def run(argv: Sequence[str], *, input: str | None = None,
         env: Mapping[str, str] | None = None, timeout: float | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run argv to completion, capturing text stdout and stderr.

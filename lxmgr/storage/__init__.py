@@ -1,0 +1,1 @@
+"""Instance root filesystems: drivers (dir, overlay), their mount plans and the mounting."""

@@ -1,0 +1,155 @@
+"""PURE image recipes: parse and validate images/<distro>.yaml data, build the debootstrap argv.
+
+Imports only lxmgr.errors. YAML is parsed by the caller (debootstrap.py); this module sees
+plain data and raises InvalidConfig naming the offending field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lxmgr.errors import InvalidConfig
+
+VARIANTS = ("minbase", "buildd", "fakechroot")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}$")
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|mount|automount|target|timer|"
+                      r"path|swap|slice|scope|device)$")
+_MIRROR_RE = re.compile(r"^(https?|file)://[^\s,]+$")
+_ARCH_RE = re.compile(r"^[a-z0-9]+$")
+_KEYS = {"name", "os", "release", "suite", "mirror", "variant", "architecture", "aliases",
+         "packages", "mask_units", "enable_units", "files", "description"}
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    """A file written into the rootfs after debootstrap, owned by root."""
+
+    path: str
+    content: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe; tuples keep it hashable and immutable."""
+
+    name: str
+    os: str
+    release: str
+    suite: str
+    mirror: str
+    architecture: str
+    variant: str = "minbase"
+    aliases: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    mask_units: tuple[str, ...] = ()
+    enable_units: tuple[str, ...] = ()
+    files: tuple[RecipeFile, ...] = field(default=())
+    description: str = ""
+
+
+def parse(data: object, *, host_arch: str) -> Recipe:
+    """Validate recipe data (a YAML mapping); architecture defaults to host_arch."""
+    if not isinstance(data, Mapping):
+        raise InvalidConfig("Invalid recipe: expected a mapping at the top level")
+    unknown = sorted(set(data) - _KEYS, key=str)
+    if unknown:
+        raise InvalidConfig(f"Invalid recipe: unknown field '{unknown[0]}'")
+    name = _match(data, "name", _NAME_RE)
+    return Recipe(
+        name=name,
+        os=_match(data, "os", _NAME_RE),
+        release=_text(data, "release"),
+        suite=_match(data, "suite", _NAME_RE),
+        mirror=_match(data, "mirror", _MIRROR_RE),
+        architecture=_match(data, "architecture", _ARCH_RE, default=host_arch),
+        variant=_variant(data),
+        aliases=_list(data, "aliases", _ALIAS_RE),
+        packages=_list(data, "packages", _PACKAGE_RE),
+        mask_units=_list(data, "mask_units", _UNIT_RE),
+        enable_units=_list(data, "enable_units", _UNIT_RE),
+        files=_files(data.get("files", [])),
+        description=_text(data, "description", default=f"{name} image"),
+    )
+
+
+def debootstrap_argv(recipe: Recipe, target: str) -> list[str]:
+    """The debootstrap command line that builds recipe's base system into target."""
+    argv = ["debootstrap", f"--variant={recipe.variant}", f"--arch={recipe.architecture}"]
+    if recipe.packages:
+        argv.append("--include=" + ",".join(recipe.packages))
+    return [*argv, recipe.suite, target, recipe.mirror]
+
+
+def _text(data: Mapping[str, object], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)  # release: 12 written without quotes
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidConfig(f"Invalid recipe field '{key}': expected a non-empty string")
+    return value
+
+
+def _match(data: Mapping[str, object], key: str, pattern: re.Pattern[str],
+           default: str | None = None) -> str:
+    value = _text(data, key, default)
+    if not pattern.match(value):
+        raise InvalidConfig(f"Invalid recipe field '{key}': '{value}' is not allowed")
+    return value
+
+
+def _variant(data: Mapping[str, object]) -> str:
+    value = _text(data, "variant", default="minbase")
+    if value not in VARIANTS:
+        raise InvalidConfig(f"Invalid recipe field 'variant': '{value}' is not one of "
+                            f"{', '.join(VARIANTS)}")
+    return value
+
+
+def _list(data: Mapping[str, object], key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise InvalidConfig(f"Invalid recipe field '{key}': expected a list")
+    for item in value:
+        if not isinstance(item, str) or not pattern.match(item):
+            raise InvalidConfig(f"Invalid recipe field '{key}': '{item}' is not allowed")
+    if len(set(value)) != len(value):
+        raise InvalidConfig(f"Invalid recipe field '{key}': duplicate entries")
+    return tuple(value)
+
+
+def _files(value: object) -> tuple[RecipeFile, ...]:
+    if not isinstance(value, list):
+        raise InvalidConfig("Invalid recipe field 'files': expected a list")
+    return tuple(_file(i, item) for i, item in enumerate(value))
+
+
+def _file(index: int, item: object) -> RecipeFile:
+    where = f"files[{index}]"
+    if not isinstance(item, Mapping) or set(item) - {"path", "content", "mode"}:
+        raise InvalidConfig(f"Invalid recipe field '{where}': expected path, content, mode")
+    path = item.get("path")
+    if (not isinstance(path, str) or not path.startswith("/") or path.endswith("/")
+            or any(part in ("..", ".") for part in path.split("/"))):
+        raise InvalidConfig(f"Invalid recipe field '{where}.path': '{path}' must be an "
+                            "absolute, normalized file path")
+    content = item.get("content", "")
+    if not isinstance(content, str):
+        raise InvalidConfig(f"Invalid recipe field '{where}.content': expected a string")
+    return RecipeFile(path, content, _mode(where, item.get("mode", 0o644)))
+
+
+def _mode(where: str, value: object) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            value = -1
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o7777:
+        raise InvalidConfig(f"Invalid recipe field '{where}.mode': expected an octal mode "
+                            "such as '0644'")
+    return value

@@ -1,0 +1,144 @@
+"""Storage drivers: the StorageDriver ABC, the DRIVERS registry and the pure RootfsSpec.
+
+Imports lxmgr.model, lxmgr.errors and lxmgr.paths. A driver owns the per-instance volume
+under paths.storage_dir()/<driver>/<instance>/ and describes, as a RootfsSpec, how the
+runtime mounts the instance's root filesystem; storage.mount.mount_rootfs() applies it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol
+
+from lxmgr import paths
+from lxmgr.errors import Conflict, InvalidConfig, UnknownDriver
+from lxmgr.model.idmap import IdMap
+
+BUILTIN = ("dir", "overlay")  # modules under lxmgr.storage that register a driver
+DRIVERS: dict[str, type[StorageDriver]] = {}
+_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+
+
+class ImageLike(Protocol):
+    """What a driver needs from an image (images.store.ImageInfo satisfies it)."""
+
+    @property
+    def rootfs(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class RootfsSpec:
+    """How to mount an instance's rootfs on `target`, inside a private mount namespace.
+
+    kind "overlay": lower (read-only, shared image), upper and work (per instance).
+    kind "bind": source (a private tree) bound onto target.
+    idmap_lower: the lower/source is mounted through an idmapped open_tree() clone using the
+    container's user namespace (read-only for overlay, read-write for bind).
+    """
+
+    kind: Literal["overlay", "bind"]
+    target: str
+    lower: str = ""
+    upper: str = ""
+    work: str = ""
+    source: str = ""
+    idmap_lower: bool = False
+
+    def overlay_options(self, lowerdir: str) -> str:
+        """Mount data for overlayfs. index/metacopy/redirect_dir are forced off: they store
+        trusted.* xattrs and file handles tied to the lower, which we share and idmap."""
+        for value in (lowerdir, self.upper, self.work):
+            if any(ch in value for ch in ",:\\\n") or not value:
+                raise InvalidConfig(f"Invalid overlay path '{value}'")
+        return (f"lowerdir={lowerdir},upperdir={self.upper},workdir={self.work},"
+                "index=off,metacopy=off,redirect_dir=off")
+
+    def describe(self) -> str:
+        idm = " (idmapped)" if self.idmap_lower else ""
+        if self.kind == "overlay":
+            return f"overlay on {self.target}: lower={self.lower}{idm} upper={self.upper}"
+        return f"bind {self.source}{idm} on {self.target}"
+
+
+def check_volume_name(name: str) -> str:
+    """Instance names become path components: no slashes, dots or leading dashes."""
+    if not _VOLUME_RE.match(name):
+        raise InvalidConfig(f"Invalid volume name '{name}'")
+    return name
+
+
+class StorageDriver(ABC):
+    """One backend per config value; subclasses register themselves by `name`."""
+
+    name: ClassVar[str]
+    constant_time_create: ClassVar[bool] = False  # create_volume does not copy the image
+    shares_image: ClassVar[bool] = False  # volumes keep using the image rootfs (don't delete)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            DRIVERS[cls.name] = cls
+
+    def pool_dir(self) -> Path:
+        return paths.storage_dir() / self.name
+
+    def volume_dir(self, name: str) -> Path:
+        return self.pool_dir() / check_volume_name(name)
+
+    def volume_exists(self, name: str) -> bool:
+        return self.volume_dir(name).is_dir()
+
+    @abstractmethod
+    def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
+        """Make the instance's volume from image; Conflict if it exists."""
+
+    @abstractmethod
+    def delete_volume(self, name: str) -> None:
+        """Remove the instance's volume (never the image); a missing volume is fine."""
+
+    @abstractmethod
+    def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
+                    idmap: IdMap | None) -> RootfsSpec:
+        """The PURE mount plan for the instance's rootfs (no I/O)."""
+
+
+def load(name: str) -> StorageDriver:
+    """An instance of the driver registered as name; UnknownDriver otherwise."""
+    for module in BUILTIN:
+        importlib.import_module(f"lxmgr.storage.{module}")
+    try:
+        return DRIVERS[name]()
+    except KeyError:
+        raise UnknownDriver(f"Unknown storage driver '{name}' (available: "
+                            f"{', '.join(sorted(DRIVERS))})") from None
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points strictly below path in our mount namespace (from /proc/self/mountinfo)."""
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(prefix) or p == prefix[:-1]]
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf path, refusing when something is mounted on or below it."""
+    mounted = mounts_below(path)
+    if mounted:
+        raise Conflict(f"Refusing to remove '{path}': '{mounted[0]}' is mounted there")
+    shutil.rmtree(path)
+
+
+def make_dir(path: Path, mode: int) -> None:
+    """mkdir with an exact mode (umask ignored); Conflict if it exists."""
+    try:
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        raise Conflict(f"Volume path '{path}' already exists") from None
+    os.chmod(path, mode)

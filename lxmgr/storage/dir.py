@@ -1,0 +1,57 @@
+"""The `dir` driver: a private full copy of the image per instance (the simple fallback).
+
+Imports lxmgr.storage.base/mount/shift and lxmgr.model. With idmapped mounts the copy stays
+owned by host root on disk and the runtime binds it through an idmapped clone; without them,
+the copy is shifted in place once (shift.shift_tree) and bound plainly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from lxmgr.model.idmap import IdMap
+from lxmgr.storage.base import ImageLike, RootfsSpec, StorageDriver, make_dir, remove_tree
+from lxmgr.storage.mount import supports_idmapped_overlay
+from lxmgr.storage.shift import copy_tree, shift_tree
+
+
+class DirDriver(StorageDriver):
+    """Volumes are storage_dir()/dir/<name>/rootfs (bound onto itself at start)."""
+
+    name = "dir"
+    constant_time_create = False
+
+    def __init__(self, idmapped: bool | None = None) -> None:
+        self._idmapped = idmapped  # None: probe the kernel on first use
+
+    @property
+    def idmapped(self) -> bool:
+        if self._idmapped is None:
+            self._idmapped = supports_idmapped_overlay()
+        return self._idmapped
+
+    def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
+        vol = self.volume_dir(name)
+        self.pool_dir().mkdir(mode=0o711, parents=True, exist_ok=True)
+        make_dir(vol, 0o711)
+        with contextlib.ExitStack() as revert:
+            revert.callback(remove_tree, vol)
+            rootfs = vol / "rootfs"
+            make_dir(rootfs, 0o755)
+            copy_tree(Path(image.rootfs), rootfs)
+            if idmap is not None and not self.idmapped:
+                shift_tree(rootfs, idmap)
+            revert.pop_all()
+
+    def delete_volume(self, name: str) -> None:
+        vol = self.volume_dir(name)
+        if vol.exists():
+            remove_tree(vol)
+
+    def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
+                    idmap: IdMap | None) -> RootfsSpec:
+        rootfs = str(self.volume_dir(name) / "rootfs")
+        return RootfsSpec("bind", target=rootfs, source=rootfs,
+                          idmap_lower=idmap is not None and self.idmapped)

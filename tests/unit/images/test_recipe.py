@@ -1,0 +1,82 @@
+"""Recipe parsing and validation: every error names its field."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lxmgr import paths
+from lxmgr.errors import InvalidConfig
+from lxmgr.images.recipe import Recipe, RecipeFile, debootstrap_argv, parse
+
+BASE = {"name": "debian", "os": "debian", "release": "12", "suite": "bookworm",
+        "mirror": "http://deb.debian.org/debian"}
+
+
+def test_minimal_recipe_gets_defaults() -> None:
+    r = parse(BASE, host_arch="arm64")
+    assert r == Recipe(name="debian", os="debian", release="12", suite="bookworm",
+                       mirror="http://deb.debian.org/debian", architecture="arm64",
+                       description="debian image")
+
+
+def test_builtin_debian_recipe_is_valid() -> None:
+    data = yaml.safe_load((paths.recipes_dir() / "debian.yaml").read_text())
+    r = parse(data, host_arch="amd64")
+    assert {"systemd", "systemd-sysv", "dbus", "iproute2"} <= set(r.packages)
+    assert "sys-kernel-debug.mount" in r.mask_units
+    assert "systemd-networkd.service" in r.enable_units
+    assert {"debian", "debian/12"} <= set(r.aliases)
+    machine_id = next(f for f in r.files if f.path == "/etc/machine-id")
+    assert machine_id == RecipeFile("/etc/machine-id", "", 0o444)
+
+
+def test_numeric_release_and_octal_modes() -> None:
+    r = parse({**BASE, "release": 12, "files": [{"path": "/a", "content": "x", "mode": 0o600},
+                                                 {"path": "/b", "mode": "0755"}]},
+              host_arch="amd64")
+    assert r.release == "12"
+    assert [f.mode for f in r.files] == [0o600, 0o755]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"suite": "book worm"}, "suite"),
+    ({"mirror": "ftp://x"}, "mirror"),
+    ({"mirror": "http://a,b"}, "mirror"),
+    ({"variant": "maxbase"}, "variant"),
+    ({"packages": "systemd"}, "packages"),
+    ({"packages": ["systemd", "--evil"]}, "packages"),
+    ({"packages": ["a", "a"]}, "packages"),
+    ({"mask_units": ["notaunit"]}, "mask_units"),
+    ({"aliases": ["ok", ""]}, "aliases"),
+    ({"files": [{"path": "etc/x"}]}, "files[0].path"),
+    ({"files": [{"path": "/etc/../x"}]}, "files[0].path"),
+    ({"files": [{"path": "/x", "mode": "999"}]}, "files[0].mode"),
+    ({"files": [{"path": "/x", "content": 3}]}, "files[0].content"),
+    ({"files": [{"path": "/x", "owner": "root"}]}, "files[0]"),
+    ({"colour": "blue"}, "colour"),
+    ({"name": ""}, "name"),
+    ({"architecture": "x86 64"}, "architecture"),
+])
+def test_invalid_field_is_named(change: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidConfig, match=f"'{field.replace('[', '.').replace(']', '.')}"):
+        parse({**BASE, **change}, host_arch="amd64")
+
+
+def test_missing_required_field() -> None:
+    data = dict(BASE)
+    del data["suite"]
+    with pytest.raises(InvalidConfig, match="'suite'"):
+        parse(data, host_arch="amd64")
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(InvalidConfig, match="mapping"):
+        parse(["debian"], host_arch="amd64")
+
+
+def test_debootstrap_argv() -> None:
+    r = parse({**BASE, "packages": ["systemd", "dbus"]}, host_arch="amd64")
+    assert debootstrap_argv(r, "/t/rootfs") == [
+        "debootstrap", "--variant=minbase", "--arch=amd64", "--include=systemd,dbus",
+        "bookworm", "/t/rootfs", "http://deb.debian.org/debian"]
