@@ -1,4 +1,4 @@
-"""Test tiers (see README): unit by default; kernel and system tests need root and skip otherwise."""
+"""Test tiers (see README): unit by default; kernel and system tests need root, else skip."""
 
 from __future__ import annotations
 

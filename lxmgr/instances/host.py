@@ -3,7 +3,6 @@ each problem (point 12 of the runtime issue), and the fixes LXD's packaging appl
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from lxmgr.cgroups.detect import detect

@@ -29,7 +29,7 @@ from lxmgr.model.idmap import IdMap
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.profile import Profile, load_profiles_dir
 from lxmgr.runtime import idmap as idmaps
-from lxmgr.runtime.plan import IdMapping, build_plan
+from lxmgr.runtime.plan import build_plan
 from lxmgr.storage import base as storage_base
 from lxmgr.supervisor import control, protocol
 from lxmgr.supervisor.monitor import SupervisorConfig
@@ -87,10 +87,8 @@ class Manager:
         uid_range, gid_range = idmaps.ensure_subids()
         if config.get("security.idmap.isolated") == "true":
             used = {m.uid_base for n in self.store.names() if (m := self._idmap(self.store.get(n)))}
-            m = idmaps.pick_isolated(uid_range, gid_range, used)
-        else:
-            m = idmaps.shared_mapping(uid_range, gid_range)
-        return IdMap(m.uid_base, m.gid_base, m.size)
+            return idmaps.pick_isolated(uid_range, gid_range, used)
+        return idmaps.shared_mapping(uid_range, gid_range)
 
     # -- create / delete ---------------------------------------------------------------------
 
@@ -175,11 +173,10 @@ class Manager:
         rootfs = driver.rootfs_spec(spec.name, img.rootfs, idmap)
         init_target = files.find_init(rootfs)
         cg = self.cgroups
-        mapping = IdMapping(idmap.uid_base, idmap.gid_base, idmap.size) if idmap else None
         plan = build_plan(
             name=spec.name, uuid=spec.config.get("volatile.uuid", str(uuidlib.uuid4())),
             config=expanded, storage_root=str(driver.volume_dir(spec.name)),
-            rootfs=rootfs.target, rootfs_spec=files.spec_dict(rootfs), idmap=mapping,
+            rootfs=rootfs.target, rootfs_spec=files.spec_dict(rootfs), idmap=idmap,
             init_target=init_target, cgroup_procs=cg.procs_paths(spec.name),
             cgroup_mounts=cg.container_mounts())
         directory = paths.instance_dir(spec.name)

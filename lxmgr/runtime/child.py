@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from lxmgr.errors import RuntimeSetupError
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
-from lxmgr.runtime import idmap as idmaps
+from lxmgr.linux.idmapped import open_userns_fd, write_id_maps
+from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.runtime import security, sync
 from lxmgr.runtime.devices import build_dev_ops
 from lxmgr.runtime.mounts import apply_all
@@ -50,7 +51,9 @@ def start(plan: RuntimePlan, consoles: Consoles) -> int:
     check_rootfs(plan)
     root_st = os.stat("/")
     host_root = (root_st.st_dev, root_st.st_ino)
-    userns_fd = idmaps.open_userns_fd(plan.idmap) if plan.idmap else None
+    userns_fd = None
+    if plan.idmap is not None:
+        userns_fd = open_userns_fd(plan.idmap.uid_map_text(), plan.idmap.gid_map_text())
     flt = security.build_seccomp(plan.seccomp_deny)
     parent, child = sync.socketpair()
     try:
@@ -74,7 +77,7 @@ def _drive(plan: RuntimePlan, sock: socket.socket, pid: int) -> int:
     try:
         sync.recv(sock, sync.UNSHARED)
         if plan.idmap:
-            idmaps.write_maps(pid, plan.idmap)
+            write_id_maps(pid, plan.idmap.uid_map_text(), plan.idmap.gid_map_text())
         sync.send(sock, sync.MAPPED)
         init_pid = int(sync.recv(sock, sync.INIT_PID)["pid"])
         sync.recv(sock, None)  # EOF: init exec'd (the socket is close-on-exec)
@@ -107,7 +110,7 @@ def _intermediate(plan: RuntimePlan, sock: socket.socket, userns_fd: int | None,
         libc.unshare(c.CLONE_NEWNS)
         libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE, None)
         step = f"mount the rootfs at {plan.rootfs}"
-        mount_rootfs(plan, userns_fd, libc)
+        mount_rootfs(RootfsSpec(**plan.rootfs_spec), userns_fd)
         step = "unshare the container namespaces"
         # One call: the new mount namespace is then owned by the new user namespace
         # (and CLONE_NEWNET after CLONE_NEWUSER gives a netns owned by it, see LXC start.c).

@@ -1,15 +1,14 @@
-"""User-namespace id maps: /etc/subuid ranges, per-instance allocation, userns fds for
-idmapped mounts. Pure parsers plus the few host writes LXD also does."""
+"""User-namespace id ranges: /etc/subuid parsing and per-instance allocation.
+Pure parsers plus the one host write LXD's packaging also does (a default subuid range)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from lxmgr.errors import HostNotReady
-from lxmgr.linux import consts as c
-from lxmgr.linux import libc
-from lxmgr.runtime.plan import IdMapping
+from lxmgr.model.idmap import IdMap
 
 DEFAULT_RANGE = (1000000, 1000000000)  # LXD's fallback when root has no subuid entry
 SIZE = 65536
@@ -38,7 +37,7 @@ def ensure_subids(etc: str = "/etc") -> tuple[SubIdRange, SubIdRange]:
     ranges = []
     for kind in ("subuid", "subgid"):
         path = os.path.join(etc, kind)
-        text = open(path).read() if os.path.exists(path) else ""
+        text = Path(path).read_text() if os.path.exists(path) else ""
         found = [r for r in parse_subid(text) if r.count >= SIZE]
         if not found:
             with open(path, "a") as f:
@@ -51,58 +50,18 @@ def ensure_subids(etc: str = "/etc") -> tuple[SubIdRange, SubIdRange]:
 
 
 def pick_isolated(uid_range: SubIdRange, gid_range: SubIdRange,
-                  used_bases: set[int]) -> IdMapping:
+                  used_bases: set[int]) -> IdMap:
     """A 65536-id block no other instance uses (security.idmap.isolated=true). The first
     block stays for the shared default map."""
     blocks = min(uid_range.count, gid_range.count) // SIZE
     for i in range(1, blocks):
         offset = i * SIZE
         if uid_range.start + offset not in used_bases:
-            return IdMapping(uid_range.start + offset, gid_range.start + offset, SIZE)
+            return IdMap(uid_range.start + offset, gid_range.start + offset, SIZE)
     raise HostNotReady("No free id range left for an isolated container: "
                        "enlarge root's ranges in /etc/subuid and /etc/subgid")
 
 
-def shared_mapping(uid_range: SubIdRange, gid_range: SubIdRange) -> IdMapping:
+def shared_mapping(uid_range: SubIdRange, gid_range: SubIdRange) -> IdMap:
     """The default map shared by non-isolated containers (LXD's behaviour)."""
-    return IdMapping(uid_range.start, gid_range.start, SIZE)
-
-
-def write_maps(pid: int, idmap: IdMapping) -> None:
-    """Write uid_map and gid_map of a process that has unshared its user namespace."""
-    for name, text in (("uid_map", idmap.uid_map()), ("gid_map", idmap.gid_map())):
-        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-
-
-def open_userns_fd(idmap: IdMapping) -> int:
-    """A user namespace fd carrying `idmap`, for MOUNT_ATTR_IDMAP (kernel-facts §1).
-
-    Forks a child that unshares CLONE_NEWUSER and waits; the fd keeps the namespace alive
-    after the child exits. The caller must be single-threaded."""
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            libc.unshare(c.CLONE_NEWUSER)
-            os.write(ready_w, b"1")
-            os.read(go_r, 1)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(go_r)
-    try:
-        if os.read(ready_r, 1) != b"1":
-            raise HostNotReady("Failed to create a user namespace: are user namespaces enabled?")
-        write_maps(pid, idmap)
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(go_w)
-        os.close(ready_r)
-        os.waitpid(pid, 0)
+    return IdMap(uid_range.start, gid_range.start, SIZE)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxmgr.linux import consts as c
+from lxmgr.model.idmap import IdMap
 
 CONTAINER_ENV_NAME = "lxmgr"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -62,21 +63,6 @@ DEV_SYMLINKS = (
 
 
 @dataclass
-class IdMapping:
-    """Container ids 0..size-1 map to host ids base..base+size-1."""
-
-    uid_base: int
-    gid_base: int
-    size: int = 65536
-
-    def uid_map(self) -> str:
-        return f"0 {self.uid_base} {self.size}\n"
-
-    def gid_map(self) -> str:
-        return f"0 {self.gid_base} {self.size}\n"
-
-
-@dataclass
 class RuntimePlan:
     """Everything the supervisor and the container child need to start one container."""
 
@@ -84,8 +70,8 @@ class RuntimePlan:
     uuid: str
     storage_root: str  # the instance's own storage directory; rootfs must be inside it
     rootfs: str  # where the rootfs is mounted (inside the child's private mount namespace)
-    rootfs_spec: dict[str, Any]  # {"kind": "overlay", lower, upper, work} | {"kind": "bind", source}
-    idmap: IdMapping | None  # None = privileged
+    rootfs_spec: dict[str, Any]  # a model.rootfs.RootfsSpec as a dict
+    idmap: IdMap | None  # None = privileged
     hostname: str
     init: list[str] = field(default_factory=lambda: ["/sbin/init"])
     env: dict[str, str] = field(default_factory=dict)
@@ -109,7 +95,7 @@ class RuntimePlan:
         data = json.loads(text)
         idmap = data.pop("idmap")
         data["cgroup_mounts"] = [tuple(m) for m in data["cgroup_mounts"]]
-        return cls(idmap=IdMapping(**idmap) if idmap else None, **data)
+        return cls(idmap=IdMap(**idmap) if idmap else None, **data)
 
     def describe(self) -> str:
         mode = "privileged" if self.privileged else f"idmap {self.idmap}"
@@ -131,7 +117,7 @@ def build_plan(
     storage_root: str,
     rootfs: str,
     rootfs_spec: dict[str, Any],
-    idmap: IdMapping | None,
+    idmap: IdMap | None,
     init_target: str,
     cgroup_procs: list[str],
     cgroup_mounts: list[tuple[str, str, str]],

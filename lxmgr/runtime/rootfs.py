@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import stat
 
-from lxmgr.errors import UnsafeRootfs
+from lxmgr.errors import RuntimeSetupError, UnsafeRootfs
 from lxmgr.linux import consts as c
+from lxmgr.linux import libc
+from lxmgr.linux.idmapped import idmapped_clone
+from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.runtime.mounts import NOSUID_NODEV_NOEXEC, Bind, Mount, MountOp
 from lxmgr.runtime.plan import PROC_MASKED, PROC_READ_ONLY_FILES, RuntimePlan
 
@@ -50,32 +53,44 @@ def check_rootfs(plan: RuntimePlan) -> None:
             raise UnsafeRootfs(f"Refusing image rootfs '{lower}': it is the host's root directory")
 
 
-def mount_rootfs(plan: RuntimePlan, userns_fd: int | None, sc) -> None:  # type: ignore[no-untyped-def]
-    """Mount the rootfs at plan.rootfs: overlay over an idmapped read-only image, or an
-    idmapped bind of a full copy. Host root, in the child's private mount namespace."""
-    spec = plan.rootfs_spec
-    source = spec["lower"] if spec["kind"] == "overlay" else spec["source"]
-    fd = None
-    if userns_fd is not None and spec.get("idmap_lower", True):
-        # kernel-facts §2 recipe A2: idmap a detached clone, use it through /proc/self/fd.
-        fd = sc.open_tree(c.AT_FDCWD, source, c.OPEN_TREE_CLONE | c.OPEN_TREE_CLOEXEC)
-        attrs = c.MOUNT_ATTR_IDMAP | (c.MOUNT_ATTR_RDONLY if spec["kind"] == "overlay" else 0)
-        sc.mount_setattr(fd, "", c.AT_EMPTY_PATH, attrs, 0, userns_fd)
-        source = f"/proc/self/fd/{fd}"
+def in_private_mount_ns() -> bool:
+    """True when our mount namespace differs from our parent's."""
     try:
-        if spec["kind"] == "overlay":
-            # index/metacopy/redirect_dir store trusted.* xattrs and file handles tied to the
-            # lower, which is shared by every instance and seen through an idmap.
-            data = (f"lowerdir={source},upperdir={spec['upper']},workdir={spec['work']},"
-                    "index=off,metacopy=off,redirect_dir=off")
-            sc.mount("overlay", plan.rootfs, "overlay", 0, data)
+        return os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
+    except OSError:
+        return False
+
+
+def mount_rootfs(spec: RootfsSpec, userns_fd: int | None) -> None:
+    """Mount spec.target: an overlay over the (idmapped, read-only) image, or a bind of a
+    private copy (idmapped when the spec says so).
+
+    Host root, in the container child's private mount namespace: nothing shows in the host's
+    mount table and the mounts die with that namespace. Recipe A2 of kernel-facts: the
+    idmapped lower is a detached open_tree() clone given to overlayfs as /proc/self/fd/N.
+    """
+    if not in_private_mount_ns():
+        raise RuntimeSetupError("Refusing to mount a rootfs in a shared mount namespace")
+    if spec.idmap_lower and userns_fd is None:
+        raise RuntimeSetupError(f"Failed to mount rootfs on {spec.target}: no userns fd")
+    source = spec.lower if spec.kind == "overlay" else spec.source
+    fd = None
+    if spec.idmap_lower and userns_fd is not None:
+        fd = idmapped_clone(source, userns_fd, readonly=spec.kind == "overlay")
+    try:
+        if spec.kind == "overlay":
+            lowerdir = f"/proc/self/fd/{fd}" if fd is not None else source
+            libc.mount("overlay", spec.target, "overlay", 0, spec.overlay_options(lowerdir))
         elif fd is not None:
-            sc.move_mount(fd, "", c.AT_FDCWD, plan.rootfs, c.MOVE_MOUNT_F_EMPTY_PATH)
+            libc.move_mount(fd, "", c.AT_FDCWD, spec.target, c.MOVE_MOUNT_F_EMPTY_PATH)
         else:
-            sc.mount(source, plan.rootfs, None, c.MS_BIND | c.MS_REC, None)
+            libc.mount(source, spec.target, None, c.MS_BIND | c.MS_REC, None)
+    except OSError as err:
+        raise RuntimeSetupError(f"Failed to mount rootfs ({spec.describe()}): "
+                                f"{err.strerror}") from err
     finally:
         if fd is not None:
-            os.close(fd)
+            os.close(fd)  # the mount holds its own reference
 
 
 def build_proc_sys_ops(plan: RuntimePlan) -> list[MountOp]:

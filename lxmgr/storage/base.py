@@ -1,8 +1,8 @@
-"""Storage drivers: the StorageDriver ABC, the DRIVERS registry and the pure RootfsSpec.
+"""Storage drivers: the StorageDriver ABC and the DRIVERS registry (RootfsSpec is in model).
 
 Imports lxmgr.model, lxmgr.errors and lxmgr.paths. A driver owns the per-instance volume
 under paths.storage_dir()/<driver>/<instance>/ and describes, as a RootfsSpec, how the
-runtime mounts the instance's root filesystem; storage.mount.mount_rootfs() applies it.
+runtime mounts the instance's root filesystem; runtime.rootfs.mount_rootfs() applies it.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Protocol
 
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, UnknownDriver
 from lxmgr.model.idmap import IdMap
+from lxmgr.model.rootfs import RootfsSpec
 
 BUILTIN = ("dir", "overlay")  # modules under lxmgr.storage that register a driver
 DRIVERS: dict[str, type[StorageDriver]] = {}
@@ -30,40 +30,6 @@ class ImageLike(Protocol):
 
     @property
     def rootfs(self) -> Path: ...
-
-
-@dataclass(frozen=True)
-class RootfsSpec:
-    """How to mount an instance's rootfs on `target`, inside a private mount namespace.
-
-    kind "overlay": lower (read-only, shared image), upper and work (per instance).
-    kind "bind": source (a private tree) bound onto target.
-    idmap_lower: the lower/source is mounted through an idmapped open_tree() clone using the
-    container's user namespace (read-only for overlay, read-write for bind).
-    """
-
-    kind: Literal["overlay", "bind"]
-    target: str
-    lower: str = ""
-    upper: str = ""
-    work: str = ""
-    source: str = ""
-    idmap_lower: bool = False
-
-    def overlay_options(self, lowerdir: str) -> str:
-        """Mount data for overlayfs. index/metacopy/redirect_dir are forced off: they store
-        trusted.* xattrs and file handles tied to the lower, which we share and idmap."""
-        for value in (lowerdir, self.upper, self.work):
-            if any(ch in value for ch in ",:\\\n") or not value:
-                raise InvalidConfig(f"Invalid overlay path '{value}'")
-        return (f"lowerdir={lowerdir},upperdir={self.upper},workdir={self.work},"
-                "index=off,metacopy=off,redirect_dir=off")
-
-    def describe(self) -> str:
-        idm = " (idmapped)" if self.idmap_lower else ""
-        if self.kind == "overlay":
-            return f"overlay on {self.target}: lower={self.lower}{idm} upper={self.upper}"
-        return f"bind {self.source}{idm} on {self.target}"
 
 
 def check_volume_name(name: str) -> str:

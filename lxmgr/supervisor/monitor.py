@@ -318,8 +318,7 @@ class Monitor:
         paths = []
         for path in self.cgroups.procs_paths(self.plan.name):
             top = os.path.dirname(path)
-            if os.path.exists(os.path.join(top, "cgroup.subtree_control")) and \
-                    open(os.path.join(top, "cgroup.subtree_control")).read().strip():
+            if _read(os.path.join(top, "cgroup.subtree_control")):
                 leaf = os.path.join(top, ".lxmgr-exec")
                 try:
                     os.mkdir(leaf)
@@ -375,3 +374,11 @@ class Monitor:
         if self.cfg.console_log:
             with open(self.cfg.console_log, "wb") as f:
                 f.write(self.console.read())
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""

@@ -20,12 +20,13 @@ from lxmgr.errors import RuntimeSetupError
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
+from lxmgr.linux.idmapped import open_userns_fd
 from lxmgr.model.idmap import IdMap
+from lxmgr.runtime.rootfs import mount_rootfs
 from lxmgr.storage.base import RootfsSpec
 from lxmgr.storage.dir import DirDriver
-from lxmgr.storage.mount import mount_rootfs, supports_idmapped_overlay
+from lxmgr.storage.mount import supports_idmapped_overlay
 from lxmgr.storage.overlay import OverlayDriver, shifted_dir
-from lxmgr.storage.userns import open_userns_fd
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 IDMAP = IdMap(1000000, 1000000)
@@ -126,7 +127,7 @@ def test_overlay_idmapped(image: FakeImage, tmp_path: Path) -> None:
         assert spec.kind == "overlay" and spec.idmap_lower
 
         def work() -> dict[str, object]:
-            userns_fd = open_userns_fd(IDMAP)
+            userns_fd = open_userns_fd(IDMAP.uid_map_text(), IDMAP.gid_map_text())
             mount_rootfs(spec, userns_fd)
             root = Path(spec.target)
             host_view = [os.stat(root / n).st_uid for n in ("etc/hostname", "home5", ".")]
@@ -180,7 +181,7 @@ def test_dir_idmapped(image: FakeImage, tmp_path: Path) -> None:
         spec = driver.rootfs_spec("d1", image.rootfs, IDMAP)
 
         def work() -> dict[str, object]:
-            userns_fd = open_userns_fd(IDMAP)
+            userns_fd = open_userns_fd(IDMAP.uid_map_text(), IDMAP.gid_map_text())
             mount_rootfs(spec, userns_fd)
             host_view = os.stat(Path(spec.target) / "home5").st_uid
             os.chdir(spec.target)
