@@ -70,7 +70,7 @@ def enter(plan: RuntimePlan, init_pid: int, cgroup_procs: list[str], spec: ExecS
         pid = os.fork()
         if pid == 0:
             _run(plan, spec, stdio, flt)
-        for fd in stdio:
+        for fd in set(stdio):
             os.close(fd)
         signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
         _, wstatus = os.waitpid(pid, 0)

@@ -90,10 +90,7 @@ def _daemon(cfg: SupervisorConfig, report_fd: int) -> None:
         monitor.serve(listener)
     finally:
         monitor.save_console_log()
-        try:
-            os.unlink(cfg.socket)
-        except FileNotFoundError:
-            pass
+        monitor.close_listener()
 
 
 def _listen(path: str) -> socket.socket:

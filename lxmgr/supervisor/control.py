@@ -57,10 +57,14 @@ def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any)
     """Start a command; returns the open connection (its next message carries the exit
     status) and, in pty mode, the pty master."""
     sock = connect(path, None)
-    protocol.send(sock, {"cmd": protocol.EXEC, "argv": argv, **spec}, stdio)
-    if not spec.get("pty"):
-        return sock, None
-    reply, fds = protocol.recv(sock)
+    try:
+        protocol.send(sock, {"cmd": protocol.EXEC, "argv": argv, **spec}, stdio)
+        if not spec.get("pty"):
+            return sock, None
+        reply, fds = protocol.recv(sock)
+    except (ConnectionResetError, BrokenPipeError) as err:
+        sock.close()
+        raise NotRunning("Instance supervisor went away") from err
     if reply is None or "error" in reply or not fds:
         sock.close()
         raise _error(reply or {"error": "exec failed to start"})
@@ -71,6 +75,8 @@ def exec_wait(sock: socket.socket) -> int:
     """The exit status of a command started by exec_start."""
     try:
         reply, fds = protocol.recv(sock)
+    except (ConnectionResetError, BrokenPipeError) as err:
+        raise NotRunning("Instance supervisor went away") from err
     finally:
         sock.close()
     for fd in fds:

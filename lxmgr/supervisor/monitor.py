@@ -160,6 +160,12 @@ class Monitor:
         self.listener = listener
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        # As subreaper we inherit every orphan of our exec helpers (a command whose helper
+        # died): reap them, or PID 1 hangs in zap_pid_ns_processes waiting for them.
+        self.wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wakeup_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self.wakeup_r, selectors.EVENT_READ, self._on_sigchld)
         while self.status != "Stopped":
             timeout = None
             if self.stop_deadline is not None:
@@ -170,6 +176,25 @@ class Monitor:
                 log.info("Stop timed out: killing the container")
                 self.stop_deadline = None
                 self.cgroups.kill(self.plan.name)
+
+    def _on_sigchld(self, fd: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        tracked = {self.init_pid} | {pid for pid, _ in self.execs.values()}
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children") as f:
+                children = [int(p) for p in f.read().split()]
+        except OSError:
+            return
+        for pid in children:
+            if pid not in tracked:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     def _on_accept(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
@@ -263,7 +288,7 @@ class Monitor:
         log.info("Container init exited (status %#x)%s", wstatus,
                  ", rebooting" if rebooting else "")
         # PID 1 is gone, so the kernel killed the rest of its pid namespace; make sure.
-        self.cgroups.kill(self.plan.name)
+        self._cleanup(self.cgroups.kill)
         self._drain_console()
         self._close_ptys()
         if rebooting:
@@ -272,14 +297,34 @@ class Monitor:
                 return
             except (LxmgrError, OSError) as err:
                 log.error("Reboot failed: %s", err)
-        self.cgroups.delete(self.plan.name)
+        self._cleanup(self.cgroups.delete)
         self.status = "Stopped"
         self.stop_deadline = None
         self._write_state()
+        self.save_console_log()
+        self.close_listener()  # before replying: after a stop, nobody can connect any more
         for conn in self.stop_waiters:
             self._reply(conn, {"ok": True})
             conn.close()
         self.stop_waiters = []
+
+    def close_listener(self) -> None:
+        if self.listener is None:
+            return
+        self.sel.unregister(self.listener)
+        self.listener.close()
+        self.listener = None
+        try:
+            os.unlink(self.cfg.socket)
+        except FileNotFoundError:
+            pass
+
+    def _cleanup(self, action) -> None:  # type: ignore[no-untyped-def]
+        """Run a cleanup step; a failure is logged, the supervisor goes on."""
+        try:
+            action(self.plan.name)
+        except (LxmgrError, OSError) as err:
+            log.error("Cleanup of '%s' failed: %s", self.plan.name, err)
 
     # -- exec --------------------------------------------------------------------------------
 
@@ -303,6 +348,8 @@ class Monitor:
         pid = os.fork()
         if pid == 0:
             try:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 self.sel.close()
             finally:
                 attach.enter(self.plan, self.init_pid, procs, spec, list(fds), conn,
