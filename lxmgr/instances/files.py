@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from typing import Any
 
 from lxmgr.errors import InvalidConfig
@@ -30,8 +31,13 @@ def _layers(spec: RootfsSpec) -> list[str]:
 def _lookup(layers: list[str], rel: str) -> str | None:
     for layer in layers:
         path = os.path.join(layer, rel)
-        if os.path.lexists(path):
-            return path
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None  # an overlayfs whiteout hides the lower entry
+        return path
     return None
 
 
