@@ -1,4 +1,4 @@
-"""`python -m lxmgr.supervisor start CONFIG`: detach, boot the container, supervise it.
+"""`python -m lxmgr.supervisor start CONFIG` (or `warm`): detach, boot the container, supervise.
 
 The command returns once the container's init has been exec'd (exit 0, PID 1's host pid on
 stdout) or setup failed (exit 1, a one-line error on stderr). The supervisor itself detaches
@@ -21,13 +21,37 @@ from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 from lxmgr.supervisor.monitor import Monitor, SupervisorConfig
 
+USAGE = "usage: python -m lxmgr.supervisor start CONFIG | warm"
+
 
 def main(argv: list[str]) -> int:
+    if argv == ["warm"]:
+        return _warm()
     if len(argv) != 2 or argv[0] != "start":
-        print("usage: python -m lxmgr.supervisor start CONFIG", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
-    with open(argv[1]) as f:
-        cfg = SupervisorConfig.from_json(f.read())
+    return start(argv[1])
+
+
+def _warm() -> int:
+    """Pre-started supervisor: interpreter up and modules imported, waiting on stdin for the
+    config path of the container to start (the manager keeps one ready so a start does not
+    pay Python's start-up). EOF means it is not needed: exit quietly."""
+    line = sys.stdin.readline().strip()
+    if not line:
+        return 0
+    return start(line)
+
+
+def start(config_path: str) -> int:
+    """Detach a supervisor for the container described by config_path; report its boot."""
+    try:
+        with open(config_path) as f:
+            cfg = SupervisorConfig.from_json(f.read())
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        print(f"Error: Invalid supervisor config '{config_path}': {err}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid:

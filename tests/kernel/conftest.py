@@ -38,6 +38,7 @@ def manager(debian_image, monkeypatch) -> Iterator:  # type: ignore[no-untyped-d
     try:
         yield mgr
     finally:
+        mgr.close()
         for name in mgr.list():
             try:
                 mgr.delete(name, force=True)
