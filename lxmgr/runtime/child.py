@@ -146,7 +146,7 @@ def _init(plan: RuntimePlan, sock: socket.socket, consoles: Consoles,
         step = "mount /proc, /sys, /dev and cgroups"
         ops = build_proc_sys_ops(plan) + build_dev_ops(plan.rootfs, consoles.console,
                                                        consoles.ttys, tty_gid)
-        apply_all(ops, libc)
+        apply_all(ops, libc, root=plan.rootfs)
         step = "set the hostname"
         libc.sethostname(plan.hostname)
         step = "pivot_root into the rootfs"

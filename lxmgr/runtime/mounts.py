@@ -6,6 +6,7 @@ Runs in the container child (synchronous); imports linux and errors only.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
@@ -87,11 +88,29 @@ class Symlink:
 MountOp = Mount | Bind | Symlink
 
 
-def apply_all(ops: list[MountOp], sc) -> None:  # type: ignore[no-untyped-def]
-    """Walk the plan; each failure names the step."""
+def check_no_symlinks(root: str, path: str) -> None:
+    """Refuse a mount target reached through a symlink below root (CVE-2015-1335: a
+    container that planted /proc -> /somewhere would divert our mounts). Race-free at
+    boot: no process of the container runs yet to swap a component."""
+    if not path.startswith(root.rstrip("/") + "/"):
+        return
+    current = root.rstrip("/")
+    for part in path[len(current) + 1:].split("/"):
+        current = f"{current}/{part}"
+        if os.path.islink(current):
+            rel = current[len(root.rstrip("/")):]
+            raise OSError(errno.ELOOP, f"Refusing to mount on {rel}: it is a symlink in the "
+                          "rootfs")
+
+
+def apply_all(ops: list[MountOp], sc, root: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Walk the plan; each failure names the step. With root, targets below it must not
+    go through symlinks."""
     for op in ops:
         try:
+            if root is not None and not isinstance(op, Symlink):
+                check_no_symlinks(root, op.target)
             op.apply(sc)
         except OSError as err:
-            raise OSError(err.errno, f"Failed to {op.describe()}: {os.strerror(err.errno)}") \
+            raise OSError(err.errno, f"Failed to {op.describe()}: {err.strerror or err}") \
                 from err

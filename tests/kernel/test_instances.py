@@ -144,3 +144,15 @@ def test_host_readiness() -> None:
     for name in ("user namespaces", "overlayfs", "idmapped mounts", "cgroups",
                  "subordinate ids"):
         assert checks[name].ok, checks[name]
+
+
+def test_planted_mount_target_symlink_is_refused(manager, container) -> None:  # type: ignore[no-untyped-def]
+    # Container root may unmount its own /proc and plant a symlink for the next boot.
+    code, _, err = exec_out(manager, container, [
+        "sh", "-c", "umount -l /proc && rmdir /proc && ln -s /tmp /proc"])
+    assert code == 0, err
+    manager.stop(container, force=True)
+    with pytest.raises(Exception, match="Refusing to mount on /proc: it is a symlink"):
+        manager.start(container)
+    assert not manager.cgroups.exists(container)
+    assert manager.state(container)["status"] == "Stopped"

@@ -63,3 +63,19 @@ def test_describe() -> None:
     assert Bind("/a", "/b", readonly=True).describe() == "bind /a -> /b ro"
     assert Mount("proc", "/r/proc").describe() == "mount -t proc proc /r/proc (None)"
     assert Symlink("pts/ptmx", "/r/dev/ptmx").describe() == "symlink /r/dev/ptmx -> pts/ptmx"
+
+
+def test_apply_all_refuses_targets_through_symlinks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from lxmgr.runtime.mounts import Mount, apply_all
+    from tests.fakes.syscalls import RecordingSyscalls
+
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "proc").symlink_to(tmp_path / "elsewhere")
+    sc = RecordingSyscalls()
+    with pytest.raises(OSError, match="Refusing to mount on /proc: it is a symlink"):
+        apply_all([Mount("proc", f"{root}/proc")], sc, root=str(root))
+    assert sc.calls == []
