@@ -14,6 +14,7 @@ from typing import TypeVar
 from lxmgr.errors import InvalidConfig
 from lxmgr.model.units import (
     format_cpuset,
+    parse_bool,
     parse_cpu_allowance,
     parse_limits_cpu,
     parse_size_or_percent,
@@ -34,9 +35,6 @@ CFS_PERIOD_DEFAULT = 100_000
 SWAPPINESS_DEFAULT = 60
 
 T = TypeVar("T")
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ def parse_limits(
         quota=(allowance[1], allowance[2]) if allowance and allowance[0] == "quota" else None,
         memory=_keyed("limits.memory", config, lambda v: _memory(v, host_memory)),
         memory_soft=_keyed("limits.memory.enforce", config, _enforce) == "soft",
-        swap=_keyed("limits.memory.swap", config, _bool) is not False,
+        swap=_keyed("limits.memory.swap", config, parse_bool) is not False,
         processes=_keyed("limits.processes", config, _processes),
     )
 
@@ -223,15 +221,6 @@ def _enforce(value: str) -> str:
     if value not in ("hard", "soft"):
         raise InvalidConfig(f"'{value}' must be hard or soft")
     return value
-
-
-def _bool(value: str) -> bool:
-    low = value.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise InvalidConfig(f"'{value}' is not a boolean")
 
 
 def _processes(value: str) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lxmgr.cgroups.base import read_file
 from lxmgr.cgroups.detect import detect
-from lxmgr.errors import HostNotReady
+from lxmgr.errors import HostNotReady, KernelError
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.storage.mount import supports_idmapped_overlay
 
@@ -26,9 +27,8 @@ class Check:
 
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
+        return read_file(path) or ""
+    except KernelError:
         return ""
 
 

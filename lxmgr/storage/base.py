@@ -19,6 +19,7 @@ from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, UnknownDriver
 from lxmgr.model.idmap import IdMap
 from lxmgr.model.rootfs import RootfsSpec
+from lxmgr.storage.mount import supports_idmapped_overlay
 
 BUILTIN = ("dir", "overlay")  # modules under lxmgr.storage that register a driver
 DRIVERS: dict[str, type[StorageDriver]] = {}
@@ -51,6 +52,23 @@ class StorageDriver(ABC):
         if "name" in cls.__dict__:
             DRIVERS[cls.name] = cls
 
+    def __init__(self, idmapped: bool | None = None) -> None:
+        self._idmapped = idmapped  # None: probe the kernel on first use
+
+    @property
+    def idmapped(self) -> bool:
+        """True when the kernel mounts overlayfs over idmapped lowers (probed once)."""
+        if self._idmapped is None:
+            self._idmapped = supports_idmapped_overlay()
+        return self._idmapped
+
+    def new_volume_dir(self, name: str) -> Path:
+        """Make the (empty, 0711) volume directory; Conflict if it exists."""
+        vol = self.volume_dir(name)
+        self.pool_dir().mkdir(mode=0o711, parents=True, exist_ok=True)
+        make_dir(vol, 0o711)
+        return vol
+
     def pool_dir(self) -> Path:
         return paths.storage_dir() / self.name
 
@@ -64,9 +82,11 @@ class StorageDriver(ABC):
     def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
         """Make the instance's volume from image; Conflict if it exists."""
 
-    @abstractmethod
     def delete_volume(self, name: str) -> None:
         """Remove the instance's volume (never the image); a missing volume is fine."""
+        vol = self.volume_dir(name)
+        if vol.exists():
+            remove_tree(vol)
 
     @abstractmethod
     def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from lxmgr.model.idmap import IdMap
 from lxmgr.storage.base import ImageLike, RootfsSpec, StorageDriver, make_dir, remove_tree
-from lxmgr.storage.mount import supports_idmapped_overlay
 from lxmgr.storage.shift import copy_tree, shift_tree
 
 
@@ -23,19 +22,8 @@ class DirDriver(StorageDriver):
     name = "dir"
     constant_time_create = False
 
-    def __init__(self, idmapped: bool | None = None) -> None:
-        self._idmapped = idmapped  # None: probe the kernel on first use
-
-    @property
-    def idmapped(self) -> bool:
-        if self._idmapped is None:
-            self._idmapped = supports_idmapped_overlay()
-        return self._idmapped
-
     def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
-        vol = self.volume_dir(name)
-        self.pool_dir().mkdir(mode=0o711, parents=True, exist_ok=True)
-        make_dir(vol, 0o711)
+        vol = self.new_volume_dir(name)
         with contextlib.ExitStack() as revert:
             revert.callback(remove_tree, vol)
             rootfs = vol / "rootfs"
@@ -44,11 +32,6 @@ class DirDriver(StorageDriver):
             if idmap is not None and not self.idmapped:
                 shift_tree(rootfs, idmap)
             revert.pop_all()
-
-    def delete_volume(self, name: str) -> None:
-        vol = self.volume_dir(name)
-        if vol.exists():
-            remove_tree(vol)
 
     def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
                     idmap: IdMap | None) -> RootfsSpec:

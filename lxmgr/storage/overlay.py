@@ -22,7 +22,6 @@ from lxmgr.storage.base import (
     make_dir,
     remove_tree,
 )
-from lxmgr.storage.mount import supports_idmapped_overlay
 from lxmgr.storage.shift import shifted_copy
 
 
@@ -50,19 +49,8 @@ class OverlayDriver(StorageDriver):
     constant_time_create = True
     shares_image = True
 
-    def __init__(self, idmapped: bool | None = None) -> None:
-        self._idmapped = idmapped  # None: probe the kernel on first use
-
-    @property
-    def idmapped(self) -> bool:
-        if self._idmapped is None:
-            self._idmapped = supports_idmapped_overlay()
-        return self._idmapped
-
     def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
-        vol = self.volume_dir(name)
-        self.pool_dir().mkdir(mode=0o711, parents=True, exist_ok=True)
-        make_dir(vol, 0o711)
+        vol = self.new_volume_dir(name)
         with contextlib.ExitStack() as revert:
             revert.callback(remove_tree, vol)
             root_mode = os.stat(image.rootfs).st_mode & 0o7777
@@ -75,11 +63,6 @@ class OverlayDriver(StorageDriver):
                 if not self.idmapped:
                     ensure_shifted(Path(image.rootfs), idmap)
             revert.pop_all()
-
-    def delete_volume(self, name: str) -> None:
-        vol = self.volume_dir(name)
-        if vol.exists():
-            remove_tree(vol)
 
     def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
                     idmap: IdMap | None) -> RootfsSpec:

@@ -23,6 +23,22 @@ def _error(reply: dict[str, Any]) -> LxmgrError:
     return err
 
 
+def _reply(sock: socket.socket) -> dict[str, Any]:
+    """The next reply on sock (descriptors dropped); NotRunning if the supervisor left,
+    the matching error if it answered one."""
+    try:
+        reply, fds = protocol.recv(sock)
+    except (ConnectionResetError, BrokenPipeError) as err:
+        raise NotRunning("Instance supervisor went away") from err
+    for fd in fds:
+        os.close(fd)
+    if reply is None:
+        raise NotRunning("Instance supervisor went away")
+    if "error" in reply:
+        raise _error(reply)
+    return reply
+
+
 def connect(path: str, timeout: float | None = 10.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sock.settimeout(timeout)
@@ -40,16 +56,9 @@ def call(path: str, cmd: str, *, wait: float | None = 10.0, fds: list[int] | Non
     with connect(path, wait) as sock:
         try:
             protocol.send(sock, {"cmd": cmd, **args}, fds)
-            reply, got = protocol.recv(sock)
         except (ConnectionResetError, BrokenPipeError) as err:
             raise NotRunning("Instance supervisor went away") from err
-        for fd in got:
-            os.close(fd)
-    if reply is None:
-        raise NotRunning("Instance supervisor went away")
-    if "error" in reply:
-        raise _error(reply)
-    return reply
+        return _reply(sock)
 
 
 def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any) \
@@ -73,16 +82,5 @@ def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any)
 
 def exec_wait(sock: socket.socket) -> int:
     """The exit status of a command started by exec_start."""
-    try:
-        reply, fds = protocol.recv(sock)
-    except (ConnectionResetError, BrokenPipeError) as err:
-        raise NotRunning("Instance supervisor went away") from err
-    finally:
-        sock.close()
-    for fd in fds:
-        os.close(fd)
-    if reply is None:
-        raise NotRunning("Instance supervisor went away")
-    if "error" in reply:
-        raise _error(reply)
-    return int(reply["exit"])
+    with sock:
+        return int(_reply(sock)["exit"])

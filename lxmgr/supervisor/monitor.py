@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lxmgr.cgroups.base import CgroupDriver
+from lxmgr.cgroups.base import CgroupDriver, read_file
 from lxmgr.errors import LxmgrError
 from lxmgr.linux import libc
 from lxmgr.runtime import attach, child, security
@@ -365,7 +365,7 @@ class Monitor:
         paths = []
         for path in self.cgroups.procs_paths(self.plan.name):
             top = os.path.dirname(path)
-            if _read(os.path.join(top, "cgroup.subtree_control")):
+            if read_file(os.path.join(top, "cgroup.subtree_control")):
                 leaf = os.path.join(top, ".lxmgr-exec")
                 try:
                     os.mkdir(leaf)
@@ -422,10 +422,3 @@ class Monitor:
             with open(self.cfg.console_log, "wb") as f:
                 f.write(self.console.read())
 
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
