@@ -6,6 +6,7 @@ Imports nothing from lxmgr. Functions, not constants, so tests can change LXMGR_
 from __future__ import annotations
 
 import os
+import sysconfig
 from pathlib import Path
 
 DEFAULT_DIR = "/var/lib/lxmgr"
@@ -66,3 +67,10 @@ def profiles_src_dir() -> Path:
 
 def templates_dir() -> Path:
     return SOURCE_ROOT / "templates"
+
+
+def child_pythonpath() -> str:
+    """PYTHONPATH for our `python -S` children (supervisor, probes): this package and the
+    installed libraries, without running site and every .pth hook."""
+    parts = [str(SOURCE_ROOT), sysconfig.get_paths()["purelib"], os.environ.get("PYTHONPATH")]
+    return os.pathsep.join(dict.fromkeys(p for p in parts if p))

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import uuid as uuidlib
-from pathlib import Path
 from typing import Any
 
 from lxmgr import paths
@@ -343,12 +342,7 @@ def _spawn_supervisor() -> subprocess.Popen[str]:
 
     -S skips site (and the .pth hooks of everything installed): the supervisor only needs
     lxmgr and pyseccomp, which PYTHONPATH names; it starts faster and stays smaller."""
-    import pyseccomp
-
-    src = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [src, str(Path(pyseccomp.__file__).parent), env.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": paths.child_pythonpath()}
     return subprocess.Popen(
         [sys.executable, "-S", "-m", "lxmgr.supervisor", "warm"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, close_fds=True, env=env,
