@@ -20,13 +20,16 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import Conflict, InvalidConfig, NotFound, RuntimeSetupError
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import files
+from lxmgr.instances import profiles as profiles_mod
+from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
+from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.store import InstanceStore, write_atomic
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
 from lxmgr.model.idmap import IdMap
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
-from lxmgr.model.profile import Profile, load_profiles_dir
+from lxmgr.model.profile import Profile
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
 from lxmgr.storage import base as storage_base
@@ -42,11 +45,15 @@ STOP_TIMEOUT = 30.0
 class Manager:
     """Owns every instance under paths.root(); `cgroup_base` names our cgroup subtree."""
 
-    def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE) -> None:
+    def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE,
+                 db: Database | None = None) -> None:
         self.cgroup_base = cgroup_base_name
         self.default_storage = storage
-        self.store = InstanceStore()
+        self._own_db = db is None
+        self.db = db or Database()
+        self.store = InstanceStore(self.db)
         self.images = ImageStore()
+        seed_profiles(self.db)
         self._cgroups: cgroup_base.CgroupDriver | None = None
         self._host_checked = False
         self._warm: subprocess.Popen[str] | None = None
@@ -56,6 +63,8 @@ class Manager:
         warm, self._warm = self._warm, None
         if warm is not None:
             warm.communicate("", timeout=30)
+        if self._own_db:
+            self.db.close()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -66,7 +75,7 @@ class Manager:
         return self._cgroups
 
     def profiles(self) -> dict[str, Profile]:
-        return load_profiles_dir(paths.profiles_src_dir())
+        return self.db.profiles()
 
     def expanded(self, spec: InstanceSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         """Effective config and devices: profiles in order, then the instance's own."""
@@ -275,27 +284,76 @@ class Manager:
 
     # -- config ------------------------------------------------------------------------------
 
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               devices: dict[str, dict[str, Any]] | None = None,
+               profiles: list[str] | None = None, description: str | None = None) -> list[str]:
+        """Replace the given fields (LXD's PUT; the API merges first for PATCH). Live keys
+        apply at once to a running instance; returns the changed keys needing a restart."""
+        spec = self.store.get(name)
+        old_expanded, _ = self.expanded(spec)
+        if config is not None:
+            spec.config = _keep_volatile(spec.config, cfgmod.validate_config(
+                {k: v for k, v in config.items() if not k.startswith("volatile.")}))
+            _check_volatile_unchanged(spec.config, config)
+        if devices is not None:
+            spec.devices = validate_devices(devices)
+        if profiles is not None:
+            spec.profiles = list(profiles)
+        if description is not None:
+            spec.description = description
+        expanded, _ = self.expanded(spec)
+        cfgmod.validate_config(expanded, allow_volatile=True)
+        self.apply_live(name, expanded)
+        self.store.save(spec)
+        return cfgmod.restart_required(old_expanded, expanded)
+
     def update_config(self, name: str, changes: dict[str, Any],
                       unset: list[str] | None = None) -> list[str]:
-        """Set/unset local keys; live keys apply at once to a running instance. Returns
-        the changed keys that need a restart."""
-        spec = self.store.get(name)
-        new = dict(spec.config)
-        new.update(cfgmod.validate_config(changes))
+        """Set and unset local keys (`lxmgr config set/unset`)."""
+        config = dict(self.store.get(name).config)
+        config.update({k: cfgmod.to_config_value(v) for k, v in changes.items()})
         for key in unset or []:
             if key.startswith("volatile."):
                 raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
                                     "lxmgr only")
-            new.pop(key, None)
-        old_expanded, _ = self.expanded(spec)
-        spec.config = new
-        expanded, _ = self.expanded(spec)
-        cfgmod.validate_config(expanded, allow_volatile=True)
+            config.pop(key, None)
+        return self.update(name, config=config)
+
+    def apply_live(self, name: str, expanded: dict[str, str]) -> None:
+        """Push live-changeable keys (limits) to a running instance."""
         if self.is_running(name):
             limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
             self.cgroups.apply_limits(name, limits)
-        self.store.save(spec)
-        return cfgmod.restart_required(old_expanded, expanded)
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def profile_create(self, profile: Profile) -> None:
+        self.db.profile_add(profiles_mod.validated(profile))
+
+    def profile_update(self, profile: Profile) -> None:
+        """Replace a profile; every instance using it must stay valid, and running ones
+        get the live keys at once."""
+        profile = profiles_mod.validated(profile)
+        self.db.profile_get(profile.name)
+        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, profile.name)]
+        known = self.profiles() | {profile.name: profile}
+        for spec in users:
+            expanded, _ = cfgmod.expand([known[p] for p in spec.profiles], spec.config,
+                                        spec.devices)
+            cfgmod.validate_config(expanded, allow_volatile=True)
+        self.db.profile_save(profile)
+        for spec in users:
+            self.apply_live(spec.name, self.expanded(spec)[0])
+
+    def profile_delete(self, name: str) -> None:
+        profiles_mod.check_deletable(self.db, name)
+        self.db.profile_remove(name)
+
+    def profile_rename(self, old: str, new: str) -> None:
+        self.db.profile_get(old)
+        profiles_mod.check_rename(self.db, old, new)
+        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, old)]
+        self.db.profile_rename(old, new, users)
 
     # -- exec --------------------------------------------------------------------------------
 
@@ -329,6 +387,17 @@ class Manager:
             raise Conflict(f"Instance '{name}' is not running") from None
 
     exec_wait = staticmethod(control.exec_wait)
+
+
+def _keep_volatile(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    return {**new, **{k: v for k, v in old.items() if k.startswith("volatile.")}}
+
+
+def _check_volatile_unchanged(current: dict[str, str], given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if key.startswith("volatile.") and current.get(key) != str(value):
+            raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
+                                "lxmgr only")
 
 
 def _check_env(env: dict[str, str]) -> None:

@@ -1,16 +1,15 @@
-"""Instance definitions on disk: instances/<name>/instance.json, written atomically.
-
-(The daemon's SQLite state replaces this file store in a later step; the interface stays.)
-"""
+"""Instance records: definitions in the state database, runtime files (supervisor config,
+socket, console log) in instances/<name>/ on disk."""
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 from pathlib import Path
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, NotFound
+from lxmgr.errors import Conflict
+from lxmgr.instances.db import Database
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 
 
@@ -27,46 +26,35 @@ def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 class InstanceStore:
-    """CRUD of InstanceSpec under paths.instances_dir()."""
+    """CRUD of InstanceSpec (database) plus each instance's runtime directory."""
 
-    def spec_path(self, name: str) -> Path:
-        return paths.instance_dir(name) / "instance.json"
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def exists(self, name: str) -> bool:
-        return self.spec_path(name).exists()
+        return name in self.db.instance_names()
 
     def get(self, name: str) -> InstanceSpec:
         validate_instance_name(name)
-        try:
-            text = self.spec_path(name).read_text()
-        except FileNotFoundError:
-            raise NotFound(f"Instance '{name}' not found") from None
-        return InstanceSpec.from_dict(json.loads(text))
+        return self.db.instance_get(name)
 
     def names(self) -> list[str]:
-        root = paths.instances_dir()
-        if not root.is_dir():
-            return []
-        return sorted(p.name for p in root.iterdir() if (p / "instance.json").exists())
+        return self.db.instance_names()
 
     def add(self, spec: InstanceSpec) -> None:
         directory = paths.instance_dir(spec.name)
         directory.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            raise Conflict(f"Instance '{spec.name}' already exists") from None
-        self.save(spec)
+        if directory.exists() and any(directory.iterdir()):
+            raise Conflict(f"Instance '{spec.name}' already exists (stale directory "
+                           f"'{directory}')")
+        self.db.instance_add(spec)
+        directory.mkdir(mode=0o700, exist_ok=True)
 
     def save(self, spec: InstanceSpec) -> None:
-        write_atomic(self.spec_path(spec.name), json.dumps(spec.to_dict(), indent=1))
+        self.db.instance_save(spec)
 
     def remove(self, name: str) -> None:
+        self.db.instance_remove(name)
         directory = paths.instance_dir(name)
-        if not directory.is_dir():
-            return
-        for entry in directory.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                raise Conflict(f"Refusing to remove '{directory}': it holds a directory")
-            entry.unlink()
-        directory.rmdir()
+        if directory.is_dir() and not directory.is_symlink():
+            shutil.rmtree(directory)

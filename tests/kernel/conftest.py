@@ -38,12 +38,12 @@ def manager(debian_image, monkeypatch) -> Iterator:  # type: ignore[no-untyped-d
     try:
         yield mgr
     finally:
-        mgr.close()
         for name in mgr.list():
             try:
                 mgr.delete(name, force=True)
             except Exception as err:  # noqa: BLE001 - keep cleaning
                 print(f"cleanup of {name} failed: {err}")
+        mgr.close()
         try:
             mgr.cgroups.delete_base()
         except Exception as err:  # noqa: BLE001

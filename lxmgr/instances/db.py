@@ -1,0 +1,230 @@
+"""lxmgr's state in SQLite ($LXMGR_DIR/lxmgr.db, WAL): instances, profiles, the image index
+and operations, under one schema with numbered migrations.
+
+One connection shared by the daemon's worker threads behind a lock; every write is its own
+transaction. Rows hold JSON where LXD's objects are maps (config, devices, metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lxmgr import paths
+from lxmgr.errors import Conflict, NotFound
+from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.profile import Profile
+
+# Migration N brings the schema from version N to N + 1; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE instances (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        last_used_at TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE profiles (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        devices TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE images (
+        fingerprint TEXT PRIMARY KEY,
+        info TEXT NOT NULL
+    );
+    CREATE TABLE operations (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+
+class Database:
+    """The state database; `path` defaults to $LXMGR_DIR/lxmgr.db."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.root() / "lxmgr.db"
+        self.path.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                     timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self.migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    @property
+    def version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def migrate(self) -> None:
+        """Apply every migration newer than the file's user_version, each atomically."""
+        with self._lock:
+            for number in range(self.version, len(MIGRATIONS)):
+                with self.transaction() as conn:
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def get_setting(self, key: str, default: str = "") -> str:
+        rows = self._query("SELECT value FROM settings WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                         (key, value))
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def instance_names(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT name FROM instances ORDER BY name")]
+
+    def instance_get(self, name: str) -> InstanceSpec:
+        rows = self._query("SELECT spec FROM instances WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"Instance '{name}' not found")
+        return InstanceSpec.from_dict(json.loads(rows[0][0]))
+
+    def instance_specs(self) -> list[InstanceSpec]:
+        rows = self._query("SELECT spec FROM instances ORDER BY name")
+        return [InstanceSpec.from_dict(json.loads(r[0])) for r in rows]
+
+    def instance_add(self, spec: InstanceSpec) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO instances (name, spec) VALUES (?, ?)",
+                             (spec.name, json.dumps(spec.to_dict())))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance '{spec.name}' already exists") from None
+
+    def instance_save(self, spec: InstanceSpec) -> None:
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE instances SET spec = ? WHERE name = ?",
+                               (json.dumps(spec.to_dict()), spec.name))
+            if cur.rowcount != 1:
+                raise NotFound(f"Instance '{spec.name}' not found")
+
+    def instance_remove(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM instances WHERE name = ?", (name,))
+
+    def instance_touch(self, name: str, when: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE instances SET last_used_at = ? WHERE name = ?", (when, name))
+
+    def instance_last_used(self, name: str) -> str:
+        rows = self._query("SELECT last_used_at FROM instances WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else ""
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def profile_names(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT name FROM profiles ORDER BY name")]
+
+    def profiles(self) -> dict[str, Profile]:
+        rows = self._query("SELECT name, description, config, devices FROM profiles")
+        return {r[0]: Profile(r[0], r[1], json.loads(r[2]), json.loads(r[3])) for r in rows}
+
+    def profile_get(self, name: str) -> Profile:
+        found = self.profiles().get(name)
+        if found is None:
+            raise NotFound(f"Profile '{name}' not found")
+        return found
+
+    def profile_add(self, profile: Profile) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO profiles (name, description, config, devices) "
+                             "VALUES (?, ?, ?, ?)", _profile_row(profile))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Profile '{profile.name}' already exists") from None
+
+    def profile_save(self, profile: Profile) -> None:
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE profiles SET description = ?, config = ?, devices = ? "
+                               "WHERE name = ?", (*_profile_row(profile)[1:], profile.name))
+            if cur.rowcount != 1:
+                raise NotFound(f"Profile '{profile.name}' not found")
+
+    def profile_remove(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
+
+    def profile_rename(self, old: str, new: str, specs: list[InstanceSpec]) -> None:
+        """Rename a profile and the references of the given instances, atomically."""
+        try:
+            with self.transaction() as conn:
+                conn.execute("UPDATE profiles SET name = ? WHERE name = ?", (new, old))
+                for spec in specs:
+                    spec.profiles = [new if p == old else p for p in spec.profiles]
+                    conn.execute("UPDATE instances SET spec = ? WHERE name = ?",
+                                 (json.dumps(spec.to_dict()), spec.name))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Profile '{new}' already exists") from None
+
+    # -- image index, operations -------------------------------------------------------------
+
+    def image_put(self, fingerprint: str, info: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO images (fingerprint, info) VALUES (?, ?)",
+                         (fingerprint, json.dumps(info)))
+
+    def image_remove(self, fingerprint: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM images WHERE fingerprint = ?", (fingerprint,))
+
+    def image_list(self) -> dict[str, dict[str, Any]]:
+        return {r[0]: json.loads(r[1]) for r in self._query("SELECT fingerprint, info FROM images")}
+
+    def operation_put(self, op: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO operations (id, created_at, body) "
+                         "VALUES (?, ?, ?)", (op["id"], op["created_at"], json.dumps(op)))
+
+    def operations(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT body FROM operations ORDER BY created_at")
+        return [json.loads(r[0]) for r in rows]
+
+    def operations_prune(self, keep: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM operations WHERE id NOT IN (SELECT id FROM operations "
+                         "ORDER BY created_at DESC LIMIT ?)", (keep,))
+
+
+def _profile_row(profile: Profile) -> tuple[str, str, str, str]:
+    return (profile.name, profile.description, json.dumps(profile.config),
+            json.dumps(profile.devices))
