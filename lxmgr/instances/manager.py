@@ -18,6 +18,7 @@ from lxmgr import paths
 from lxmgr.cgroups import base as cgroup_base
 from lxmgr.cgroups.detect import detect
 from lxmgr.errors import Conflict, InvalidConfig, NotFound, RuntimeSetupError
+from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import files
 from lxmgr.instances import profiles as profiles_mod
@@ -107,20 +108,69 @@ class Manager:
 
     # -- create / delete ---------------------------------------------------------------------
 
+    def _new_spec(self, name: str, *, profiles: list[str] | None, config: dict[str, Any] | None,
+                  devices: dict[str, dict[str, Any]] | None, ephemeral: bool,
+                  storage: str | None, description: str) -> InstanceSpec:
+        """A validated spec for a new instance (no image yet); raises on bad input."""
+        validate_instance_name(name)
+        if profiles is not None and not all(isinstance(p, str) for p in profiles):
+            raise InvalidConfig("Invalid 'profiles': expected a list of names")
+        spec = InstanceSpec(
+            name=name, image_fingerprint="", description=description,
+            profiles=list(profiles if profiles is not None else ["default"]),
+            config=cfgmod.validate_config(config or {}), devices=validate_devices(devices or {}),
+            ephemeral=ephemeral, storage_driver=storage or self.default_storage)
+        expanded, _ = self.expanded(spec)
+        cfgmod.validate_config(expanded)
+        storage_base.load(spec.storage_driver)
+        if self.store.exists(name):
+            raise Conflict(f"Instance '{name}' already exists")
+        return spec
+
+    def check_create(self, name: str, image: str, *, profiles: list[str] | None = None,
+                     config: dict[str, Any] | None = None,
+                     devices: dict[str, dict[str, Any]] | None = None, ephemeral: bool = False,
+                     storage: str | None = None, description: str = "") -> bool:
+        """Validate a create request before it becomes an operation; True when the image
+        must first be built from its recipe (NotFound if neither image nor recipe exists)."""
+        self._new_spec(name, profiles=profiles, config=config, devices=devices,
+                       ephemeral=ephemeral, storage=storage, description=description)
+        try:
+            self.images.get(image)
+            return False
+        except NotFound:
+            try:
+                self.check_recipe(image)
+            except NotFound:
+                raise NotFound(f"Image '{image}' not found") from None
+            return True
+
+    def check_recipe(self, name: str) -> None:
+        """A built-in recipe name (images/<name>.yaml); never a host path from the API."""
+        if not name or "/" in name or name.startswith(".") or name.endswith((".yaml", ".yml")):
+            raise NotFound(f"Image recipe '{name}' not found")
+        debootstrap.recipe_path(name)
+
+    def build_image(self, recipe: str, progress: Any = None) -> ImageInfo:
+        """Build (or reuse) the image of a built-in recipe."""
+        self.check_recipe(recipe)
+        return debootstrap.build(recipe, progress, store=self.images)
+
+    def delete_image(self, fingerprint: str) -> None:
+        """Delete an image no instance uses (overlay volumes keep using it)."""
+        users = [n for n in self.list() if self.get(n).image_fingerprint == fingerprint]
+        if users:
+            raise Conflict(f"Image '{fingerprint[:12]}' is used by instance {users[0]}")
+        self.images.delete(fingerprint)
+
     def create(self, name: str, image: str, *, profiles: list[str] | None = None,
                config: dict[str, Any] | None = None,
                devices: dict[str, dict[str, Any]] | None = None, ephemeral: bool = False,
-               storage: str | None = None) -> InstanceSpec:
+               storage: str | None = None, description: str = "") -> InstanceSpec:
         """Create an instance from an image; nothing is left behind on failure."""
-        validate_instance_name(name)
-        local = cfgmod.validate_config(config or {})
-        local_devices = validate_devices(devices or {})
-        spec = InstanceSpec(name=name, image_fingerprint="", profiles=list(
-            profiles if profiles is not None else ["default"]), config=local,
-            devices=local_devices, ephemeral=ephemeral,
-            storage_driver=storage or self.default_storage)
+        spec = self._new_spec(name, profiles=profiles, config=config, devices=devices,
+                              ephemeral=ephemeral, storage=storage, description=description)
         expanded, _ = self.expanded(spec)
-        cfgmod.validate_config(expanded)
         img = self.images.get(image)
         spec.image_fingerprint = img.fingerprint
         driver = storage_base.load(spec.storage_driver)
@@ -274,6 +324,13 @@ class Manager:
             "supervisor_pid": sup["supervisor_pid"],
         }
 
+    def console_clear(self, name: str) -> None:
+        self.store.get(name)
+        try:
+            control.call(self.socket_path(name), protocol.CONSOLE_CLEAR)
+        except control.NotRunning:
+            (paths.instance_dir(name) / "console.log").unlink(missing_ok=True)
+
     def console_log(self, name: str) -> str:
         self.store.get(name)
         try:
@@ -366,8 +423,9 @@ class Manager:
         _check_env(env or {})
         self.store.get(name)
         try:
-            sock, _ = control.exec_start(self.socket_path(name), argv, [stdin, stdout, stderr],
-                                         env=env or {}, cwd=cwd, uid=uid, gid=gid)
+            sock, _pid, _ = control.exec_start(self.socket_path(name), argv,
+                                               [stdin, stdout, stderr], env=env or {},
+                                               cwd=cwd, uid=uid, gid=gid)
         except control.NotRunning:
             raise Conflict(f"Instance '{name}' is not running") from None
         return control.exec_wait(sock)
@@ -377,12 +435,25 @@ class Manager:
                  cols: int = 80) -> tuple[Any, int]:
         """Start an interactive command on a pty of the container; returns (handle, master).
         Resize with lxmgr.linux.libc.set_winsize(master, ...); wait with exec_wait(handle)."""
+        handle, _pid, master = self.exec_start(name, argv, None, pty=True, env=env, cwd=cwd,
+                                               uid=uid, gid=gid, rows=rows, cols=cols)
+        if master is None:  # the command ended before it could start
+            raise Conflict(f"Command '{argv[0]}' could not start in '{name}'")
+        return handle, master
+
+    def exec_start(self, name: str, argv: list[str], stdio: list[int] | None, *,
+                   pty: bool = False, env: dict[str, str] | None = None, cwd: str = "",
+                   uid: int = 0, gid: int = 0, rows: int = 24,
+                   cols: int = 80) -> tuple[Any, int, int | None]:
+        """Start a command with stdio fds (or a pty); (handle, host pid, pty master)."""
+        if not argv:
+            raise InvalidConfig("Missing command to execute")
         _check_env(env or {})
         self.store.get(name)
         try:
-            return control.exec_start(self.socket_path(name), argv, None, pty=True,
+            return control.exec_start(self.socket_path(name), argv, stdio, pty=pty,
                                       env=env or {}, cwd=cwd, uid=uid, gid=gid,
-                                      rows=rows, cols=cols)  # type: ignore[return-value]
+                                      rows=rows, cols=cols)
         except control.NotRunning:
             raise Conflict(f"Instance '{name}' is not running") from None
 

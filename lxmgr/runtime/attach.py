@@ -65,37 +65,51 @@ def enter(plan: RuntimePlan, init_pid: int, cgroup_procs: list[str], spec: ExecS
         pidfd = libc.pidfd_open(init_pid)
         libc.setns(pidfd, plan.namespaces)
         os.close(pidfd)
+        master = None
         if spec.pty:
-            stdio = _open_pty(spec, reply)
+            master, stdio = _open_pty(spec)
         pid = os.fork()
         if pid == 0:
             _run(plan, spec, stdio, flt)
         for fd in set(stdio):
             os.close(fd)
+        _report_started(reply, pid, master)
         signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
         _, wstatus = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wstatus)
         status = 128 - status if status < 0 else status
     except BaseException as err:  # noqa: BLE001
-        try:
-            os.write(2, f"Error: Failed to exec in container: {err}\n".encode())
+        try:  # the caller's stderr when we still have it, else the supervisor log
+            os.write(stdio[2] if len(stdio) == 3 and not spec.pty else 2,
+                     f"Error: Failed to exec in container: {err}\n".encode())
         except OSError:
             pass
     os._exit(status)
 
 
-def _open_pty(spec: ExecSpec, reply: socket.socket | None) -> list[int]:
-    """A pty from the container's own devpts; the master goes back to the caller."""
+def _report_started(reply: socket.socket | None, pid: int, master: int | None) -> None:
+    """Tell the caller the command runs: its host pid (to signal it) and the pty master."""
+    if reply is None:
+        return
+    msg = f'{{"started":true,"pid":{pid},"pty":{"true" if master is not None else "false"}}}'
+    anc = []
+    if master is not None:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]).tobytes())]
+    try:
+        reply.sendmsg([msg.encode()], anc)
+    finally:
+        if master is not None:
+            os.close(master)
+
+
+def _open_pty(spec: ExecSpec) -> tuple[int, list[int]]:
+    """A pty from the container's own devpts: (master for the caller, slave as stdio)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, c.TIOCSPTLCK, struct.pack("i", 0))
     num = struct.unpack("i", fcntl.ioctl(master, c.TIOCGPTN, struct.pack("i", 0)))[0]
     slave = os.open(f"/dev/pts/{num}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     libc.set_winsize(master, spec.rows, spec.cols)
-    if reply is not None:
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]).tobytes())]
-        reply.sendmsg([b'{"pty":true}'], anc)
-    os.close(master)
-    return [slave, slave, slave]
+    return master, [slave, slave, slave]
 
 
 def _run(plan: RuntimePlan, spec: ExecSpec, stdio: list[int], flt) -> None:  # type: ignore[no-untyped-def]

@@ -62,22 +62,31 @@ def call(path: str, cmd: str, *, wait: float | None = 10.0, fds: list[int] | Non
 
 
 def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any) \
-        -> tuple[socket.socket, int | None]:
-    """Start a command; returns the open connection (its next message carries the exit
-    status) and, in pty mode, the pty master."""
+        -> tuple[socket.socket, int, int | None]:
+    """Start a command: (the open connection, whose next message carries the exit status;
+    the command's host pid; in pty mode the pty master)."""
     sock = connect(path, None)
     try:
         protocol.send(sock, {"cmd": protocol.EXEC, "argv": argv, **spec}, stdio)
-        if not spec.get("pty"):
-            return sock, None
         reply, fds = protocol.recv(sock)
     except (ConnectionResetError, BrokenPipeError) as err:
         sock.close()
         raise NotRunning("Instance supervisor went away") from err
-    if reply is None or "error" in reply or not fds:
+    if reply is None or "error" in reply or "exit" in reply:
         sock.close()
+        for fd in fds:
+            os.close(fd)
+        if reply is not None and "exit" in reply:  # died before starting: its status
+            return _finished(int(reply["exit"]))
         raise _error(reply or {"error": "exec failed to start"})
-    return sock, fds[0]
+    return sock, int(reply["pid"]), (fds[0] if fds else None)
+
+
+def _finished(code: int) -> tuple[socket.socket, int, None]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    protocol.send(b, {"ok": True, "exit": code})
+    b.close()
+    return a, 0, None
 
 
 def exec_wait(sock: socket.socket) -> int:
