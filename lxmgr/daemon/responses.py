@@ -1,0 +1,66 @@
+"""aiohttp responses in LXD's envelopes, and request parsing helpers shared by routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from lxmgr.api import envelope
+from lxmgr.api.operation import Operation
+from lxmgr.errors import InvalidConfig
+
+MAX_BODY = 4 << 20
+
+
+def sync(metadata: Any, status: int = 200, headers: dict[str, str] | None = None) \
+        -> web.Response:
+    return web.json_response(envelope.sync_response(metadata), status=status, headers=headers)
+
+
+def async_op(op: Operation) -> web.Response:
+    return web.json_response(envelope.async_response(op.to_dict()), status=202,
+                             headers={"Location": op.url})
+
+
+def error(message: str, code: int) -> web.Response:
+    return web.json_response(envelope.error_response(message, code), status=code)
+
+
+async def json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object; InvalidConfig (400) for malformed or non-object bodies."""
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise InvalidConfig("Missing request body")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidConfig(f"Malformed JSON body: {err}") from None
+    if not isinstance(body, dict):
+        raise InvalidConfig("The request body must be a JSON object")
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None) \
+        -> Any:
+    """body[name] checked against kind (None means absent); InvalidConfig names the field."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) and kind in (int, float):
+        raise InvalidConfig(f"Invalid '{name}': expected a number")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InvalidConfig(f"Invalid '{name}': expected {names}")
+    return value
+
+
+def recursion(request: web.Request) -> int:
+    raw = request.query.get("recursion", "0")
+    try:
+        return int(raw.split(";")[0])
+    except ValueError:
+        raise InvalidConfig(f"Invalid recursion '{raw}'") from None

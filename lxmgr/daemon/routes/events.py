@@ -1,0 +1,47 @@
+"""GET /1.0/events: a websocket of JSON text frames, filtered by ?type=."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSMsgType, web
+
+from lxmgr.daemon.keys import EVENTS, WEBSOCKETS
+from lxmgr.errors import InvalidConfig
+
+routes = web.RouteTableDef()
+TYPES = frozenset({"lifecycle", "operation", "logging"})
+
+
+@routes.get("/1.0/events")
+async def events(request: web.Request) -> web.WebSocketResponse:
+    wanted = frozenset(t for t in request.query.get("type", "").split(",") if t)
+    if wanted - TYPES:
+        raise InvalidConfig(f"Invalid event type '{sorted(wanted - TYPES)[0]}'")
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    bus = request.app[EVENTS]
+    sub = bus.subscribe(wanted)
+    request.app[WEBSOCKETS].add(ws)
+    reader = asyncio.create_task(_drain(ws), name="events-reader")
+    try:
+        while not ws.closed:
+            getter = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            await ws.send_json(getter.result())
+    finally:
+        bus.unsubscribe(sub)
+        request.app[WEBSOCKETS].discard(ws)
+        reader.cancel()
+        await ws.close()
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) client frames until it closes."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break

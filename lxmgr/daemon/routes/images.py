@@ -1,0 +1,136 @@
+"""/1.0/images and /1.0/images/aliases: the local image store. POST /1.0/images with
+{"source": {"type": "recipe", "name": "debian"}} builds an image from a recipe (lxmgr's own
+source type) as an operation with progress."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from lxmgr.api.operation import Operation, format_time
+from lxmgr.daemon import responses
+from lxmgr.daemon.keys import MANAGER, OPERATIONS
+from lxmgr.daemon.responses import field, json_body
+from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.images.store import ImageInfo
+from lxmgr.instances.manager import Manager
+
+routes = web.RouteTableDef()
+
+
+def render(image: ImageInfo) -> dict[str, Any]:
+    created = format_time(datetime.fromtimestamp(image.created_at, UTC))
+    return {
+        "fingerprint": image.fingerprint, "filename": "", "size": image.size,
+        "architecture": {"amd64": "x86_64", "arm64": "aarch64"}.get(image.architecture,
+                                                                    image.architecture),
+        "type": "container", "public": False, "cached": False, "auto_update": False,
+        "properties": {"os": image.os, "release": image.release,
+                       "description": image.description},
+        "aliases": [{"name": a, "description": ""} for a in image.aliases],
+        "created_at": created, "uploaded_at": created, "last_used_at": created,
+        "expires_at": "1970-01-01T00:00:00Z", "profiles": ["default"], "project": "default",
+        "update_source": None,
+    }
+
+
+def _index(manager: Manager) -> list[ImageInfo]:
+    """The store's images, mirrored into the state database's image index."""
+    images = manager.images.list()
+    known = manager.db.image_list()
+    for image in images:
+        manager.db.image_put(image.fingerprint, render(image))
+    for fingerprint in set(known) - {i.fingerprint for i in images}:
+        manager.db.image_remove(fingerprint)
+    return images
+
+
+@routes.get("/1.0/images")
+async def list_images(request: web.Request) -> web.Response:
+    level = responses.recursion(request)
+    images = await asyncio.to_thread(_index, request.app[MANAGER])
+    return responses.sync([render(i) if level else f"/1.0/images/{i.fingerprint}"
+                           for i in images])
+
+
+@routes.post("/1.0/images")
+async def build_image(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    body = await json_body(request)
+    source = field(body, "source", dict, {})
+    if field(source, "type", str, "") != "recipe":
+        raise NotSupported("Only {\"source\": {\"type\": \"recipe\", \"name\": ...}} image "
+                           "sources are supported yet")
+    recipe = field(source, "name", str, "")
+    if not recipe:
+        raise InvalidConfig("Missing source.name: the image recipe to build")
+    await asyncio.to_thread(manager.check_recipe, recipe)
+    ops = request.app[OPERATIONS]
+
+    async def work(op: Operation) -> dict[str, Any]:
+        def progress(p: Any) -> None:
+            ops.update_threadsafe(op, progress={"stage": p.stage,
+                                                "percent": str(int(p.fraction * 100))})
+        image = await asyncio.to_thread(manager.build_image, recipe, progress)
+        await asyncio.to_thread(_index, manager)
+        return {"fingerprint": image.fingerprint, "size": image.size}
+
+    return responses.async_op(ops.create(f"Building image {recipe}", work))
+
+
+@routes.get("/1.0/images/aliases")
+async def list_aliases(request: web.Request) -> web.Response:
+    level = responses.recursion(request)
+    images = await asyncio.to_thread(request.app[MANAGER].images.list)
+    aliases = sorted((a, i.fingerprint) for i in images for a in i.aliases)
+    return responses.sync([{"name": a, "target": fp, "description": "", "type": "container"}
+                           if level else f"/1.0/images/aliases/{a}" for a, fp in aliases])
+
+
+@routes.post("/1.0/images/aliases")
+async def create_alias(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name, target = field(body, "name", str, ""), field(body, "target", str, "")
+    if not name or not target:
+        raise InvalidConfig("An alias needs a name and a target fingerprint")
+    await asyncio.to_thread(request.app[MANAGER].images.add_alias, target, name)
+    return responses.sync({}, status=201, headers={"Location": f"/1.0/images/aliases/{name}"})
+
+
+@routes.get("/1.0/images/aliases/{name:.+}")
+async def get_alias(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    image = await asyncio.to_thread(request.app[MANAGER].images.get, name)
+    if name not in image.aliases:
+        raise InvalidConfig(f"'{name}' is not an alias")
+    return responses.sync({"name": name, "target": image.fingerprint, "description": "",
+                           "type": "container"})
+
+
+@routes.delete("/1.0/images/aliases/{name:.+}")
+async def delete_alias(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[MANAGER].images.remove_alias, request.match_info["name"])
+    return responses.sync({})
+
+
+@routes.get("/1.0/images/{fingerprint}")
+async def get_image(request: web.Request) -> web.Response:
+    image = await asyncio.to_thread(request.app[MANAGER].images.get,
+                                    request.match_info["fingerprint"])
+    return responses.sync(render(image))
+
+
+@routes.delete("/1.0/images/{fingerprint}")
+async def delete_image(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    image = await asyncio.to_thread(manager.images.get, request.match_info["fingerprint"])
+    await asyncio.to_thread(manager.delete_image, image.fingerprint)
+
+    async def work(op: Operation) -> None:
+        return None
+    return responses.async_op(request.app[OPERATIONS].create(
+        f"Deleting image {image.fingerprint[:12]}", work,
+        resources={"images": [f"/1.0/images/{image.fingerprint}"]}))

@@ -1,0 +1,251 @@
+"""/1.0/instances: list, create (async, builds the image from its recipe when missing),
+show, update (PUT replaces, PATCH merges), delete, console log and log files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import Any
+
+from aiohttp import web
+
+from lxmgr import paths
+from lxmgr.api.operation import Operation
+from lxmgr.daemon import responses, views
+from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
+from lxmgr.daemon.responses import field, json_body
+from lxmgr.errors import Conflict, InvalidConfig, NotFound, NotSupported
+from lxmgr.model.instance import generate_name, validate_instance_name
+
+routes = web.RouteTableDef()
+LOG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def instance_url(name: str) -> str:
+    return f"/1.0/instances/{name}"
+
+
+@routes.get("/1.0/instances")
+async def list_instances(request: web.Request) -> web.Response:
+    level = responses.recursion(request)
+    expr = request.query.get("filter", "")
+    return responses.sync(await asyncio.to_thread(
+        views.instances, request.app[MANAGER], level, expr))
+
+
+@routes.post("/1.0/instances")
+async def create_instance(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    body = await json_body(request)
+    if field(body, "type", str, "container") != "container":
+        raise NotSupported("Only containers are supported")
+    source = field(body, "source", dict, {})
+    if field(source, "type", str, "image") != "image":
+        raise NotSupported(f"Unsupported source type '{source.get('type')}': use 'image'")
+    image = field(source, "alias", str) or field(source, "fingerprint", str)
+    if not image:
+        raise InvalidConfig("Missing source image: give source.alias or source.fingerprint")
+    name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager)
+    args = {
+        "profiles": field(body, "profiles", list),
+        "config": field(body, "config", dict, {}),
+        "devices": field(body, "devices", dict, {}),
+        "ephemeral": field(body, "ephemeral", bool, False),
+        "description": field(body, "description", str, ""),
+    }
+    start = field(body, "start", bool, False)
+    build = await asyncio.to_thread(manager.check_create, name, image, **args)
+    ops, events = request.app[OPERATIONS], request.app[EVENTS]
+
+    async def work(op: Operation) -> dict[str, Any]:
+        if build:
+            def progress(p: Any) -> None:
+                ops.update_threadsafe(op, create_instance_from_image_unpack_progress=(
+                    f"{p.stage}: {int(p.fraction * 100)}%"), progress={
+                    "stage": p.stage, "percent": str(int(p.fraction * 100))})
+            await asyncio.to_thread(manager.build_image, image, progress)
+        await asyncio.to_thread(manager.create, name, image, **args)
+        events.lifecycle("instance-created", name)
+        if start:
+            await asyncio.to_thread(manager.start, name)
+            events.lifecycle("instance-started", name)
+        return {"entity_url": instance_url(name)}
+
+    op = ops.create(f"Creating instance {name}", work,
+                    resources={"instances": [instance_url(name)]},
+                    metadata={"entity_url": instance_url(name)})
+    return responses.async_op(op)
+
+
+def _free_name(manager: Any) -> str:
+    taken = set(manager.list())
+    for _ in range(100):
+        name = generate_name()
+        if name not in taken:
+            return name
+    raise Conflict("Could not generate a free instance name")
+
+
+@routes.get("/1.0/instances/{name}")
+async def get_instance(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    full = responses.recursion(request) >= 2
+    return responses.sync(await asyncio.to_thread(
+        views.instance, request.app[MANAGER], name, full))
+
+
+async def _update(request: web.Request, merge: bool) -> web.Response:
+    manager = request.app[MANAGER]
+    name = request.match_info["name"]
+    body = await json_body(request)
+    if "restore" in body:
+        raise NotSupported("Snapshots are not supported yet")
+    config = field(body, "config", dict)
+    devices = field(body, "devices", dict)
+    profiles = field(body, "profiles", list)
+    description = field(body, "description", str)
+    if merge:
+        spec = await asyncio.to_thread(manager.get, name)
+        if config is not None:
+            config = {**spec.config, **config}
+        if devices is not None:
+            devices = {**spec.devices, **devices}
+    await asyncio.to_thread(manager.update, name, config=config, devices=devices,
+                            profiles=profiles, description=description)
+    request.app[EVENTS].lifecycle("instance-updated", name)
+    return responses.async_op(_done(request, f"Updating instance {name}", name))
+
+
+def _done(request: web.Request, description: str, name: str) -> Operation:
+    """An already finished operation, for LXD calls whose work we did synchronously."""
+    async def work(op: Operation) -> None:
+        return None
+    return request.app[OPERATIONS].create(description, work,
+                                          resources={"instances": [instance_url(name)]})
+
+
+@routes.put("/1.0/instances/{name}")
+async def put_instance(request: web.Request) -> web.Response:
+    return await _update(request, merge=False)
+
+
+@routes.patch("/1.0/instances/{name}")
+async def patch_instance(request: web.Request) -> web.Response:
+    return await _update(request, merge=True)
+
+
+@routes.post("/1.0/instances/{name}")
+async def rename_instance(request: web.Request) -> web.Response:
+    raise NotSupported("Renaming and migrating instances is not supported yet")
+
+
+@routes.delete("/1.0/instances/{name}")
+async def delete_instance(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    name = request.match_info["name"]
+    force = request.query.get("force", "") in ("1", "true")
+    await asyncio.to_thread(manager.get, name)
+    if not force and await asyncio.to_thread(manager.is_running, name):
+        raise Conflict(f"Instance '{name}' is running: stop it first or use --force")
+    events = request.app[EVENTS]
+
+    async def work(op: Operation) -> None:
+        await asyncio.to_thread(manager.delete, name, force)
+        events.lifecycle("instance-deleted", name)
+
+    op = request.app[OPERATIONS].create(f"Deleting instance {name}", work,
+                                        resources={"instances": [instance_url(name)]})
+    return responses.async_op(op)
+
+
+# -- console and logs --------------------------------------------------------------------------
+
+@routes.get("/1.0/instances/{name}/console")
+async def console_log(request: web.Request) -> web.Response:
+    text = await asyncio.to_thread(request.app[MANAGER].console_log, request.match_info["name"])
+    return web.Response(body=text.encode(), content_type="application/octet-stream")
+
+
+@routes.delete("/1.0/instances/{name}/console")
+async def console_clear(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[MANAGER].console_clear, request.match_info["name"])
+    return responses.sync({})
+
+
+@routes.post("/1.0/instances/{name}/console")
+async def console_attach(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    raise NotSupported("Attaching to the console is not supported yet: use --show-log")
+
+
+def exec_output_dir(name: str) -> str:
+    return str(paths.instance_dir(name) / "exec-output")
+
+
+@routes.get("/1.0/instances/{name}/logs")
+async def list_logs(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await asyncio.to_thread(request.app[MANAGER].get, name)
+    base = f"/1.0/instances/{name}/logs"
+    found = [f"{base}/{f}" for f in ("console.log", "supervisor.log")
+             if (paths.instance_dir(name) / f).exists()]
+    return responses.sync(found + [f"{base}/exec-output"])
+
+
+@routes.get("/1.0/instances/{name}/logs/exec-output")
+async def list_exec_output(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await asyncio.to_thread(request.app[MANAGER].get, name)
+    directory = exec_output_dir(name)
+    files = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+    return responses.sync([f"/1.0/instances/{name}/logs/exec-output/{f}" for f in files])
+
+
+def _log_path(request: web.Request, exec_output: bool) -> str:
+    name, file = request.match_info["name"], request.match_info["file"]
+    if not LOG_NAME.match(file) or file.startswith("."):
+        raise InvalidConfig(f"Invalid log file name '{file}'")
+    if not exec_output and file not in ("console.log", "supervisor.log"):
+        raise NotFound(f"Log file '{file}' not found")
+    directory = exec_output_dir(name) if exec_output else str(paths.instance_dir(name))
+    return os.path.join(directory, file)
+
+
+async def _send_file(path: str) -> web.Response:
+    def read() -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"Log file '{os.path.basename(path)}' not found") from None
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+    return web.Response(body=await asyncio.to_thread(read),
+                        content_type="application/octet-stream")
+
+
+@routes.get("/1.0/instances/{name}/logs/exec-output/{file}")
+async def get_exec_output(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    return await _send_file(_log_path(request, exec_output=True))
+
+
+@routes.delete("/1.0/instances/{name}/logs/exec-output/{file}")
+async def delete_exec_output(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    path = _log_path(request, exec_output=True)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise NotFound(f"Log file '{os.path.basename(path)}' not found") from None
+    return responses.sync({})
+
+
+@routes.get("/1.0/instances/{name}/logs/{file}")
+async def get_log(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    return await _send_file(_log_path(request, exec_output=False))
+
+
+def check_name(name: str) -> None:
+    validate_instance_name(name)

@@ -1,0 +1,70 @@
+"""GET / and GET /1.0: the server object LXD clients read first (auth, api_extensions,
+environment)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from aiohttp import web
+
+from lxmgr import __version__
+from lxmgr.daemon import responses
+from lxmgr.daemon.keys import MANAGER
+
+routes = web.RouteTableDef()
+
+# Only what is really implemented: clients change request shapes per extension.
+API_EXTENSIONS = [
+    "instances",
+    "container_full",
+    "instance_create_start",
+    "instance_force_delete",
+    "operation_wait",
+    "container_exec_user_group_cwd",
+    "container_exec_recording",
+    "console",
+    "operation_metadata_entity_url",
+]
+
+
+@routes.get("/")
+async def root(request: web.Request) -> web.Response:
+    return responses.sync(["/1.0"])
+
+
+@routes.get("/1.0")
+async def server_info(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    uname = platform.uname()
+    return responses.sync({
+        "config": {},
+        "api_extensions": API_EXTENSIONS,
+        "api_status": "stable",
+        "api_version": "1.0",
+        "auth": "trusted",
+        "auth_methods": ["unix"],
+        "public": False,
+        "environment": {
+            "addresses": [],
+            "architectures": [uname.machine],
+            "driver": "lxmgr",
+            "driver_version": __version__,
+            "firewall": "nftables",
+            "kernel": uname.system,
+            "kernel_architecture": uname.machine,
+            "kernel_version": uname.release,
+            "os_name": "Debian",
+            "project": "default",
+            "server": "lxmgr",
+            "server_clustered": False,
+            "server_event_mode": "full-mesh",
+            "server_name": uname.node,
+            "server_pid": os.getpid(),
+            "server_version": __version__,
+            "storage": manager.default_storage,
+            "storage_version": "",
+            "storage_supported_drivers": [{"Name": "overlay", "Version": "", "Remote": False},
+                                          {"Name": "dir", "Version": "", "Remote": False}],
+        },
+    })

@@ -1,0 +1,108 @@
+"""LXD-shaped views of instances (Instance, InstanceFull, InstanceState) and the `filter=`
+expressions of list calls. Built from Manager data; blocking, so routes run them in a thread."""
+
+from __future__ import annotations
+
+import platform
+import re
+from typing import Any
+
+from lxmgr.api.operation import format_time
+from lxmgr.errors import InvalidConfig, LxmgrError
+from lxmgr.instances.manager import Manager
+
+STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Stopping": 107,
+                "Starting": 106, "Error": 112}
+
+
+def instance_state(manager: Manager, name: str) -> dict[str, Any]:
+    """InstanceState: status, pid, processes, cpu, memory (+ empty disk and network)."""
+    state = manager.state(name)
+    return {
+        "status": state["status"],
+        "status_code": STATUS_CODES.get(state["status"], 112),
+        "pid": state["pid"],
+        "processes": state["processes"] if state["pid"] else 0,
+        "cpu": {"usage": state["cpu"]["usage"]},
+        "memory": {"usage": state["memory"]["usage"],
+                   "usage_peak": state["memory"].get("usage_peak", 0),
+                   "swap_usage": state["memory"].get("swap_usage", 0),
+                   "swap_usage_peak": 0, "total": 0},
+        "disk": {},
+        "network": {},
+    }
+
+
+def instance(manager: Manager, name: str, full: bool = False) -> dict[str, Any]:
+    """Instance (recursion=1) or InstanceFull (recursion=2, with state and snapshots)."""
+    spec = manager.get(name)
+    expanded, devices = manager.expanded(spec)
+    state = instance_state(manager, name)
+    last_used = manager.db.instance_last_used(name)
+    out: dict[str, Any] = {
+        "name": spec.name,
+        "description": spec.description,
+        "status": state["status"],
+        "status_code": state["status_code"],
+        "created_at": format_time(spec.created_at),
+        "last_used_at": last_used or "1970-01-01T00:00:00Z",
+        "location": "none",
+        "type": "container",
+        "project": "default",
+        "architecture": platform.machine(),
+        "ephemeral": spec.ephemeral,
+        "stateful": False,
+        "profiles": list(spec.profiles),
+        "config": dict(spec.config),
+        "devices": {k: dict(v) for k, v in spec.devices.items()},
+        "expanded_config": expanded,
+        "expanded_devices": devices,
+    }
+    if full:
+        out["state"] = state
+        out["snapshots"] = []
+        out["backups"] = []
+    return out
+
+
+def instances(manager: Manager, level: int, expr: str) -> list[Any]:
+    """GET /1.0/instances at a recursion level, filtered."""
+    names = manager.list()
+    if level == 0 and not expr:
+        return [f"/1.0/instances/{n}" for n in names]
+    out = []
+    for name in names:
+        try:
+            view = instance(manager, name, full=level >= 2)
+        except LxmgrError:
+            continue  # deleted while we listed
+        if matches(view, expr):
+            out.append(view if level else f"/1.0/instances/{name}")
+    return out
+
+
+_TERM = re.compile(r'^\s*([\w.\-]+)\s+(eq|ne)\s+"?([^"]*?)"?\s*$')
+
+
+def matches(view: dict[str, Any], expr: str) -> bool:
+    """LXD's filter subset: `field eq|ne value` joined by `and` / `or` (and binds tighter);
+    fields: name, status, type, description, ephemeral, config.<key>, expanded_config.<key>."""
+    if not expr.strip():
+        return True
+    return any(all(_term(view, t) for t in re.split(r"\s+and\s+", alt))
+               for alt in re.split(r"\s+or\s+", expr))
+
+
+def _term(view: dict[str, Any], term: str) -> bool:
+    m = _TERM.match(term)
+    if not m:
+        raise InvalidConfig(f"Invalid filter '{term}': expected 'field eq value'")
+    field_name, op, expected = m.groups()
+    value: Any = view
+    for part in field_name.split(".", 1) if field_name.startswith(("config.",
+                                                                   "expanded_config.")) \
+            else [field_name]:
+        value = value.get(part) if isinstance(value, dict) else None
+    actual = str(value).lower() if isinstance(value, bool) else str(value)
+    equal = actual.lower() == expected.lower() if field_name == "status" else actual == expected
+    return equal if op == "eq" else not equal

@@ -1,0 +1,59 @@
+"""The event bus behind /1.0/events: lifecycle, operation and logging events fan out to
+subscribers' bounded queues. Lives on the daemon's event loop; publish_threadsafe() is for
+worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lxmgr.api.event import Event, lifecycle
+
+log = logging.getLogger(__name__)
+QUEUE_SIZE = 1024
+
+
+class Subscription:
+    """One listener: the event types it wants (empty = all) and its queue."""
+
+    def __init__(self, types: frozenset[str]) -> None:
+        self.types = types
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+
+    def wants(self, event_type: str) -> bool:
+        return not self.types or event_type in self.types
+
+
+class EventBus:
+    """Fan-out of events to subscribers; a slow subscriber loses events, never blocks us."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscription] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def subscribe(self, types: frozenset[str] = frozenset()) -> Subscription:
+        self.loop = asyncio.get_running_loop()
+        sub = Subscription(types)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subscribers.discard(sub)
+
+    def publish(self, event: Event) -> None:
+        data = event.to_dict()
+        for sub in list(self.subscribers):
+            if sub.wants(event.type):
+                try:
+                    sub.queue.put_nowait(data)
+                except asyncio.QueueFull:
+                    log.warning("Event subscriber too slow: dropped a %s event", event.type)
+
+    def publish_threadsafe(self, event: Event) -> None:
+        if self.loop is not None and self.subscribers:
+            self.loop.call_soon_threadsafe(self.publish, event)
+
+    def lifecycle(self, action: str, name: str, **context: Any) -> None:
+        """Publish an instance lifecycle event (instance-started, ...)."""
+        self.publish(lifecycle(action, f"/1.0/instances/{name}", context))

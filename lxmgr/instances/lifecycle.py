@@ -1,0 +1,67 @@
+"""Daemon-side lifecycle duties: boot.autostart when the daemon starts, and deleting
+ephemeral instances that stopped on their own (poweroff inside, crash)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from lxmgr.errors import LxmgrError
+from lxmgr.instances.events import EventBus
+from lxmgr.instances.manager import Manager
+
+log = logging.getLogger(__name__)
+WATCH_INTERVAL = 2.0
+
+
+def autostart_order(manager: Manager) -> list[tuple[str, float]]:
+    """(name, delay) of stopped instances with boot.autostart=true, highest priority first."""
+    chosen = []
+    for name in manager.list():
+        config, _ = manager.expanded(manager.get(name))
+        if config.get("boot.autostart") != "true" or manager.is_running(name):
+            continue
+        priority = int(config.get("boot.autostart.priority", "0"))
+        delay = float(config.get("boot.autostart.delay", "0"))
+        chosen.append((priority, name, delay))
+    return [(name, delay) for _, name, delay in sorted(chosen, key=lambda t: (-t[0], t[1]))]
+
+
+async def autostart(manager: Manager, events: EventBus) -> None:
+    for name, delay in await asyncio.to_thread(autostart_order, manager):
+        try:
+            await asyncio.to_thread(manager.start, name)
+            events.lifecycle("instance-started", name)
+        except LxmgrError as err:
+            log.error("Autostart of '%s' failed: %s", name, err)
+        if delay:
+            await asyncio.sleep(delay)
+
+
+def stopped_ephemerals(manager: Manager, running_before: set[str]) -> tuple[list[str], set[str]]:
+    """Ephemeral instances seen running before and stopped now; and who runs now."""
+    running = set()
+    gone = []
+    for name in manager.list():
+        spec = manager.get(name)
+        if manager.is_running(name):
+            running.add(name)
+        elif spec.ephemeral and (name in running_before or not running_before):
+            gone.append(name)
+    return gone, running
+
+
+async def run(manager: Manager, events: EventBus) -> None:
+    """Autostart, then every few seconds remove ephemeral instances that stopped."""
+    await autostart(manager, events)
+    running: set[str] = set()
+    while True:
+        try:
+            gone, running = await asyncio.to_thread(stopped_ephemerals, manager, running)
+            for name in gone:
+                await asyncio.to_thread(manager.delete, name)
+                events.lifecycle("instance-deleted", name)
+                log.info("Deleted stopped ephemeral instance %s", name)
+        except LxmgrError as err:
+            log.warning("Ephemeral watch: %s", err)
+        await asyncio.sleep(WATCH_INTERVAL)

@@ -1,0 +1,137 @@
+"""Operations: LXD's handle on anything that takes time. Each runs as a named asyncio task
+(blocking work in a worker thread), reports progress in its metadata, can be waited on,
+cancelled when it says so, and is kept for a while after it ends (also in the database)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from lxmgr.api import envelope
+from lxmgr.api.event import Event
+from lxmgr.api.operation import Operation
+from lxmgr.errors import Conflict, LxmgrError, NotFound
+from lxmgr.instances.db import Database
+from lxmgr.instances.events import EventBus
+
+log = logging.getLogger(__name__)
+RETENTION = 300.0  # seconds a finished operation stays in memory for late waiters
+KEEP_IN_DB = 200
+
+Work = Callable[[Operation], Awaitable[Any]]
+
+
+class Operations:
+    """The registry of operations; create() starts one, the routes query and wait."""
+
+    def __init__(self, db: Database, events: EventBus) -> None:
+        self.db = db
+        self.events = events
+        self.ops: dict[str, Operation] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.done: dict[str, asyncio.Event] = {}
+
+    def create(self, description: str, work: Work, *, resources: dict[str, list[str]] |
+               None = None, class_: str = "task", may_cancel: bool = False,
+               metadata: dict[str, Any] | None = None) -> Operation:
+        """Register an operation and start `work(op)` in the background."""
+        op = Operation(id=str(uuid.uuid4()), class_=class_,  # type: ignore[arg-type]
+                       description=description, resources=resources or {},
+                       metadata=metadata or {}, may_cancel=may_cancel,
+                       status_code=envelope.RUNNING)
+        self.ops[op.id] = op
+        self.done[op.id] = asyncio.Event()
+        self.tasks[op.id] = asyncio.create_task(self._run(op, work), name=f"op-{op.id}")
+        self.publish(op)
+        return op
+
+    async def _run(self, op: Operation, work: Work) -> None:
+        try:
+            result = await work(op)
+            if isinstance(result, dict):
+                op.metadata.update(result)
+            op.status_code = envelope.SUCCESS
+        except asyncio.CancelledError:
+            op.status_code, op.err = envelope.CANCELLED, "Operation cancelled"
+        except LxmgrError as err:
+            op.status_code, op.err = envelope.FAILURE, str(err)
+        except Exception as err:  # noqa: BLE001 - a bug: report it, keep the daemon up
+            log.exception("Operation %s (%s) failed", op.id, op.description)
+            op.status_code, op.err = envelope.FAILURE, f"Internal error: {err}"
+        finally:
+            self._finish(op)
+
+    def _finish(self, op: Operation) -> None:
+        op.updated_at = datetime.now(UTC)
+        self.tasks.pop(op.id, None)
+        self.done[op.id].set()
+        self.publish(op)
+        try:
+            self.db.operation_put(op.to_dict())
+            self.db.operations_prune(KEEP_IN_DB)
+        except Exception as err:  # noqa: BLE001 - history is best effort
+            log.warning("Could not record operation %s: %s", op.id, err)
+        asyncio.get_running_loop().call_later(RETENTION, self._forget, op.id)
+
+    def _forget(self, op_id: str) -> None:
+        self.ops.pop(op_id, None)
+        self.done.pop(op_id, None)
+
+    def publish(self, op: Operation) -> None:
+        self.events.publish(Event("operation", metadata=op.to_dict()))
+
+    def update(self, op: Operation, **metadata: Any) -> None:
+        """Progress from the event loop: merge metadata, tell the listeners."""
+        op.metadata.update(metadata)
+        op.updated_at = datetime.now(UTC)
+        self.publish(op)
+
+    def update_threadsafe(self, op: Operation, **metadata: Any) -> None:
+        """Progress from a worker thread."""
+        loop = self.events.loop or asyncio.get_event_loop()
+        loop.call_soon_threadsafe(lambda: self.update(op, **metadata))
+
+    def get(self, op_id: str) -> Operation | dict[str, Any]:
+        if op_id in self.ops:
+            return self.ops[op_id]
+        for stored in self.db.operations():
+            if stored["id"] == op_id:
+                return stored
+        raise NotFound("Operation not found")
+
+    def all(self) -> list[dict[str, Any]]:
+        """Live operations first, then the recorded history not in memory any more."""
+        live = [op.to_dict() for op in self.ops.values()]
+        seen = {op["id"] for op in live}
+        return live + [op for op in self.db.operations() if op["id"] not in seen]
+
+    async def wait(self, op_id: str, timeout: float | None) -> Operation | dict[str, Any]:
+        found = self.get(op_id)
+        done = self.done.get(op_id)
+        if isinstance(found, Operation) and done is not None and not found.is_final:
+            try:
+                await asyncio.wait_for(done.wait(), timeout)
+            except TimeoutError:
+                pass
+        return found
+
+    def cancel(self, op_id: str) -> None:
+        found = self.get(op_id)
+        if not isinstance(found, Operation) or found.is_final:
+            raise Conflict("Operation is already done")
+        if not found.may_cancel:
+            raise Conflict("This operation can't be cancelled")
+        task = self.tasks.get(op_id)
+        if task is not None:
+            task.cancel()
+
+    async def shutdown(self) -> None:
+        """Cancel what still runs (daemon stop); containers are not affected."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
