@@ -11,7 +11,6 @@ Terminal raw mode is the CLI's business (lxmgr.cli.terminal), not this module's.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import signal
@@ -23,8 +22,6 @@ from urllib.parse import quote
 from lxmgr import errors
 from lxmgr.client.rest import Client, operation_id
 from lxmgr.client.websocket import WebSocket
-
-logger = logging.getLogger(__name__)
 
 # Signals the CLI forwards to the command, as lxc does (SIGWINCH becomes window-resize).
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
@@ -67,25 +64,28 @@ def signal_message(signum: int) -> dict[str, Any]:
 class ExecSession:
     """One running exec: its operation and websockets. Use start(), then pump() and finish()."""
 
-    def __init__(self, client: Client, instance: str, body: dict[str, Any]) -> None:
+    def __init__(self, client: Client, instance: str, body: dict[str, Any], *,
+                 endpoint: str = "exec", detach: bytes | None = None) -> None:
         self.client = client
         self.instance = instance
         self.body = body
-        self.interactive = bool(body.get("interactive"))
+        self.endpoint = endpoint  # "exec", or "console" (same fds, interactive)
+        self.detach = detach  # a stdin sequence that ends the session (console: ctrl-a q)
+        self.interactive = endpoint == "console" or bool(body.get("interactive"))
         self.operation: dict[str, Any] = {}
         self.sockets: dict[str, WebSocket] = {}
         self._wake_r, self._wake_w = -1, -1
 
     def start(self) -> None:
         """POST the exec and connect control first, then the data fds (like lxc)."""
-        path = f"/1.0/instances/{quote(self.instance)}/exec"
+        path = f"/1.0/instances/{quote(self.instance)}/{self.endpoint}"
         self.operation = self.client.operate("POST", path, body=self.body, wait=False)
         fds = dict((self.operation.get("metadata") or {}).get("fds") or {})
         wanted = ["0"] if self.interactive else ["0", "1", "2"]
         missing = [fd for fd in wanted if fd not in fds]
         if missing:
-            raise errors.LxmgrError(f"Exec in '{self.instance}' returned no websocket for "
-                                    f"fd {', '.join(missing)}")
+            raise errors.LxmgrError(f"The {self.endpoint} of '{self.instance}' returned no "
+                                    f"websocket for fd {', '.join(missing)}")
         op = quote(operation_id(self.operation))
         for fd in (["control"] if "control" in fds else []) + wanted:
             url = f"/1.0/operations/{op}/websocket?secret={quote(str(fds[fd]))}"
@@ -152,10 +152,14 @@ class ExecSession:
                 data = os.read(stdin_fd, _CHUNK)
                 if not data:
                     break
+                if self.detach and self.detach in data:
+                    sock.send_binary(data.split(self.detach, 1)[0])
+                    self.close()  # ends the output pumps too
+                    return
                 sock.send_binary(data)
             sock.send_text("")  # barrier: EOF on the command's stdin
-        except OSError as err:
-            logger.debug("stdin pump stopped: %s", err)
+        except OSError:  # the sockets were closed under us: the session is over
+            return
 
 
 def _thread(target: Any, name: str, *args: Any) -> threading.Thread:

@@ -8,13 +8,13 @@ recv() while others send(); sends are serialised by a lock. Imports lxmgr.client
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import socket
 import struct
 import threading
-from dataclasses import dataclass
 
 from lxmgr import errors
 from lxmgr.client.rest import connect_unix, error_for
@@ -59,12 +59,17 @@ def encode_frame(opcode: int, payload: bytes, *, mask: bytes | None = None,
     return bytes(head) + mask + mask_payload(payload, mask)
 
 
-@dataclass(frozen=True)
 class Message:
     """One complete (reassembled) data message."""
 
-    opcode: int
-    data: bytes
+    __slots__ = ("opcode", "data")
+
+    def __init__(self, opcode: int, data: bytes) -> None:
+        self.opcode = opcode
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Message(opcode={self.opcode}, data={self.data[:32]!r})"
 
     @property
     def is_text(self) -> bool:
@@ -143,6 +148,7 @@ class WebSocket:
             elif op == OP_CLOSE:
                 self.close_received = True
                 self.close(_close_code(payload))
+                self.shutdown()  # both close frames exchanged: the handshake is over
                 return None
             else:
                 if op != OP_CONT:
@@ -164,10 +170,8 @@ class WebSocket:
 
     def shutdown(self) -> None:
         """Close the socket now (unblocks a thread in recv())."""
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
     def _send_frame(self, opcode: int, payload: bytes, *, quiet: bool = False) -> None:
