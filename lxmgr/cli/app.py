@@ -1,0 +1,127 @@
+"""The App object every command receives: the client, the consoles, abort(), operations.
+
+Built once per invocation by the root group and stored as the click context's obj. The
+Client is created on first use, rich only when a spinner or progress bar is shown.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
+
+import click
+
+if TYPE_CHECKING:
+    from lxmgr.client import Client
+
+_POLL_SECONDS = 1  # /wait timeout between progress refreshes
+
+
+class App:
+    """Shared state of one CLI invocation (C12)."""
+
+    def __init__(self, *, debug: bool = False, socket_path: str | None = None,
+                 client: Client | None = None) -> None:
+        self.debug = debug
+        self.socket_path = socket_path
+        if client is not None:
+            self.__dict__["client"] = client
+
+    @cached_property
+    def client(self) -> Client:
+        from lxmgr.client import Client
+
+        trace = (lambda line: print(f"DEBUG: {line}", file=sys.stderr)) if self.debug else None
+        return Client(self.socket_path, trace=trace)
+
+    @cached_property
+    def err_console(self) -> Any:
+        from rich.console import Console
+
+        return Console(stderr=True)
+
+    def abort(self, message: str, code: int = 1) -> NoReturn:
+        """Print `Error: message` on one line to stderr and exit with code."""
+        click.echo(f"Error: {message}", err=True)
+        raise click.exceptions.Exit(code)
+
+    def echo(self, text: str = "") -> None:
+        click.echo(text)
+
+    def query(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.client.query(method, path, **kwargs)
+
+    def instance_path(self, name: str, *rest: str) -> str:
+        return "/".join([f"/1.0/instances/{quote(name, safe='')}", *rest])
+
+    def operate(self, method: str, path: str, *, body: Any = None,
+                params: dict[str, Any] | None = None, label: str = "") -> dict[str, Any]:
+        """Run an async API action to its end; show progress while its metadata has any."""
+        op = self.client.operate(method, path, body=body, params=params, wait=False)
+        if "id" not in op:  # answered synchronously
+            return op
+        op = self.client.wait_operation(op, timeout=_POLL_SECONDS)
+        if op.get("status_code") in (200, 400, 401):
+            return op
+        if not sys.stderr.isatty():
+            return self.client.wait_operation(op)
+        return self._follow(op, label)
+
+    def _follow(self, op: dict[str, Any], label: str) -> dict[str, Any]:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn())
+        with Progress(*columns, console=self.err_console, transient=True) as progress:
+            task = progress.add_task(label or str(op.get("description") or "Working"),
+                                     total=None)
+            while op.get("status_code") not in (200, 400, 401):
+                text, percent = progress_of(op)
+                progress.update(task, description=" ".join(filter(None, [label, text])),
+                                total=100 if percent is not None else None,
+                                completed=percent or 0)
+                started = time.monotonic()
+                op = self.client.wait_operation(op, timeout=_POLL_SECONDS)
+                if time.monotonic() - started < 0.2 and op.get("status_code") not in (
+                        200, 400, 401):
+                    time.sleep(0.5)  # a server that ignores the wait timeout: do not spin
+        return op
+
+
+def progress_of(op: dict[str, Any]) -> tuple[str, float | None]:
+    """The text and percentage of an operation's *_progress metadata ('' and None if none)."""
+    meta = op.get("metadata") or {}
+    for key, value in meta.items() if isinstance(meta, dict) else ():
+        if not key.endswith("_progress"):
+            continue
+        if isinstance(value, dict):
+            percent = value.get("percent")
+            text = str(value.get("stage") or value.get("text") or "")
+            return text or key, float(percent) if isinstance(percent, int | float) else None
+        if isinstance(value, int | float):
+            return "", float(value)
+        text = str(value)
+        return text, _percent_in(text)
+    return "", None
+
+
+def _percent_in(text: str) -> float | None:
+    """The first 'NN%' in text (LXD's progress strings read 'rootfs: 45% (12MB/s)')."""
+    for word in text.replace("(", " ").split():
+        if word.endswith("%"):
+            try:
+                return float(word[:-1])
+            except ValueError:
+                continue
+    return None
+
+
+def get_app(ctx: click.Context | None = None) -> App:
+    """The App of the current invocation."""
+    context = ctx or click.get_current_context()
+    app = context.find_object(App)
+    if app is None:  # a command invoked on its own (tests): make one
+        app = context.ensure_object(App)
+    return app

@@ -1,0 +1,1 @@
+"""One module per `lxmgr` verb; each reaches lxmgrd through the App's client only."""

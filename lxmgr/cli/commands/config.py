@@ -1,0 +1,153 @@
+"""`lxmgr config show|get|set|unset|edit`: an instance's local config (`lxc config`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from lxmgr.cli.app import App, get_app
+from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.terminal import parse_assignments, parse_yaml, render_yaml
+
+# The writable part of an instance (InstancePut), in `lxc config show` order.
+PUT_FIELDS = ("architecture", "config", "devices", "ephemeral", "profiles", "stateful",
+              "description")
+
+
+def instance_put(inst: dict[str, Any], expanded: bool = False) -> dict[str, Any]:
+    """The InstancePut fields of an instance (expanded config/devices on request)."""
+    put = {key: inst[key] for key in PUT_FIELDS if key in inst}
+    if expanded:
+        put["config"] = inst.get("expanded_config", put.get("config", {}))
+        put["devices"] = inst.get("expanded_devices", put.get("devices", {}))
+    return put
+
+
+def edit_text(app: App, text: str, what: str) -> str:
+    """The edited document: from stdin when it is not a terminal, else $EDITOR."""
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    edited = click.edit(text, extension=".yaml")
+    if edited is None:
+        app.abort(f"No changes to {what}")
+    return edited
+
+
+def _get(app: App, name: str) -> tuple[dict[str, Any], str]:
+    response = app.client.request("GET", app.instance_path(name))
+    response.raise_for_error()
+    return dict(response.metadata or {}), response.headers.get("etag", "")
+
+
+def put_object(app: App, path: str, body: dict[str, Any], etag: str = "") -> None:
+    """PUT body to path (If-Match etag when known); wait if the answer is async."""
+    headers = {"If-Match": etag} if etag else None
+    response = app.client.request("PUT", path, body=body, headers=headers)
+    response.raise_for_error()
+    if (response.envelope or {}).get("type") == "async":
+        app.client.wait_operation(response.operation)
+
+
+@click.group()
+def config() -> None:
+    """Show and change instance config.
+
+    \b
+    Examples:
+      lxmgr config show web1 --expanded
+      lxmgr config set web1 limits.memory=1GiB limits.cpu=2
+      lxmgr config get web1 limits.memory
+      lxmgr config unset web1 limits.cpu
+      lxmgr config edit web1
+    """
+
+
+@config.command()
+@click.argument("name", shell_complete=complete_instances)
+@click.option("--expanded", is_flag=True, help="Include what profiles contribute.")
+def show(name: str, expanded: bool) -> None:
+    """Show an instance's config as YAML.
+
+    \b
+    Examples:
+      lxmgr config show web1
+      lxmgr config show web1 --expanded
+    """
+    app = get_app()
+    inst, _ = _get(app, name)
+    app.echo(render_yaml(instance_put(inst, expanded)))
+
+
+@config.command()
+@click.argument("name", shell_complete=complete_instances)
+@click.argument("key")
+@click.option("--expanded", is_flag=True, help="Read the expanded (profile-merged) value.")
+def get(name: str, key: str, expanded: bool) -> None:
+    """Print one config value (empty when unset).
+
+    \b
+    Examples:
+      lxmgr config get web1 limits.memory
+    """
+    app = get_app()
+    inst, _ = _get(app, name)
+    values = inst.get("expanded_config" if expanded else "config") or {}
+    app.echo(str(values.get(key, "")))
+
+
+@config.command("set")
+@click.argument("name", shell_complete=complete_instances)
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+def set_(name: str, assignments: tuple[str, ...]) -> None:
+    """Set config keys (KEY=VALUE..., or KEY VALUE).
+
+    \b
+    Examples:
+      lxmgr config set web1 limits.memory=1GiB
+      lxmgr config set web1 limits.cpu 2
+    """
+    app = get_app()
+    values = parse_assignments(assignments, "config")
+    app.operate("PATCH", app.instance_path(name), body={"config": values})
+
+
+@config.command()
+@click.argument("name", shell_complete=complete_instances)
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+def unset(name: str, keys: tuple[str, ...]) -> None:
+    """Remove config keys.
+
+    \b
+    Examples:
+      lxmgr config unset web1 limits.memory
+    """
+    app = get_app()
+    inst, etag = _get(app, name)
+    put = instance_put(inst)
+    for key in keys:
+        if key not in put.get("config", {}):
+            app.abort(f"Can't unset key '{key}', it's not currently set")
+        del put["config"][key]
+    put_object(app, app.instance_path(name), put, etag)
+
+
+@config.command()
+@click.argument("name", shell_complete=complete_instances)
+def edit(name: str) -> None:
+    """Edit an instance's config as YAML in $EDITOR (or read it from stdin).
+
+    \b
+    Examples:
+      lxmgr config edit web1
+      lxmgr config show web1 > web1.yaml; lxmgr config edit web1 < web1.yaml
+    """
+    app = get_app()
+    inst, etag = _get(app, name)
+    text = edit_text(app, render_yaml(instance_put(inst)) + "\n", f"instance '{name}'")
+    data = parse_yaml(text, f"instance '{name}'")
+    if not isinstance(data, dict):
+        app.abort(f"Invalid config for instance '{name}': expected a mapping")
+    put_object(app, app.instance_path(name),
+               {k: v for k, v in data.items() if k in PUT_FIELDS}, etag)

@@ -1,0 +1,174 @@
+"""`lxmgr daemon start|stop|status`: run lxmgrd detached, with a pid file and a log.
+
+Does not need the API except to see that a started daemon answers. The daemon runs as
+`python -m lxmgr.daemon` (what the `lxmgrd` script runs) with this interpreter, in its own
+session, so it outlives the shell; its output goes to $LXMGR_DIR/logs/lxmgrd.log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from lxmgr.cli.app import App, get_app
+
+DEFAULT_DIR = "/var/lib/lxmgr"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("LXMGR_DIR") or DEFAULT_DIR)
+
+
+def pid_file() -> Path:
+    return state_dir() / "lxmgrd.pid"
+
+
+def log_file() -> Path:
+    return state_dir() / "logs" / "lxmgrd.log"
+
+
+def daemon_argv() -> list[str]:
+    return [sys.executable, "-m", "lxmgr.daemon"]
+
+
+def read_pid() -> int | None:
+    """The pid in the pid file when that process is alive and is lxmgrd, else None."""
+    try:
+        pid = int(pid_file().read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"lxmgr" in cmdline else None  # not a recycled pid
+
+
+def answers(app: App) -> bool:
+    """True when GET /1.0 succeeds on the socket."""
+    from lxmgr.client import Client
+    from lxmgr.errors import LxmgrError
+
+    try:
+        with Client(app.client.socket_path, timeout=2.0) as client:
+            client.query("GET", "/1.0")
+    except (LxmgrError, OSError):
+        return False
+    return True
+
+
+def _log_tail(lines: int = 5) -> str:
+    try:
+        text = log_file().read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+@click.group()
+def daemon() -> None:
+    """Start, stop and check lxmgrd (without systemd).
+
+    \b
+    Examples:
+      lxmgr daemon start
+      lxmgr daemon status
+      lxmgr daemon stop
+    """
+
+
+@daemon.command()
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the API to answer.")
+def start(timeout: float) -> None:
+    """Start lxmgrd in the background and wait until it answers.
+
+    \b
+    Examples:
+      lxmgr daemon start
+      LXMGR_DIR=/tmp/lxmgr-test lxmgr daemon start
+    """
+    import subprocess
+
+    app = get_app()
+    pid = read_pid()
+    if pid is not None or answers(app):
+        app.echo(f"lxmgrd is already running{f' (pid {pid})' if pid else ''}")
+        return
+    log_file().parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file(), "ab") as log:
+        proc = subprocess.Popen(daemon_argv(), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True)
+    tmp = pid_file().with_suffix(".tmp")
+    tmp.write_text(f"{proc.pid}\n")
+    tmp.replace(pid_file())
+    deadline = time.monotonic() + timeout
+    while not answers(app):
+        if proc.poll() is not None:
+            pid_file().unlink(missing_ok=True)
+            tail = _log_tail(1)
+            app.abort(f"lxmgrd exited with status {proc.returncode}"
+                      f"{f': {tail}' if tail else ''} (log: {log_file()})")
+        if time.monotonic() > deadline:
+            app.abort(f"lxmgrd (pid {proc.pid}) did not answer on {app.client.socket_path} "
+                      f"within {timeout:g}s (log: {log_file()})")
+        time.sleep(0.05)
+    app.echo(f"lxmgrd started (pid {proc.pid})")
+
+
+@daemon.command()
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for lxmgrd to exit.")
+def stop(timeout: float) -> None:
+    """Stop lxmgrd (SIGTERM) and wait for it to exit; containers keep running.
+
+    \b
+    Examples:
+      lxmgr daemon stop
+    """
+    app = get_app()
+    pid = read_pid()
+    if pid is None:
+        pid_file().unlink(missing_ok=True)
+        app.echo("lxmgrd is not running")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+        if time.monotonic() > deadline:
+            app.abort(f"lxmgrd (pid {pid}) did not exit within {timeout:g}s")
+        time.sleep(0.05)
+    pid_file().unlink(missing_ok=True)
+    app.echo(f"lxmgrd stopped (pid {pid})")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+@daemon.command()
+def status() -> None:
+    """Print whether lxmgrd is running.
+
+    \b
+    Examples:
+      lxmgr daemon status
+    """
+    app = get_app()
+    pid = read_pid()
+    if pid is not None:
+        app.echo(f"running (pid {pid}, socket {app.client.socket_path})")
+    elif answers(app):
+        app.echo(f"running (socket {app.client.socket_path}; not started by lxmgr daemon start)")
+    else:
+        app.echo("stopped")

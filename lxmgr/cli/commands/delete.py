@@ -1,0 +1,32 @@
+"""`lxmgr delete`."""
+
+from __future__ import annotations
+
+import click
+
+from lxmgr.cli.app import get_app
+from lxmgr.cli.commands.start import change_state
+from lxmgr.cli.completion import complete_instances
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...",
+                shell_complete=complete_instances)
+@click.option("-f", "--force", is_flag=True, help="Stop a running instance first (kill).")
+def delete(names: tuple[str, ...], force: bool) -> None:
+    """Delete instances (they must be stopped unless --force).
+
+    \b
+    Examples:
+      lxmgr delete web1
+      lxmgr delete -f web1 web2
+    """
+    app = get_app()
+    for name in names:
+        status = app.query("GET", app.instance_path(name)).get("status", "")
+        if status != "Stopped":
+            if not force:
+                app.abort(f"The instance '{name}' is currently {status.lower()}, stop it first "
+                          "or pass --force")
+            change_state(app, name, "stop", timeout=-1, force=True)
+        app.operate("DELETE", app.instance_path(name), label=f"Deleting {name}")

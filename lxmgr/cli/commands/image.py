@@ -1,0 +1,198 @@
+"""`lxmgr image ...`: the local image store and its aliases (`lxc image`), plus `build`."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from lxmgr.cli.app import App, get_app
+from lxmgr.cli.terminal import FORMATS, format_size, format_time, render
+
+
+def resolve_fingerprint(app: App, image: str) -> str:
+    """An alias's target, else image itself (a fingerprint or a prefix of one)."""
+    from lxmgr.errors import NotFound
+
+    try:
+        alias = app.query("GET", f"/1.0/images/aliases/{quote(image, safe='')}")
+    except NotFound:
+        return image
+    return str((alias or {}).get("target") or image)
+
+
+def image_path(fingerprint: str) -> str:
+    return f"/1.0/images/{quote(fingerprint, safe='')}"
+
+
+def _aliases(img: dict[str, Any]) -> list[str]:
+    return [str(a.get("name", "")) for a in img.get("aliases") or []]
+
+
+def _yes(value: object) -> str:
+    return "yes" if value else "no"
+
+
+def render_image_info(img: dict[str, Any]) -> str:
+    """lxc image info's layout."""
+    lines = [f"Fingerprint: {img.get('fingerprint', '')}",
+             f"Size: {format_size(img.get('size'))}",
+             f"Architecture: {img.get('architecture', '')}",
+             f"Type: {img.get('type', 'container')}",
+             f"Public: {_yes(img.get('public'))}",
+             "Timestamps:",
+             f"    Created: {format_time(img.get('created_at')) or 'unknown'}",
+             f"    Uploaded: {format_time(img.get('uploaded_at')) or 'unknown'}",
+             f"    Expires: {format_time(img.get('expires_at')) or 'never'}",
+             f"    Last used: {format_time(img.get('last_used_at')) or 'never'}",
+             "Properties:"]
+    lines += [f"    {k}: {v}" for k, v in sorted((img.get("properties") or {}).items())]
+    lines.append("Aliases:")
+    lines += [f"    - {name}" for name in _aliases(img)]
+    lines += [f"Cached: {_yes(img.get('cached'))}",
+              f"Auto update: {'enabled' if img.get('auto_update') else 'disabled'}"]
+    if img.get("profiles"):
+        lines.append("Profiles:")
+        lines += [f"    - {name}" for name in img["profiles"]]
+    return "\n".join(lines)
+
+
+@click.group()
+def image() -> None:
+    """Manage local images: list, inspect, build from a recipe, delete, alias.
+
+    \b
+    Examples:
+      lxmgr image build debian
+      lxmgr image list
+      lxmgr image info debian
+      lxmgr image alias create stable 3f2a9c
+    """
+
+
+@image.command("list")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help="Output format.")
+def list_(fmt: str) -> None:
+    """List images.
+
+    \b
+    Examples:
+      lxmgr image list
+      lxmgr image list --format json
+    """
+    app = get_app()
+    images = app.query("GET", "/1.0/images", params={"recursion": 1}) or []
+    rows = [["\n".join(_aliases(i)), str(i.get("fingerprint", ""))[:12], _yes(i.get("public")),
+             str((i.get("properties") or {}).get("description", "")),
+             str(i.get("architecture", "")), str(i.get("type", "container")).upper(),
+             format_size(i.get("size")), format_time(i.get("uploaded_at"))]
+            for i in sorted(images, key=lambda i: (_aliases(i) or [""])[0])]
+    headers = ["ALIAS", "FINGERPRINT", "PUBLIC", "DESCRIPTION", "ARCHITECTURE", "TYPE", "SIZE",
+               "UPLOAD DATE"]
+    app.echo(render(fmt, headers, rows, images))
+
+
+@image.command()
+@click.argument("image_name", metavar="IMAGE")
+def info(image_name: str) -> None:
+    """Show an image (by alias or fingerprint).
+
+    \b
+    Examples:
+      lxmgr image info debian
+    """
+    app = get_app()
+    img = app.query("GET", image_path(resolve_fingerprint(app, image_name)))
+    app.echo(render_image_info(img))
+
+
+@image.command()
+@click.argument("recipe")
+@click.option("--alias", "aliases", multiple=True, help="Alias to give the image (repeatable).")
+def build(recipe: str, aliases: tuple[str, ...]) -> None:
+    """Build an image from an lxmgr recipe (images/RECIPE.yaml) on the server.
+
+    \b
+    Examples:
+      lxmgr image build debian
+      lxmgr image build debian --alias bookworm
+    """
+    app = get_app()
+    body: dict[str, Any] = {"source": {"type": "recipe", "name": recipe}}
+    if aliases:
+        body["aliases"] = [{"name": a, "description": ""} for a in aliases]
+    op = app.operate("POST", "/1.0/images", body=body, label=f"Building {recipe}")
+    fingerprint = (op.get("metadata") or {}).get("fingerprint")
+    app.echo(f"Image built: {fingerprint}" if fingerprint else "Image built")
+
+
+@image.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+def delete(images: tuple[str, ...]) -> None:
+    """Delete images (by alias or fingerprint).
+
+    \b
+    Examples:
+      lxmgr image delete debian
+    """
+    app = get_app()
+    for name in images:
+        app.operate("DELETE", image_path(resolve_fingerprint(app, name)))
+
+
+@image.group()
+def alias() -> None:
+    """Manage image aliases.
+
+    \b
+    Examples:
+      lxmgr image alias list
+      lxmgr image alias create stable 3f2a9c
+      lxmgr image alias delete stable
+    """
+
+
+@alias.command("create")
+@click.argument("name")
+@click.argument("fingerprint")
+@click.option("-d", "--description", default="", help="Alias description.")
+def alias_create(name: str, fingerprint: str, description: str) -> None:
+    """Create alias NAME for an image.
+
+    \b
+    Examples:
+      lxmgr image alias create stable 3f2a9c
+    """
+    body = {"name": name, "target": fingerprint, "description": description}
+    get_app().query("POST", "/1.0/images/aliases", body=body)
+
+
+@alias.command("delete")
+@click.argument("name")
+def alias_delete(name: str) -> None:
+    """Delete an image alias.
+
+    \b
+    Examples:
+      lxmgr image alias delete stable
+    """
+    get_app().query("DELETE", f"/1.0/images/aliases/{quote(name, safe='')}")
+
+
+@alias.command("list")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help="Output format.")
+def alias_list(fmt: str) -> None:
+    """List image aliases.
+
+    \b
+    Examples:
+      lxmgr image alias list
+    """
+    app = get_app()
+    aliases = app.query("GET", "/1.0/images/aliases", params={"recursion": 1}) or []
+    rows = [[str(a.get("name", "")), str(a.get("target", ""))[:12],
+             str(a.get("description", ""))] for a in sorted(aliases, key=lambda a: a["name"])]
+    app.echo(render(fmt, ["ALIAS", "FINGERPRINT", "DESCRIPTION"], rows, aliases))

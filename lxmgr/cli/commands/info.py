@@ -1,0 +1,77 @@
+"""`lxmgr info`: status and resource usage of one instance (like `lxc info`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lxmgr.cli.app import get_app
+from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.terminal import format_size, format_time
+
+
+def render_info(inst: dict[str, Any], state: dict[str, Any]) -> str:
+    """lxc info's layout: header fields, then Resources (processes, CPU, memory, network)."""
+    lines = [
+        f"Name: {inst.get('name', '')}",
+        f"Description: {inst.get('description', '')}",
+        f"Status: {str(state.get('status') or inst.get('status', '')).upper()}",
+        f"Type: {inst.get('type', 'container')}{' (ephemeral)' if inst.get('ephemeral') else ''}",
+        f"Architecture: {inst.get('architecture', '')}",
+    ]
+    if state.get("pid"):
+        lines.append(f"PID: {state['pid']}")
+    lines += [f"Created: {format_time(inst.get('created_at'))}",
+              f"Last Used: {format_time(inst.get('last_used_at'))}",
+              f"Profiles: {', '.join(inst.get('profiles') or [])}"]
+    if not state.get("pid"):
+        return "\n".join(lines)
+    lines += ["", "Resources:", f"  Processes: {state.get('processes', 0)}"]
+    cpu = (state.get("cpu") or {}).get("usage")
+    if cpu is not None:
+        lines += ["  CPU usage:", f"    CPU usage (in seconds): {int(cpu) // 1_000_000_000}"]
+    memory = state.get("memory") or {}
+    if memory:
+        lines.append("  Memory usage:")
+        for key, label in (("usage", "Memory (current)"), ("usage_peak", "Memory (peak)"),
+                           ("swap_usage", "Swap (current)"), ("swap_usage_peak", "Swap (peak)")):
+            if memory.get(key):
+                lines.append(f"    {label}: {format_size(memory[key])}")
+    lines += _network(state.get("network") or {})
+    return "\n".join(lines)
+
+
+def _network(network: dict[str, Any]) -> list[str]:
+    if not network:
+        return []
+    lines = ["  Network usage:"]
+    for iface, data in sorted(network.items()):
+        data = data or {}
+        counters = data.get("counters") or {}
+        lines += [f"    {iface}:", f"      Type: {data.get('type', '')}",
+                  f"      State: {str(data.get('state', '')).upper()}"]
+        if data.get("hwaddr"):
+            lines.append(f"      MAC address: {data['hwaddr']}")
+        for addr in data.get("addresses") or []:
+            label = "IP address" if addr.get("family") == "inet" else "IPv6 address"
+            lines.append(f"      {label}: {addr.get('address')}/{addr.get('netmask')} "
+                         f"({addr.get('scope')})")
+        lines += [f"      Bytes received: {format_size(counters.get('bytes_received', 0))}",
+                  f"      Bytes sent: {format_size(counters.get('bytes_sent', 0))}"]
+    return lines
+
+
+@click.command()
+@click.argument("name", shell_complete=complete_instances)
+def info(name: str) -> None:
+    """Show an instance's status, processes, memory, CPU and network.
+
+    \b
+    Examples:
+      lxmgr info web1
+    """
+    app = get_app()
+    inst = app.query("GET", app.instance_path(name))
+    state = app.query("GET", app.instance_path(name, "state")) or {}
+    app.echo(render_info(inst, state))

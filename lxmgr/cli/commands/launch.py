@@ -1,0 +1,30 @@
+"""`lxmgr launch`: init + start (`lxc launch`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lxmgr.cli.app import get_app
+from lxmgr.cli.commands.init import create_instance, creation_options
+from lxmgr.cli.commands.start import change_state
+
+
+@click.command()
+@creation_options
+def launch(image: str, name: str | None, **options: Any) -> None:
+    """Create an instance from IMAGE and start it.
+
+    NAME defaults to a generated one (adjective-animal).
+
+    \b
+    Examples:
+      lxmgr launch debian web1
+      lxmgr launch debian db1 -p default -c limits.memory=1GiB -c limits.cpu=2
+      lxmgr launch debian --ephemeral
+    """
+    app = get_app()
+    name = create_instance(app, image, name, **options)
+    app.echo(f"Starting {name}")
+    change_state(app, name, "start")

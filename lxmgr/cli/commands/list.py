@@ -1,0 +1,137 @@
+"""`lxmgr list`: instances as a table (lxc's column letters), json, yaml or csv."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from lxmgr.cli.app import get_app
+from lxmgr.cli.terminal import FORMATS, format_size, format_time, render
+
+DEFAULT_COLUMNS = "ns46tS"
+
+
+def _addresses(inst: dict[str, Any], family: str) -> str:
+    """Global addresses of every interface but lo, 'ADDR (IFACE)' one per line (as lxc)."""
+    network = (inst.get("state") or {}).get("network") or {}
+    lines = []
+    for iface, data in sorted(network.items()):
+        if iface == "lo":
+            continue
+        for addr in (data or {}).get("addresses") or []:
+            if addr.get("family") == family and addr.get("scope") == "global":
+                lines.append(f"{addr.get('address')} ({iface})")
+    return "\n".join(lines)
+
+
+def _type(inst: dict[str, Any]) -> str:
+    kind = str(inst.get("type") or "container").upper()
+    return f"{kind} (EPHEMERAL)" if inst.get("ephemeral") else kind
+
+
+def _state(inst: dict[str, Any]) -> dict[str, Any]:
+    return inst.get("state") or {}
+
+
+def _pid(inst: dict[str, Any]) -> str:
+    pid = _state(inst).get("pid") or 0
+    return str(pid) if pid else ""
+
+
+def _cpu(inst: dict[str, Any]) -> str:
+    usage = (_state(inst).get("cpu") or {}).get("usage")
+    return f"{int(usage) // 1_000_000_000}s" if usage else ""
+
+
+def _memory(inst: dict[str, Any]) -> str:
+    usage = (_state(inst).get("memory") or {}).get("usage")
+    return format_size(usage) if usage else ""
+
+
+# letter -> (header, cell); LXD's `lxc list --columns` letters.
+COLUMNS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "n": ("NAME", lambda i: str(i.get("name", ""))),
+    "s": ("STATE", lambda i: str(i.get("status", "")).upper()),
+    "4": ("IPV4", lambda i: _addresses(i, "inet")),
+    "6": ("IPV6", lambda i: _addresses(i, "inet6")),
+    "t": ("TYPE", _type),
+    "S": ("SNAPSHOTS", lambda i: str(len(i.get("snapshots") or []))),
+    "p": ("PID", _pid),
+    "P": ("PROFILES", lambda i: "\n".join(i.get("profiles") or [])),
+    "m": ("MEMORY USAGE", _memory),
+    "u": ("CPU USAGE", _cpu),
+    "l": ("LAST USED AT", lambda i: format_time(i.get("last_used_at"))),
+    "c": ("CREATED AT", lambda i: format_time(i.get("created_at"))),
+}
+
+
+def matches(inst: dict[str, Any], filters: tuple[str, ...]) -> bool:
+    """lxc's filters: 'web' (name prefix or regex), 'key=value' (config or status)."""
+    for spec in filters:
+        key, sep, value = spec.partition("=")
+        if not sep:
+            name = str(inst.get("name", ""))
+            if not (name.startswith(spec) or _regex_match(spec, name)):
+                return False
+            continue
+        if key in ("status", "state"):
+            actual = str(inst.get("status", ""))
+        elif key in ("type", "name", "description"):
+            actual = str(inst.get(key, ""))
+        else:
+            config = inst.get("expanded_config") or inst.get("config") or {}
+            actual = str(config.get(key, config.get(f"user.{key}", "")))
+        if actual.lower() != value.lower():
+            return False
+    return True
+
+
+def _regex_match(pattern: str, name: str) -> bool:
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
+
+
+def build_rows(instances: list[dict[str, Any]], columns: str) -> tuple[list[str],
+                                                                        list[list[str]]]:
+    """Headers and rows for the column letters, sorted by name."""
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        from lxmgr.errors import InvalidConfig
+
+        raise InvalidConfig(f"Unknown column '{unknown[0]}' (known: {''.join(COLUMNS)})")
+    headers = [COLUMNS[c][0] for c in columns]
+    rows = [[COLUMNS[c][1](inst) for c in columns]
+            for inst in sorted(instances, key=lambda i: str(i.get("name", "")))]
+    return headers, rows
+
+
+@click.command("list")
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help="Output format.")
+@click.option("-c", "--columns", default=DEFAULT_COLUMNS, show_default=True,
+              help="Columns: n name, s state, 4 IPv4, 6 IPv6, t type, S snapshots, p PID, "
+                   "P profiles, m memory, u CPU, l last used, c created.")
+def list_(filters: tuple[str, ...], fmt: str, columns: str) -> None:
+    """List instances.
+
+    A FILTER is a name prefix or regex (`web`, `web[0-9]+`) or KEY=VALUE on config or
+    status (`status=running`, `limits.memory=1GiB`).
+
+    \b
+    Examples:
+      lxmgr list
+      lxmgr list web -c nsP
+      lxmgr list status=running --format json
+      lxmgr list --format csv -c ns4
+    """
+    app = get_app()
+    instances = app.query("GET", "/1.0/instances", params={"recursion": 2}) or []
+    selected = [i for i in instances if matches(i, filters)]
+    headers, rows = build_rows(selected, columns)
+    app.echo(render(fmt, headers, rows, selected))

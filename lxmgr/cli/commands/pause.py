@@ -1,0 +1,22 @@
+"""`lxmgr pause` (freeze)."""
+
+from __future__ import annotations
+
+import click
+
+from lxmgr.cli.commands.start import change_states
+from lxmgr.cli.completion import complete_instances
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...",
+                shell_complete=complete_instances)
+def pause(names: tuple[str, ...]) -> None:
+    """Pause (freeze) instances; `lxmgr resume` thaws them.
+
+    \b
+    Examples:
+      lxmgr pause web1
+      lxmgr pause web1 web2
+    """
+    change_states(names, "freeze")

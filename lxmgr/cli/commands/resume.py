@@ -1,0 +1,21 @@
+"""`lxmgr resume` (unfreeze)."""
+
+from __future__ import annotations
+
+import click
+
+from lxmgr.cli.commands.start import change_states
+from lxmgr.cli.completion import complete_instances
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...",
+                shell_complete=complete_instances)
+def resume(names: tuple[str, ...]) -> None:
+    """Resume (unfreeze) paused instances.
+
+    \b
+    Examples:
+      lxmgr resume web1
+    """
+    change_states(names, "unfreeze")
