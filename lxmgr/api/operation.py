@@ -41,6 +41,7 @@ class Operation:
     metadata: dict[str, Any] = field(default_factory=dict)
     may_cancel: bool = False
     err: str = ""
+    err_code: int = 0  # the HTTP status matching the failure (LXD's optional err_code)
     location: str = "none"
 
     @property
@@ -72,4 +73,4 @@ class Operation:
             "may_cancel": self.may_cancel,
             "err": self.err,
             "location": self.location,
-        }
+        } | ({"err_code": self.err_code} if self.err_code else {})

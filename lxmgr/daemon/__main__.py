@@ -78,7 +78,8 @@ async def serve(sock: socket.socket) -> None:
         level = logging.INFO if check.ok else logging.WARNING
         log.log(level, "host check %s: %s%s", check.name, check.detail,
                 "" if check.ok else f" (fix: {check.fix})")
-    manager = Manager()
+    # LXMGR_CGROUP_BASE lets test daemons run side by side with their own cgroup subtree.
+    manager = Manager(cgroup_base_name=os.environ.get("LXMGR_CGROUP_BASE", "lxmgr"))
     app = create_app(manager)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid as uuidlib
+from datetime import UTC, datetime
 from typing import Any
 
 from lxmgr import paths
@@ -271,6 +272,7 @@ class Manager:
             lines = err.strip().splitlines()
             message = lines[-1] if lines else f"supervisor exited with {warm.returncode}"
             raise RuntimeSetupError(message.removeprefix("Error: "))
+        self.db.instance_touch(name, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
         log.info("Started instance %s", name)
         return int(out.strip())
 

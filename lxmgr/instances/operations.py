@@ -58,10 +58,11 @@ class Operations:
         except asyncio.CancelledError:
             op.status_code, op.err = envelope.CANCELLED, "Operation cancelled"
         except LxmgrError as err:
-            op.status_code, op.err = envelope.FAILURE, str(err)
+            op.status_code, op.err, op.err_code = envelope.FAILURE, str(err), err.status
         except Exception as err:  # noqa: BLE001 - a bug: report it, keep the daemon up
             log.exception("Operation %s (%s) failed", op.id, op.description)
             op.status_code, op.err = envelope.FAILURE, f"Internal error: {err}"
+            op.err_code = 500
         finally:
             self._finish(op)
 

@@ -1,0 +1,133 @@
+"""A real lxmgrd (subprocess) on a temp LXMGR_DIR and its own cgroup base, and the real
+`lxmgr` CLI talking to it. Everything is removed afterwards, even when a test fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.image_cache import CACHE_DIR, cached_debian_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Daemon:
+    """One lxmgrd process and helpers to drive it through the CLI."""
+
+    def __init__(self, root: str, cgroup_base: str) -> None:
+        self.root = root
+        self.socket = f"{root}/unix.socket"
+        self.env = {**os.environ, "LXMGR_DIR": root, "LXMGR_CGROUP_BASE": cgroup_base,
+                    "PYTHONPATH": ROOT, "COLUMNS": "200"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = open(f"{root}/lxmgrd-test.log", "ab")  # noqa: SIM115 - closed in stop()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "lxmgr.daemon"], env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"lxmgrd exited with {self.proc.returncode}")
+            if self.api("GET", "/1.0", check=False) is not None:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("lxmgrd did not answer within 30 s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def api(self, method: str, path: str, body: Any = None, check: bool = True) -> Any:
+        """One request over the unix socket with curl-free stdlib http.client."""
+        import http.client
+        import socket
+
+        class Conn(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(120)
+                self.sock.connect(self.host_socket)
+
+        conn = Conn("unix.socket")
+        conn.host_socket = self.socket  # type: ignore[attr-defined]
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, urllib.parse.quote(path, safe="/?=&;"), body=data)
+            resp = json.loads(conn.getresponse().read())
+        except (ConnectionRefusedError, FileNotFoundError):
+            if check:
+                raise
+            return None
+        finally:
+            conn.close()
+        if check and resp["type"] == "error":
+            raise AssertionError(resp["error"])
+        return resp
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) \
+            -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "lxmgr.cli.main", *args], env=self.env,
+                              input=input, capture_output=True, text=True, timeout=180,
+                              cwd=ROOT)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"lxmgr {' '.join(args)} exited {proc.returncode}: "
+                                 f"{proc.stderr.strip()}")
+        return proc
+
+    def cleanup(self) -> None:
+        if self.proc is None:
+            self.start()
+        for url in self.api("GET", "/1.0/instances")["metadata"]:
+            name = url.rsplit("/", 1)[-1]
+            resp = self.api("DELETE", f"/1.0/instances/{name}?force=1", check=False)
+            if resp and resp.get("operation"):
+                self.api("GET", f"{resp['operation']}/wait?timeout=60", check=False)
+        self.stop()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    cached_debian_image()
+    tag = uuid.uuid4().hex[:8]
+    root = f"/tmp/lxms-{tag}"
+    os.makedirs(root)
+    os.symlink(CACHE_DIR / "images", f"{root}/images")
+    d = Daemon(root, f"lxmgr-test-{tag}")
+    try:
+        d.start()
+        yield d
+    finally:
+        try:
+            d.cleanup()
+        finally:
+            _remove_cgroup_base(f"lxmgr-test-{tag}")
+            os.unlink(f"{root}/images")
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _remove_cgroup_base(base: str) -> None:
+    from lxmgr.cgroups import base as cgroup_base
+    from lxmgr.cgroups.detect import detect
+
+    try:
+        cgroup_base.load(detect(), base=base).delete_base()
+    except Exception as err:  # noqa: BLE001
+        print(f"cleanup of cgroup base {base} failed: {err}")
