@@ -307,6 +307,15 @@ class Manager:
         self.store.get(name)
         control.call(self.socket_path(name), protocol.UNFREEZE)
 
+    def status(self, name: str) -> str:
+        """Running, Frozen, Stopping or Stopped: one question to the supervisor, no usage."""
+        self.store.get(name)
+        try:
+            return str(control.call(self.socket_path(name), protocol.GET_STATE,
+                                    wait=5)["status"])
+        except control.NotRunning:
+            return "Stopped"
+
     def state(self, name: str) -> dict[str, Any]:
         """LXD-like state: status, pid, processes, memory and cpu usage."""
         self.store.get(name)

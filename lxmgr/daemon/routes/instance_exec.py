@@ -65,7 +65,7 @@ def _environment(manager: Manager, name: str, req: ExecRequest) -> dict[str, str
     """Instance `environment.*` keys fill what the request leaves out (LXD's rule)."""
     spec = manager.get(name)
     config, _ = manager.expanded(spec)
-    state = manager.state(name)["status"]
+    state = manager.status(name)
     if state == "Stopped":
         raise Conflict(f"Instance '{name}' is not running")
     if state == "Frozen":

@@ -41,7 +41,7 @@ async def put_state(request: web.Request) -> web.Response:
     timeout = field(body, "timeout", (int, float), -1)
     timeout = STOP_TIMEOUT if timeout < 0 else float(timeout)
     force = field(body, "force", bool, False)
-    status = (await asyncio.to_thread(manager.state, name))["status"]
+    status = await asyncio.to_thread(manager.status, name)
     if action == "start" and status != "Stopped":
         raise Conflict(f"Instance '{name}' is already running")
     if action in NEEDS_RUNNING and status == "Stopped":
