@@ -34,10 +34,15 @@ def instance_state(manager: Manager, name: str) -> dict[str, Any]:
 
 
 def instance(manager: Manager, name: str, full: bool = False) -> dict[str, Any]:
-    """Instance (recursion=1) or InstanceFull (recursion=2, with state and snapshots)."""
+    """Instance (recursion=1) or InstanceFull (recursion=2, with state and snapshots).
+    Only the full form reads usage from the cgroups; the short one asks for the status."""
     spec = manager.get(name)
     expanded, devices = manager.expanded(spec)
-    state = instance_state(manager, name)
+    if full:
+        state = instance_state(manager, name)
+    else:
+        status = manager.status(name)
+        state = {"status": status, "status_code": STATUS_CODES.get(status, 112)}
     last_used = manager.db.instance_last_used(name)
     out: dict[str, Any] = {
         "name": spec.name,
