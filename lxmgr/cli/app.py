@@ -14,10 +14,16 @@ from urllib.parse import quote
 
 import click
 
+from lxmgr.cli.terminal import FORMATS
+
 if TYPE_CHECKING:
     from lxmgr.client import Client
 
 _POLL_SECONDS = 1  # /wait timeout between progress refreshes
+
+# The --format option of every list command (C12).
+format_option = click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
+                             default="table", show_default=True, help="Output format.")
 
 
 class App:

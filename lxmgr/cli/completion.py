@@ -37,3 +37,4 @@ def _complete(collection: str) -> Any:
 complete_instances = _complete("instances")
 complete_profiles = _complete("profiles")
 complete_operations = _complete("operations")
+complete_networks = _complete("networks")

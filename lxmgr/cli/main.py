@@ -31,9 +31,11 @@ COMMANDS: dict[str, str] = {
     "console": "console:console",
     "config": "config:config",
     "profile": "profile:profile",
+    "network": "network:network",
     "image": "image:image",
     "operation": "operation:operation",
     "daemon": "daemon:daemon",
+    "doctor": "doctor:doctor",
 }
 
 DAEMON_HINT = "start it with `lxmgr daemon start`"

@@ -104,16 +104,24 @@ def format_size(value: int | float | None) -> str:
     return ""  # pragma: no cover
 
 
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time from the API (naive means UTC); None for unset, zero or malformed."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def format_time(value: str | None) -> str:
     """An RFC 3339 time as lxc prints it ('2024/01/02 15:04 UTC'); '' for unset/zero."""
     if not value or value.startswith("0001-01-01"):
         return ""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = parse_time(value)
+    if moment is None:
+        return value  # not a time: show it as the server sent it
     return moment.astimezone(UTC).strftime("%Y/%m/%d %H:%M UTC")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from lxmgr.cli.app import App, get_app
+from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.completion import complete_instances
 from lxmgr.cli.terminal import parse_assignments, parse_yaml, render_yaml
 
@@ -35,10 +36,15 @@ def edit_text(app: App, text: str, what: str) -> str:
     return edited
 
 
-def _get(app: App, name: str) -> tuple[dict[str, Any], str]:
-    response = app.client.request("GET", app.instance_path(name))
+def get_object(app: App, path: str) -> tuple[dict[str, Any], str]:
+    """GET path: the object and its ETag ('' when the server sent none)."""
+    response = app.client.request("GET", path)
     response.raise_for_error()
     return dict(response.metadata or {}), response.headers.get("etag", "")
+
+
+def _get(app: App, name: str) -> tuple[dict[str, Any], str]:
+    return get_object(app, app.instance_path(name))
 
 
 def put_object(app: App, path: str, body: dict[str, Any], etag: str = "") -> None:
@@ -48,6 +54,14 @@ def put_object(app: App, path: str, body: dict[str, Any], etag: str = "") -> Non
     response.raise_for_error()
     if (response.envelope or {}).get("type") == "async":
         app.client.wait_operation(response.operation)
+
+
+def unset_keys(app: App, config: dict[str, str], keys: tuple[str, ...]) -> None:
+    """Remove keys from config (in place); abort on the first that is not set, as lxc does."""
+    for key in keys:
+        if key not in config:
+            app.abort(f"Can't unset key '{key}', it's not currently set")
+        del config[key]
 
 
 @click.group()
@@ -61,6 +75,7 @@ def config() -> None:
       lxmgr config get web1 limits.memory
       lxmgr config unset web1 limits.cpu
       lxmgr config edit web1
+      lxmgr config device add web1 eth1 nic network=lxmgrbr0 name=eth1
     """
 
 
@@ -126,10 +141,8 @@ def unset(name: str, keys: tuple[str, ...]) -> None:
     app = get_app()
     inst, etag = _get(app, name)
     put = instance_put(inst)
-    for key in keys:
-        if key not in put.get("config", {}):
-            app.abort(f"Can't unset key '{key}', it's not currently set")
-        del put["config"][key]
+    put["config"] = dict(put.get("config") or {})
+    unset_keys(app, put["config"], keys)
     put_object(app, app.instance_path(name), put, etag)
 
 
@@ -151,3 +164,12 @@ def edit(name: str) -> None:
         app.abort(f"Invalid config for instance '{name}': expected a mapping")
     put_object(app, app.instance_path(name),
                {k: v for k, v in data.items() if k in PUT_FIELDS}, etag)
+
+
+def _save(app: App, name: str, inst: dict[str, Any], etag: str) -> None:
+    put_object(app, app.instance_path(name), instance_put(inst), etag)
+
+
+config.add_command(device_group(DeviceOwner(
+    noun="instance", parent="config", example="web1", load=_get, save=_save,
+    complete=complete_instances, expanded=True)))

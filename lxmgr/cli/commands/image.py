@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import App, get_app
-from lxmgr.cli.terminal import FORMATS, format_size, format_time, render
+from lxmgr.cli.app import App, format_option, get_app
+from lxmgr.cli.terminal import format_size, format_time, render
 
 
 def resolve_fingerprint(app: App, image: str) -> str:
@@ -72,8 +72,7 @@ def image() -> None:
 
 
 @image.command("list")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
+@format_option
 def list_(fmt: str) -> None:
     """List images.
 
@@ -182,8 +181,7 @@ def alias_delete(name: str) -> None:
 
 
 @alias.command("list")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
+@format_option
 def alias_list(fmt: str) -> None:
     """List image aliases.
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from lxmgr.cli.app import get_app
+from lxmgr.cli.commands.list import nic_names, seconds_without_lease
 from lxmgr.cli.completion import complete_instances
 from lxmgr.cli.terminal import format_size, format_time
 
@@ -39,7 +40,17 @@ def render_info(inst: dict[str, Any], state: dict[str, Any]) -> str:
             if memory.get(key):
                 lines.append(f"    {label}: {format_size(memory[key])}")
     lines += _network(state.get("network") or {})
+    lines += _lease_hint(inst, state)
     return "\n".join(lines)
+
+
+def _lease_hint(inst: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """The sentence `lxmgr list`'s '(no lease: lxmgr doctor)' stands for."""
+    waited = seconds_without_lease(inst, state)
+    if waited is None:
+        return []
+    return ["", f"No IPv4 lease on {', '.join(nic_names(inst))} {int(waited)}s after start: "
+                "run `lxmgr doctor` to find out why (bridge, dnsmasq, firewall)"]
 
 
 def _network(network: dict[str, Any]) -> list[str]:
@@ -51,8 +62,10 @@ def _network(network: dict[str, Any]) -> list[str]:
         counters = data.get("counters") or {}
         lines += [f"    {iface}:", f"      Type: {data.get('type', '')}",
                   f"      State: {str(data.get('state', '')).upper()}"]
-        if data.get("hwaddr"):
-            lines.append(f"      MAC address: {data['hwaddr']}")
+        for key, label in (("host_name", "Host interface"), ("hwaddr", "MAC address"),
+                           ("mtu", "MTU")):
+            if data.get(key):
+                lines.append(f"      {label}: {data[key]}")
         for addr in data.get("addresses") or []:
             label = "IP address" if addr.get("family") == "inet" else "IPv6 address"
             lines.append(f"      {label}: {addr.get('address')}/{addr.get('netmask')} "

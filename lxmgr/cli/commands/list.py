@@ -4,26 +4,62 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from lxmgr.cli.app import get_app
-from lxmgr.cli.terminal import FORMATS, format_size, format_time, render
+from lxmgr.cli.app import format_option, get_app
+from lxmgr.cli.terminal import format_size, format_time, parse_time, render
 
 DEFAULT_COLUMNS = "ns46tS"
 
 
-def _addresses(inst: dict[str, Any], family: str) -> str:
-    """Global addresses of every interface but lo, 'ADDR (IFACE)' one per line (as lxc)."""
-    network = (inst.get("state") or {}).get("network") or {}
-    lines = []
-    for iface, data in sorted(network.items()):
+LEASE_GRACE_SECONDS = 5.0  # a start that has no IPv4 lease after this long gets the hint
+NO_LEASE_HINT = "(no lease: lxmgr doctor)"
+
+
+def global_addresses(network: dict[str, Any] | None, family: str) -> list[tuple[str, str]]:
+    """(interface, address) of every global address of family, lo excluded, by interface."""
+    found = []
+    for iface, data in sorted((network or {}).items()):
         if iface == "lo":
             continue
         for addr in (data or {}).get("addresses") or []:
             if addr.get("family") == family and addr.get("scope") == "global":
-                lines.append(f"{addr.get('address')} ({iface})")
+                found.append((iface, str(addr.get("address"))))
+    return found
+
+
+def nic_names(inst: dict[str, Any]) -> list[str]:
+    """Interface names of the instance's NIC devices (their `name`, else the device name)."""
+    devices = inst.get("expanded_devices") or inst.get("devices") or {}
+    return sorted(str(dev.get("name") or name) for name, dev in devices.items()
+                  if (dev or {}).get("type") == "nic")
+
+
+def seconds_without_lease(inst: dict[str, Any], state: dict[str, Any],
+                          now: datetime | None = None) -> float | None:
+    """Seconds since start when a running instance with a NIC still has no global IPv4
+    address after LEASE_GRACE_SECONDS; None when that is not the case (or unknowable)."""
+    status = str(state.get("status") or inst.get("status") or "")
+    if status.lower() != "running" or not nic_names(inst):
+        return None
+    if global_addresses(state.get("network"), "inet"):
+        return None
+    started = parse_time(inst.get("last_used_at"))
+    if started is None:
+        return None
+    age = ((now or datetime.now(UTC)) - started).total_seconds()
+    return age if age > LEASE_GRACE_SECONDS else None
+
+
+def _addresses(inst: dict[str, Any], family: str) -> str:
+    """Global addresses of every interface but lo, 'ADDR (IFACE)' one per line (as lxc)."""
+    lines = [f"{addr} ({iface})" for iface, addr in global_addresses(
+        _state(inst).get("network"), family)]
+    if not lines and family == "inet" and seconds_without_lease(inst, _state(inst)) is not None:
+        return NO_LEASE_HINT
     return "\n".join(lines)
 
 
@@ -112,8 +148,7 @@ def build_rows(instances: list[dict[str, Any]], columns: str) -> tuple[list[str]
 
 @click.command("list")
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
+@format_option
 @click.option("-c", "--columns", default=DEFAULT_COLUMNS, show_default=True,
               help="Columns: n name, s state, 4 IPv4, 6 IPv6, t type, S snapshots, p PID, "
                    "P profiles, m memory, u CPU, l last used, c created.")

@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import get_app
+from lxmgr.cli.app import format_option, get_app
 from lxmgr.cli.completion import complete_operations
-from lxmgr.cli.terminal import FORMATS, format_time, render, render_yaml
+from lxmgr.cli.terminal import format_time, render, render_yaml
 
 
 def flatten(groups: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
@@ -32,8 +32,7 @@ def operation() -> None:
 
 
 @operation.command("list")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
+@format_option
 def list_(fmt: str) -> None:
     """List operations.
 

@@ -8,10 +8,11 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import App, get_app
-from lxmgr.cli.commands.config import edit_text, put_object
+from lxmgr.cli.app import App, format_option, get_app
+from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
+from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.completion import complete_instances, complete_profiles
-from lxmgr.cli.terminal import FORMATS, parse_assignments, render, render_yaml
+from lxmgr.cli.terminal import parse_assignments, render, render_yaml
 
 PROFILE_FIELDS = ("name", "description", "config", "devices")
 
@@ -21,9 +22,7 @@ def profile_path(name: str) -> str:
 
 
 def _get(app: App, name: str) -> tuple[dict[str, Any], str]:
-    response = app.client.request("GET", profile_path(name))
-    response.raise_for_error()
-    return dict(response.metadata or {}), response.headers.get("etag", "")
+    return get_object(app, profile_path(name))
 
 
 def _content(profile: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +58,12 @@ def profile() -> None:
       lxmgr profile set web limits.memory=1GiB
       lxmgr profile add web1 web
       lxmgr profile edit web
+      lxmgr profile device add web eth0 nic network=lxmgrbr0 name=eth0
     """
 
 
 @profile.command("list")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
+@format_option
 def list_(fmt: str) -> None:
     """List profiles.
 
@@ -249,10 +248,7 @@ def unset(name: str, keys: tuple[str, ...]) -> None:
     app = get_app()
     data, etag = _get(app, name)
     content = _content(data)
-    for key in keys:
-        if key not in content["config"]:
-            app.abort(f"Can't unset key '{key}', it's not currently set")
-        del content["config"][key]
+    unset_keys(app, content["config"], keys)
     put_object(app, profile_path(name), content, etag)
 
 
@@ -268,3 +264,12 @@ def get(name: str, key: str) -> None:
     """
     data, _ = _get(get_app(), name)
     get_app().echo(str((data.get("config") or {}).get(key, "")))
+
+
+def _save(app: App, name: str, data: dict[str, Any], etag: str) -> None:
+    put_object(app, profile_path(name), _content(data), etag)
+
+
+profile.add_command(device_group(DeviceOwner(
+    noun="profile", parent="profile", example="web", load=_get, save=_save,
+    complete=complete_profiles)))

@@ -71,7 +71,8 @@ def test_every_help_has_an_example(run: Run, path: list[str]) -> None:
 def test_verb_list_is_complete() -> None:
     assert set(COMMANDS) == {"launch", "init", "start", "stop", "restart", "pause", "resume",
                              "delete", "list", "info", "exec", "shell", "console", "config",
-                             "profile", "image", "operation", "daemon"}
+                             "profile", "network", "image", "operation", "daemon",
+                             "doctor"}
 
 
 def test_launch_is_create_then_start(run: Run, fake: FakeClient) -> None:
