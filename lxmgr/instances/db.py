@@ -48,6 +48,14 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE networks (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        type TEXT NOT NULL DEFAULT 'bridge',
+        config TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 )
 
 
@@ -195,6 +203,39 @@ class Database:
                                  (json.dumps(spec.to_dict()), spec.name))
         except sqlite3.IntegrityError:
             raise Conflict(f"Profile '{new}' already exists") from None
+
+    # -- networks ----------------------------------------------------------------------------
+
+    def networks(self) -> dict[str, dict[str, Any]]:
+        rows = self._query("SELECT name, description, type, config FROM networks")
+        return {r[0]: {"name": r[0], "description": r[1], "type": r[2],
+                       "config": json.loads(r[3])} for r in rows}
+
+    def network_get(self, name: str) -> dict[str, Any]:
+        found = self.networks().get(name)
+        if found is None:
+            raise NotFound(f"Network '{name}' not found")
+        return found
+
+    def network_add(self, name: str, description: str, kind: str,
+                    config: dict[str, str]) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO networks (name, description, type, config) "
+                             "VALUES (?, ?, ?, ?)", (name, description, kind, json.dumps(config)))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Network '{name}' already exists") from None
+
+    def network_save(self, name: str, description: str, config: dict[str, str]) -> None:
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE networks SET description = ?, config = ? WHERE name = ?",
+                               (description, json.dumps(config), name))
+            if cur.rowcount != 1:
+                raise NotFound(f"Network '{name}' not found")
+
+    def network_remove(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM networks WHERE name = ?", (name,))
 
     # -- image index, operations -------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""`python -S -m lxmgr.net.attach SPEC.json PID`: attach NICs to a booted container.
+"""`python -S -m lxmgr.net.attach SPEC.json PID`: attach NICs to a booted container;
+`... SPEC.json --detach` removes what outlives the container (the egress IFB devices).
 
 The supervisor runs this hook after each boot of the container (reboots from inside too), in
 the host network namespace, so the NICs come back with every new PID 1. SPEC.json holds a
@@ -14,13 +15,13 @@ import json
 import sys
 
 from lxmgr.errors import LxmgrError
-from lxmgr.net.nic import NicSpec, attach
+from lxmgr.net.nic import NicSpec, attach, detach
 
-USAGE = "usage: python -m lxmgr.net.attach SPEC.json PID"
+USAGE = "usage: python -m lxmgr.net.attach SPEC.json PID|--detach"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or not argv[1].isdigit():
+    if len(argv) != 2 or not (argv[1].isdigit() or argv[1] == "--detach"):
         print(USAGE, file=sys.stderr)
         return 2
     try:
@@ -35,7 +36,10 @@ def main(argv: list[str]) -> int:
     status = 0
     for spec in specs:
         try:
-            attach(spec, int(argv[1]))
+            if argv[1] == "--detach":
+                detach(spec)
+            else:
+                attach(spec, int(argv[1]))
         except LxmgrError as err:
             print(err, file=sys.stderr)
             status = 1

@@ -16,6 +16,8 @@ import os
 import selectors
 import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,7 @@ class SupervisorConfig:
     state_file: str = ""
     console_log: str = ""
     tty_count: int = 1
+    nics_file: str = ""  # NIC specs for `python -m lxmgr.net.attach` after each boot
 
     def to_json(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k != "plan"}
@@ -121,11 +124,36 @@ class Monitor:
             raise
         self.init_pidfd = libc.pidfd_open(self.init_pid)
         self.sel.register(self.init_pidfd, selectors.EVENT_READ, self._on_init_exit)
+        self._attach_nics()
         self.started_at = time.time()
         self.status = "Running"
         self.stop_deadline = None
         self._write_state()
         return self.init_pid
+
+    def _detach_nics(self) -> None:
+        """After the container's end: remove what outlives its network namespace (the
+        egress-shaping IFB devices); the veths went with the namespace."""
+        if not self.cfg.nics_file:
+            return
+        try:
+            subprocess.run([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,
+                            "--detach"], stdin=subprocess.DEVNULL, close_fds=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.error("Could not detach the NICs: %s", err)
+
+    def _attach_nics(self) -> None:
+        """Plug the NICs into the new network namespace from a separate process (pyroute2
+        stays out of the supervisor), after every boot, reboots included. It runs while
+        init boots: systemd-networkd configures eth0 whenever the link appears; the helper
+        is reaped with the other orphans on SIGCHLD."""
+        if not self.cfg.nics_file:
+            return
+        try:
+            subprocess.Popen([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,
+                              str(self.init_pid)], stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as err:
+            log.error("Could not start the NIC attach helper: %s", err)
 
     def _open_ptys(self, uid: int, tty_gid: int) -> child.Consoles:
         """Host ptys for /dev/console and /dev/ttyN, owned by the container root."""
@@ -289,6 +317,7 @@ class Monitor:
                  ", rebooting" if rebooting else "")
         # PID 1 is gone, so the kernel killed the rest of its pid namespace; make sure.
         self._cleanup(self.cgroups.kill)
+        self._detach_nics()
         self._drain_console()
         self._close_ptys()
         if rebooting:
