@@ -137,6 +137,13 @@ class Monitor:
         if not self.cfg.nics_file:
             return
         try:
+            with open(self.cfg.nics_file) as f:
+                if not any(nic.get("limits_egress") for nic in json.load(f)):
+                    return  # nothing outlives the namespace: no helper on the stop path
+        except (OSError, ValueError, AttributeError) as err:
+            log.error("Could not read the NIC specs: %s", err)
+            return
+        try:
             subprocess.run([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,
                             "--detach"], stdin=subprocess.DEVNULL, close_fds=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as err:
