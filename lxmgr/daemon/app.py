@@ -19,6 +19,7 @@ from lxmgr.daemon.routes import (
     instance_exec,
     instance_state,
     instances,
+    networks,
     operations,
     profiles,
     server,
@@ -61,7 +62,7 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
     for module in (server, instances, instance_state, instance_exec, profiles, images,
-                   operations, events):
+                   networks, operations, events):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

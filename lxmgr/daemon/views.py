@@ -29,7 +29,7 @@ def instance_state(manager: Manager, name: str) -> dict[str, Any]:
                    "swap_usage": state["memory"].get("swap_usage", 0),
                    "swap_usage_peak": 0, "total": 0},
         "disk": {},
-        "network": {},
+        "network": state.get("network", {}),
     }
 
 

@@ -7,6 +7,7 @@ Synchronous; the daemon calls it from worker threads.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -18,13 +19,14 @@ from typing import Any
 from lxmgr import paths
 from lxmgr.cgroups import base as cgroup_base
 from lxmgr.cgroups.detect import detect
-from lxmgr.errors import Conflict, InvalidConfig, NotFound, RuntimeSetupError
+from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeSetupError
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import files
 from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
+from lxmgr.instances.networks import Networks
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.store import InstanceStore, write_atomic
 from lxmgr.model import config as cfgmod
@@ -32,6 +34,7 @@ from lxmgr.model.devices import validate_devices
 from lxmgr.model.idmap import IdMap
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.profile import Profile
+from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
 from lxmgr.storage import base as storage_base
@@ -55,6 +58,7 @@ class Manager:
         self.db = db or Database()
         self.store = InstanceStore(self.db)
         self.images = ImageStore()
+        self.networks = Networks(self.db)
         seed_profiles(self.db)
         self._cgroups: cgroup_base.CgroupDriver | None = None
         self._host_checked = False
@@ -121,8 +125,9 @@ class Manager:
             profiles=list(profiles if profiles is not None else ["default"]),
             config=cfgmod.validate_config(config or {}), devices=validate_devices(devices or {}),
             ephemeral=ephemeral, storage_driver=storage or self.default_storage)
-        expanded, _ = self.expanded(spec)
+        expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded)
+        self.networks.check_devices(devices)
         storage_base.load(spec.storage_driver)
         if self.store.exists(name):
             raise Conflict(f"Instance '{name}' already exists")
@@ -179,6 +184,7 @@ class Manager:
             raise Conflict(f"Instance '{name}' already exists")
         idmap = self._allocate_idmap(expanded)
         spec.config["volatile.uuid"] = str(uuidlib.uuid4())
+        spec.config.update(self.networks.new_volatile(self.expanded(spec)[1], spec.config))
         if idmap is not None:
             spec.config["volatile.idmap.base"] = str(idmap.uid_base)
             spec.config["volatile.idmap.gid_base"] = str(idmap.gid_base)
@@ -203,8 +209,15 @@ class Manager:
             self.stop(name, force=True)
         storage_base.load(spec.storage_driver).delete_volume(name)
         self.cgroups.delete(name)
+        self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
         log.info("Deleted instance %s", name)
+
+    def _nic_specs_or_none(self, spec: InstanceSpec) -> list[NicSpec]:
+        try:
+            return self._nic_specs(spec)
+        except LxmgrError:
+            return []
 
     def list(self) -> list[str]:
         return self.store.names()
@@ -250,7 +263,22 @@ class Manager:
         return SupervisorConfig(
             plan=plan, cgroup_driver=cg.name, cgroup_base=self.cgroup_base, limits=limits,
             socket=self.socket_path(spec.name), state_file=str(directory / "state.json"),
-            console_log=str(directory / "console.log"))
+            console_log=str(directory / "console.log"),
+            nics_file=self._write_nics(spec, _devices))
+
+    def _nic_specs(self, spec: InstanceSpec) -> list[NicSpec]:
+        return self.networks.nics(spec, self.expanded(spec)[1])
+
+    def _write_nics(self, spec: InstanceSpec, devices: dict[str, dict[str, str]]) -> str:
+        """The NIC specs the supervisor's attach hook reads (after every boot); static
+        addresses are reserved in the networks' DHCP servers first."""
+        nics = self.networks.nics(spec, devices)
+        others = [(s, self._nic_specs(s)) for s in self.db.instance_specs() if s.name != spec.name]
+        if nics:
+            self.networks.reserve(spec, nics, others)
+        path = paths.instance_dir(spec.name) / "nics.json"  # also read after hot-plugs
+        write_atomic(path, json.dumps([nic.to_dict() for nic in nics]))
+        return str(path)
 
     def start(self, name: str) -> int:
         """Boot the instance; returns PID 1's host pid."""
@@ -333,7 +361,21 @@ class Manager:
                        "swap_usage": usage.swap_bytes or 0},
             "cpu": {"usage": usage.cpu_ns}, "started_at": sup["started_at"],
             "supervisor_pid": sup["supervisor_pid"],
+            "network": self._network_state(self.store.get(name)),
         }
+
+    def _network_state(self, spec: InstanceSpec) -> dict[str, Any]:
+        """LXD's state.network per NIC: addresses from the DHCP leases of its MAC."""
+        try:
+            nics = self._nic_specs(spec)
+        except LxmgrError:
+            return {}
+        leased = self.networks.addresses(nics)
+        return {nic.name: {
+            "addresses": [{"family": "inet", "address": ip, "netmask": str(prefix),
+                           "scope": "global"} for ip, prefix in leased.get(nic.name, [])],
+            "hwaddr": nic.hwaddr, "host_name": nic.host_name, "mtu": nic.mtu or 1500,
+            "state": "up", "type": "broadcast", "counters": {}} for nic in nics}
 
     def console_clear(self, name: str) -> None:
         self.store.get(name)
@@ -369,11 +411,39 @@ class Manager:
             spec.profiles = list(profiles)
         if description is not None:
             spec.description = description
-        expanded, _ = self.expanded(spec)
+        old_nics = self._nic_specs_or_none(self.store.get(name))
+        expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded, allow_volatile=True)
+        self.networks.check_devices(devices)
+        spec.config.update(self.networks.new_volatile(devices, spec.config))
         self.apply_live(name, expanded)
+        self._replug(spec, old_nics, self.networks.nics(spec, devices))
         self.store.save(spec)
         return cfgmod.restart_required(old_expanded, expanded)
+
+    def _replug(self, spec: InstanceSpec, old: list[NicSpec], new: list[NicSpec]) -> None:
+        """Hot-plug NICs added to a running instance, unplug removed or changed ones."""
+        if old == new:
+            return
+        try:
+            pid = int(control.call(self.socket_path(spec.name), protocol.GET_STATE,
+                                   wait=5)["pid"])
+        except control.NotRunning:
+            return
+        from lxmgr.net import nic as nicmod
+
+        for gone in (n for n in old if n not in new):
+            nicmod.hot_unplug(gone)
+        self.networks.release([n for n in old if n not in new])
+        added = [n for n in new if n not in old]
+        if added:
+            others = [(s, self._nic_specs(s)) for s in self.db.instance_specs()
+                      if s.name != spec.name]
+            self.networks.reserve(spec, added, others)
+        for fresh in added:
+            nicmod.hot_plug(fresh, pid)
+        path = paths.instance_dir(spec.name) / "nics.json"
+        write_atomic(path, json.dumps([n.to_dict() for n in new]))
 
     def update_config(self, name: str, changes: dict[str, Any],
                       unset: list[str] | None = None) -> list[str]:
@@ -392,6 +462,31 @@ class Manager:
         if self.is_running(name):
             limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
             self.cgroups.apply_limits(name, limits)
+
+    # -- networks ----------------------------------------------------------------------------
+
+    def init_networks(self, seed_default: bool) -> None:
+        """Daemon start: bring every network back; on a fresh state create lxmgrbr0 and
+        give the default profile its eth0 (unless seed_default is off, as in tests)."""
+        self.networks.start_all()
+        if seed_default:
+            profile = self.networks.seed_default(self.profiles())
+            if profile is not None:
+                self.db.profile_save(profile)
+
+    def network_used_by(self, name: str) -> list[str]:
+        """API URLs of the instances and profiles with a NIC on this network."""
+        def uses(devices: dict[str, dict[str, str]]) -> bool:
+            return any(d.get("type") == "nic" and d.get("network") == name
+                       for d in devices.values())
+        users = [f"/1.0/instances/{s.name}" for s in self.db.instance_specs()
+                 if uses(self.expanded(s)[1])]
+        return users + [f"/1.0/profiles/{p.name}" for p in self.profiles().values()
+                        if uses(p.devices)]
+
+    def network_delete(self, name: str) -> None:
+        self.networks.get(name)
+        self.networks.delete(name, self.network_used_by(name))
 
     # -- profiles ----------------------------------------------------------------------------
 

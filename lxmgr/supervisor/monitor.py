@@ -131,18 +131,25 @@ class Monitor:
         self._write_state()
         return self.init_pid
 
+    def _nics(self) -> list[dict[str, Any]]:
+        """The NIC specs the manager wrote (re-read each time: NICs are hot-plugged)."""
+        if not self.cfg.nics_file:
+            return []
+        try:
+            with open(self.cfg.nics_file) as f:
+                nics = json.load(f)
+            return [n for n in nics if isinstance(n, dict)] if isinstance(nics, list) else []
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as err:
+            log.error("Could not read the NIC specs: %s", err)
+            return []
+
     def _detach_nics(self) -> None:
         """After the container's end: remove what outlives its network namespace (the
         egress-shaping IFB devices); the veths went with the namespace."""
-        if not self.cfg.nics_file:
-            return
-        try:
-            with open(self.cfg.nics_file) as f:
-                if not any(nic.get("limits_egress") for nic in json.load(f)):
-                    return  # nothing outlives the namespace: no helper on the stop path
-        except (OSError, ValueError, AttributeError) as err:
-            log.error("Could not read the NIC specs: %s", err)
-            return
+        if not any(nic.get("limits_egress") for nic in self._nics()):
+            return  # nothing outlives the namespace: no helper on the stop path
         try:
             subprocess.run([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,
                             "--detach"], stdin=subprocess.DEVNULL, close_fds=True, timeout=30)
@@ -154,7 +161,7 @@ class Monitor:
         stays out of the supervisor), after every boot, reboots included. It runs while
         init boots: systemd-networkd configures eth0 whenever the link appears; the helper
         is reaped with the other orphans on SIGCHLD."""
-        if not self.cfg.nics_file:
+        if not self._nics():
             return
         try:
             subprocess.Popen([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,

@@ -29,6 +29,7 @@ class Daemon:
         self.root = root
         self.socket = f"{root}/unix.socket"
         self.env = {**os.environ, "LXMGR_DIR": root, "LXMGR_CGROUP_BASE": cgroup_base,
+                    "LXMGR_DEFAULT_NETWORK": "none",
                     "PYTHONPATH": ROOT, "COLUMNS": "200"}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = open(f"{root}/lxmgrd-test.log", "ab")  # noqa: SIM115 - closed in stop()

@@ -25,6 +25,9 @@ API_EXTENSIONS = [
     "container_exec_recording",
     "console",
     "operation_metadata_entity_url",
+    "network",
+    "network_leases",
+    "network_state",
 ]
 
 

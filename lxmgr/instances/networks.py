@@ -1,0 +1,192 @@
+"""Managed networks in the state database, their kernel side (net.bridge), and the NICs of
+instances: which bridge a NIC joins, MACs, static reservations, leases for state views.
+
+LXD's behaviour: the first daemon start creates `lxmgrbr0` (ipv4.address=auto) and gives the
+`default` profile an `eth0` NIC on it; a network in use cannot be deleted; networks come back
+after a daemon or host restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from typing import Any
+
+from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
+from lxmgr.instances.db import Database
+from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.network import validate_network_name, validate_static_address
+from lxmgr.model.profile import Profile
+from lxmgr.net import base as net_base
+from lxmgr.net.bridge import BridgeNetwork
+from lxmgr.net.nic import NicSpec, build_nic, build_volatile
+
+log = logging.getLogger(__name__)
+SEEDED = "networks.seeded"
+DEFAULT_NIC = {"type": "nic", "network": net_base.DEFAULT_NETWORK, "name": "eth0"}
+
+
+class Networks:
+    """CRUD of managed networks plus the instance-facing queries."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _driver(self, name: str) -> BridgeNetwork:
+        record = self.db.network_get(name)
+        driver: BridgeNetwork = net_base.load(record["type"])(name, record["config"])
+        return driver
+
+    def names(self) -> list[str]:
+        return sorted(self.db.networks())
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.db.network_get(name)
+
+    def _others(self, name: str) -> dict[str, dict[str, str]]:
+        return {n: r["config"] for n, r in self.db.networks().items() if n != name}
+
+    def create(self, name: str, config: dict[str, Any], description: str = "",
+               kind: str = "bridge") -> None:
+        """Plan (resolve auto, refuse overlaps), create the kernel side, then record it."""
+        validate_network_name(name)
+        if kind != "bridge":
+            raise InvalidConfig(f"Invalid network type '{kind}': only 'bridge' is supported")
+        if name in self.db.networks():
+            raise Conflict(f"Network '{name}' already exists")
+        planned = BridgeNetwork.plan_config(name, config, self._others(name))
+        driver = BridgeNetwork(name, planned)
+        driver.create()
+        try:
+            self.db.network_add(name, description, kind, planned)
+        except BaseException:
+            driver.delete()
+            raise
+
+    def update(self, name: str, config: dict[str, Any], description: str | None = None) -> None:
+        """Replace the config; the kernel side follows (start() re-applies what changed)."""
+        record = self.db.network_get(name)
+        planned = BridgeNetwork.plan_config(name, config, self._others(name))
+        BridgeNetwork(name, planned).start()
+        self.db.network_save(name, record["description"] if description is None
+                             else description, planned)
+
+    def delete(self, name: str, users: list[str]) -> None:
+        if users:
+            raise Conflict(f"Network '{name}' is in use by {', '.join(users)}")
+        self._driver(name).delete()
+        self.db.network_remove(name)
+
+    def start_all(self) -> None:
+        """Bring every network back (daemon or host restart); failures are logged."""
+        for name in self.names():
+            try:
+                self._driver(name).start()
+            except LxmgrError as err:
+                log.error("Network '%s' could not be started: %s", name, err)
+
+    def stop_services(self) -> None:
+        for name in self.names():
+            try:
+                self._driver(name).stop_services()
+            except LxmgrError as err:
+                log.warning("Network '%s': %s", name, err)
+
+    def leases(self, name: str) -> list[dict[str, Any]]:
+        return self._driver(name).api_leases()
+
+    def state(self, name: str) -> dict[str, Any]:
+        return self._driver(name).state()
+
+    def seed_default(self, profiles: dict[str, Profile]) -> Profile | None:
+        """First start: lxmgrbr0 (auto subnet) and an eth0 NIC in the default profile.
+        Returns the default profile to save when it changed."""
+        if self.db.get_setting(SEEDED):
+            return None
+        self.db.set_setting(SEEDED, "1")
+        if net_base.DEFAULT_NETWORK not in self.db.networks():
+            self.create(net_base.DEFAULT_NETWORK, {"ipv4.address": "auto",
+                                                   "ipv6.address": "none"},
+                        description="Default lxmgr bridge")
+        default = profiles.get("default")
+        if default is None or any(d.get("type") == "nic" for d in default.devices.values()):
+            return None
+        return Profile(default.name, default.description, default.config,
+                       {**default.devices, "eth0": dict(DEFAULT_NIC)})
+
+    # -- NICs of instances -------------------------------------------------------------------
+
+    def bridge_of(self, network: str) -> str:
+        self.db.network_get(network)  # NotFound naming the network
+        return network  # a managed bridge network's bridge carries its name (as in LXD)
+
+    def check_devices(self, devices: dict[str, dict[str, str]]) -> None:
+        """Every NIC names an existing managed network or a parent bridge."""
+        for dev_name, dev in devices.items():
+            if dev.get("type") == "nic" and dev.get("network") and \
+                    dev["network"] not in self.db.networks():
+                raise NotFound(f"Network '{dev['network']}' of device '{dev_name}' not found")
+
+    def new_volatile(self, devices: dict[str, dict[str, str]],
+                     volatile: dict[str, str]) -> dict[str, str]:
+        """MACs to store before the first start, so an instance keeps its address."""
+        out: dict[str, str] = {}
+        rng = random.SystemRandom()
+        for dev_name, dev in devices.items():
+            if dev.get("type") == "nic":
+                out.update(build_volatile(dev_name, dev, volatile, rng))  # type: ignore[arg-type]
+        return out
+
+    def nics(self, spec: InstanceSpec, devices: dict[str, dict[str, str]]) -> list[NicSpec]:
+        return [build_nic(dev_name, dev, spec.name, spec.config, self.bridge_of)
+                for dev_name, dev in sorted(devices.items()) if dev.get("type") == "nic"]
+
+    def reserve(self, spec: InstanceSpec, nics: list[NicSpec],
+                all_specs: list[tuple[InstanceSpec, list[NicSpec]]]) -> None:
+        """Static ipv4.address reservations in the network's dnsmasq; two instances asking
+        for the same address is a Conflict."""
+        for nic in nics:
+            if not nic.network or not nic.ipv4_address:
+                continue
+            driver = self._driver(nic.network)
+            used = {ipaddress.IPv4Address(o.ipv4_address): f"instance {s.name}"
+                    for s, others in all_specs if s.name != spec.name
+                    for o in others if o.network == nic.network and o.ipv4_address}
+            gateway = driver.settings.ipv4
+            if gateway is None:
+                raise InvalidConfig(f"Network '{nic.network}' has no IPv4 subnet for "
+                                    f"'{nic.device}' ipv4.address")
+            validate_static_address(gateway, nic.ipv4_address, used)
+            driver.reserve(nic.hwaddr, nic.ipv4_address, spec.name)
+
+    def release(self, nics: list[NicSpec]) -> None:
+        """Drop the static reservations of these NICs (instance deleted, NIC removed)."""
+        for nic in nics:
+            if nic.network and nic.ipv4_address and nic.network in self.db.networks():
+                try:
+                    self._driver(nic.network).release(nic.hwaddr)
+                except LxmgrError as err:
+                    log.warning("Could not release %s on '%s': %s", nic.ipv4_address,
+                                nic.network, err)
+
+    def addresses(self, nics: list[NicSpec]) -> dict[str, list[tuple[str, int]]]:
+        """Device name -> (IPv4 address, prefix length) currently leased to its MAC."""
+        out: dict[str, list[tuple[str, int]]] = {}
+        leases_by_net: dict[str, tuple[dict[str, str], int]] = {}
+        for nic in nics:
+            if not nic.network:
+                continue
+            if nic.network not in leases_by_net:
+                try:
+                    driver = self._driver(nic.network)
+                    subnet = driver.settings.subnet
+                    leases_by_net[nic.network] = (
+                        {lease.mac.lower(): lease.ip for lease in driver.leases()},
+                        subnet.prefixlen if subnet else 32)
+                except LxmgrError:
+                    leases_by_net[nic.network] = ({}, 32)
+            leased, prefix = leases_by_net[nic.network]
+            ip = leased.get(nic.hwaddr.lower())
+            out[nic.name] = [(ip, prefix)] if ip else []
+        return out
