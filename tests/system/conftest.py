@@ -80,9 +80,13 @@ class Daemon:
             raise AssertionError(resp["error"])
         return resp
 
+    @property
+    def cli_argv(self) -> list[str]:
+        return [sys.executable, "-m", "lxmgr.cli.main"]
+
     def cli(self, *args: str, input: str | None = None, check: bool = True) \
             -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "lxmgr.cli.main", *args], env=self.env,
+        proc = subprocess.run([*self.cli_argv, *args], env=self.env,
                               input=input, capture_output=True, text=True, timeout=180,
                               cwd=ROOT)
         if check and proc.returncode != 0:

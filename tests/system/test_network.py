@@ -1,0 +1,197 @@
+"""Bridge networking with real containers: leases, names, ports, static addresses, limits,
+bad input, and nothing left behind. Test networks never NAT (ipv4.nat=false) and dnsmasq has
+no upstream servers: traffic stays between the host and the test containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.kernel, pytest.mark.system]
+
+
+def addresses(daemon) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    rows = json.loads(daemon.cli("list", "--format", "json").stdout)
+    out = {}
+    for row in rows:
+        for nic in ((row.get("state") or {}).get("network") or {}).values():
+            for addr in nic["addresses"]:
+                out[row["name"]] = addr["address"]
+    return out
+
+
+def wait_leases(daemon, names: list[str], timeout: float = 20) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        found = addresses(daemon)
+        if all(n in found for n in names):
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no lease for {set(names) - set(found)} within {timeout} s")
+
+
+@pytest.fixture
+def net(daemon):  # type: ignore[no-untyped-def]
+    """A test bridge (no NAT) and a profile putting eth0 on it; removed afterwards."""
+    name = f"lxmt{uuid.uuid4().hex[:8]}"
+    daemon.cli("network", "create", name, "ipv4.address=auto", "ipv4.nat=false")
+    daemon.cli("profile", "create", "testnet")
+    daemon.cli("profile", "device", "add", "testnet", "eth0", "nic", f"network={name}",
+               "name=eth0")
+    yield name
+    for url in daemon.api("GET", "/1.0/instances")["metadata"]:
+        daemon.cli("delete", url.rsplit("/", 1)[-1], "--force", check=False)
+    daemon.cli("profile", "delete", "testnet", check=False)
+    daemon.cli("network", "delete", name, check=False)
+
+
+def gateway(daemon, name: str) -> str:  # type: ignore[no-untyped-def]
+    config = daemon.api("GET", f"/1.0/networks/{name}")["metadata"]["config"]
+    return config["ipv4.address"].split("/")[0]
+
+
+def test_two_containers_get_leases_and_reach_each_other_by_name(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    for name in ("n1", "n2"):
+        daemon.cli("launch", "debian", name, "-p", "default", "-p", "testnet")
+    leases = wait_leases(daemon, ["n1", "n2"])
+    ping = daemon.cli("exec", "n1", "--", "ping", "-c1", "-W3", "n2.lxmgr", check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert leases["n2"] in ping.stdout
+    listing = daemon.cli("network", "list-leases", net).stdout
+    assert leases["n1"] in listing and leases["n2"] in listing
+    # The host resolves names through the bridge address (dnsmasq on the gateway).
+    assert _resolve(gateway(daemon, net), "n1.lxmgr") == leases["n1"]
+    info = daemon.cli("network", "info", net).stdout
+    assert gateway(daemon, net) in info
+
+
+def test_host_reaches_a_port_in_the_container(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("launch", "debian", "srv", "-p", "default", "-p", "testnet")
+    ip = wait_leases(daemon, ["srv"])["srv"]
+    server = subprocess.Popen(
+        [*daemon.cli_argv, "exec", "srv", "-T", "--", "perl", "-MIO::Socket::INET", "-e",
+         '$s=IO::Socket::INET->new(LocalPort=>8080,Listen=>1,ReuseAddr=>1) or die; '
+         '$c=$s->accept; print $c "hello from srv\\n"; close $c'],
+        env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        data = b""
+        for _ in range(50):
+            try:
+                with socket.create_connection((ip, 8080), timeout=2) as conn:
+                    data = conn.recv(100)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert data == b"hello from srv\n"
+    finally:
+        server.wait(timeout=30)
+
+
+def test_static_address_is_honoured_and_unique(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    gw = gateway(daemon, net)
+    static = gw.rsplit(".", 1)[0] + ".77"
+    daemon.cli("init", "debian", "st1", "-p", "default", "-p", "testnet")
+    daemon.cli("config", "device", "override", "st1", "eth0", f"ipv4.address={static}")
+    daemon.cli("start", "st1")
+    assert wait_leases(daemon, ["st1"])["st1"] == static
+    daemon.cli("init", "debian", "st2", "-p", "default", "-p", "testnet")
+    daemon.cli("config", "device", "override", "st2", "eth0", f"ipv4.address={static}")
+    clash = daemon.cli("start", "st2", check=False)
+    assert clash.returncode == 1 and static in clash.stderr
+
+
+def test_bad_network_input(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    subnet = daemon.api("GET", f"/1.0/networks/{net}")["metadata"]["config"]["ipv4.address"]
+    overlap = daemon.cli("network", "create", "lxmtover", f"ipv4.address={subnet}",
+                         "ipv4.nat=false", check=False)
+    assert overlap.returncode == 1 and net in overlap.stderr
+    bad = daemon.cli("network", "create", "lxmtbad", "ipv4.address=10.1.2.300/24",
+                     check=False)
+    assert bad.returncode == 1 and "ipv4.address" in bad.stderr
+    missing = daemon.cli("launch", "debian", "m1", "-p", "default", "-p", "testnet",
+                         check=False)
+    assert missing.returncode == 0
+    nic = daemon.cli("config", "device", "add", "m1", "eth1", "nic", "network=nosuchnet",
+                     check=False)
+    assert nic.returncode == 1 and "nosuchnet" in nic.stderr
+    in_use = daemon.cli("network", "delete", net, check=False)
+    assert in_use.returncode == 1 and "in use" in in_use.stderr
+    names = [n["name"] for n in json.loads(daemon.cli("network", "list", "--format",
+                                                      "json").stdout)]
+    assert names == [net]
+
+
+def test_ingress_limit_caps_a_bulk_transfer(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("init", "debian", "lim", "-p", "default", "-p", "testnet")
+    daemon.cli("config", "device", "override", "lim", "eth0", "limits.ingress=20Mbit")
+    daemon.cli("start", "lim")
+    ip = wait_leases(daemon, ["lim"])["lim"]
+    receiver = subprocess.Popen(
+        [*daemon.cli_argv, "exec", "lim", "-T", "--", "perl", "-MIO::Socket::INET", "-e",
+         '$s=IO::Socket::INET->new(LocalPort=>9000,Listen=>1,ReuseAddr=>1) or die; '
+         '$c=$s->accept; $n=0; while (($r = sysread($c, $b, 65536)) > 0) { $n += $r } '
+         'print "$n\\n"'], env=daemon.env, stdout=subprocess.PIPE, text=True)
+    try:
+        payload = b"x" * (64 * 1024)
+        for _ in range(50):
+            try:
+                conn = socket.create_connection((ip, 9000), timeout=2)
+                break
+            except OSError:
+                time.sleep(0.1)
+        start = time.monotonic()
+        sent = 0
+        with conn:
+            while time.monotonic() - start < 2.0:
+                conn.sendall(payload)
+                sent += len(payload)
+        elapsed = time.monotonic() - start
+        out, _ = receiver.communicate(timeout=60)
+        total = time.monotonic() - start
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    mbit = int(out.strip()) * 8 / total / 1e6
+    assert elapsed >= 2.0 and mbit < 30, f"{mbit:.1f} Mbit/s through a 20Mbit limit"
+
+
+def test_deleting_everything_leaves_nothing(daemon) -> None:  # type: ignore[no-untyped-def]
+    name = f"lxmt{uuid.uuid4().hex[:8]}"
+    daemon.cli("network", "create", name, "ipv4.address=auto", "ipv4.nat=false")
+    state_dir = os.path.join(daemon.root, "networks", name)
+    with open(os.path.join(state_dir, "dnsmasq.pid")) as f:
+        pid = int(f.read().strip())
+    daemon.cli("launch", "debian", "gone", "-p", "default")
+    daemon.cli("config", "device", "add", "gone", "eth0", "nic", f"network={name}",
+               "name=eth0")
+    wait_leases(daemon, ["gone"])
+    host_end = next(iter(json.loads(daemon.cli("list", "--format", "json").stdout)[0]
+                         ["state"]["network"].values()))["host_name"]
+    daemon.cli("delete", "gone", "--force")
+    daemon.cli("network", "delete", name)
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert name not in links and host_end not in links
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert name not in tables
+    assert not os.path.exists(f"/proc/{pid}") and not os.path.exists(state_dir)
+
+
+def _resolve(server: str, name: str) -> str:
+    """A minimal A query over UDP to the network's dnsmasq."""
+    qid = os.urandom(2)
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    packet = qid + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(packet, (server, 53))
+        reply = sock.recv(512)
+    assert reply[:2] == qid and reply[7] >= 1, "no answer"
+    return ".".join(str(b) for b in reply[-4:])
