@@ -1,117 +1,26 @@
 """Bridge networks on the real kernel, each test inside a private network namespace.
 
-Every test body runs in a forked child that first unshares CLONE_NEWNET, so the links, nft
-tables and sockets it makes exist only there and vanish with it; dnsmasq (which would keep
-the namespace alive) is stopped by the body, and the parent kills any dnsmasq still naming
-the test's private state dir. Networks use ipv4.nat=false or have no route out; dnsmasq has
+Every test body runs in a forked child that first unshares CLONE_NEWNET (the `netns` fixture
+of tests/kernel/netns_helpers.py), so the links, nft tables and sockets it makes exist only
+there and vanish with it. Networks use ipv4.nat=false or have no route out; dnsmasq has
 no upstream servers. No traffic leaves this machine.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import select
-import shutil
 import signal
 import socket
 import struct
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.kernel.netns_helpers import NFT, dns_query, netns_fixture, new_network  # noqa: F401
+
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
-
-NFT, DNSMASQ = "/usr/sbin/nft", "/usr/sbin/dnsmasq"
-
-
-@pytest.fixture
-def netns(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[], object]], object]]:
-    """Run a function in a forked child inside a fresh network namespace; return its result."""
-    for tool in (NFT, DNSMASQ):
-        if not os.access(tool, os.X_OK):
-            pytest.skip(f"{tool} is not installed")
-    root = Path(f"/tmp/lxmt-{uuid.uuid4().hex[:8]}")
-    root.mkdir(mode=0o755)
-    monkeypatch.setenv("LXMGR_DIR", str(root))
-
-    def run(body: Callable[[], object]) -> object:
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: never return into pytest
-            os.close(rfd)
-            code = 0
-            try:
-                from lxmgr.linux import consts, libc
-                from lxmgr.net import links
-
-                libc.unshare(consts.CLONE_NEWNET)
-                links.set_up("lo")
-                result: object = ("ok", body())
-            except BaseException:  # noqa: B036 - report everything to the parent
-                result, code = ("error", traceback.format_exc()), 1
-            with os.fdopen(wfd, "wb") as out:
-                out.write(pickle.dumps(result))
-            os._exit(code)
-        os.close(wfd)
-        data = b""
-        with os.fdopen(rfd, "rb") as inp:
-            while select.select([inp], [], [], 90)[0]:
-                chunk = inp.read()
-                if not chunk:
-                    break
-                data += chunk
-        os.waitpid(pid, 0)
-        kind, value = pickle.loads(data) if data else ("error", "child died silently")
-        if kind == "error":
-            pytest.fail(f"in the network namespace:\n{value}")
-        return value
-
-    try:
-        yield run
-    finally:
-        _kill_our_dnsmasq(root)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _kill_our_dnsmasq(root: Path) -> None:
-    """Safety net: SIGKILL any dnsmasq whose argv names our private state dir."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if argv.startswith(DNSMASQ.encode()) and str(root).encode() + b"/" in argv:
-            os.kill(int(entry), signal.SIGKILL)
-
-
-def _dns_query(server: str, name: str) -> list[str]:
-    """A records for name from server:53 over UDP (a minimal stdlib resolver)."""
-    qid = int.from_bytes(os.urandom(2), "big")
-    question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
-    packet = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(3)
-        sock.sendto(packet, (server, 53))
-        reply = sock.recv(1500)
-    rid, _flags, qd, an = struct.unpack("!HHHH", reply[:8])
-    assert rid == qid and qd == 1
-    pos = 12 + len(question) + 4
-    out = []
-    for _ in range(an):
-        pos += 2 if reply[pos] & 0xC0 else reply.index(b"\0", pos) + 1 - pos
-        rtype, _cls, _ttl, length = struct.unpack("!HHIH", reply[pos:pos + 10])
-        pos += 10
-        if rtype == 1:
-            out.append(socket.inet_ntoa(reply[pos:pos + 4]))
-        pos += length
-    return out
 
 
 def _checksum(header: bytes) -> int:
@@ -177,13 +86,6 @@ def _nft_table(name: str) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-def _new_network(name: str, config: dict[str, str]):  # type: ignore[no-untyped-def]
-    from lxmgr.net.base import load
-
-    cls = load("bridge")
-    return cls(name, cls.plan_config(name, config, others={}))
-
-
 def test_bridge_network_lifecycle(netns) -> None:  # type: ignore[no-untyped-def]
     name = f"lxmt{uuid.uuid4().hex[:8]}"
     octet = int.from_bytes(os.urandom(1), "big")
@@ -192,7 +94,7 @@ def test_bridge_network_lifecycle(netns) -> None:  # type: ignore[no-untyped-def
     def body() -> dict[str, object]:
         from lxmgr.net import links, nft
 
-        net = _new_network(name, {"ipv4.address": f"{gateway}/24", "ipv4.nat": "false",
+        net = new_network(name, {"ipv4.address": f"{gateway}/24", "ipv4.nat": "false",
                                   "ipv4.dhcp.ranges": f"10.250.{octet}.100-10.250.{octet}.120"})
         veth = links.Veth(f"{name}h", f"{name}c")
         facts: dict[str, object] = {}
@@ -205,13 +107,13 @@ def test_bridge_network_lifecycle(netns) -> None:  # type: ignore[no-untyped-def
             pid = net.dnsmasq.pid()
             facts["pid"] = pid
             net.reserve("00:16:3e:00:00:01", f"10.250.{octet}.50", "web1")
-            facts["web1"] = _dns_query(gateway, "web1.lxmgr")
+            facts["web1"] = dns_query(gateway, "web1.lxmgr")
             veth.add(master=name)
             t0 = time.monotonic()
             facts["dhcp"] = _dhcp_rapid_commit(f"{name}c", bytes.fromhex("00163e0000aa"), "dyn1")
             facts["dhcp_seconds"] = time.monotonic() - t0
             facts["leases"] = net.leases()
-            facts["dyn1"] = _dns_query(gateway, "dyn1.lxmgr")
+            facts["dyn1"] = dns_query(gateway, "dyn1.lxmgr")
             facts["ports"] = net.state()["bridge"]["upper_devices"]
             net.start()  # idempotent: the same dnsmasq keeps running
             facts["pid_after_start"] = net.dnsmasq.pid()
@@ -221,13 +123,13 @@ def test_bridge_network_lifecycle(netns) -> None:  # type: ignore[no-untyped-def
                 time.sleep(0.01)
             net.start()  # a dead dnsmasq comes back
             facts["pid_restarted"] = net.dnsmasq.pid()
-            facts["web1_after_restart"] = _dns_query(gateway, "web1.lxmgr")
+            facts["web1_after_restart"] = dns_query(gateway, "web1.lxmgr")
             veth.delete()
             net.bridge.delete()  # as after a host reboot: the bridge is gone
             net.start()
             facts["after_reboot"] = (net.state()["state"], net.bridge.addresses(),
                                      net.dnsmasq.pid() != facts["pid_restarted"],
-                                     _dns_query(gateway, "web1.lxmgr"))
+                                     dns_query(gateway, "web1.lxmgr"))
         finally:
             veth.delete()
             net.delete()
@@ -263,7 +165,7 @@ def test_nat_masquerades_and_forwards(netns) -> None:  # type: ignore[no-untyped
     name = f"lxmt{uuid.uuid4().hex[:8]}"
 
     def body() -> tuple[str, str, list[str], set[str]]:
-        net = _new_network(name, {"ipv4.address": "10.251.0.1/24", "ipv4.dhcp": "false",
+        net = new_network(name, {"ipv4.address": "10.251.0.1/24", "ipv4.dhcp": "false",
                                   "ipv6.address": "fd42:4c58::1/64", "ipv6.nat": "true"})
         try:
             net.create()
@@ -292,7 +194,7 @@ def test_create_reverts_when_dnsmasq_cannot_bind(netns) -> None:  # type: ignore
         from lxmgr.errors import CommandError
         from lxmgr.net import links, nft
 
-        net = _new_network(name, {"ipv4.address": "10.252.0.1/24", "ipv4.nat": "false"})
+        net = new_network(name, {"ipv4.address": "10.252.0.1/24", "ipv4.nat": "false"})
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
             squatter.bind(("0.0.0.0", 53))  # another resolver holding port 53
             try:
@@ -320,7 +222,7 @@ def test_foreign_link_is_never_adopted(netns) -> None:  # type: ignore[no-untype
 
         with IPRoute() as ipr:
             ipr.link("add", ifname=name, kind="bridge")  # a bridge without our alias
-        net = _new_network(name, {"ipv4.address": "10.253.0.1/24", "ipv4.nat": "false"})
+        net = new_network(name, {"ipv4.address": "10.253.0.1/24", "ipv4.nat": "false"})
         try:
             net.create()
         except Conflict as err:
