@@ -52,7 +52,8 @@ def stopped_ephemerals(manager: Manager, running_before: set[str]) -> tuple[list
 
 
 async def run(manager: Manager, events: EventBus) -> None:
-    """Autostart, then every few seconds remove ephemeral instances that stopped."""
+    """Autostart, then every few seconds remove ephemeral instances that stopped and
+    restart any network's dnsmasq that died (the daemon supervises them)."""
     await autostart(manager, events)
     running: set[str] = set()
     while True:
@@ -62,6 +63,8 @@ async def run(manager: Manager, events: EventBus) -> None:
                 await asyncio.to_thread(manager.delete, name)
                 events.lifecycle("instance-deleted", name)
                 log.info("Deleted stopped ephemeral instance %s", name)
+            for name in await asyncio.to_thread(manager.networks.watch):
+                log.warning("Network '%s': dnsmasq had died and was restarted", name)
         except LxmgrError as err:
-            log.warning("Ephemeral watch: %s", err)
+            log.warning("Lifecycle watch: %s", err)
         await asyncio.sleep(WATCH_INTERVAL)

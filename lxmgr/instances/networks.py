@@ -38,6 +38,9 @@ class Networks:
         driver: BridgeNetwork = net_base.load(record["type"])(name, record["config"])
         return driver
 
+    def drivers(self) -> list[BridgeNetwork]:
+        return [self._driver(name) for name in self.names()]
+
     def names(self) -> list[str]:
         return sorted(self.db.networks())
 
@@ -85,6 +88,19 @@ class Networks:
                 self._driver(name).start()
             except LxmgrError as err:
                 log.error("Network '%s' could not be started: %s", name, err)
+
+    def watch(self) -> list[str]:
+        """Restart the dnsmasq of every network whose server died; returns their names."""
+        restarted = []
+        for driver in self.drivers():
+            if driver.has_dnsmasq and not driver.dnsmasq.alive():
+                try:
+                    driver.start()
+                    restarted.append(driver.name)
+                except LxmgrError as err:
+                    log.error("Network '%s': dnsmasq could not be restarted: %s",
+                              driver.name, err)
+        return restarted
 
     def stop_services(self) -> None:
         for name in self.names():

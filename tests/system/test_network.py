@@ -195,3 +195,26 @@ def _resolve(server: str, name: str) -> str:
         reply = sock.recv(512)
     assert reply[:2] == qid and reply[7] >= 1, "no answer"
     return ".".join(str(b) for b in reply[-4:])
+
+
+def test_doctor_reports_a_dead_dnsmasq_and_the_daemon_restarts_it(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    healthy = daemon.cli("doctor", check=False)
+    assert f"[ OK ] {net} bridge" in healthy.stdout, healthy.stdout
+    pid_file = os.path.join(daemon.root, "networks", net, "dnsmasq.pid")
+
+    def dnsmasq_pid() -> int:
+        with open(pid_file) as f:
+            return int(f.read().strip())
+    old = dnsmasq_pid()
+    os.kill(old, 9)  # our own network's dnsmasq
+    broken = daemon.cli("doctor", check=False)
+    restarted = os.path.exists(pid_file) and dnsmasq_pid() != old
+    assert restarted or (broken.returncode == 1 and "[FAIL]" in broken.stdout
+                         and "dnsmasq" in broken.stdout and "fix:" in broken.stdout)
+    for _ in range(100):  # the daemon supervises dnsmasq: a new one comes up
+        if os.path.exists(pid_file) and dnsmasq_pid() != old and \
+                os.path.exists(f"/proc/{dnsmasq_pid()}"):
+            break
+        time.sleep(0.1)
+    assert dnsmasq_pid() != old
+    assert daemon.cli("doctor", check=False).returncode == 0

@@ -4,6 +4,7 @@ leases and state; and GET /1.0/doctor (lxmgr's own): host and network diagnosis.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,8 @@ from lxmgr.daemon import responses
 from lxmgr.daemon.keys import MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.instances.doctor import diagnose
+from lxmgr.instances.host import check_host
 from lxmgr.instances.manager import Manager
 
 routes = web.RouteTableDef()
@@ -98,3 +101,15 @@ async def network_leases(request: web.Request) -> web.Response:
 async def network_state(request: web.Request) -> web.Response:
     return responses.sync(await asyncio.to_thread(request.app[MANAGER].networks.state,
                                                   request.match_info["name"]))
+
+
+@routes.get("/1.0/doctor")
+async def doctor(request: web.Request) -> web.Response:
+    """lxmgr's own: host readiness, then every network's bridge, dnsmasq, ports, firewall
+    and routes, each as {name, ok, detail, fix, fatal}."""
+    manager = request.app[MANAGER]
+
+    def run() -> list[dict[str, Any]]:
+        checks = check_host(fix=False) + diagnose(manager.networks.drivers())
+        return [dataclasses.asdict(c) for c in checks]
+    return responses.sync(await asyncio.to_thread(run))
