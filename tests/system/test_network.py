@@ -218,3 +218,30 @@ def test_doctor_reports_a_dead_dnsmasq_and_the_daemon_restarts_it(daemon, net) -
         time.sleep(0.1)
     assert dnsmasq_pid() != old
     assert daemon.cli("doctor", check=False).returncode == 0
+
+
+def test_hot_plug_a_nic_into_a_running_container(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("launch", "debian", "hp1", "-p", "default")
+    assert "hp1" not in addresses(daemon)
+    daemon.cli("config", "device", "add", "hp1", "eth0", "nic", f"network={net}", "name=eth0")
+    ip = wait_leases(daemon, ["hp1"])["hp1"]
+    links = daemon.cli("exec", "hp1", "--", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert ip in links
+    daemon.cli("config", "device", "remove", "hp1", "eth0")
+    gone = daemon.cli("exec", "hp1", "--", "ip", "link", "show", "eth0", check=False)
+    assert gone.returncode != 0
+
+
+def test_networks_come_back_after_a_daemon_and_host_restart(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("launch", "debian", "rb1", "-p", "default", "-p", "testnet")
+    wait_leases(daemon, ["rb1"])
+    daemon.stop()
+    # A host reboot loses the bridge and dnsmasq: remove both (they are ours).
+    with open(os.path.join(daemon.root, "networks", net, "dnsmasq.pid")) as f:
+        os.kill(int(f.read().strip()), 9)
+    subprocess.run(["ip", "link", "delete", net], check=True)
+    daemon.start()
+    links = subprocess.run(["ip", "-o", "link", "show", net], capture_output=True, text=True)
+    assert links.returncode == 0 and "UP" in links.stdout
+    daemon.cli("restart", "rb1")
+    wait_leases(daemon, ["rb1"])
