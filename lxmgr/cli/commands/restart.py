@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import click
 
-from lxmgr.cli.commands.start import change_states
-from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.commands.start import change_states, shutdown_options
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                shell_complete=complete_instances)
-@click.option("-f", "--force", is_flag=True, help="Kill the instance instead of shutting down.")
-@click.option("--timeout", type=int, default=None, metavar="SECONDS",
-              help="Seconds to wait for a clean shutdown (default: the server's).")
+@shutdown_options
 def restart(names: tuple[str, ...], force: bool, timeout: int | None) -> None:
     """Restart instances.
 

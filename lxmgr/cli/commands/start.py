@@ -47,3 +47,14 @@ def start(names: tuple[str, ...]) -> None:
       lxmgr start web1 web2 db1
     """
     change_states(names, "start")
+
+
+def shutdown_options(command):  # type: ignore[no-untyped-def]
+    """NAME... plus --force and --timeout, shared by stop and restart."""
+    command = click.option("--timeout", type=int, default=None, metavar="SECONDS",
+                           help="Seconds to wait for a clean shutdown (default: the "
+                                "server's).")(command)
+    command = click.option("-f", "--force", is_flag=True,
+                           help="Kill the instance instead of shutting down.")(command)
+    return click.argument("names", nargs=-1, required=True, metavar="NAME...",
+                          shell_complete=complete_instances)(command)
