@@ -28,6 +28,7 @@ from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
 from lxmgr.instances.networks import Networks
 from lxmgr.instances.profiles import seed_profiles
+from lxmgr.instances.proxies import Proxies
 from lxmgr.instances.store import InstanceStore, write_atomic
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
@@ -59,6 +60,7 @@ class Manager:
         self.store = InstanceStore(self.db)
         self.images = ImageStore()
         self.networks = Networks(self.db)
+        self.proxies = Proxies(self.networks)  # proxy devices: relay specs and DNAT rules
         seed_profiles(self.db)
         self._cgroups: cgroup_base.CgroupDriver | None = None
         self._host_checked = False
@@ -209,6 +211,7 @@ class Manager:
             self.stop(name, force=True)
         storage_base.load(spec.storage_driver).delete_volume(name)
         self.cgroups.delete(name)
+        self.proxies.clear(name)
         self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
         log.info("Deleted instance %s", name)
@@ -264,7 +267,8 @@ class Manager:
             plan=plan, cgroup_driver=cg.name, cgroup_base=self.cgroup_base, limits=limits,
             socket=self.socket_path(spec.name), state_file=str(directory / "state.json"),
             console_log=str(directory / "console.log"),
-            nics_file=self._write_nics(spec, _devices))
+            nics_file=self._write_nics(spec, _devices),
+            proxies_file=self.proxies.write(spec, _devices))  # Conflict: port in use
 
     def _nic_specs(self, spec: InstanceSpec) -> list[NicSpec]:
         return self.networks.nics(spec, self.expanded(spec)[1])
@@ -297,6 +301,7 @@ class Manager:
         finally:
             self._warm = _spawn_supervisor()  # the next start finds Python already up
         if warm.returncode != 0:
+            self.proxies.clear(name)  # the DNAT rules proxies.write() added
             lines = err.strip().splitlines()
             message = lines[-1] if lines else f"supervisor exited with {warm.returncode}"
             raise RuntimeSetupError(message.removeprefix("Error: "))
@@ -312,6 +317,7 @@ class Manager:
                          force=force, timeout=timeout)
         except control.NotRunning:
             raise Conflict(f"Instance '{name}' is not running") from None
+        self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
         if spec.ephemeral:
             self.delete(name)
 
@@ -412,9 +418,14 @@ class Manager:
         if description is not None:
             spec.description = description
         old_nics = self._nic_specs_or_none(self.store.get(name))
+        try:
+            old_devices = self.expanded(self.store.get(name))[1]
+        except LxmgrError:
+            old_devices = {}
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded, allow_volatile=True)
         self.networks.check_devices(devices)
+        self.proxies.check_update(spec, old_devices, devices)  # 4xx: bad or port in use
         spec.config.update(self.networks.new_volatile(devices, spec.config))
         self.apply_live(name, expanded)
         self._replug(spec, old_nics, self.networks.nics(spec, devices))

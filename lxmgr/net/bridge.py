@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 IP6_FORWARD = Path("/proc/sys/net/ipv6/conf/all/forwarding")
+FORWARDS = "forwards.json"  # owner (instance) -> its DNAT port forwards, in the state dir
 
 
 class BridgeNetwork(NetworkDriver):
@@ -73,10 +75,43 @@ class BridgeNetwork(NetworkDriver):
     def _addresses(self) -> list[str]:
         return [str(a) for a in (self.settings.ipv4, self.settings.ipv6) if a is not None]
 
-    def _ruleset(self) -> str:
+    def _ruleset(self, owned: Mapping[str, Sequence[nft.Dnat]] | None = None) -> str:
         s = self.settings
-        return nft.build_ruleset(self.name, self.name, s.subnet, s.ipv4_nat,
+        forwards = [f for rules in (self.forwards() if owned is None else owned).values()
+                    for f in rules]
+        return nft.build_ruleset(self.name, self.name, s.subnet, s.ipv4_nat, forwards,
                                  subnet6=s.ipv6.network if s.ipv6 else None, nat6=s.ipv6_nat)
+
+    # -- port forwards (proxy devices with nat=true) -----------------------------------------
+
+    def forwards(self) -> dict[str, list[nft.Dnat]]:
+        """owner -> DNAT rules in this network's table; kept in the state dir so start()
+        (daemon or host restart) puts them back."""
+        try:
+            data = json.loads((self.state_dir / FORWARDS).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            log.error("network %s: ignoring unreadable %s: %s", self.name, FORWARDS, err)
+            return {}
+        return {owner: [_dnat(d) for d in rules] for owner, rules in data.items()}
+
+    def set_forwards(self, owner: str, forwards: Sequence[nft.Dnat]) -> None:
+        """Replace owner's DNAT rules and re-apply the table (a no-op when unchanged)."""
+        current = self.forwards()
+        if current.get(owner, []) == list(forwards):
+            return
+        if forwards:
+            current[owner] = list(forwards)
+        else:
+            current.pop(owner, None)
+        nft.apply(self._ruleset(current))  # first: a rule nft refuses is never recorded
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / FORWARDS
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({o: [_dnat_dict(f) for f in rules]
+                                   for o, rules in sorted(current.items())}))
+        tmp.replace(path)
 
     def _dnsmasq_config(self) -> str:
         return dnsmasq.build_config(self.name, self.name, self.settings, self.state_dir)
@@ -208,6 +243,19 @@ class BridgeNetwork(NetworkDriver):
 
     def reload(self) -> None:
         self.dnsmasq.reload()
+
+
+def _dnat_dict(dnat: nft.Dnat) -> dict[str, Any]:
+    return {"protocol": dnat.protocol, "listen_port": dnat.listen_port,
+            "target": str(dnat.target), "target_port": dnat.target_port,
+            "listen_address": str(dnat.listen_address) if dnat.listen_address else None}
+
+
+def _dnat(data: Mapping[str, Any]) -> nft.Dnat:
+    listen = data.get("listen_address")
+    return nft.Dnat(str(data["protocol"]), int(data["listen_port"]),
+                    ipaddress.IPv4Address(data["target"]), int(data["target_port"]),
+                    ipaddress.IPv4Address(listen) if listen else None)
 
 
 def _enable_forwarding(knob: Path) -> None:

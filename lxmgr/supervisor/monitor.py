@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -32,6 +33,7 @@ from lxmgr.supervisor import protocol
 log = logging.getLogger(__name__)
 
 CONSOLE_RING = 256 * 1024
+RELAY_STOP_WAIT = 5.0  # seconds the proxy relay gets to release its ports after SIGTERM
 
 
 @dataclass
@@ -47,6 +49,7 @@ class SupervisorConfig:
     console_log: str = ""
     tty_count: int = 1
     nics_file: str = ""  # NIC specs for `python -m lxmgr.net.attach` after each boot
+    proxies_file: str = ""  # proxy devices for `python -m lxmgr.net.relay` after each boot
 
     def to_json(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k != "plan"}
@@ -95,6 +98,7 @@ class Monitor:
         self.slaves: list[int] = []
         self.init_pid = 0
         self.init_pidfd = -1
+        self.relay_pidfd = -1  # the port-forward relay of the current boot
         self.started_at = 0.0
         self.status = "Stopped"
         self.stop_deadline: float | None = None
@@ -125,6 +129,7 @@ class Monitor:
         self.init_pidfd = libc.pidfd_open(self.init_pid)
         self.sel.register(self.init_pidfd, selectors.EVENT_READ, self._on_init_exit)
         self._attach_nics()
+        self._start_relay()
         self.started_at = time.time()
         self.status = "Running"
         self.stop_deadline = None
@@ -168,6 +173,52 @@ class Monitor:
                               str(self.init_pid)], stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as err:
             log.error("Could not start the NIC attach helper: %s", err)
+
+    # -- proxy devices (port forwards): one relay process per boot ----------------------------
+
+    def _start_relay(self) -> None:
+        """Start `python -m lxmgr.net.relay` for the proxy devices without nat (those are
+        nft rules the manager owns). The manager checked their ports are free; the relay
+        logs to our log. It is ours, not the daemon's: forwards survive daemon restarts.
+        Tracked by pidfd, so a later SIGTERM never hits a recycled pid."""
+        if not self.cfg.proxies_file:
+            return
+        try:
+            with open(self.cfg.proxies_file) as f:
+                proxies = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            log.error("Could not read the proxy devices: %s", err)
+            return
+        if not isinstance(proxies, list) or all(p.get("nat") for p in proxies
+                                                if isinstance(p, dict)):
+            return
+        try:
+            relay = subprocess.Popen([sys.executable, "-S", "-m", "lxmgr.net.relay",
+                                      self.cfg.proxies_file, str(self.init_pid)],
+                                     stdin=subprocess.DEVNULL, close_fds=True)
+            self.relay_pidfd = libc.pidfd_open(relay.pid)
+        except OSError as err:
+            log.error("Could not start the proxy relay: %s", err)
+
+    def _stop_relay(self) -> None:
+        """SIGTERM the relay and wait until it is gone (its ports are free for the next
+        boot's relay); it also exits by itself once PID 1 is gone. Reaped on SIGCHLD."""
+        pidfd, self.relay_pidfd = self.relay_pidfd, -1
+        if pidfd < 0:
+            return
+        try:
+            for sig, wait in ((signal.SIGTERM, RELAY_STOP_WAIT), (signal.SIGKILL, 1.0)):
+                libc.pidfd_send_signal(pidfd, sig)
+                if select.select([pidfd], [], [], wait)[0]:  # readable: it has exited
+                    break
+        except ProcessLookupError:
+            pass  # exited and reaped already
+        except OSError as err:
+            log.error("Could not stop the proxy relay: %s", err)
+        finally:
+            os.close(pidfd)
 
     def _open_ptys(self, uid: int, tty_gid: int) -> child.Consoles:
         """Host ptys for /dev/console and /dev/ttyN, owned by the container root."""
@@ -331,6 +382,7 @@ class Monitor:
                  ", rebooting" if rebooting else "")
         # PID 1 is gone, so the kernel killed the rest of its pid namespace; make sure.
         self._cleanup(self.cgroups.kill)
+        self._stop_relay()
         self._detach_nics()
         self._drain_console()
         self._close_ptys()
