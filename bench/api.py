@@ -24,7 +24,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,8 +36,18 @@ from typing import Any, Protocol
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
 
-from api_lxd import LxdSide, ensure_lxd  # noqa: E402
+from api_lxd import LxdSide, lxd_column  # noqa: E402
 from api_lxmgr import LxmgrSide  # noqa: E402
+from common import (  # noqa: E402
+    align,
+    cleanup_side,
+    format_cell,
+    print_report,
+    root_and_signals,
+    side_summary,
+    summarize,
+    wall,
+)
 
 POLL_INTERVAL = 0.020  # seconds between two boot-state queries
 BOOT_TIMEOUT = 120.0
@@ -78,18 +87,6 @@ def rows(counts: list[int]) -> dict[str, tuple[str, str]]:
 
 
 # -- measuring helpers -----------------------------------------------------------------------
-
-def wall(argv: list[str], env: dict[str, str]) -> float:
-    """Seconds argv took (stdin and stdout /dev/null); raises when it fails."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
-    return elapsed
-
 
 class RawHttp:
     """http.client on one keep-alive AF_UNIX connection: the daemon's latency, no client."""
@@ -288,17 +285,6 @@ class Runner:
 
 # -- report ----------------------------------------------------------------------------------
 
-def summarize(samples: dict[str, list[float]], keys: dict[str, tuple[str, str]]) \
-        -> dict[str, dict[str, float]]:
-    out = {}
-    for key in keys:
-        values = samples.get(key)
-        if values:
-            out[key] = {"median": statistics.median(values) * 1000, "min": min(values) * 1000,
-                        "max": max(values) * 1000, "n": len(values)}
-    return out
-
-
 def measure_side(side: Any, setup: Any, args: argparse.Namespace,
                  keys: dict[str, tuple[str, str]], notes: list[str]) -> dict[str, object]:
     """setup(), run the scenario, clean up; the side's report (partial on failure)."""
@@ -316,12 +302,7 @@ def measure_side(side: Any, setup: Any, args: argparse.Namespace,
     finally:
         if runner is not None:
             runner.close()
-        print(f"[{side.label}] cleaning up", file=sys.stderr, flush=True)
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a 2nd Ctrl-C: finish anyway
-        try:
-            notes += [f"{side.label} cleanup: {w}" for w in side.cleanup()]
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        cleanup_side(side, notes)  # a 2nd Ctrl-C: finish anyway
     if runner is not None:
         report["summary"] = summarize(runner.samples, keys)
         report["boot_states"] = runner.boot_states
@@ -329,21 +310,6 @@ def measure_side(side: Any, setup: Any, args: argparse.Namespace,
         report["samples_ms"] = {k: [round(v * 1000, 3) for v in vs]
                                 for k, vs in runner.samples.items()}
     return report
-
-
-def format_cell(summary: dict[str, float] | None) -> tuple[str, str]:
-    if summary is None:
-        return "-", ""
-    digits = 2 if summary["median"] < 10 else 1 if summary["median"] < 1000 else 0
-    return (f"{summary['median']:.{digits}f}",
-            f"{summary['min']:.{digits}f} / {summary['max']:.{digits}f}")
-
-
-def _summary(report: dict[str, object], side: str, key: str) -> dict[str, float] | None:
-    data = report.get(side)
-    if isinstance(data, dict):
-        return data.get("summary", {}).get(key)  # type: ignore[no-any-return]
-    return None
 
 
 def render_table(report: dict[str, object], keys: dict[str, tuple[str, str]]) -> str:
@@ -355,17 +321,13 @@ def render_table(report: dict[str, object], keys: dict[str, tuple[str, str]]) ->
         for side in ("lxmgr", "lxd"):
             data = report.get(side)
             if isinstance(data, dict):
-                row += format_cell(_summary(report, side, key))
+                row += format_cell(side_summary(report, side, key))
             else:  # not measured: the reason
                 row += [str(data or "-"), ""]
-        mine, theirs = _summary(report, "lxmgr", key), _summary(report, "lxd", key)
+        mine, theirs = side_summary(report, "lxmgr", key), side_summary(report, "lxd", key)
         row.append(f"{mine['median'] / theirs['median']:.2f}" if mine and theirs else "")
         table.append(row)
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return align(table)
 
 
 def targets(report: dict[str, object], counts: list[int]) -> list[str]:
@@ -376,8 +338,8 @@ def targets(report: dict[str, object], counts: list[int]) -> list[str]:
               ("exec_cli", "exec -- true (CLI)", 1.0)]
     lines = []
     for key, label, factor in checks:
-        mine = _summary(report, "lxmgr", key)
-        theirs = _summary(report, "lxd", key)
+        mine = side_summary(report, "lxmgr", key)
+        theirs = side_summary(report, "lxd", key)
         ref = theirs["median"] if theirs else REFERENCE.get(key)  # only list_30 has one
         if not mine or ref is None:
             continue
@@ -427,16 +389,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # run the finally blocks, as Ctrl-C does
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("Error: the benchmark needs root", file=sys.stderr)
+    if not root_and_signals():
         return 1
-    signal.signal(signal.SIGTERM, _sigterm)
     from api_lxmgr import lxmgr_argv
     from tests.image_cache import cached_debian_image
 
@@ -454,23 +410,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lxmgr_side = LxmgrSide(image.path.parent)
             report["lxmgr"] = measure_side(lxmgr_side, lxmgr_side.start, args, keys, notes)
-        if args.no_lxd:
-            report["lxd"] = "skipped (--no-lxd)"
-        else:
-            reason, install_notes = ensure_lxd(not args.no_install)
-            notes += install_notes
-            if reason:
-                report["lxd"] = reason
-            else:
-                lxd_side = LxdSide()
-                report["lxd"] = measure_side(lxd_side, lambda: lxd_side.start(image.path),
-                                             args, keys, notes)
+
+        def measure_lxd() -> object:
+            lxd_side = LxdSide()
+            return measure_side(lxd_side, lambda: lxd_side.start(image.path), args, keys, notes)
+
+        report["lxd"] = lxd_column(args.no_lxd, args.no_install, notes, measure_lxd)
     finally:
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print(render_table(report, keys))
-            print(render_footer(report, args.counts))
+        print_report(report, args.json, lambda: render_table(report, keys),
+                     lambda: render_footer(report, args.counts))
     return 0
 
 

@@ -6,9 +6,15 @@ not systemd here) with LXD_DIR in a private dir under /var/tmp, in a new network
 start-up fetch of instance types from images.linuxcontainers.org cannot leave the host. The
 preseed has a `dir` pool, no network and a default profile with only a root disk. The image is
 a unified tarball: metadata.yaml + the cached debian rootfs, imported as `lxmbench-debian`.
-The client gets the same LXD_DIR and a private LXD_CONF. cleanup() force-deletes every
-container this object launched, runs `lxd shutdown` (then SIGTERM/SIGKILL by pid), unmounts
-what LXD left mounted under its dir, removes the dir and reports leftovers.
+The client gets the same LXD_DIR and a private LXD_CONF. Networks created through cli() live
+in that namespace, never on the host; for them, LxdSide(private_sysfs=True) also gives lxd a
+private mount namespace with a sysfs of its own network namespace on /sys (the host's cgroup
+mounts bound back on /sys/fs/cgroup): LXD looks bridges up in /sys/class/net, which otherwise
+lists the host's links, and lo is brought up there (a fresh namespace has no IPv4 routing
+table, and LXD's bridge set-up flushes routes). cleanup() force-deletes every container this object
+launched, then its profiles and networks, runs `lxd shutdown` (then SIGTERM/SIGKILL by pid),
+kills by pid whatever still runs in the private network namespace (a dnsmasq), unmounts what
+LXD left mounted under its dir, removes the dir and reports leftovers.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from common import make_private_dir, mounts_under, remove_private_dir
+from common import make_private_dir, mounts_under, remove_private_dir, run_checked
 
 IMAGE_ALIAS = "lxmbench-debian"
 NO_PROXY_URL = "http://127.0.0.1:9"  # discard port: nothing listens, nothing leaves
@@ -92,6 +99,17 @@ def ensure_lxd(install: bool) -> tuple[str | None, list[str]]:
     return (None if _have_lxd() else "lxd/lxc still missing after install"), notes
 
 
+def lxd_column(no_lxd: bool, no_install: bool, notes: list[str],
+               measure: Callable[[], object]) -> object:
+    """'skipped (--no-lxd)', why LXD cannot run (installing it first when allowed), or
+    measure()'s report."""
+    if no_lxd:
+        return "skipped (--no-lxd)"
+    reason, install_notes = ensure_lxd(not no_install)
+    notes += install_notes
+    return reason or measure()
+
+
 def _have_lxd() -> bool:
     import shutil
 
@@ -106,9 +124,11 @@ class LxdSide:
 
     label = "LXD"
     image = IMAGE_ALIAS
+    cli_argv = ["lxc"]
 
-    def __init__(self) -> None:
-        self.dir = make_private_dir("lxd-bench-api-")
+    def __init__(self, prefix: str = "lxd-bench-api-", private_sysfs: bool = False) -> None:
+        self.dir = make_private_dir(prefix)
+        self.private_sysfs = private_sysfs
         self.lxd_dir = self.dir / "lxd"
         self.lxd_dir.mkdir(mode=0o711)
         (self.dir / "conf").mkdir(mode=0o700)
@@ -118,6 +138,8 @@ class LxdSide:
         self.proc: subprocess.Popen[bytes] | None = None
         self.created: list[str] = []  # launched and not deleted yet
         self.names_used: list[str] = []  # every name, for the cgroup sweep
+        self.profiles: list[str] = []  # created and not deleted yet
+        self.networks: list[str] = []
         self.bridges_before = _bridges()
 
     # -- argv --------------------------------------------------------------------------------
@@ -142,12 +164,17 @@ class LxdSide:
 
     def _run(self, argv: list[str], *, input: str | None = None, timeout: float = 120,
              check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(argv, env=self.env, input=input, capture_output=True, text=True,
-                              timeout=timeout)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: "
-                               f"{proc.stderr.strip() or proc.stdout.strip()}")
-        return proc
+        return run_checked(argv, self.env, input=input, timeout=timeout, check=check)
+
+    def cli(self, *args: str, timeout: float = 180,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`lxc ARGS...` with captured output; raises when it fails (check)."""
+        return self._run(["lxc", *args], timeout=timeout, check=check)
+
+    def netns_argv(self) -> list[str]:
+        """Prefix running a command in lxd's private network namespace."""
+        assert self.proc is not None
+        return ["nsenter", f"--net=/proc/{self.proc.pid}/ns/net", "--"]
 
     def start(self, image_dir: Path) -> None:
         """Start lxd, preseed it and import the image."""
@@ -156,13 +183,20 @@ class LxdSide:
         daemon_env.pop("NO_PROXY", None)
         daemon_env.pop("no_proxy", None)
         log = open(self.dir / "lxd.out", "ab")  # noqa: SIM115 - the child keeps it
+        lxd = ["lxd", "--group", "root", "--logfile", str(self.dir / "lxd.log")]
+        argv = ["unshare", "--net", "--", *lxd]
+        if self.private_sysfs:
+            save = self.dir / "hostcg"
+            save.mkdir()
+            script = ("set -e; ip link set lo up; mount --rbind /sys/fs/cgroup \"$1\"; "
+                      "mount -t sysfs sysfs /sys; mount --rbind \"$1\" /sys/fs/cgroup; "
+                      "umount -l \"$1\"; shift; exec \"$@\"")
+            argv = ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
+                    script, "sh", str(save), *lxd]
         try:
-            # unshare execs lxd: the pid we hold is the daemon's
-            self.proc = subprocess.Popen(
-                ["unshare", "--net", "--", "lxd", "--group", "root",
-                 "--logfile", str(self.dir / "lxd.log")],
-                env=daemon_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+            # unshare (and sh) exec lxd: the pid we hold is the daemon's
+            self.proc = subprocess.Popen(argv, env=daemon_env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
         finally:
             log.close()
         ready = self._run(["lxd", "waitready", f"--timeout={START_TIMEOUT}"],
@@ -201,14 +235,31 @@ class LxdSide:
                         self.created.remove(name)
                     else:
                         warnings.append(f"Failed to delete LXD container '{name}': {err}")
+            for kind, names in (("profile", self.profiles), ("network", self.networks)):
+                for name in list(names):
+                    gone = self._run(["lxc", kind, "delete", name], check=False)
+                    if gone.returncode == 0 or "not found" in gone.stderr.lower():
+                        names.remove(name)
+                    else:
+                        warnings.append(f"Failed to delete LXD {kind} '{name}': "
+                                        f"{gone.stderr.strip()}")
         elif self.created:
             warnings.append(f"lxd was not running at cleanup; containers {self.created} "
                             "could not be deleted")
+        # Only while lxd runs (not reaped: the pid is still ours), and never the host's.
+        netns = _netns_of(self.proc.pid) \
+            if self.proc is not None and self.proc.poll() is None else None
+        if netns is not None and netns == _netns_of(os.getpid()):
+            netns = None
         warnings += self._stop_daemon()
+        if netns is not None:
+            warnings += _kill_in_netns(netns)
         for name in self.names_used:
             for cg in (f"lxc.payload.{name}", f"lxc.monitor.{name}"):
-                path = Path("/sys/fs/cgroup") / cg
-                if path.exists():
+                root = Path("/sys/fs/cgroup")
+                for path in [root / cg, *root.glob(f"*/{cg}")]:  # unified, then v1
+                    if not path.exists():
+                        continue
                     try:
                         path.rmdir()
                     except OSError as err:
@@ -260,6 +311,28 @@ class LxdSide:
                     subprocess.run(["umount", "-l", point], capture_output=True).returncode:
                 warnings.append(f"Could not unmount {point}")
         return warnings
+
+
+def _netns_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _kill_in_netns(netns: str) -> list[str]:
+    """SIGKILL, by pid, each process still in the private namespace lxd was started in (it
+    is ours: nothing else ever entered it); a warning per pid."""
+    warnings = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid() and _netns_of(int(entry)) == netns:
+            try:
+                comm = Path(f"/proc/{entry}/comm").read_text().strip()
+                os.kill(int(entry), signal.SIGKILL)
+                warnings.append(f"killed {comm} (pid {entry}) left in lxd's network namespace")
+            except OSError:
+                continue
+    return warnings
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -2,9 +2,11 @@
 
 The daemon runs as `python -m lxmgr.daemon` (its own session, so a Ctrl-C on the terminal
 reaches only the benchmark) with LXMGR_DIR in a private dir under /var/tmp whose `images` is a
-symlink to the test image cache, and the cgroup base `lxmgr-bench-api`. cleanup() deletes
-every instance this object launched, stops the daemon by the pid it started, removes the
-cgroup base and the dir, and returns warnings for anything left behind.
+symlink to the test image cache, the cgroup base `lxmgr-bench-api` (network.py: its own) and
+LXMGR_DEFAULT_NETWORK=none (no lxmgrbr0: a private daemon must not make a NATed bridge).
+cleanup() deletes every instance, then profile, then network this object created, stops the
+daemon by the pid it started, removes the cgroup base and the dir, and returns warnings for
+anything left behind.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import make_private_dir, remove_private_dir
+from common import make_private_dir, remove_private_dir, run_checked
 
 CGROUP_BASE = "lxmgr-bench-api"
 REPO = Path(__file__).resolve().parent.parent
@@ -39,16 +41,20 @@ class LxmgrSide:
     label = "lxmgr"
     image = "debian"
 
-    def __init__(self, image_dir: Path) -> None:
-        self.dir = make_private_dir("lxmgr-bench-api-")
+    def __init__(self, image_dir: Path, prefix: str = "lxmgr-bench-api-",
+                 cgroup_base: str = CGROUP_BASE) -> None:
+        self.dir = make_private_dir(prefix)
         (self.dir / "images").symlink_to(image_dir)
         self.socket_path = str(self.dir / "unix.socket")
-        self.env = {**os.environ, "LXMGR_DIR": str(self.dir), "LXMGR_CGROUP_BASE": CGROUP_BASE,
-                    "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+        self.cgroup_base = cgroup_base
+        self.env = {**os.environ, "LXMGR_DIR": str(self.dir), "LXMGR_CGROUP_BASE": cgroup_base,
+                    "LXMGR_DEFAULT_NETWORK": "none", "PYTHONPATH": str(REPO), "COLUMNS": "200"}
         self.env.pop("LXMGR_SOCKET", None)
         self.cli_argv = lxmgr_argv()
         self.proc: subprocess.Popen[bytes] | None = None
         self.created: list[str] = []  # launched and not deleted yet
+        self.profiles: list[str] = []  # created and not deleted yet
+        self.networks: list[str] = []
 
     # -- argv --------------------------------------------------------------------------------
 
@@ -67,6 +73,11 @@ class LxmgrSide:
     def version(self) -> str:
         proc = subprocess.run(self.version_argv(), env=self.env, capture_output=True, text=True)
         return proc.stdout.strip()
+
+    def cli(self, *args: str, timeout: float = 180,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`lxmgr ARGS...` with captured output; raises when it fails (check)."""
+        return run_checked([*self.cli_argv, *args], self.env, timeout=timeout, check=check)
 
     def track(self, name: str) -> None:
         """Remember an instance name before launching it (cleanup deletes it)."""
@@ -114,12 +125,14 @@ class LxmgrSide:
     # -- cleanup -----------------------------------------------------------------------------
 
     def delete_instances(self) -> list[str]:
-        """DELETE ?force=1 each instance we launched, through the API."""
+        """DELETE ?force=1 each instance we launched, then our profiles and networks, through
+        the API."""
         from lxmgr import errors
         from lxmgr.client import Client
 
         warnings = []
-        if self.created and (self.proc is None or self.proc.poll() is not None):
+        if (self.created or self.profiles or self.networks) and \
+                (self.proc is None or self.proc.poll() is not None):
             self.start()  # the daemon died: a fresh one can still delete
         with Client(self.socket_path, timeout=120) as client:
             for name in list(self.created):
@@ -130,6 +143,15 @@ class LxmgrSide:
                     self.created.remove(name)
                 except Exception as err:  # noqa: BLE001 - report and go on cleaning
                     warnings.append(f"Failed to delete lxmgr instance '{name}': {err}")
+            for kind, names in (("profiles", self.profiles), ("networks", self.networks)):
+                for name in list(names):
+                    try:
+                        client.operate("DELETE", f"/1.0/{kind}/{name}")
+                        names.remove(name)
+                    except errors.NotFound:
+                        names.remove(name)
+                    except Exception as err:  # noqa: BLE001
+                        warnings.append(f"Failed to delete lxmgr {kind[:-1]} '{name}': {err}")
         return warnings
 
     def cleanup(self) -> list[str]:
@@ -143,8 +165,9 @@ class LxmgrSide:
         left = _processes_with_env("LXMGR_DIR", str(self.dir))
         if left:
             warnings.append(f"processes still running with our LXMGR_DIR: {left}")
-        if self.created:
-            warnings.append(f"Left {self.dir} for inspection: instances {self.created} remain")
+        if self.created or self.networks:
+            warnings.append(f"Left {self.dir} for inspection: instances {self.created}, "
+                            f"networks {self.networks} remain")
         else:
             try:
                 warning = remove_private_dir(self.dir)
@@ -160,11 +183,11 @@ class LxmgrSide:
             from lxmgr.cgroups import base as cgroup_base
             from lxmgr.cgroups.detect import detect
 
-            cgroup_base.load(detect(), base=CGROUP_BASE).delete_base()
+            cgroup_base.load(detect(), base=self.cgroup_base).delete_base()
         except Exception as err:  # noqa: BLE001
-            warnings.append(f"Failed to remove cgroup base '{CGROUP_BASE}': {err}")
-        left = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_BASE}")]
-        left += [str(p) for p in Path("/sys/fs/cgroup").glob(CGROUP_BASE)]
+            warnings.append(f"Failed to remove cgroup base '{self.cgroup_base}': {err}")
+        left = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_base}")]
+        left += [str(p) for p in Path("/sys/fs/cgroup").glob(self.cgroup_base)]
         if left:
             warnings.append(f"cgroup dirs left: {', '.join(left)}")
         return warnings

@@ -24,7 +24,6 @@ Everything created is removed in `finally`, even on failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -37,7 +36,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
 
 from bigimage import BigImage  # noqa: E402
-from common import RunResult  # noqa: E402
+from common import RunResult, print_report  # noqa: E402
 from lxc_side import LxcBench, ensure_lxc, lxc_version  # noqa: E402
 from lxmgr_side import LxmgrBench  # noqa: E402
 
@@ -213,11 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report["lxc"] = "skipped (--no-lxc)"
     finally:
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print(render_table(report))
-            print(render_footer(report))
+        print_report(report, args.json, lambda: render_table(report),
+                     lambda: render_footer(report))
     return 0
 
 
