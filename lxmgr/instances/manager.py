@@ -367,21 +367,29 @@ class Manager:
                        "swap_usage": usage.swap_bytes or 0},
             "cpu": {"usage": usage.cpu_ns}, "started_at": sup["started_at"],
             "supervisor_pid": sup["supervisor_pid"],
-            "network": self._network_state(self.store.get(name)),
+            "network": self._network_state(self.store.get(name), int(sup["pid"])),
         }
 
-    def _network_state(self, spec: InstanceSpec) -> dict[str, Any]:
-        """LXD's state.network per NIC: addresses from the DHCP leases of its MAC."""
+    def _network_state(self, spec: InstanceSpec, pid: int) -> dict[str, Any]:
+        """LXD's state.network per NIC, read inside the container (addresses of both
+        families, MAC, MTU, counters); the host end's name added from the NIC spec."""
         try:
             nics = self._nic_specs(spec)
         except LxmgrError:
             return {}
-        leased = self.networks.addresses(nics)
-        return {nic.name: {
-            "addresses": [{"family": "inet", "address": ip, "netmask": str(prefix),
-                           "scope": "global"} for ip, prefix in leased.get(nic.name, [])],
-            "hwaddr": nic.hwaddr, "host_name": nic.host_name, "mtu": nic.mtu or 1500,
-            "state": "up", "type": "broadcast", "counters": {}} for nic in nics}
+        if not nics:
+            return {}
+        from lxmgr.net import inside
+
+        try:
+            seen = inside.interfaces(pid, [nic.name for nic in nics])
+        except LxmgrError as err:
+            log.warning("Network state of '%s': %s", spec.name, err)
+            seen = {}
+        return {nic.name: {**seen.get(nic.name, {"addresses": [], "hwaddr": nic.hwaddr,
+                                                  "mtu": 0, "state": "down",
+                                                  "type": "broadcast", "counters": {}}),
+                           "host_name": nic.host_name} for nic in nics}
 
     def console_clear(self, name: str) -> None:
         self.store.get(name)

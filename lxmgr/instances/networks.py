@@ -185,24 +185,3 @@ class Networks:
                 except LxmgrError as err:
                     log.warning("Could not release %s on '%s': %s", nic.ipv4_address,
                                 nic.network, err)
-
-    def addresses(self, nics: list[NicSpec]) -> dict[str, list[tuple[str, int]]]:
-        """Device name -> (IPv4 address, prefix length) currently leased to its MAC."""
-        out: dict[str, list[tuple[str, int]]] = {}
-        leases_by_net: dict[str, tuple[dict[str, str], int]] = {}
-        for nic in nics:
-            if not nic.network:
-                continue
-            if nic.network not in leases_by_net:
-                try:
-                    driver = self._driver(nic.network)
-                    subnet = driver.settings.subnet
-                    leases_by_net[nic.network] = (
-                        {lease.mac.lower(): lease.ip for lease in driver.leases()},
-                        subnet.prefixlen if subnet else 32)
-                except LxmgrError:
-                    leases_by_net[nic.network] = ({}, 32)
-            leased, prefix = leases_by_net[nic.network]
-            ip = leased.get(nic.hwaddr.lower())
-            out[nic.name] = [(ip, prefix)] if ip else []
-        return out

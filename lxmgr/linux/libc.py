@@ -176,3 +176,8 @@ def set_process_name(name: str) -> None:
     buf = ctypes.create_string_buffer(name.encode()[:15])
     _check(_libc.prctl(c.PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0, 0, 0, 0),
            "prctl")
+
+
+def gettid() -> int:
+    """gettid(2): the calling thread's id (per-thread /proc/self/task/<tid> entries)."""
+    return int(_libc.gettid())

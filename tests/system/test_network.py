@@ -22,7 +22,8 @@ def addresses(daemon) -> dict[str, str]:  # type: ignore[no-untyped-def]
     for row in rows:
         for nic in ((row.get("state") or {}).get("network") or {}).values():
             for addr in nic["addresses"]:
-                out[row["name"]] = addr["address"]
+                if addr["family"] == "inet" and addr["scope"] == "global":
+                    out[row["name"]] = addr["address"]
     return out
 
 
