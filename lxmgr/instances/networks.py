@@ -122,8 +122,11 @@ class Networks:
             return None
         self.db.set_setting(SEEDED, "1")
         if net_base.DEFAULT_NETWORK not in self.db.networks():
+            # The product's default network forwards other names to the host's resolvers,
+            # so `apt-get update` works in a fresh container, as with LXD's lxdbr0.
             self.create(net_base.DEFAULT_NETWORK, {"ipv4.address": "auto",
-                                                   "ipv6.address": "none"},
+                                                   "ipv6.address": "none",
+                                                   "dns.upstream": "host"},
                         description="Default lxmgr bridge")
         default = profiles.get("default")
         if default is None or any(d.get("type") == "nic" for d in default.devices.values()):

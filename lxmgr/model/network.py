@@ -76,6 +76,18 @@ def is_dhcp_ranges(value: str) -> None:
     _parse_ranges(value)
 
 
+def is_dns_upstream(value: str) -> None:
+    """'none', 'host' or a comma-separated list of IPv4/IPv6 addresses."""
+    if value in ("none", "host"):
+        return
+    for part in value.split(","):
+        try:
+            ipaddress.ip_address(part.strip())
+        except ValueError:
+            raise InvalidConfig(f"'{part.strip()}' is not 'none', 'host' or an IP address") \
+                from None
+
+
 def is_dns_domain(value: str) -> None:
     """A DNS domain such as 'lxmgr' or 'lab.example'."""
     if not _DOMAIN_RE.fullmatch(value):
@@ -108,6 +120,9 @@ _KEY_LIST = [
                "Masquerade IPv6 traffic from the prefix leaving through the host"),
     NetworkKey("dns.domain", v.optional(is_dns_domain), DEFAULT_DOMAIN,
                "Domain of the instances' DHCP names (web1.lxmgr)"),
+    NetworkKey("dns.upstream", v.optional(is_dns_upstream), "none",
+               "Where dnsmasq forwards other names: 'none', 'host' (the host's "
+               "/etc/resolv.conf) or comma-separated server addresses"),
     NetworkKey("bridge.mtu", v.optional(v.is_int_range(1280, 9000)), "1500",
                "MTU of the bridge (1280 to 9000)"),
 ]
@@ -187,6 +202,7 @@ class BridgeSettings:
     ipv6_nat: bool = False
     domain: str = DEFAULT_DOMAIN
     mtu: int = 1500
+    upstream: str = "none"  # 'none', 'host' or comma-separated server addresses
 
     @property
     def subnet(self) -> ipaddress.IPv4Network | None:
@@ -217,6 +233,7 @@ def bridge_settings(config: Mapping[str, str]) -> BridgeSettings:
         ipv6_nat=units.parse_bool(network_value(config, "ipv6.nat") or "false"),
         domain=network_value(config, "dns.domain") or DEFAULT_DOMAIN,
         mtu=int(network_value(config, "bridge.mtu") or "1500"),
+        upstream=network_value(config, "dns.upstream") or "none",
     )
 
 

@@ -75,6 +75,9 @@ def build_config(name: str, bridge: str, settings: BridgeSettings, directory: Pa
         ranges=[(str(a), str(b)) for a, b in settings.dhcp_ranges],
         netmask=str(net.netmask) if net else "",
         expiry=settings.dhcp_expiry,
+        upstream_host=settings.upstream == "host",
+        servers=[] if settings.upstream in ("none", "host")
+        else [s.strip() for s in settings.upstream.split(",")],
     )
 
 
