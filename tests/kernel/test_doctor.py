@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,15 @@ def _kill_dnsmasq(net) -> int:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + 5
     while net.dnsmasq.alive() and time.monotonic() < deadline:
         time.sleep(0.01)
+    # The kernel frees a dead process's sockets a moment after it is gone: wait until
+    # gateway:53 can be bound again, so the checks see the port free.
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((str(net.settings.gateway), 53))
+                break
+            except OSError:
+                time.sleep(0.01)
     return int(pid)
 
 
