@@ -305,9 +305,26 @@ class Manager:
             lines = err.strip().splitlines()
             message = lines[-1] if lines else f"supervisor exited with {warm.returncode}"
             raise RuntimeSetupError(message.removeprefix("Error: "))
+        pid = int(out.strip())
+        self._plug_nics(spec, pid)
         self.db.instance_touch(name, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
         log.info("Started instance %s", name)
-        return int(out.strip())
+        return pid
+
+    def _plug_nics(self, spec: InstanceSpec, pid: int) -> None:
+        """Plug the NICs in as soon as PID 1 exists: systemd-networkd finds eth0 when it
+        starts. A failure is logged (the supervisor's hook retries on reboot; `lxmgr
+        doctor` and the no-lease hint point at it); the container keeps running."""
+        nics = self._nic_specs_or_none(spec)
+        if not nics:
+            return
+        from lxmgr.net import nic as nicmod
+
+        for spec_ in nics:
+            try:
+                nicmod.attach(spec_, pid)
+            except LxmgrError as err:
+                log.error("Instance '%s': NIC %s: %s", spec.name, spec_.device, err)
 
     def stop(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> None:
         """Graceful stop (init's halt signal, then SIGKILL of the cgroup after timeout)."""

@@ -49,6 +49,9 @@ class SupervisorConfig:
     console_log: str = ""
     tty_count: int = 1
     nics_file: str = ""  # NIC specs for `python -m lxmgr.net.attach` after each boot
+    # The manager plugs the NICs itself right after the first boot (it has pyroute2 loaded,
+    # so the link appears ~200 ms sooner); the hook then runs on reboots only.
+    manager_attaches_first_boot: bool = False
     proxies_file: str = ""  # proxy devices for `python -m lxmgr.net.relay` after each boot
 
     def to_json(self) -> str:
@@ -107,6 +110,7 @@ class Monitor:
         self.listener: socket.socket | None = None
         self.filter = security.build_seccomp(self.plan.seccomp_deny)
         self.exit_reason = ""
+        self.boots = 0
 
     # -- boot --------------------------------------------------------------------------------
 

@@ -246,3 +246,17 @@ def test_networks_come_back_after_a_daemon_and_host_restart(daemon, net) -> None
     assert links.returncode == 0 and "UP" in links.stdout
     daemon.cli("restart", "rb1")
     wait_leases(daemon, ["rb1"])
+
+
+def test_reboot_from_inside_brings_the_nic_back(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("launch", "debian", "rbn", "-p", "default", "-p", "testnet")
+    wait_leases(daemon, ["rbn"])
+    pid = json.loads(daemon.cli("list", "--format", "json").stdout)[0]["state"]["pid"]
+    daemon.cli("exec", "rbn", "--", "systemctl", "reboot", check=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = json.loads(daemon.cli("list", "--format", "json").stdout)
+        if rows and rows[0]["status"] == "Running" and rows[0]["state"]["pid"] not in (0, pid):
+            break
+        time.sleep(0.2)
+    wait_leases(daemon, ["rbn"])  # the supervisor's hook plugged eth0 into the new netns
