@@ -243,7 +243,7 @@ def attach(spec: NicSpec, pid: int) -> None:
             bridge = _find_bridge(ipr, spec)
             mtu = spec.mtu or bridge.get_attr("IFLA_MTU")
             _delete_stale(ipr, spec, nsfd)
-            index = _create_veth(ipr, spec, nsfd, mtu)
+            index = _create_veth(ipr, spec, nsfd, mtu, pid)
             undo.callback(_delete_quietly, ipr, index)
             _netlink(spec, spec.host_name, "add to bridge", ipr.link, "set", index=index,
                      mtu=mtu, master=bridge["index"], state="up")
@@ -365,6 +365,7 @@ def _delete_stale(ipr: Any, spec: NicSpec, nsfd: int) -> None:
             target = _netlink(spec, spec.host_name, "look up the peer namespace of",
                               ipr.get_netnsid, fd=nsfd)
             ours = target is not None and target["nsid"] == peer_nsid
+        ours = ours or _left_by_dead_container(link, spec)
         if ours:
             log.debug("Replacing veth '%s' left by an earlier attach", spec.host_name)
             _netlink(spec, spec.host_name, "delete stale veth", ipr.link, "del",
@@ -391,7 +392,7 @@ def _gone(ipr: Any, spec: NicSpec, ifname: str, timeout: float) -> bool:
     return True
 
 
-def _create_veth(ipr: Any, spec: NicSpec, nsfd: int, mtu: int) -> int:
+def _create_veth(ipr: Any, spec: NicSpec, nsfd: int, mtu: int, pid: int) -> int:
     # The peer is created in the container's netns with its final name: no rename or move
     # afterwards, so the container never sees a half-configured 'vethXXXX' appear.
     peer = {"ifname": spec.name, "net_ns_fd": nsfd, "address": spec.hwaddr, "mtu": mtu}
@@ -402,7 +403,26 @@ def _create_veth(ipr: Any, spec: NicSpec, nsfd: int, mtu: int) -> int:
         # _delete_stale cleared the host side: the name taken is the container's.
         raise Conflict(f"Failed to create veth '{spec.host_name}' (NIC '{spec.device}'): "
                        f"the container already has an interface '{spec.name}'") from err
-    return _index_of(ipr, spec, spec.host_name)
+    index = _index_of(ipr, spec, spec.host_name)
+    # Mark it with the container it serves: after a stop the kernel tears the old namespace
+    # (and this veth) down asynchronously; a start right after deletes our leftover of a
+    # dead container instead of waiting for it.
+    _netlink(spec, spec.host_name, "mark", ipr.link, "set", index=index,
+             ifalias=f"{_MARKER} {spec.device} {spec.hwaddr} pid={pid}")
+    return index
+
+
+_MARKER = "lxmgr nic"
+
+
+def _left_by_dead_container(link: Any, spec: NicSpec) -> bool:
+    """Our veth for this NIC whose container (the pid in its alias) no longer runs."""
+    alias = link.get_attr("IFLA_IFALIAS") or ""
+    prefix = f"{_MARKER} {spec.device} {spec.hwaddr} pid="
+    if _kind(link) != "veth" or not alias.startswith(prefix):
+        return False
+    pid = alias[len(prefix):]
+    return pid.isdigit() and not os.path.exists(f"/proc/{pid}")
 
 
 def _create_ifb(ipr: Any, spec: NicSpec, mtu: int) -> int:
