@@ -102,6 +102,14 @@ class Daemon:
             resp = self.api("DELETE", f"/1.0/instances/{name}?force=1", check=False)
             if resp and resp.get("operation"):
                 self.api("GET", f"{resp['operation']}/wait?timeout=60", check=False)
+        # Networks a failed test left behind: profiles first (they may use them).
+        for url in self.api("GET", "/1.0/profiles")["metadata"]:
+            if not url.endswith("/default"):
+                self.api("DELETE", url, check=False)
+        self.api("PUT", "/1.0/profiles/default", {"config": {}, "devices": {
+            "root": {"type": "disk", "path": "/", "pool": "default"}}}, check=False)
+        for url in self.api("GET", "/1.0/networks")["metadata"]:
+            self.api("DELETE", url, check=False)
         self.stop()
         self.log.close()
 
