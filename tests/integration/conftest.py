@@ -4,15 +4,14 @@ state dir and cgroup base; everything created is removed afterwards."""
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.image_cache import CACHE_DIR, cached_debian_image
+from tests.image_cache import cached_debian_image
+from tests.private_state import private_manager
 
 
 @pytest.fixture
@@ -21,32 +20,14 @@ async def api(monkeypatch) -> AsyncIterator[TestClient]:  # type: ignore[no-unty
         pytest.skip("needs root")
     await _image()
     from lxmgr.daemon.app import create_app
-    from lxmgr.instances.manager import Manager
 
-    tag = uuid.uuid4().hex[:8]
-    root = f"/tmp/lxmi-{tag}"
-    os.makedirs(root)
-    os.symlink(CACHE_DIR / "images", f"{root}/images")
-    monkeypatch.setenv("LXMGR_DIR", root)
-    manager = Manager(cgroup_base_name=f"lxmgr-test-{tag}")
-    client = TestClient(TestServer(create_app(manager, background=False)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
-        for name in manager.list():
-            try:
-                manager.delete(name, force=True)
-            except Exception as err:  # noqa: BLE001 - keep cleaning
-                print(f"cleanup of {name} failed: {err}")
-        manager.close()
+    with private_manager(monkeypatch, "lxmi") as manager:
+        client = TestClient(TestServer(create_app(manager, background=False)))
+        await client.start_server()
         try:
-            manager.cgroups.delete_base()
-        except Exception as err:  # noqa: BLE001
-            print(f"cleanup of cgroup base failed: {err}")
-        os.unlink(f"{root}/images")
-        shutil.rmtree(root, ignore_errors=True)
+            yield client
+        finally:
+            await client.close()
 
 
 async def _image() -> None:

@@ -7,15 +7,14 @@ is removed afterwards, even when the test fails.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.image_cache import CACHE_DIR, cached_debian_image
+from tests.image_cache import cached_debian_image
+from tests.private_state import private_manager
 
 
 @pytest.fixture(scope="session")
@@ -27,29 +26,8 @@ def debian_image():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def manager(debian_image, monkeypatch) -> Iterator:  # type: ignore[no-untyped-def]
     """A Manager on a private state dir and cgroup base; cleans up every instance."""
-    from lxmgr.instances.manager import Manager
-
-    tag = uuid.uuid4().hex[:8]
-    root = f"/tmp/lxmt-{tag}"
-    os.makedirs(root)
-    os.symlink(CACHE_DIR / "images", f"{root}/images")
-    monkeypatch.setenv("LXMGR_DIR", root)
-    mgr = Manager(cgroup_base_name=f"lxmgr-test-{tag}")
-    try:
+    with private_manager(monkeypatch, "lxmt") as mgr:
         yield mgr
-    finally:
-        for name in mgr.list():
-            try:
-                mgr.delete(name, force=True)
-            except Exception as err:  # noqa: BLE001 - keep cleaning
-                print(f"cleanup of {name} failed: {err}")
-        mgr.close()
-        try:
-            mgr.cgroups.delete_base()
-        except Exception as err:  # noqa: BLE001
-            print(f"cleanup of cgroup base failed: {err}")
-        os.unlink(f"{root}/images")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def exec_out(mgr, name: str, argv: list[str], stdin: bytes = b"") -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
