@@ -454,6 +454,7 @@ class Manager:
         spec.config.update(self.networks.new_volatile(devices, spec.config))
         self.apply_live(name, expanded)
         self._replug(spec, old_nics, self.networks.nics(spec, devices))
+        self._update_proxies(spec, devices)
         self.store.save(spec)
         return cfgmod.restart_required(old_expanded, expanded)
 
@@ -480,6 +481,21 @@ class Manager:
             nicmod.hot_plug(fresh, pid)
         path = paths.instance_dir(spec.name) / "nics.json"
         write_atomic(path, json.dumps([n.to_dict() for n in new]))
+
+    def _update_proxies(self, spec: InstanceSpec, devices: dict[str, dict[str, str]]) -> None:
+        """Proxy devices of a running instance apply at once: its DNAT forwards now, its
+        relay restarted by the supervisor on the rewritten proxies.json."""
+        if not self.is_running(spec.name):
+            return
+        if not self.proxies.update_running(spec, devices):
+            return
+        try:
+            control.call(self.socket_path(spec.name), protocol.RELOAD_PROXIES, wait=30)
+        except control.NotRunning:
+            pass  # stopped meanwhile: the next start writes and serves them
+        except LxmgrError as err:  # a supervisor of an older lxmgr: no such command
+            log.warning("Instance '%s': proxy relay not reloaded (%s); the proxy devices "
+                        "apply at its next start", spec.name, err)
 
     def update_config(self, name: str, changes: dict[str, Any],
                       unset: list[str] | None = None) -> list[str]:

@@ -1,6 +1,8 @@
 """Proxy devices of instances (port forwards, lxmgr.net.proxy): parse and check them at
 start and update, write proxies.json for the supervisor's relay, and keep the nat=true ones
-as DNAT rules in their network's nft table (BridgeNetwork.set_forwards).
+as DNAT rules in their network's nft table (BridgeNetwork.set_forwards). Changes to a
+running instance apply at once (update_running; the manager has the supervisor restart
+the relay).
 
 Checks, each a 4xx naming the device: bad syntax, two devices or instances on one port,
 a listen port someone on the host holds (bound for a moment), a nat=true device whose
@@ -44,15 +46,29 @@ class Proxies:
 
     def check_update(self, spec: InstanceSpec, old: Devices, new: Devices) -> None:
         """Refuse bad proxy devices now; probe only listen addresses that changed (a
-        running instance's relay holds its current ones). Changes apply at the next start."""
+        running instance's relay holds its current ones). A running instance gets the
+        changes from update_running(), a stopped one at its next start."""
         try:
             before = {_listen_key(p) for p in proxymod.build_proxies(old)}
         except LxmgrError:
             before = set()
         proxies = proxymod.build_proxies(new)
         self.check(spec, new, probe=[p for p in proxies if _listen_key(p) not in before])
-        if _proxy_devices(old) != _proxy_devices(new):
-            log.info("Proxy devices of '%s' changed: they apply at its next start", spec.name)
+
+    def update_running(self, spec: InstanceSpec, devices: Devices) -> bool:
+        """Apply checked devices to a running instance: its DNAT forwards at once, the new
+        proxies.json for its relay. True when the relayed devices changed (the caller has
+        the supervisor restart the relay); an unchanged relay keeps its connections."""
+        proxies = proxymod.build_proxies(devices)
+        self.set_forwards(spec.name, self._dnats(spec, devices, proxies))
+        path = paths.instance_dir(spec.name) / "proxies.json"
+        try:
+            before = [ProxySpec.from_dict(d) for d in json.loads(path.read_text())]
+        except (OSError, ValueError, TypeError, LxmgrError):
+            before = None
+        write_atomic(path, json.dumps([p.to_dict() for p in proxies]))
+        relayed = [p for p in proxies if not p.nat]
+        return before is None or [p for p in before if not p.nat] != relayed
 
     def check(self, spec: InstanceSpec, devices: Devices, probe: list[ProxySpec]) -> None:
         """Parse every device, refuse ports another instance forwards with nat or that
@@ -103,10 +119,6 @@ class Proxies:
 
 def _listen_key(p: ProxySpec) -> tuple[str, str, int]:
     return p.listen_proto, p.listen_addr, p.listen_port
-
-
-def _proxy_devices(devices: Devices) -> Devices:
-    return {n: d for n, d in devices.items() if d.get("type") == "proxy"}
 
 
 def _dnat_overlaps(spec: ProxySpec, dnat: Dnat) -> bool:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 IP6_FORWARD = Path("/proc/sys/net/ipv6/conf/all/forwarding")
+IPV4_CONF = Path("/proc/sys/net/ipv4/conf")  # per-link knobs: <link>/forwarding
 FORWARDS = "forwards.json"  # owner (instance) -> its DNAT port forwards, in the state dir
 
 
@@ -106,6 +107,7 @@ class BridgeNetwork(NetworkDriver):
         else:
             current.pop(owner, None)
         nft.apply(self._ruleset(current))  # first: a rule nft refuses is never recorded
+        self._forwarding_for(current)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / FORWARDS
         tmp = path.with_suffix(".tmp")
@@ -152,6 +154,23 @@ class BridgeNetwork(NetworkDriver):
         if self.settings.ipv6_nat and self.settings.ipv6 is not None:
             _enable_forwarding(IP6_FORWARD)
         nft.apply(self._ruleset())
+        self._forwarding_for(self.forwards())
+
+    def _forwarding_for(self, owned: Mapping[str, Sequence[nft.Dnat]]) -> None:
+        """What DNAT forwards need routed: packets coming in on the bridge (an instance's
+        replies to a client elsewhere, a neighbour's connection through the forward) need
+        the bridge's own forwarding knob; clients from other machines, arriving on the
+        uplink, need ip_forward, enabled (as LXD does) only for forwards listening on an
+        address other than the bridge's. A no-op before the bridge exists (start() calls
+        it again)."""
+        forwards = [f for rules in owned.values() for f in rules]
+        knob = IPV4_CONF / self.name / "forwarding"
+        if not forwards or not knob.parent.is_dir():
+            return
+        _enable_forwarding(knob)
+        own = self.settings.ipv4.ip if self.settings.ipv4 is not None else None
+        if any(f.listen_address is None or f.listen_address != own for f in forwards):
+            _enable_forwarding(IP_FORWARD)
 
     def _start_dnsmasq(self) -> None:
         if not self.has_dnsmasq:
@@ -259,7 +278,8 @@ def _dnat(data: Mapping[str, Any]) -> nft.Dnat:
 
 
 def _enable_forwarding(knob: Path) -> None:
-    """NAT needs routing between the bridge and the uplink (per network namespace)."""
+    """NAT and port forwards need routing between the bridge and the uplink (per network
+    namespace)."""
     try:
         if knob.read_text().strip() != "1":
             log.info("enabling %s for NAT", knob)

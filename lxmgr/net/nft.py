@@ -37,11 +37,22 @@ class Dnat:
     def rule(self) -> str:
         if self.protocol not in ("tcp", "udp"):
             raise InvalidConfig(f"Invalid DNAT protocol '{self.protocol}'")
-        # No listen address: any address of this host, as a proxy on 0.0.0.0 would.
+        # No listen address: any address of this host, as a proxy on 0.0.0.0 would, but
+        # loopback: a DNAT from 127.0.0.1 is a martian the container never answers.
         match = (f"ip daddr {self.listen_address} " if self.listen_address
-                 else "fib daddr type local ")
+                 else "fib daddr type local ip daddr != 127.0.0.0/8 ")
         return (f"{match}{self.protocol} dport {self.listen_port} "
                 f"dnat ip to {self.target}:{self.target_port}")
+
+    def masquerade(self, subnet: ipaddress.IPv4Network) -> list[str]:
+        """postrouting rules so that replies to a forwarded connection come back through
+        the host: a client on the bridge's subnet (the instance itself, a neighbour) would
+        get the answer straight from the target's address and drop it; a client on the
+        host with a source the instance has no route to would get none."""
+        match = (f"ip daddr {self.target} {self.protocol} dport {self.target_port} "
+                 "ct status dnat")
+        return [f"{match} ip saddr {subnet} masquerade",
+                f"{match} fib saddr type local masquerade"]
 
 
 def table_name(network_name: str) -> str:
@@ -68,7 +79,7 @@ def build_ruleset(network_name: str, bridge: str, subnet: ipaddress.IPv4Network 
         f'iifname "{bridge}" udp dport {{ 53, 67 }} accept',
         f'iifname "{bridge}" tcp dport 53 accept',
     ])]
-    masquerade = []
+    masquerade = [rule for p in proxies if subnet is not None for rule in p.masquerade(subnet)]
     if nat and subnet is not None:
         masquerade.append(f"ip saddr {subnet} ip daddr != {subnet} masquerade")
     if nat6 and subnet6 is not None:

@@ -8,7 +8,8 @@ manager's check_listen_free() closes it at once). The relay process itself is
 lxmgr.net.relay.
 
 Supported, as LXD: `listen` and `connect` of `tcp:ADDR:PORT` or `udp:ADDR:PORT` (IPv6 in
-brackets), `bind=host`, `nat=true` (IPv4, needs a NIC with a static ipv4.address). Not
+brackets), `bind=host`, `nat=true` (IPv4, a non-loopback listen address, a NIC with a
+static ipv4.address: nft DNAT rules for traffic from other machines and from the host). Not
 supported: unix sockets, port ranges (single ports only), `bind=instance`.
 Imports lxmgr.errors, lxmgr.model and lxmgr.net.nft only.
 """
@@ -112,6 +113,12 @@ def build_proxy(device_name: str, device: Mapping[str, object]) -> ProxySpec:
     nat = parse_bool(dev["nat"]) if dev.get("nat") else False
     if nat and (listen[1].version != 4 or connect[1].version != 4):
         raise NotSupported(f"Proxy '{device_name}': nat=true supports IPv4 addresses only")
+    if nat and listen[1].is_loopback:
+        # As LXD: a DNAT to the instance keeps the loopback source, which the kernel
+        # drops as a martian on the bridge; the relay (nat=false) serves loopback.
+        raise NotSupported(f"Proxy '{device_name}' key 'listen': nat=true needs a "
+                           f"non-loopback listen address, not {listen[1]} (use a host or "
+                           "bridge address, or nat=false for the relay)")
     return ProxySpec(device_name, listen[0], str(listen[1]), listen[2],
                      connect[0], str(connect[1]), connect[2], nat)
 

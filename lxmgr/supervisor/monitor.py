@@ -224,6 +224,17 @@ class Monitor:
         finally:
             os.close(pidfd)
 
+    def _reload_relay(self, conn: socket.socket) -> None:
+        """The manager rewrote the proxies file of a running container: stop the relay
+        (its ports are free once it has exited) and start one for the new devices."""
+        if self.status not in ("Running", "Frozen") or self.init_pidfd < 0:
+            self._reply(conn, {"error": f"Instance is not running ({self.status})",
+                               "status": 409})
+            return
+        self._stop_relay()
+        self._start_relay()
+        self._reply(conn, {"ok": True, "relay": self.relay_pidfd >= 0})
+
     def _open_ptys(self, uid: int, tty_gid: int) -> child.Consoles:
         """Host ptys for /dev/console and /dev/ttyN, owned by the container root."""
         slaves = []
@@ -349,6 +360,8 @@ class Monitor:
         elif cmd == protocol.CONSOLE_CLEAR:
             self.console.clear()
             self._reply(conn, {"ok": True})
+        elif cmd == protocol.RELOAD_PROXIES:
+            self._reload_relay(conn)
         else:
             self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400})
         return False

@@ -20,7 +20,9 @@ UNFREEZE = "unfreeze"
 EXEC = "exec"  # {argv, env, cwd, uid, gid, pty, rows, cols} + fds [stdin, stdout, stderr]
 CONSOLE_LOG = "console_log"  # -> {log}
 CONSOLE_CLEAR = "console_clear"
-COMMANDS = (GET_STATE, STOP, FREEZE, UNFREEZE, EXEC, CONSOLE_LOG, CONSOLE_CLEAR)
+RELOAD_PROXIES = "reload_proxies"  # stop the proxy relay, start one for the current file
+COMMANDS = (GET_STATE, STOP, FREEZE, UNFREEZE, EXEC, CONSOLE_LOG, CONSOLE_CLEAR,
+            RELOAD_PROXIES)
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 3

@@ -260,3 +260,119 @@ def test_reboot_from_inside_brings_the_nic_back(daemon, net) -> None:  # type: i
             break
         time.sleep(0.2)
     wait_leases(daemon, ["rbn"])  # the supervisor's hook plugged eth0 into the new netns
+
+
+GREETER = ("use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '0.0.0.0:80', "
+           "Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { "
+           "print $c 'hello ' . $c->peerhost . \"\\n\"; close $c }")
+
+
+def _serve_greeting(daemon, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A perl server on port 80 in the container, greeting each client with its address
+    as the container sees it; it goes with the container."""
+    daemon.cli("exec", name, "--", "sh", "-c",  # $0: the script, untouched by sh
+               'perl -e "$0" >/dev/null 2>&1 </dev/null &', GREETER)
+
+
+def _free_port(addr: str) -> int:
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return int(s.getsockname()[1])
+
+
+def _greeting(addr: str, port: int, timeout: float = 20) -> bytes:
+    """The first line a TCP server at addr:port sends, retried while the forward or the
+    server comes up (a relay accepts, then closes when nothing listens inside)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((addr, port), timeout=2) as conn:
+                conn.settimeout(5)
+                data = b""
+                while not data.endswith(b"\n") and (chunk := conn.recv(100)):
+                    data += chunk
+                if data:
+                    return data
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return b""
+        time.sleep(0.1)
+
+
+def _refused(addr: str, port: int) -> bool:
+    try:
+        socket.create_connection((addr, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _nft_table(net: str) -> str:
+    """Our network's table only (nothing else is read)."""
+    return subprocess.run(["nft", "list", "table", "inet", f"lxmgr_{net}"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_nat_proxy_forwards_the_bridge_address_into_a_running_container(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    """nat=true: DNAT rules in the network's table, no relay. The listen address is the
+    bridge's (it exists only while the test network does); the host's own connections go
+    through the output chain, a neighbour's through prerouting."""
+    gw = gateway(daemon, net)
+    static = gw.rsplit(".", 1)[0] + ".78"
+    daemon.cli("init", "debian", "nat1", "-p", "default", "-p", "testnet")
+    daemon.cli("config", "device", "override", "nat1", "eth0", f"ipv4.address={static}")
+    daemon.cli("start", "nat1")
+    assert wait_leases(daemon, ["nat1"])["nat1"] == static
+    _serve_greeting(daemon, "nat1")
+    port = _free_port(gw)
+    loopback = daemon.cli("config", "device", "add", "nat1", "lo", "proxy",
+                          f"listen=tcp:127.0.0.1:{port}", f"connect=tcp:{static}:80",
+                          "nat=true", check=False)
+    assert loopback.returncode == 1
+    assert "Proxy 'lo'" in loopback.stderr and "non-loopback" in loopback.stderr
+    # Added to the running instance: it works at once.
+    daemon.cli("config", "device", "add", "nat1", "http", "proxy", f"listen=tcp:{gw}:{port}",
+               f"connect=tcp:{static}:80", "nat=true")
+    rule = f"ip daddr {gw} tcp dport {port} dnat ip to {static}:80"
+    assert rule in _nft_table(net)
+    # From the host: the output chain's DNAT; the source is the bridge address.
+    assert _greeting(gw, port) == f"hello {gw}\n".encode()
+    # From a neighbour on the bridge: prerouting's DNAT, masqueraded so that the reply
+    # comes back through the host rather than straight from nat1's address.
+    daemon.cli("launch", "debian", "nat2", "-p", "default", "-p", "testnet")
+    wait_leases(daemon, ["nat2"])
+    neighbour = daemon.cli("exec", "nat2", "--", "perl", "-MIO::Socket::INET", "-e",
+                           f'$c = IO::Socket::INET->new(PeerAddr => "{gw}:{port}", '
+                           'Timeout => 10) or die "$!\\n"; print scalar <$c>', check=False)
+    assert neighbour.stdout == f"hello {gw}\n", neighbour.stderr
+    daemon.cli("delete", "nat2", "--force")
+    daemon.cli("config", "device", "remove", "nat1", "http")
+    assert rule not in _nft_table(net)
+    assert _refused(gw, port)
+    daemon.cli("config", "device", "add", "nat1", "http", "proxy", f"listen=tcp:{gw}:{port}",
+               f"connect=tcp:{static}:80", "nat=true")
+    assert rule in _nft_table(net)
+    daemon.cli("stop", "nat1", "--force")
+    assert "dnat" not in _nft_table(net)
+    daemon.cli("start", "nat1")  # the device comes back with the instance
+    assert rule in _nft_table(net)
+    _serve_greeting(daemon, "nat1")
+    assert _greeting(gw, port) == f"hello {gw}\n".encode()
+
+
+def test_relay_proxy_changes_apply_to_a_running_container(daemon) -> None:  # type: ignore[no-untyped-def]
+    """nat=false through the CLI: the supervisor's relay on the host's loopback reaches
+    the container's loopback; adding, changing and removing the device on the running
+    instance restart the relay at once."""
+    daemon.cli("launch", "debian", "rel1", "-p", "default")
+    _serve_greeting(daemon, "rel1")
+    port, other = _free_port("127.0.0.1"), _free_port("127.0.0.1")
+    daemon.cli("config", "device", "add", "rel1", "web", "proxy",
+               f"listen=tcp:127.0.0.1:{port}", "connect=tcp:127.0.0.1:80")
+    assert _greeting("127.0.0.1", port) == b"hello 127.0.0.1\n"
+    daemon.cli("config", "device", "set", "rel1", "web", f"listen=tcp:127.0.0.1:{other}")
+    assert _greeting("127.0.0.1", other) == b"hello 127.0.0.1\n"
+    assert _refused("127.0.0.1", port)
+    daemon.cli("config", "device", "remove", "rel1", "web")
+    assert _refused("127.0.0.1", other)

@@ -63,8 +63,17 @@ def test_proxy_dnat() -> None:
     text = nft.build_ruleset("n1", "n1", SUBNET, nat=False, proxies=[
         nft.Dnat("tcp", 8080, ip("10.11.12.5"), 80),
         nft.Dnat("udp", 53, ip("10.11.12.6"), 5353, listen_address=ip("192.0.2.2"))])
-    assert "fib daddr type local tcp dport 8080 dnat ip to 10.11.12.5:80" in text
+    # A wildcard listen matches every local address but loopback (a martian source).
+    assert ("fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 "
+            "dnat ip to 10.11.12.5:80") in text
     assert "ip daddr 192.0.2.2 udp dport 53 dnat ip to 10.11.12.6:5353" in text
     assert "type nat hook prerouting priority -100" in text
+    assert "type nat hook output priority -100" in text  # the host's own connections
+    # Replies to a client on the subnet or the host come back through the host.
+    assert ("ip daddr 10.11.12.5 tcp dport 80 ct status dnat ip saddr 10.11.12.0/24 "
+            "masquerade") in text
+    assert "ip daddr 10.11.12.6 udp dport 5353 ct status dnat fib saddr type local " \
+        "masquerade" in text
+    assert "ip daddr != 10.11.12.0/24 masquerade" not in text  # ipv4.nat stays off
     with pytest.raises(InvalidConfig, match="sctp"):
         nft.Dnat("sctp", 1, ip("10.11.12.5"), 1).rule()

@@ -63,6 +63,8 @@ def test_round_trips_through_json_dicts() -> None:
     ({"bind": "guest"}, InvalidConfig, "device 'web' key 'bind'"),
     ({"nat": "maybe"}, InvalidConfig, "device 'web' key 'nat'"),
     ({"nat": "true", "listen": "tcp:[::]:80"}, NotSupported, "nat=true supports IPv4"),
+    ({"nat": "true", "listen": "tcp:127.0.0.1:80", "connect": "tcp:10.0.3.5:80"},
+     NotSupported, "Proxy 'web' key 'listen': nat=true needs a non-loopback listen"),
     ({"size": "1GiB"}, InvalidConfig, "unknown key 'size'"),
 ])
 def test_bad_devices_name_the_device_and_key(keys: dict[str, str], error: type[Exception],
@@ -131,7 +133,8 @@ def test_bridge_keeps_forwards_per_owner_in_its_table(tmp_path, monkeypatch) -> 
     net.set_forwards("web1", web)
     net.set_forwards("dns1", dns)
     assert net.forwards() == {"web1": web, "dns1": dns}
-    assert "fib daddr type local tcp dport 8080 dnat ip to 10.9.0.5:80" in applied[-1]
+    assert "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to " \
+        "10.9.0.5:80" in applied[-1]
     assert "ip daddr 192.0.2.1 udp dport 53 dnat ip to 10.9.0.6:53" in applied[-1]
     assert "dnat ip to 10.9.0.5:80" in net._ruleset()  # start() re-applies them
     net.set_forwards("web1", web)
