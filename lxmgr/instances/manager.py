@@ -23,9 +23,10 @@ from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeS
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import files
-from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
+from lxmgr.instances.manager_config import ConfigMixin
+from lxmgr.instances.manager_exec import ExecMixin
 from lxmgr.instances.networks import Networks
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.proxies import Proxies
@@ -40,7 +41,7 @@ from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
 from lxmgr.storage import base as storage_base
 from lxmgr.supervisor import control, protocol
-from lxmgr.supervisor.monitor import SupervisorConfig
+from lxmgr.supervisor.config import SupervisorConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ DEFAULT_STORAGE = "overlay"
 STOP_TIMEOUT = 30.0
 
 
-class Manager:
+class Manager(ConfigMixin, ExecMixin):
     """Owns every instance under paths.root(); `cgroup_base` names our cgroup subtree."""
 
     def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE,
@@ -422,217 +423,6 @@ class Manager:
         except control.NotRunning:
             path = paths.instance_dir(name) / "console.log"
             return path.read_text(errors="replace") if path.exists() else ""
-
-    # -- config ------------------------------------------------------------------------------
-
-    def update(self, name: str, *, config: dict[str, Any] | None = None,
-               devices: dict[str, dict[str, Any]] | None = None,
-               profiles: list[str] | None = None, description: str | None = None) -> list[str]:
-        """Replace the given fields (LXD's PUT; the API merges first for PATCH). Live keys
-        apply at once to a running instance; returns the changed keys needing a restart."""
-        spec = self.store.get(name)
-        old_expanded, _ = self.expanded(spec)
-        if config is not None:
-            spec.config = _keep_volatile(spec.config, cfgmod.validate_config(
-                {k: v for k, v in config.items() if not k.startswith("volatile.")}))
-            _check_volatile_unchanged(spec.config, config)
-        if devices is not None:
-            spec.devices = validate_devices(devices)
-        if profiles is not None:
-            spec.profiles = list(profiles)
-        if description is not None:
-            spec.description = description
-        old_nics = self._nic_specs_or_none(self.store.get(name))
-        try:
-            old_devices = self.expanded(self.store.get(name))[1]
-        except LxmgrError:
-            old_devices = {}
-        expanded, devices = self.expanded(spec)
-        cfgmod.validate_config(expanded, allow_volatile=True)
-        self.networks.check_devices(devices)
-        self.proxies.check_update(spec, old_devices, devices)  # 4xx: bad or port in use
-        spec.config.update(self.networks.new_volatile(devices, spec.config))
-        self.apply_live(name, expanded)
-        self._replug(spec, old_nics, self.networks.nics(spec, devices))
-        self._update_proxies(spec, devices)
-        self.store.save(spec)
-        return cfgmod.restart_required(old_expanded, expanded)
-
-    def _replug(self, spec: InstanceSpec, old: list[NicSpec], new: list[NicSpec]) -> None:
-        """Hot-plug NICs added to a running instance, unplug removed or changed ones."""
-        if old == new:
-            return
-        try:
-            pid = int(control.call(self.socket_path(spec.name), protocol.GET_STATE,
-                                   wait=5)["pid"])
-        except control.NotRunning:
-            return
-        from lxmgr.net import nic as nicmod
-
-        for gone in (n for n in old if n not in new):
-            nicmod.hot_unplug(gone)
-        self.networks.release([n for n in old if n not in new])
-        added = [n for n in new if n not in old]
-        if added:
-            others = [(s, self._nic_specs(s)) for s in self.db.instance_specs()
-                      if s.name != spec.name]
-            self.networks.reserve(spec, added, others)
-        for fresh in added:
-            nicmod.hot_plug(fresh, pid)
-        path = paths.instance_dir(spec.name) / "nics.json"
-        write_atomic(path, json.dumps([n.to_dict() for n in new]))
-
-    def _update_proxies(self, spec: InstanceSpec, devices: dict[str, dict[str, str]]) -> None:
-        """Proxy devices of a running instance apply at once: its DNAT forwards now, its
-        relay restarted by the supervisor on the rewritten proxies.json."""
-        if not self.is_running(spec.name):
-            return
-        if not self.proxies.update_running(spec, devices):
-            return
-        try:
-            control.call(self.socket_path(spec.name), protocol.RELOAD_PROXIES, wait=30)
-        except control.NotRunning:
-            pass  # stopped meanwhile: the next start writes and serves them
-        except LxmgrError as err:  # a supervisor of an older lxmgr: no such command
-            log.warning("Instance '%s': proxy relay not reloaded (%s); the proxy devices "
-                        "apply at its next start", spec.name, err)
-
-    def update_config(self, name: str, changes: dict[str, Any],
-                      unset: list[str] | None = None) -> list[str]:
-        """Set and unset local keys (`lxmgr config set/unset`)."""
-        config = dict(self.store.get(name).config)
-        config.update({k: cfgmod.to_config_value(v) for k, v in changes.items()})
-        for key in unset or []:
-            if key.startswith("volatile."):
-                raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
-                                    "lxmgr only")
-            config.pop(key, None)
-        return self.update(name, config=config)
-
-    def apply_live(self, name: str, expanded: dict[str, str]) -> None:
-        """Push live-changeable keys (limits) to a running instance."""
-        if self.is_running(name):
-            limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
-            self.cgroups.apply_limits(name, limits)
-
-    # -- networks ----------------------------------------------------------------------------
-
-    def init_networks(self, seed_default: bool) -> None:
-        """Daemon start: bring every network back; on a fresh state create lxmgrbr0 and
-        give the default profile its eth0 (unless seed_default is off, as in tests)."""
-        self.networks.start_all()
-        if seed_default:
-            profile = self.networks.seed_default(self.profiles())
-            if profile is not None:
-                self.db.profile_save(profile)
-
-    def network_used_by(self, name: str) -> list[str]:
-        """API URLs of the instances and profiles with a NIC on this network."""
-        def uses(devices: dict[str, dict[str, str]]) -> bool:
-            return any(d.get("type") == "nic" and d.get("network") == name
-                       for d in devices.values())
-        users = [f"/1.0/instances/{s.name}" for s in self.db.instance_specs()
-                 if uses(self.expanded(s)[1])]
-        return users + [f"/1.0/profiles/{p.name}" for p in self.profiles().values()
-                        if uses(p.devices)]
-
-    def network_delete(self, name: str) -> None:
-        self.networks.get(name)
-        self.networks.delete(name, self.network_used_by(name))
-
-    # -- profiles ----------------------------------------------------------------------------
-
-    def profile_create(self, profile: Profile) -> None:
-        self.db.profile_add(profiles_mod.validated(profile))
-
-    def profile_update(self, profile: Profile) -> None:
-        """Replace a profile; every instance using it must stay valid, and running ones
-        get the live keys at once."""
-        profile = profiles_mod.validated(profile)
-        self.db.profile_get(profile.name)
-        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, profile.name)]
-        known = self.profiles() | {profile.name: profile}
-        for spec in users:
-            expanded, _ = cfgmod.expand([known[p] for p in spec.profiles], spec.config,
-                                        spec.devices)
-            cfgmod.validate_config(expanded, allow_volatile=True)
-        self.db.profile_save(profile)
-        for spec in users:
-            self.apply_live(spec.name, self.expanded(spec)[0])
-
-    def profile_delete(self, name: str) -> None:
-        profiles_mod.check_deletable(self.db, name)
-        self.db.profile_remove(name)
-
-    def profile_rename(self, old: str, new: str) -> None:
-        self.db.profile_get(old)
-        profiles_mod.check_rename(self.db, old, new)
-        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, old)]
-        self.db.profile_rename(old, new, users)
-
-    # -- exec --------------------------------------------------------------------------------
-
-    def exec(self, name: str, argv: list[str], *, stdin: int = 0, stdout: int = 1,
-             stderr: int = 2, env: dict[str, str] | None = None, cwd: str = "",
-             uid: int = 0, gid: int = 0) -> int:
-        """Run a command with the given descriptors as its stdio; returns its exit status."""
-        if not argv:
-            raise InvalidConfig("Missing command to execute")
-        _check_env(env or {})
-        self.store.get(name)
-        try:
-            sock, _pid, _ = control.exec_start(self.socket_path(name), argv,
-                                               [stdin, stdout, stderr], env=env or {},
-                                               cwd=cwd, uid=uid, gid=gid)
-        except control.NotRunning:
-            raise Conflict(f"Instance '{name}' is not running") from None
-        return control.exec_wait(sock)
-
-    def exec_pty(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
-                 cwd: str = "", uid: int = 0, gid: int = 0, rows: int = 24,
-                 cols: int = 80) -> tuple[Any, int]:
-        """Start an interactive command on a pty of the container; returns (handle, master).
-        Resize with lxmgr.linux.libc.set_winsize(master, ...); wait with exec_wait(handle)."""
-        handle, _pid, master = self.exec_start(name, argv, None, pty=True, env=env, cwd=cwd,
-                                               uid=uid, gid=gid, rows=rows, cols=cols)
-        if master is None:  # the command ended before it could start
-            raise Conflict(f"Command '{argv[0]}' could not start in '{name}'")
-        return handle, master
-
-    def exec_start(self, name: str, argv: list[str], stdio: list[int] | None, *,
-                   pty: bool = False, env: dict[str, str] | None = None, cwd: str = "",
-                   uid: int = 0, gid: int = 0, rows: int = 24,
-                   cols: int = 80) -> tuple[Any, int, int | None]:
-        """Start a command with stdio fds (or a pty); (handle, host pid, pty master)."""
-        if not argv:
-            raise InvalidConfig("Missing command to execute")
-        _check_env(env or {})
-        self.store.get(name)
-        try:
-            return control.exec_start(self.socket_path(name), argv, stdio, pty=pty,
-                                      env=env or {}, cwd=cwd, uid=uid, gid=gid,
-                                      rows=rows, cols=cols)
-        except control.NotRunning:
-            raise Conflict(f"Instance '{name}' is not running") from None
-
-    exec_wait = staticmethod(control.exec_wait)
-
-
-def _keep_volatile(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
-    return {**new, **{k: v for k, v in old.items() if k.startswith("volatile.")}}
-
-
-def _check_volatile_unchanged(current: dict[str, str], given: dict[str, Any]) -> None:
-    for key, value in given.items():
-        if key.startswith("volatile.") and current.get(key) != str(value):
-            raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
-                                "lxmgr only")
-
-
-def _check_env(env: dict[str, str]) -> None:
-    for key, value in env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise InvalidConfig(f"Invalid environment variable '{key}'")
 
 
 def _spawn_supervisor() -> subprocess.Popen[str]:

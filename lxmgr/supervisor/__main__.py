@@ -19,7 +19,8 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import LxmgrError
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
-from lxmgr.supervisor.monitor import Monitor, SupervisorConfig
+from lxmgr.supervisor.config import SupervisorConfig
+from lxmgr.supervisor.monitor import Monitor
 
 USAGE = "usage: python -m lxmgr.supervisor start CONFIG | warm"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxmgr.model.idmap import IdMap
 from lxmgr.runtime.plan import build_plan
-from lxmgr.supervisor.monitor import CONSOLE_RING, ConsoleRing, SupervisorConfig
+from lxmgr.supervisor.config import CONSOLE_RING, ConsoleRing, SupervisorConfig
 
 
 def test_ring_keeps_everything_below_its_size() -> None:

@@ -1,0 +1,183 @@
+"""Manager, part two: config, profile and network changes (live keys, NIC hot-plug,
+proxy reloads). A mixin of Manager; it relies on the Manager's stores and helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from lxmgr import paths
+from lxmgr.errors import InvalidConfig, LxmgrError
+from lxmgr.instances import profiles as profiles_mod
+from lxmgr.instances.store import write_atomic
+from lxmgr.model import config as cfgmod
+from lxmgr.model.devices import validate_devices
+from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.profile import Profile
+from lxmgr.net.nic import NicSpec
+from lxmgr.supervisor import control, protocol
+
+log = logging.getLogger(__name__)
+
+
+class ConfigMixin:
+    """Instance config updates, profiles and networks (mixed into Manager)."""
+
+    # -- config ------------------------------------------------------------------------------
+
+    def update(self, name: str, *, config: dict[str, Any] | None = None,
+               devices: dict[str, dict[str, Any]] | None = None,
+               profiles: list[str] | None = None, description: str | None = None) -> list[str]:
+        """Replace the given fields (LXD's PUT; the API merges first for PATCH). Live keys
+        apply at once to a running instance; returns the changed keys needing a restart."""
+        spec = self.store.get(name)
+        old_expanded, _ = self.expanded(spec)
+        if config is not None:
+            spec.config = _keep_volatile(spec.config, cfgmod.validate_config(
+                {k: v for k, v in config.items() if not k.startswith("volatile.")}))
+            _check_volatile_unchanged(spec.config, config)
+        if devices is not None:
+            spec.devices = validate_devices(devices)
+        if profiles is not None:
+            spec.profiles = list(profiles)
+        if description is not None:
+            spec.description = description
+        old_nics = self._nic_specs_or_none(self.store.get(name))
+        try:
+            old_devices = self.expanded(self.store.get(name))[1]
+        except LxmgrError:
+            old_devices = {}
+        expanded, devices = self.expanded(spec)
+        cfgmod.validate_config(expanded, allow_volatile=True)
+        self.networks.check_devices(devices)
+        self.proxies.check_update(spec, old_devices, devices)  # 4xx: bad or port in use
+        spec.config.update(self.networks.new_volatile(devices, spec.config))
+        self.apply_live(name, expanded)
+        self._replug(spec, old_nics, self.networks.nics(spec, devices))
+        self._update_proxies(spec, devices)
+        self.store.save(spec)
+        return cfgmod.restart_required(old_expanded, expanded)
+
+    def _replug(self, spec: InstanceSpec, old: list[NicSpec], new: list[NicSpec]) -> None:
+        """Hot-plug NICs added to a running instance, unplug removed or changed ones."""
+        if old == new:
+            return
+        try:
+            pid = int(control.call(self.socket_path(spec.name), protocol.GET_STATE,
+                                   wait=5)["pid"])
+        except control.NotRunning:
+            return
+        from lxmgr.net import nic as nicmod
+
+        for gone in (n for n in old if n not in new):
+            nicmod.hot_unplug(gone)
+        self.networks.release([n for n in old if n not in new])
+        added = [n for n in new if n not in old]
+        if added:
+            others = [(s, self._nic_specs(s)) for s in self.db.instance_specs()
+                      if s.name != spec.name]
+            self.networks.reserve(spec, added, others)
+        for fresh in added:
+            nicmod.hot_plug(fresh, pid)
+        path = paths.instance_dir(spec.name) / "nics.json"
+        write_atomic(path, json.dumps([n.to_dict() for n in new]))
+
+    def _update_proxies(self, spec: InstanceSpec, devices: dict[str, dict[str, str]]) -> None:
+        """Proxy devices of a running instance apply at once: its DNAT forwards now, its
+        relay restarted by the supervisor on the rewritten proxies.json."""
+        if not self.is_running(spec.name):
+            return
+        if not self.proxies.update_running(spec, devices):
+            return
+        try:
+            control.call(self.socket_path(spec.name), protocol.RELOAD_PROXIES, wait=30)
+        except control.NotRunning:
+            pass  # stopped meanwhile: the next start writes and serves them
+        except LxmgrError as err:  # a supervisor of an older lxmgr: no such command
+            log.warning("Instance '%s': proxy relay not reloaded (%s); the proxy devices "
+                        "apply at its next start", spec.name, err)
+
+    def update_config(self, name: str, changes: dict[str, Any],
+                      unset: list[str] | None = None) -> list[str]:
+        """Set and unset local keys (`lxmgr config set/unset`)."""
+        config = dict(self.store.get(name).config)
+        config.update({k: cfgmod.to_config_value(v) for k, v in changes.items()})
+        for key in unset or []:
+            if key.startswith("volatile."):
+                raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
+                                    "lxmgr only")
+            config.pop(key, None)
+        return self.update(name, config=config)
+
+    def apply_live(self, name: str, expanded: dict[str, str]) -> None:
+        """Push live-changeable keys (limits) to a running instance."""
+        if self.is_running(name):
+            limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
+            self.cgroups.apply_limits(name, limits)
+
+    # -- networks ----------------------------------------------------------------------------
+
+    def init_networks(self, seed_default: bool) -> None:
+        """Daemon start: bring every network back; on a fresh state create lxmgrbr0 and
+        give the default profile its eth0 (unless seed_default is off, as in tests)."""
+        self.networks.start_all()
+        if seed_default:
+            profile = self.networks.seed_default(self.profiles())
+            if profile is not None:
+                self.db.profile_save(profile)
+
+    def network_used_by(self, name: str) -> list[str]:
+        """API URLs of the instances and profiles with a NIC on this network."""
+        def uses(devices: dict[str, dict[str, str]]) -> bool:
+            return any(d.get("type") == "nic" and d.get("network") == name
+                       for d in devices.values())
+        users = [f"/1.0/instances/{s.name}" for s in self.db.instance_specs()
+                 if uses(self.expanded(s)[1])]
+        return users + [f"/1.0/profiles/{p.name}" for p in self.profiles().values()
+                        if uses(p.devices)]
+
+    def network_delete(self, name: str) -> None:
+        self.networks.get(name)
+        self.networks.delete(name, self.network_used_by(name))
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def profile_create(self, profile: Profile) -> None:
+        self.db.profile_add(profiles_mod.validated(profile))
+
+    def profile_update(self, profile: Profile) -> None:
+        """Replace a profile; every instance using it must stay valid, and running ones
+        get the live keys at once."""
+        profile = profiles_mod.validated(profile)
+        self.db.profile_get(profile.name)
+        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, profile.name)]
+        known = self.profiles() | {profile.name: profile}
+        for spec in users:
+            expanded, _ = cfgmod.expand([known[p] for p in spec.profiles], spec.config,
+                                        spec.devices)
+            cfgmod.validate_config(expanded, allow_volatile=True)
+        self.db.profile_save(profile)
+        for spec in users:
+            self.apply_live(spec.name, self.expanded(spec)[0])
+
+    def profile_delete(self, name: str) -> None:
+        profiles_mod.check_deletable(self.db, name)
+        self.db.profile_remove(name)
+
+    def profile_rename(self, old: str, new: str) -> None:
+        self.db.profile_get(old)
+        profiles_mod.check_rename(self.db, old, new)
+        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, old)]
+        self.db.profile_rename(old, new, users)
+
+
+def _keep_volatile(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    return {**new, **{k: v for k, v in old.items() if k.startswith("volatile.")}}
+
+
+def _check_volatile_unchanged(current: dict[str, str], given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if key.startswith("volatile.") and current.get(key) != str(value):
+            raise InvalidConfig(f"Invalid config key '{key}': volatile keys are set by "
+                                "lxmgr only")
