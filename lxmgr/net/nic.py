@@ -247,6 +247,7 @@ def attach(spec: NicSpec, pid: int) -> None:
             undo.callback(_delete_quietly, ipr, index)
             _netlink(spec, spec.host_name, "add to bridge", ipr.link, "set", index=index,
                      mtu=mtu, master=bridge["index"], state="up")
+            _set_hairpin(spec)
             ifb_index = 0
             if spec.limits_egress:
                 ifb_index = _create_ifb(ipr, spec, mtu)
@@ -260,6 +261,19 @@ def attach(spec: NicSpec, pid: int) -> None:
             undo.pop_all()
     finally:
         os.close(nsfd)
+
+
+def _set_hairpin(spec: NicSpec) -> None:
+    """Let the bridge send a frame back out the port it came in on: a container reaching
+    itself through a nat proxy forward (DNATed back to its own address) needs it when the
+    host has br_netfilter loaded."""
+    path = f"/sys/class/net/{spec.host_name}/brport/hairpin_mode"
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError as err:
+        log.warning("NIC '%s': could not enable hairpin mode on '%s': %s", spec.device,
+                    spec.host_name, err)
 
 
 def detach(spec: NicSpec) -> None:

@@ -346,6 +346,11 @@ def test_nat_proxy_forwards_the_bridge_address_into_a_running_container(daemon, 
                            f'$c = IO::Socket::INET->new(PeerAddr => "{gw}:{port}", '
                            'Timeout => 10) or die "$!\\n"; print scalar <$c>', check=False)
     assert neighbour.stdout == f"hello {gw}\n", neighbour.stderr
+    # From the container itself: DNATed back to its own port (hairpin on its bridge port).
+    itself = daemon.cli("exec", "nat1", "--", "perl", "-MIO::Socket::INET", "-e",
+                        f'$c = IO::Socket::INET->new(PeerAddr => "{gw}:{port}", '
+                        'Timeout => 10) or die "$!\n"; print scalar <$c>', check=False)
+    assert itself.stdout.startswith("hello "), itself.stderr
     daemon.cli("delete", "nat2", "--force")
     daemon.cli("config", "device", "remove", "nat1", "http")
     assert rule not in _nft_table(net)
