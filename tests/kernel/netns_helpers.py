@@ -10,6 +10,7 @@ dnsmasq still naming the test's private state dir. Import the fixture with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
@@ -17,12 +18,15 @@ import shutil
 import signal
 import socket
 import struct
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from lxmgr.linux import consts, libc
 
 NFT, DNSMASQ = "/usr/sbin/nft", "/usr/sbin/dnsmasq"
 
@@ -118,3 +122,39 @@ def new_network(name: str, config: dict[str, str]):  # type: ignore[no-untyped-d
 
     cls = load("bridge")
     return cls(name, cls.plan_config(name, config, others={}))
+
+
+@contextlib.contextmanager
+def standin_container(serve: Callable[[int], None] | None = None,
+                      settle: float = 0.0) -> Iterator[int]:
+    """A forked child alone in a new network namespace standing in for a container's PID 1;
+    yields its pid. `serve(hold_fd)` runs in the child after unshare (else it just waits on
+    hold_fd); the child ends when we close the pipe, and is killed by pid at the end."""
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(ready_r)
+            os.close(hold_w)
+            libc.unshare(consts.CLONE_NEWNET)
+            os.write(ready_w, b"1")
+            if serve is None:
+                os.read(hold_r, 1)
+            else:
+                serve(hold_r)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        assert os.read(ready_r, 1) == b"1", "the stand-in container failed to start"
+        time.sleep(settle)
+        yield pid
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)

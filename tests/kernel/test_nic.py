@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 from lxmgr.net import nic
 from lxmgr.net.nic import NicSpec
+from tests.kernel.netns_helpers import standin_container
 
 pytestmark = pytest.mark.kernel
 
@@ -60,33 +60,9 @@ def netns_of(path: str | None) -> Iterator[None]:
         os.close(home)
 
 
-@contextlib.contextmanager
-def fake_container() -> Iterator[int]:
-    """A forked child alone in a new network namespace (only `lo`), standing in for a
-    container's PID 1. It exits when we close its pipe or die; killed by pid at the end."""
-    ready_r, ready_w = os.pipe()
-    hold_r, hold_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(ready_r)
-            os.close(hold_w)
-            libc.unshare(c.CLONE_NEWNET)
-            os.write(ready_w, b"1")
-            os.read(hold_r, 1)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(hold_r)
-    try:
-        assert os.read(ready_r, 1) == b"1", "the fake container failed to unshare"
-        yield pid
-    finally:
-        os.close(ready_r)
-        os.close(hold_w)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+def fake_container() -> contextlib.AbstractContextManager[int]:
+    """A stand-in container PID 1 alone in a new network namespace (only `lo`)."""
+    return standin_container()
 
 
 @pytest.fixture

@@ -24,9 +24,8 @@ import pytest
 
 from lxmgr import paths
 from lxmgr.errors import Conflict
-from lxmgr.linux import consts as c
-from lxmgr.linux import libc
 from lxmgr.net.proxy import ProxySpec, check_listen_free
+from tests.kernel.netns_helpers import standin_container
 
 pytestmark = pytest.mark.kernel
 
@@ -72,36 +71,15 @@ def _echo_forever(hold: int) -> None:  # pragma: no cover - runs in the child
                     conn.close()  # type: ignore[union-attr]
 
 
-@contextlib.contextmanager
-def fake_container() -> Iterator[int]:
-    """A forked child in a new network namespace serving the echoes; yields its pid."""
-    ready_r, ready_w = os.pipe()
-    hold_r, hold_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(ready_r)
-            os.close(hold_w)
-            libc.unshare(c.CLONE_NEWNET)
-            _lo_up()
-            tcp_ready = b"1"
-            os.write(ready_w, tcp_ready)
-            _echo_forever(hold_r)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(hold_r)
-    try:
-        assert os.read(ready_r, 1) == b"1", "the fake container failed to start"
-        time.sleep(0.05)  # the echo sockets bind right after the ready byte
-        yield pid
-    finally:
-        os.close(ready_r)
-        os.close(hold_w)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+def _serve(hold: int) -> None:  # pragma: no cover - runs in the child
+    _lo_up()
+    _echo_forever(hold)
+
+
+def fake_container() -> contextlib.AbstractContextManager[int]:
+    """A stand-in container in a new network namespace serving the echoes."""
+    # The echo sockets bind right after the ready byte: give them a moment.
+    return standin_container(_serve, settle=0.05)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
