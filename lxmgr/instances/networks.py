@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import threading
 from typing import Any
 
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
@@ -32,6 +33,9 @@ class Networks:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Serialises changes with the dnsmasq watcher: without it a watcher that saw the
+        # dnsmasq of a network being deleted would start() it again and resurrect it.
+        self._lock = threading.RLock()
 
     def _driver(self, name: str) -> BridgeNetwork:
         record = self.db.network_get(name)
@@ -54,6 +58,10 @@ class Networks:
                kind: str = "bridge") -> None:
         """Plan (resolve auto, refuse overlaps), create the kernel side, then record it."""
         validate_network_name(name)
+        with self._lock:
+            self._create(name, config, description, kind)
+
+    def _create(self, name: str, config: dict[str, Any], description: str, kind: str) -> None:
         if kind != "bridge":
             raise InvalidConfig(f"Invalid network type '{kind}': only 'bridge' is supported")
         if name in self.db.networks():
@@ -69,6 +77,10 @@ class Networks:
 
     def update(self, name: str, config: dict[str, Any], description: str | None = None) -> None:
         """Replace the config; the kernel side follows (start() re-applies what changed)."""
+        with self._lock:
+            self._update(name, config, description)
+
+    def _update(self, name: str, config: dict[str, Any], description: str | None) -> None:
         record = self.db.network_get(name)
         planned = BridgeNetwork.plan_config(name, config, self._others(name))
         BridgeNetwork(name, planned).start()
@@ -78,8 +90,9 @@ class Networks:
     def delete(self, name: str, users: list[str]) -> None:
         if users:
             raise Conflict(f"Network '{name}' is in use by {', '.join(users)}")
-        self._driver(name).delete()
-        self.db.network_remove(name)
+        with self._lock:
+            self._driver(name).delete()
+            self.db.network_remove(name)
 
     def start_all(self) -> None:
         """Bring every network back (daemon or host restart); failures are logged."""
@@ -92,8 +105,13 @@ class Networks:
     def watch(self) -> list[str]:
         """Restart the dnsmasq of every network whose server died; returns their names."""
         restarted = []
-        for driver in self.drivers():
-            if driver.has_dnsmasq and not driver.dnsmasq.alive():
+        for name in self.names():
+            with self._lock:
+                if name not in self.db.networks():
+                    continue  # deleted meanwhile
+                driver = self._driver(name)
+                if not driver.has_dnsmasq or driver.dnsmasq.alive():
+                    continue
                 try:
                     driver.start()
                     restarted.append(driver.name)
