@@ -77,7 +77,7 @@ ROWS: dict[str, tuple[str, str]] = {
 def global_ipv4(row: dict[str, Any], running: bool = True) -> str | None:
     """The first global IPv4 address of an instance (a Running one if `running`) in
     `list --format json`."""
-    from lxmgr.cli.commands.list import global_addresses
+    from lxmgr.cli.listing import global_addresses
 
     state = row.get("state") or {}
     if running and str(state.get("status") or row.get("status")) != "Running":

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from lxmgr import __version__
+from lxmgr.cli.app import describe_error, describe_os_error
 from lxmgr.errors import LxmgrError
 
 # verb -> "module:attribute" under lxmgr.cli.commands
@@ -37,8 +38,6 @@ COMMANDS: dict[str, str] = {
     "daemon": "daemon:daemon",
     "doctor": "doctor:doctor",
 }
-
-DAEMON_HINT = "start it with `lxmgr daemon start`"
 
 
 class LazyGroup(click.Group):
@@ -74,21 +73,12 @@ class LazyGroup(click.Group):
         except OSError as err:
             if debug:
                 raise
-            _fail(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+            _fail(describe_os_error(err))
         except KeyboardInterrupt:
             if debug:
                 raise
             click.echo("", err=True)
             raise click.exceptions.Exit(130) from None
-
-
-def describe_error(err: LxmgrError) -> str:
-    """The one-line message for an error; a missing daemon gets the start hint."""
-    from lxmgr.client import DaemonNotRunning
-
-    if isinstance(err, DaemonNotRunning):
-        return f"lxmgrd is not running (socket {err.socket_path}): {DAEMON_HINT}"
-    return str(err) or type(err).__name__
 
 
 def _fail(message: str) -> None:

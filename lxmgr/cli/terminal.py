@@ -10,9 +10,12 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+
+TYPE_CHECKING = False  # no typing import at run time: ~10 ms of every CLI start (cli.fast)
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
 
 FORMATS = ("table", "json", "yaml", "csv")
 

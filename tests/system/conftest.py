@@ -1,5 +1,7 @@
 """A real lxmgrd (subprocess) on a temp LXMGR_DIR and its own cgroup base, and the real
-`lxmgr` CLI talking to it. Everything is removed afterwards, even when a test fails."""
+`lxmgr` CLI talking to it: the launcher .ci/setup installs (lxmgr.cli.launcher: Python
+without site, the click-free fast path, click for the rest), written into the temp dir.
+Everything is removed afterwards, even when a test fails."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lxmgr.cli import launcher
 from tests.image_cache import CACHE_DIR, cached_debian_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,6 +36,7 @@ class Daemon:
                     "LXMGR_DEFAULT_NETWORK": "none",
                     "PYTHONPATH": ROOT, "COLUMNS": "200"}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.launcher = str(launcher.write(Path(root) / "lxmgr"))
         self.log = open(f"{root}/lxmgrd-test.log", "ab")  # noqa: SIM115 - closed in stop()
 
     def start(self) -> None:
@@ -82,7 +87,7 @@ class Daemon:
 
     @property
     def cli_argv(self) -> list[str]:
-        return [sys.executable, "-m", "lxmgr.cli.main"]
+        return [self.launcher]
 
     def cli(self, *args: str, input: str | None = None, check: bool = True) \
             -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from lxmgr.cli.app import App, get_app
+from lxmgr.cli.app import App
 from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.options import get_app
 from lxmgr.cli.terminal import parse_assignments, parse_yaml, render_yaml
 
 # The writable part of an instance (InstancePut), in `lxc config show` order.

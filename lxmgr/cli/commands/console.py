@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from lxmgr.cli.app import get_app
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.options import get_app
 from lxmgr.cli.terminal import raw_mode, terminal_size
 
 DETACH = b"\x01q"  # ctrl-a q, as lxc

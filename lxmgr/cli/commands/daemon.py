@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from lxmgr.cli.app import App, get_app
+from lxmgr.cli.app import App
+from lxmgr.cli.options import get_app
 
 DEFAULT_DIR = "/var/lib/lxmgr"
 

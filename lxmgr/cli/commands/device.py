@@ -15,7 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
-from lxmgr.cli.app import App, get_app
+from lxmgr.cli.app import App
+from lxmgr.cli.options import get_app
 from lxmgr.cli.terminal import parse_assignments, render_yaml
 
 Loader = Callable[[App, str], tuple[dict[str, Any], str]]

@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from lxmgr.cli.app import get_app
+from lxmgr.cli.options import get_app
 
 
 def daemon_down(socket_path: str) -> dict[str, Any]:
     """The finding that stands for every other check when lxmgrd is not running."""
-    from lxmgr.cli.main import DAEMON_HINT
+    from lxmgr.cli.app import DAEMON_HINT
 
     return {"name": "lxmgrd", "ok": False, "detail": f"not running (socket {socket_path})",
             "fix": DAEMON_HINT}

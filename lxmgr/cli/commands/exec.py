@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 
 import click
 
-from lxmgr.cli.app import App, get_app
+from lxmgr.cli.actions import run_command, want_pty
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.terminal import is_tty, parse_assignments, raw_mode, terminal_size
-
-
-def want_pty(force: bool, disable: bool) -> bool:
-    """-t forces a pty, -T refuses one; otherwise a pty when stdin and stdout are terminals."""
-    if disable:
-        return False
-    return force or (is_tty(0) and is_tty(1))
-
-
-def run_command(app: App, name: str, command: list[str], *, env: dict[str, str] | None = None,
-                user: int | None = None, group: int | None = None, cwd: str | None = None,
-                interactive: bool = False) -> int:
-    """Run command in name with this process's stdio; return its exit status."""
-    from lxmgr.client.exec import build_exec_body, run_exec
-
-    environment = dict(env or {})
-    width = height = None
-    if interactive:
-        environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
-        width, height = terminal_size(1)
-    body = build_exec_body(command, environment=environment, interactive=interactive,
-                           width=width, height=height, user=user, group=group, cwd=cwd)
-    with raw_mode(0) if interactive else contextlib.nullcontext():
-        return run_exec(app.client, name, body, size_fd=1 if interactive else None)
+from lxmgr.cli.options import get_app
+from lxmgr.cli.terminal import parse_assignments
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})

@@ -7,7 +7,8 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import App, format_option, get_app
+from lxmgr.cli.app import App
+from lxmgr.cli.options import format_option, get_app
 from lxmgr.cli.terminal import format_size, format_time, render
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from lxmgr.cli.app import get_app
-from lxmgr.cli.commands.list import nic_names, seconds_without_lease
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.listing import nic_names, seconds_without_lease
+from lxmgr.cli.options import get_app
 from lxmgr.cli.terminal import format_size, format_time
 
 

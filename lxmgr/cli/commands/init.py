@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from lxmgr.cli.app import App, get_app
+from lxmgr.cli.app import App
+from lxmgr.cli.options import get_app
 from lxmgr.cli.terminal import parse_assignments
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from lxmgr.cli.app import get_app
+from lxmgr.cli.actions import change_state
 from lxmgr.cli.commands.init import create_instance, creation_options
-from lxmgr.cli.commands.start import change_state
+from lxmgr.cli.options import get_app
 
 
 @click.command()

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import format_option, get_app
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
 from lxmgr.cli.completion import complete_networks
+from lxmgr.cli.options import format_option, get_app
 from lxmgr.cli.terminal import (
     format_size,
     parse_assignments,

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import format_option, get_app
 from lxmgr.cli.completion import complete_operations
+from lxmgr.cli.options import format_option, get_app
 from lxmgr.cli.terminal import format_time, render, render_yaml
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lxmgr.cli.commands.start import change_states
+from lxmgr.cli.actions import change_states
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.options import get_app
 
 
 @click.command()
@@ -19,4 +20,4 @@ def pause(names: tuple[str, ...]) -> None:
       lxmgr pause web1
       lxmgr pause web1 web2
     """
-    change_states(names, "freeze")
+    change_states(get_app(), names, "freeze")

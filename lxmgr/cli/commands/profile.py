@@ -8,10 +8,11 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.app import App, format_option, get_app
+from lxmgr.cli.app import App
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
 from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.completion import complete_instances, complete_profiles
+from lxmgr.cli.options import format_option, get_app
 from lxmgr.cli.terminal import parse_assignments, render, render_yaml
 
 PROFILE_FIELDS = ("name", "description", "config", "devices")

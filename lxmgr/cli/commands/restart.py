@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lxmgr.cli.commands.start import change_states, shutdown_options
+from lxmgr.cli.actions import change_states
+from lxmgr.cli.commands.start import shutdown_options
+from lxmgr.cli.options import get_app
 
 
 @click.command()
@@ -17,4 +19,4 @@ def restart(names: tuple[str, ...], force: bool, timeout: int | None) -> None:
       lxmgr restart web1
       lxmgr restart -f web1 web2
     """
-    change_states(names, "restart", timeout=timeout, force=force)
+    change_states(get_app(), names, "restart", timeout=timeout, force=force)

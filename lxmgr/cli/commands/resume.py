@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lxmgr.cli.commands.start import change_states
+from lxmgr.cli.actions import change_states
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.options import get_app
 
 
 @click.command()
@@ -18,4 +19,4 @@ def resume(names: tuple[str, ...]) -> None:
     Examples:
       lxmgr resume web1
     """
-    change_states(names, "unfreeze")
+    change_states(get_app(), names, "unfreeze")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lxmgr.cli.app import get_app
-from lxmgr.cli.commands.exec import run_command, want_pty
+from lxmgr.cli.actions import run_command, want_pty
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.options import get_app
 
 
 @click.command()

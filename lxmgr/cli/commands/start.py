@@ -1,38 +1,17 @@
-"""`lxmgr start` and the state-change helper stop/restart/pause/resume share."""
+"""`lxmgr start`, and the NAME.../--force/--timeout options stop and restart share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
-from lxmgr.cli.app import App, get_app
+from lxmgr.cli.actions import change_states
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.options import get_app
 
-
-def change_state(app: App, name: str, action: str, *, timeout: int | None = None,
-                 force: bool = False) -> None:
-    """PUT /1.0/instances/{name}/state and wait for the operation."""
-    body = {"action": action, "timeout": -1 if timeout is None else timeout, "force": force,
-            "stateful": False}
-    app.operate("PUT", app.instance_path(name, "state"), body=body,
-                label=f"{action.capitalize()} {name}")
-
-
-def change_states(names: tuple[str, ...], action: str, **kwargs: object) -> None:
-    """change_state for each name; all are tried, the first error is reported at the end."""
-    from lxmgr.errors import LxmgrError
-
-    app = get_app()
-    failed: list[str] = []
-    for name in names:
-        try:
-            change_state(app, name, action, **kwargs)  # type: ignore[arg-type]
-        except LxmgrError as err:
-            if len(names) == 1:
-                raise
-            click.echo(f"Error: {name}: {err}", err=True)
-            failed.append(name)
-    if failed:
-        app.abort(f"Failed to {action} {', '.join(failed)}")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.command()
@@ -46,10 +25,10 @@ def start(names: tuple[str, ...]) -> None:
       lxmgr start web1
       lxmgr start web1 web2 db1
     """
-    change_states(names, "start")
+    change_states(get_app(), names, "start")
 
 
-def shutdown_options(command):  # type: ignore[no-untyped-def]
+def shutdown_options(command: F) -> F:
     """NAME... plus --force and --timeout, shared by stop and restart."""
     command = click.option("--timeout", type=int, default=None, metavar="SECONDS",
                            help="Seconds to wait for a clean shutdown (default: the "

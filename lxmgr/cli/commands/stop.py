@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lxmgr.cli.commands.start import change_states, shutdown_options
+from lxmgr.cli.actions import change_states
+from lxmgr.cli.commands.start import shutdown_options
+from lxmgr.cli.options import get_app
 
 
 @click.command()
@@ -18,4 +20,4 @@ def stop(names: tuple[str, ...], force: bool, timeout: int | None) -> None:
       lxmgr stop web1 web2 --timeout 10
       lxmgr stop -f web1
     """
-    change_states(names, "stop", timeout=timeout, force=force)
+    change_states(get_app(), names, "stop", timeout=timeout, force=force)

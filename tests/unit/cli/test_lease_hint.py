@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from lxmgr.cli.commands.list import NO_LEASE_HINT, seconds_without_lease
+from lxmgr.cli.listing import NO_LEASE_HINT, seconds_without_lease
 from tests.unit.cli.conftest import FakeClient
 
 Run = Callable[..., Result]
