@@ -1,4 +1,5 @@
-"""Post-debootstrap changes to a fresh rootfs: masks, files, enabled units, cache cleanup.
+"""Post-debootstrap changes to a fresh rootfs: masks (units, generators), files, enabled units,
+cache cleanup.
 
 Imports lxmgr.linux and lxmgr.images.recipe. Every path is resolved inside the rootfs with
 openat2(RESOLVE_IN_ROOT), so an absolute symlink in the tree (e.g. /etc/resolv.conf ->
@@ -25,6 +26,8 @@ def customize(rootfs: Path, recipe: Recipe) -> None:
     link_dbus_machine_id(rootfs)
     for unit in recipe.mask_units:
         mask_unit(rootfs, unit)
+    for generator in recipe.mask_generators:
+        mask_generator(rootfs, generator)
     for spec in recipe.files:
         write_file(rootfs, spec)
     if recipe.enable_units:
@@ -92,6 +95,12 @@ def symlink_in_root(rootfs: Path, path: str, target: str) -> None:
 def mask_unit(rootfs: Path, unit: str) -> None:
     """systemctl mask, offline: etc/systemd/system/<unit> -> /dev/null."""
     symlink_in_root(rootfs, f"/etc/systemd/system/{unit}", "/dev/null")
+
+
+def mask_generator(rootfs: Path, generator: str) -> None:
+    """Disable a systemd generator: etc/systemd/system-generators/<name> -> /dev/null
+    (systemd.generator(7): a same-named entry in /etc overrides /usr/lib's)."""
+    symlink_in_root(rootfs, f"/etc/systemd/system-generators/{generator}", "/dev/null")
 
 
 def link_dbus_machine_id(rootfs: Path) -> None:

@@ -18,10 +18,11 @@ _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}$")
 _UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|mount|automount|target|timer|"
                       r"path|swap|slice|scope|device)$")
+_GENERATOR_RE = re.compile(r"^[A-Za-z0-9_.@-]+-generator$")
 _MIRROR_RE = re.compile(r"^(https?|file)://[^\s,]+$")
 _ARCH_RE = re.compile(r"^[a-z0-9]+$")
 _KEYS = {"name", "os", "release", "suite", "mirror", "variant", "architecture", "aliases",
-         "packages", "mask_units", "enable_units", "files", "description"}
+         "packages", "mask_units", "mask_generators", "enable_units", "files", "description"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Recipe:
     aliases: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     mask_units: tuple[str, ...] = ()
+    mask_generators: tuple[str, ...] = ()
     enable_units: tuple[str, ...] = ()
     files: tuple[RecipeFile, ...] = field(default=())
     description: str = ""
@@ -71,6 +73,7 @@ def parse(data: object, *, host_arch: str) -> Recipe:
         aliases=_list(data, "aliases", _ALIAS_RE),
         packages=_list(data, "packages", _PACKAGE_RE),
         mask_units=_list(data, "mask_units", _UNIT_RE),
+        mask_generators=_list(data, "mask_generators", _GENERATOR_RE),
         enable_units=_list(data, "enable_units", _UNIT_RE),
         files=_files(data.get("files", [])),
         description=_text(data, "description", default=f"{name} image"),

@@ -36,8 +36,11 @@ def test_mask_and_clean(tmp_path: Path) -> None:
     (rootfs / "var" / "lib" / "apt" / "lists").mkdir(parents=True)
     (rootfs / "var" / "lib" / "apt" / "lists" / "deb.debian.org_Packages").write_text("x")
     customize.mask_unit(rootfs, "sys-kernel-debug.mount")
+    customize.mask_generator(rootfs, "systemd-gpt-auto-generator")
     customize.clean_caches(rootfs)
     assert os.readlink(rootfs / "etc/systemd/system/sys-kernel-debug.mount") == "/dev/null"
+    assert os.readlink(rootfs / "etc/systemd/system-generators/systemd-gpt-auto-generator"
+                       ) == "/dev/null"
     assert [p.name for p in archives.iterdir()] == ["partial"]
     assert sorted(p.name for p in (rootfs / "var/cache/apt").iterdir()) == ["archives"]
     assert list((rootfs / "var/lib/apt/lists").iterdir()) == []

@@ -25,6 +25,8 @@ def test_builtin_debian_recipe_is_valid() -> None:
     r = parse(data, host_arch="amd64")
     assert {"systemd", "systemd-sysv", "dbus", "iproute2"} <= set(r.packages)
     assert "sys-kernel-debug.mount" in r.mask_units
+    assert "systemd-gpt-auto-generator" in r.mask_generators
+    assert "systemd-getty-generator" not in r.mask_generators  # console-getty comes from it
     assert "systemd-networkd.service" in r.enable_units
     assert {"debian", "debian/12"} <= set(r.aliases)
     machine_id = next(f for f in r.files if f.path == "/etc/machine-id")
@@ -48,6 +50,8 @@ def test_numeric_release_and_octal_modes() -> None:
     ({"packages": ["systemd", "--evil"]}, "packages"),
     ({"packages": ["a", "a"]}, "packages"),
     ({"mask_units": ["notaunit"]}, "mask_units"),
+    ({"mask_generators": ["../../bin/sh"]}, "mask_generators"),
+    ({"mask_generators": ["systemd-fstab"]}, "mask_generators"),
     ({"aliases": ["ok", ""]}, "aliases"),
     ({"files": [{"path": "etc/x"}]}, "files[0].path"),
     ({"files": [{"path": "/etc/../x"}]}, "files[0].path"),
