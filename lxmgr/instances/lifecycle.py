@@ -55,6 +55,7 @@ async def run(manager: Manager, events: EventBus) -> None:
     """Autostart, then every few seconds remove ephemeral instances that stopped and
     restart any network's dnsmasq that died (the daemon supervises them)."""
     await autostart(manager, events)
+    await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
     running: set[str] = set()
     while True:
         try:

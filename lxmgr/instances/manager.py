@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import subprocess
-import sys
 import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +28,7 @@ from lxmgr.instances.networks import Networks
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.proxies import Proxies
 from lxmgr.instances.store import InstanceStore, write_atomic
+from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
 from lxmgr.model.idmap import IdMap
@@ -65,13 +63,11 @@ class Manager(ConfigMixin, ExecMixin):
         seed_profiles(self.db)
         self._cgroups: cgroup_base.CgroupDriver | None = None
         self._host_checked = False
-        self._warm: subprocess.Popen[str] | None = None
+        self.warm = WarmSupervisor()
 
     def close(self) -> None:
         """Let the pre-started supervisor go (it exits on EOF)."""
-        warm, self._warm = self._warm, None
-        if warm is not None:
-            warm.communicate("", timeout=30)
+        self.warm.close()
         if self._own_db:
             self.db.close()
 
@@ -296,11 +292,8 @@ class Manager(ConfigMixin, ExecMixin):
         sup = self.build_supervisor_config(spec)
         cfg_path = paths.instance_dir(name) / "supervisor.json"
         write_atomic(cfg_path, sup.to_json())
-        warm, self._warm = self._warm or _spawn_supervisor(), None
-        try:
-            out, err = warm.communicate(f"{cfg_path}\n", timeout=120)
-        finally:
-            self._warm = _spawn_supervisor()  # the next start finds Python already up
+        warm = self.warm.take()
+        out, err = warm.communicate(f"{cfg_path}\n", timeout=120)
         if warm.returncode != 0:
             self.proxies.clear(name)  # the DNAT rules proxies.write() added
             lines = err.strip().splitlines()
@@ -314,7 +307,9 @@ class Manager(ConfigMixin, ExecMixin):
 
     def _plug_nics(self, spec: InstanceSpec, pid: int) -> None:
         """Plug the NICs in as soon as PID 1 exists: systemd-networkd finds eth0 when it
-        starts. A failure is logged (the supervisor's hook retries on reboot; `lxmgr
+        starts. Only here on a start (the supervisor plugs them after reboots from inside,
+        with a helper process that would cost the booting container ~100 ms of CPU). A
+        failure is logged (the supervisor's hook retries on reboot; `lxmgr
         doctor` and the no-lease hint point at it); the container keeps running."""
         nics = self._nic_specs_or_none(spec)
         if not nics:
@@ -423,15 +418,3 @@ class Manager(ConfigMixin, ExecMixin):
         except control.NotRunning:
             path = paths.instance_dir(name) / "console.log"
             return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _spawn_supervisor() -> subprocess.Popen[str]:
-    """A supervisor in `warm` mode, in its own session, waiting for a config path.
-
-    -S skips site (and the .pth hooks of everything installed): the supervisor only needs
-    lxmgr and pyseccomp, which PYTHONPATH names; it starts faster and stays smaller."""
-    env = {**os.environ, "PYTHONPATH": paths.child_pythonpath()}
-    return subprocess.Popen(
-        [sys.executable, "-S", "-m", "lxmgr.supervisor", "warm"], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, close_fds=True, env=env,
-        start_new_session=True, cwd="/")

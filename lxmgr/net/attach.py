@@ -1,8 +1,9 @@
 """`python -S -m lxmgr.net.attach SPEC.json PID`: attach NICs to a booted container;
 `... SPEC.json --detach` removes what outlives the container (the egress IFB devices).
 
-The supervisor runs this hook after each boot of the container (reboots from inside too), in
-the host network namespace, so the NICs come back with every new PID 1. SPEC.json holds a
+The supervisor runs this hook after a reboot from inside the container (a start's NICs are
+plugged by the manager, in-process), in the host network namespace, so the NICs come back
+with every new PID 1. SPEC.json holds a
 JSON list of NicSpec dicts (NicSpec.to_dict()). Exit 0 once every NIC is up; else one line
 per failure on stderr and exit 1 (NICs attached before the failure stay; the next run or
 detach() replaces or removes them). Imports only json, sys, pyroute2 (through nic) and

@@ -24,7 +24,7 @@ class SupervisorConfig:
     state_file: str = ""
     console_log: str = ""
     tty_count: int = 1
-    nics_file: str = ""  # NIC specs for `python -m lxmgr.net.attach` after each boot
+    nics_file: str = ""  # NIC specs for `python -m lxmgr.net.attach` after a reboot
     # The manager plugs the NICs itself right after the first boot (it has pyroute2 loaded,
     # so the link appears ~200 ms sooner); the hook then runs on reboots only.
     manager_attaches_first_boot: bool = False

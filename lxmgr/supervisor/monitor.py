@@ -59,8 +59,10 @@ class Monitor:
 
     # -- boot --------------------------------------------------------------------------------
 
-    def boot(self) -> int:
-        """Create cgroups, ptys and the container; returns PID 1's host pid."""
+    def boot(self, *, reboot: bool = False) -> int:
+        """Create cgroups, ptys and the container; returns PID 1's host pid. The NICs are
+        the manager's job on a start (it plugs them in-process right after, pyroute2
+        loaded); after a reboot from inside, ours (the manager is not involved)."""
         plan = self.plan
         uid = plan.idmap.uid_base if plan.idmap else 0
         gid = plan.idmap.gid_base if plan.idmap else 0
@@ -77,7 +79,8 @@ class Monitor:
             raise
         self.init_pidfd = libc.pidfd_open(self.init_pid)
         self.sel.register(self.init_pidfd, selectors.EVENT_READ, self._on_init_exit)
-        self._attach_nics()
+        if reboot:
+            self._attach_nics()
         self._start_relay()
         self.started_at = time.time()
         self.status = "Running"
@@ -112,7 +115,7 @@ class Monitor:
 
     def _attach_nics(self) -> None:
         """Plug the NICs into the new network namespace from a separate process (pyroute2
-        stays out of the supervisor), after every boot, reboots included. It runs while
+        stays out of the supervisor), after a reboot from inside. It runs while
         init boots: systemd-networkd configures eth0 whenever the link appears; the helper
         is reaped with the other orphans on SIGCHLD."""
         if not self._nics():
@@ -350,7 +353,7 @@ class Monitor:
         self._close_ptys()
         if rebooting:
             try:
-                self.boot()
+                self.boot(reboot=True)
                 return
             except (LxmgrError, OSError) as err:
                 log.error("Reboot failed: %s", err)
