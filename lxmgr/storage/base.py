@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, InvalidConfig, UnknownDriver
+from lxmgr.errors import Conflict, InvalidConfig, NotSupported, UnknownDriver
 from lxmgr.model.idmap import IdMap
 from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.storage.mount import supports_idmapped_overlay
@@ -46,6 +46,8 @@ class StorageDriver(ABC):
     name: ClassVar[str]
     constant_time_create: ClassVar[bool] = False  # create_volume does not copy the image
     shares_image: ClassVar[bool] = False  # volumes keep using the image rootfs (don't delete)
+    can_snapshot: ClassVar[bool] = False  # snapshot/restore/copy/rename are implemented
+    constant_time_snapshot: ClassVar[bool] = False  # a snapshot copies nothing (btrfs)
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,6 +94,39 @@ class StorageDriver(ABC):
     def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
                     idmap: IdMap | None) -> RootfsSpec:
         """The PURE mount plan for the instance's rootfs (no I/O)."""
+
+    # -- snapshots, copies, renames (can_snapshot) ---------------------------------------------
+    # Snapshots live in pool_dir()/.snapshots/<volume>/<snapshot>/ (a leading dot: no volume
+    # can be named so). The volume's writable state is what a snapshot keeps (overlay: the
+    # upper layer; dir: the rootfs; btrfs: a read-only subvolume snapshot). Callers stop or
+    # freeze the instance first when they need a consistent copy.
+
+    def snapshots_dir(self, name: str) -> Path:
+        return self.pool_dir() / ".snapshots" / check_volume_name(name)
+
+    def snapshot_dir(self, name: str, snapshot: str) -> Path:
+        return self.snapshots_dir(name) / check_volume_name(snapshot)
+
+    def snapshot_volume(self, name: str, snapshot: str) -> None:
+        """Keep the volume's current state as snapshot; Conflict if it exists."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot snapshot")
+
+    def restore_volume(self, name: str, snapshot: str) -> None:
+        """Make the volume's state the snapshot's again (the instance is stopped)."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot restore snapshots")
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        """Remove one snapshot; a missing one is fine."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot snapshot")
+
+    def copy_volume(self, source: str, target: str, *, snapshot: str | None = None) -> None:
+        """A new volume target holding source's state (or its snapshot's); no snapshots are
+        copied. Conflict if target exists; nothing is left behind on failure."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot copy volumes")
+
+    def rename_volume(self, name: str, new_name: str) -> None:
+        """Rename a (stopped) volume together with its snapshots; Conflict if taken."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot rename volumes")
 
 
 def load(name: str) -> StorageDriver:
