@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lxmgr.errors import InvalidConfig
+from lxmgr.model import snapshot
 from lxmgr.model import validate as v
 
 if TYPE_CHECKING:
@@ -84,6 +85,14 @@ _KEY_LIST = [
         "On x86_64, deny compat (32-bit) syscalls"),
     Key("security.syscalls.deny", v.optional(v.is_syscall_list), None, False,
         "Newline-separated extra syscalls to deny"),
+    Key("snapshots.schedule", v.optional(snapshot.is_schedule), None, True,
+        "Cron spec or @hourly/@daily/@weekly/@monthly for automatic snapshots"),
+    Key("snapshots.schedule.stopped", v.optional(v.is_bool), "false", True,
+        "Also take scheduled snapshots while the instance is stopped"),
+    Key("snapshots.pattern", v.optional(v.is_no_control("/", "\n", "\0")), "snap%d", True,
+        "Name of automatic and unnamed snapshots (%d: the next free number)"),
+    Key("snapshots.expiry", v.optional(snapshot.is_expiry), None, True,
+        "How long automatic and unnamed snapshots live (e.g. 2w 3d, M minutes, m months)"),
 ]
 
 KEYS: dict[str, Key] = {key.name: key for key in _KEY_LIST}
