@@ -19,6 +19,7 @@ from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, NotSupported, UnknownDriver
 from lxmgr.model.idmap import IdMap
 from lxmgr.model.rootfs import RootfsSpec
+from lxmgr.model.snapshot import validate_snapshot_name
 from lxmgr.storage.mount import supports_idmapped_overlay
 
 BUILTIN = ("dir", "overlay")  # modules under lxmgr.storage that register a driver
@@ -85,10 +86,11 @@ class StorageDriver(ABC):
         """Make the instance's volume from image; Conflict if it exists."""
 
     def delete_volume(self, name: str) -> None:
-        """Remove the instance's volume (never the image); a missing volume is fine."""
-        vol = self.volume_dir(name)
-        if vol.exists():
-            remove_tree(vol)
+        """Remove the instance's volume and its snapshots (never the image); missing is
+        fine."""
+        for path in (self.volume_dir(name), self.snapshots_dir(name)):
+            if path.exists():
+                remove_tree(path)
 
     @abstractmethod
     def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
@@ -105,7 +107,11 @@ class StorageDriver(ABC):
         return self.pool_dir() / ".snapshots" / check_volume_name(name)
 
     def snapshot_dir(self, name: str, snapshot: str) -> Path:
-        return self.snapshots_dir(name) / check_volume_name(snapshot)
+        validate_snapshot_name(snapshot)
+        return self.snapshots_dir(name) / snapshot
+
+    def snapshot_exists(self, name: str, snapshot: str) -> bool:
+        return self.snapshot_dir(name, snapshot).is_dir()
 
     def snapshot_volume(self, name: str, snapshot: str) -> None:
         """Keep the volume's current state as snapshot; Conflict if it exists."""

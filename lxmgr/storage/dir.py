@@ -1,6 +1,6 @@
 """The `dir` driver: a private full copy of the image per instance (the simple fallback).
 
-Imports lxmgr.storage.base/mount/shift and lxmgr.model. With idmapped mounts the copy stays
+Imports lxmgr.storage.base/copies/mount/shift and lxmgr.model. With idmapped mounts the copy stays
 owned by host root on disk and the runtime binds it through an idmapped clone; without them,
 the copy is shifted in place once (shift.shift_tree) and bound plainly.
 """
@@ -12,15 +12,18 @@ import os
 from pathlib import Path
 
 from lxmgr.model.idmap import IdMap
-from lxmgr.storage.base import ImageLike, RootfsSpec, StorageDriver, make_dir, remove_tree
+from lxmgr.storage.base import ImageLike, RootfsSpec, make_dir, remove_tree
+from lxmgr.storage.copies import DirStateSnapshots
 from lxmgr.storage.shift import copy_tree, shift_tree
 
 
-class DirDriver(StorageDriver):
-    """Volumes are storage_dir()/dir/<name>/rootfs (bound onto itself at start)."""
+class DirDriver(DirStateSnapshots):
+    """Volumes are storage_dir()/dir/<name>/rootfs (bound onto itself at start); a snapshot
+    is a full copy of rootfs/."""
 
     name = "dir"
     constant_time_create = False
+    state_dir = "rootfs"
 
     def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
         vol = self.new_volume_dir(name)

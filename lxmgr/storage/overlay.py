@@ -1,6 +1,6 @@
 """The `overlay` driver: a shared read-only image lower plus a per-instance upper layer.
 
-Imports lxmgr.storage.base/mount/shift, lxmgr.model, lxmgr.paths. create_volume is constant
+Imports lxmgr.storage.base/copies/mount/shift, lxmgr.model, lxmgr.paths. create_volume is constant
 time: it makes upper/, work/ and the rootfs/ mount point and chowns only the upper and work
 top directories to the container's root (kernel-facts recipe A2); nothing is copied. Without
 idmapped mounts the lower is a shifted copy of the image made once per (image, idmap) under
@@ -15,13 +15,8 @@ from pathlib import Path
 
 from lxmgr import paths
 from lxmgr.model.idmap import IdMap
-from lxmgr.storage.base import (
-    ImageLike,
-    RootfsSpec,
-    StorageDriver,
-    make_dir,
-    remove_tree,
-)
+from lxmgr.storage.base import ImageLike, RootfsSpec, make_dir, remove_tree
+from lxmgr.storage.copies import DirStateSnapshots
 from lxmgr.storage.shift import shifted_copy
 
 
@@ -42,12 +37,14 @@ def ensure_shifted(image_rootfs: Path, idmap: IdMap) -> Path:
     return dest
 
 
-class OverlayDriver(StorageDriver):
-    """Volumes are storage_dir()/overlay/<name>/{upper,work,rootfs}."""
+class OverlayDriver(DirStateSnapshots):
+    """Volumes are storage_dir()/overlay/<name>/{upper,work,rootfs}; a snapshot is a copy
+    of upper/ (the image stays shared)."""
 
     name = "overlay"
     constant_time_create = True
     shares_image = True
+    state_dir = "upper"
 
     def create_volume(self, name: str, image: ImageLike, idmap: IdMap | None) -> None:
         vol = self.new_volume_dir(name)
@@ -63,6 +60,21 @@ class OverlayDriver(StorageDriver):
                 if not self.idmapped:
                     ensure_shifted(Path(image.rootfs), idmap)
             revert.pop_all()
+
+    def _complete_volume(self, vol: Path, state: Path) -> None:
+        st = os.lstat(state)
+        make_dir(vol / "work", 0o700)
+        os.chown(vol / "work", st.st_uid, st.st_gid)
+        make_dir(vol / "rootfs", 0o755)
+
+    def _after_restore(self, vol: Path) -> None:
+        """overlayfs' work dir belongs to the upper it was used with: start it afresh."""
+        work = vol / "work"
+        st = os.lstat(vol / "upper")
+        if work.exists():
+            remove_tree(work)
+        make_dir(work, 0o700)
+        os.chown(work, st.st_uid, st.st_gid)
 
     def rootfs_spec(self, name: str, image_rootfs: str | os.PathLike[str],
                     idmap: IdMap | None) -> RootfsSpec:
