@@ -19,6 +19,7 @@ from lxmgr import paths
 from lxmgr.errors import Conflict, NotFound
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
+from lxmgr.model.snapshot import SnapshotSpec
 
 # Migration N brings the schema from version N to N + 1; never edit a shipped one.
 MIGRATIONS: tuple[str, ...] = (
@@ -54,6 +55,14 @@ MIGRATIONS: tuple[str, ...] = (
         description TEXT NOT NULL DEFAULT '',
         type TEXT NOT NULL DEFAULT 'bridge',
         config TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+    """
+    CREATE TABLE snapshots (
+        instance TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        PRIMARY KEY (instance, name)
     );
     """,
 )
@@ -149,6 +158,67 @@ class Database:
     def instance_remove(self, name: str) -> None:
         with self.transaction() as conn:
             conn.execute("DELETE FROM instances WHERE name = ?", (name,))
+            conn.execute("DELETE FROM snapshots WHERE instance = ?", (name,))
+
+    def instance_rename(self, spec: InstanceSpec, old: str) -> None:
+        """Store spec (already carrying its new name) in place of old, with its snapshots."""
+        try:
+            with self.transaction() as conn:
+                cur = conn.execute("UPDATE instances SET name = ?, spec = ? WHERE name = ?",
+                                   (spec.name, json.dumps(spec.to_dict()), old))
+                if cur.rowcount != 1:
+                    raise NotFound(f"Instance '{old}' not found")
+                rows = conn.execute("SELECT name, spec FROM snapshots WHERE instance = ?",
+                                    (old,)).fetchall()
+                for snap_name, text in rows:
+                    snap = SnapshotSpec.from_dict(json.loads(text))
+                    snap.instance.name = spec.name
+                    conn.execute("UPDATE snapshots SET instance = ?, spec = ? WHERE instance = ?"
+                                 " AND name = ?", (spec.name, json.dumps(snap.to_dict()), old,
+                                                   snap_name))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance '{spec.name}' already exists") from None
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def snapshots(self, instance: str) -> list[SnapshotSpec]:
+        """An instance's snapshots, oldest first."""
+        rows = self._query("SELECT spec FROM snapshots WHERE instance = ?", (instance,))
+        snaps = [SnapshotSpec.from_dict(json.loads(r[0])) for r in rows]
+        return sorted(snaps, key=lambda snap: (snap.created_at, snap.name))
+
+    def snapshot_get(self, instance: str, name: str) -> SnapshotSpec:
+        rows = self._query("SELECT spec FROM snapshots WHERE instance = ? AND name = ?",
+                           (instance, name))
+        if not rows:
+            raise NotFound(f"Snapshot '{instance}/{name}' not found")
+        return SnapshotSpec.from_dict(json.loads(rows[0][0]))
+
+    def snapshot_add(self, instance: str, snap: SnapshotSpec) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO snapshots (instance, name, spec) VALUES (?, ?, ?)",
+                             (instance, snap.name, json.dumps(snap.to_dict())))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Snapshot '{instance}/{snap.name}' already exists") from None
+
+    def snapshot_save(self, instance: str, snap: SnapshotSpec, old_name: str | None = None
+                      ) -> None:
+        """Update a snapshot (renamed from old_name when given)."""
+        try:
+            with self.transaction() as conn:
+                cur = conn.execute("UPDATE snapshots SET name = ?, spec = ? WHERE instance = ? "
+                                   "AND name = ?", (snap.name, json.dumps(snap.to_dict()),
+                                                    instance, old_name or snap.name))
+                if cur.rowcount != 1:
+                    raise NotFound(f"Snapshot '{instance}/{old_name or snap.name}' not found")
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Snapshot '{instance}/{snap.name}' already exists") from None
+
+    def snapshot_remove(self, instance: str, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM snapshots WHERE instance = ? AND name = ?",
+                         (instance, name))
 
     def instance_touch(self, name: str, when: str) -> None:
         with self.transaction() as conn:

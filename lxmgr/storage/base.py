@@ -130,6 +130,10 @@ class StorageDriver(ABC):
         copied. Conflict if target exists; nothing is left behind on failure."""
         raise NotSupported(f"Storage driver '{self.name}' cannot copy volumes")
 
+    def copy_snapshot(self, source: str, snapshot: str, target: str) -> None:
+        """Copy one snapshot of source into target's snapshots (a copy with snapshots)."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot copy snapshots")
+
     def rename_volume(self, name: str, new_name: str) -> None:
         """Rename a (stopped) volume together with its snapshots; Conflict if taken."""
         raise NotSupported(f"Storage driver '{self.name}' cannot rename volumes")

@@ -47,10 +47,13 @@ class DirStateSnapshots(StorageDriver):
         """Hook: what a new volume needs besides its state (overlay: work/, rootfs/)."""
 
     def snapshot_volume(self, name: str, snapshot: str) -> None:
+        self._keep(self._state(name), name, snapshot)
+
+    def _keep(self, state: Path, name: str, snapshot: str) -> None:
+        """Copy state into snapshot_dir(name, snapshot) atomically; Conflict if taken."""
         dest = self.snapshot_dir(name, snapshot)
         if dest.exists():
             raise Conflict(f"Snapshot '{name}/{snapshot}' already exists")
-        state = self._state(name)
         self.snapshots_dir(name).mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = dest.with_name(f".{snapshot}.tmp-{os.getpid()}")
         with contextlib.ExitStack() as revert:
@@ -97,6 +100,9 @@ class DirStateSnapshots(StorageDriver):
             copy_dir(state, vol / self.state_dir)
             self._complete_volume(vol, vol / self.state_dir)
             revert.pop_all()
+
+    def copy_snapshot(self, source: str, snapshot: str, target: str) -> None:
+        self._keep(self._state(source, snapshot), target, snapshot)
 
     def rename_volume(self, name: str, new_name: str) -> None:
         old_vol, new_vol = self.volume_dir(name), self.volume_dir(new_name)
