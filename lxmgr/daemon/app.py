@@ -23,6 +23,7 @@ from lxmgr.daemon.routes import (
     operations,
     profiles,
     server,
+    snapshots,
 )
 from lxmgr.errors import LxmgrError
 from lxmgr.instances import lifecycle
@@ -61,8 +62,8 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
-    for module in (server, instances, instance_state, instance_exec, profiles, images,
-                   networks, operations, events):
+    for module in (server, instances, instance_state, instance_exec, snapshots, profiles,
+                   images, networks, operations, events):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

@@ -10,6 +10,7 @@ from typing import Any
 from lxmgr.api.operation import format_time
 from lxmgr.errors import InvalidConfig, LxmgrError
 from lxmgr.instances.manager import Manager
+from lxmgr.model.snapshot import SnapshotSpec
 
 STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Stopping": 107,
                 "Starting": 106, "Error": 112}
@@ -65,9 +66,35 @@ def instance(manager: Manager, name: str, full: bool = False) -> dict[str, Any]:
     }
     if full:
         out["state"] = state
-        out["snapshots"] = []
+        out["snapshots"] = [snapshot(manager, name, s) for s in manager.snapshots(name)]
         out["backups"] = []
     return out
+
+
+def snapshot(manager: Manager, name: str, snap: SnapshotSpec) -> dict[str, Any]:
+    """InstanceSnapshot: the definition the instance had when the snapshot was taken."""
+    spec = snap.instance
+    try:
+        expanded, devices = manager.expanded(spec)
+    except LxmgrError:  # a profile of that time is gone: show the local definition
+        expanded, devices = dict(spec.config), {k: dict(v) for k, v in spec.devices.items()}
+    return {
+        "name": snap.name,
+        "description": spec.description,
+        "created_at": format_time(snap.created_at),
+        "expires_at": format_time(snap.expires_at) if snap.expires_at else
+        "0001-01-01T00:00:00Z",
+        "last_used_at": "0001-01-01T00:00:00Z",
+        "architecture": platform.machine(),
+        "ephemeral": spec.ephemeral,
+        "stateful": False,
+        "size": -1,
+        "profiles": list(spec.profiles),
+        "config": dict(spec.config),
+        "devices": {k: dict(v) for k, v in spec.devices.items()},
+        "expanded_config": expanded,
+        "expanded_devices": devices,
+    }
 
 
 def instances(manager: Manager, level: int, expr: str) -> list[Any]:

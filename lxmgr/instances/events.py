@@ -54,6 +54,9 @@ class EventBus:
         if self.loop is not None and self.subscribers:
             self.loop.call_soon_threadsafe(self.publish, event)
 
-    def lifecycle(self, action: str, name: str, **context: Any) -> None:
-        """Publish an instance lifecycle event (instance-started, ...)."""
-        self.publish(lifecycle(action, f"/1.0/instances/{name}", context))
+    def lifecycle(self, action: str, name: str, *, snapshot: str | None = None,
+                  **context: Any) -> None:
+        """Publish an instance lifecycle event (instance-started, ...); snapshot events
+        have the snapshot as their source, as in LXD."""
+        source = f"/1.0/instances/{name}" + (f"/snapshots/{snapshot}" if snapshot else "")
+        self.publish(lifecycle(action, source, context))

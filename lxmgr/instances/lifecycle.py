@@ -1,10 +1,12 @@
-"""Daemon-side lifecycle duties: boot.autostart when the daemon starts, and deleting
-ephemeral instances that stopped on their own (poweroff inside, crash)."""
+"""Daemon-side lifecycle duties: boot.autostart when the daemon starts, deleting
+ephemeral instances that stopped on their own (poweroff inside, crash), and once a minute
+the scheduled snapshots (snapshots.schedule) and the expiry of old ones."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from lxmgr.errors import LxmgrError
 from lxmgr.instances.events import EventBus
@@ -57,7 +59,12 @@ async def run(manager: Manager, events: EventBus) -> None:
     await autostart(manager, events)
     await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
     running: set[str] = set()
+    last_minute: datetime | None = None
     while True:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        if now != last_minute:
+            last_minute = now
+            await snapshot_duties(manager, events, now)
         try:
             gone, running = await asyncio.to_thread(stopped_ephemerals, manager, running)
             for name in gone:
@@ -69,3 +76,16 @@ async def run(manager: Manager, events: EventBus) -> None:
         except LxmgrError as err:
             log.warning("Lifecycle watch: %s", err)
         await asyncio.sleep(WATCH_INTERVAL)
+
+
+async def snapshot_duties(manager: Manager, events: EventBus, now: datetime) -> None:
+    """Take this minute's scheduled snapshots, then delete the expired ones."""
+    try:
+        for name, snap in await asyncio.to_thread(manager.scheduled_snapshots, now):
+            events.lifecycle("instance-snapshot-created", name, snapshot=snap)
+            log.info("Scheduled snapshot %s/%s taken", name, snap)
+        for name, snap in await asyncio.to_thread(manager.expire_snapshots, now):
+            events.lifecycle("instance-snapshot-deleted", name, snapshot=snap)
+            log.info("Expired snapshot %s/%s deleted", name, snap)
+    except LxmgrError as err:
+        log.warning("Snapshot duties: %s", err)

@@ -41,8 +41,11 @@ async def create_instance(request: web.Request) -> web.Response:
     if field(body, "type", str, "container") != "container":
         raise NotSupported("Only containers are supported")
     source = field(body, "source", dict, {})
+    if field(source, "type", str, "image") == "copy":
+        return await _copy_instance(request, body, source)
     if field(source, "type", str, "image") != "image":
-        raise NotSupported(f"Unsupported source type '{source.get('type')}': use 'image'")
+        raise NotSupported(f"Unsupported source type '{source.get('type')}': use 'image' "
+                           "or 'copy'")
     image = field(source, "alias", str) or field(source, "fingerprint", str)
     if not image:
         raise InvalidConfig("Missing source image: give source.alias or source.fingerprint")
@@ -78,6 +81,44 @@ async def create_instance(request: web.Request) -> web.Response:
     return responses.async_op(op)
 
 
+async def _copy_instance(request: web.Request, body: dict[str, Any],
+                         source: dict[str, Any]) -> web.Response:
+    """POST /1.0/instances with source.type=copy: 'NAME' or 'NAME/SNAPSHOT' on this host."""
+    manager = request.app[MANAGER]
+    origin = field(source, "source", str, "")
+    if not origin:
+        raise InvalidConfig("Missing source.source: the instance (or instance/snapshot) to copy")
+    if field(source, "live", bool, False) or field(source, "mode", str, "pull") != "pull":
+        raise NotSupported("Only local copies are supported")
+    name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager)
+    validate_instance_name(name)
+    args = {
+        "instance_only": field(source, "instance_only", bool, False),
+        "profiles": field(body, "profiles", list),
+        "config": field(body, "config", dict),
+        "ephemeral": field(body, "ephemeral", bool),
+        "description": field(body, "description", str),
+    }
+    start = field(body, "start", bool, False)
+    await asyncio.to_thread(manager.get, origin.partition("/")[0])
+    if await asyncio.to_thread(manager.store.exists, name):
+        raise Conflict(f"Instance '{name}' already exists")
+    events = request.app[EVENTS]
+
+    async def work(op: Operation) -> dict[str, Any]:
+        await asyncio.to_thread(manager.copy, origin, name, **args)
+        events.lifecycle("instance-created", name)
+        if start:
+            await asyncio.to_thread(manager.start, name)
+            events.lifecycle("instance-started", name)
+        return {"entity_url": instance_url(name)}
+
+    op = request.app[OPERATIONS].create(f"Copying instance {origin} to {name}", work,
+                                        resources={"instances": [instance_url(name)]},
+                                        metadata={"entity_url": instance_url(name)})
+    return responses.async_op(op)
+
+
 def _free_name(manager: Any) -> str:
     taken = set(manager.list())
     for _ in range(100):
@@ -100,7 +141,7 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
     name = request.match_info["name"]
     body = await json_body(request)
     if "restore" in body:
-        raise NotSupported("Snapshots are not supported yet")
+        return await _restore(request, name, field(body, "restore", str, ""))
     config = field(body, "config", dict)
     devices = field(body, "devices", dict)
     profiles = field(body, "profiles", list)
@@ -135,9 +176,46 @@ async def patch_instance(request: web.Request) -> web.Response:
     return await _update(request, merge=True)
 
 
+async def _restore(request: web.Request, name: str, snap: str) -> web.Response:
+    """PUT /1.0/instances/{name} {"restore": SNAP} (LXD's restore)."""
+    manager = request.app[MANAGER]
+    await asyncio.to_thread(manager.get_snapshot, name, snap)
+    events = request.app[EVENTS]
+
+    async def work(op: Operation) -> None:
+        await asyncio.to_thread(manager.restore, name, snap)
+        events.lifecycle("instance-restored", name, snapshot=snap)
+
+    op = request.app[OPERATIONS].create(f"Restoring snapshot {name}/{snap}", work,
+                                        resources={"instances": [instance_url(name)]})
+    return responses.async_op(op)
+
+
 @routes.post("/1.0/instances/{name}")
 async def rename_instance(request: web.Request) -> web.Response:
-    raise NotSupported("Renaming and migrating instances is not supported yet")
+    """LXD's rename ({"name": NEW}); migration to another host is not supported."""
+    manager = request.app[MANAGER]
+    name = request.match_info["name"]
+    body = await json_body(request)
+    if field(body, "migration", bool, False) or field(body, "live", bool, False):
+        raise NotSupported("Migrating instances to another host is not supported")
+    new = field(body, "name", str, "")
+    validate_instance_name(new)
+    await asyncio.to_thread(manager.get, name)
+    if await asyncio.to_thread(manager.store.exists, new):
+        raise Conflict(f"Instance '{new}' already exists")
+    if await asyncio.to_thread(manager.is_running, name):
+        raise Conflict(f"Instance '{name}' is running: stop it before renaming")
+    events = request.app[EVENTS]
+
+    async def work(op: Operation) -> dict[str, Any]:
+        await asyncio.to_thread(manager.rename, name, new)
+        events.lifecycle("instance-renamed", new, old_name=name)
+        return {"entity_url": instance_url(new)}
+
+    op = request.app[OPERATIONS].create(f"Renaming instance {name} to {new}", work,
+                                        resources={"instances": [instance_url(name)]})
+    return responses.async_op(op)
 
 
 @routes.delete("/1.0/instances/{name}")
