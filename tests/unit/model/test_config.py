@@ -48,6 +48,10 @@ KEY_CASES = {
     "security.syscalls.deny_default": ("false", "x"),
     "security.syscalls.deny_compat": ("true", "x"),
     "security.syscalls.deny": ("keyctl\nadd_key", "not a syscall"),
+    "snapshots.schedule": ("@daily", "daily"),
+    "snapshots.schedule.stopped": ("true", "x"),
+    "snapshots.pattern": ("auto%d", "a/b"),
+    "snapshots.expiry": ("2w 3d", "fortnight"),
 }
 
 
