@@ -1,0 +1,150 @@
+"""User image remotes stored in one YAML file beside the built-in ones, and resolution of an
+image reference the user typed ('ubuntu:24.04', 'images:debian/12', 'debian') to a remote.
+
+Imports lxmgr.model.remote (the pure rules), lxmgr.images.simplestreams, lxmgr.errors.
+Synchronous small-file I/O (call through asyncio.to_thread from a coroutine). The file is
+written atomically (temp, fsync, rename) under an flock of a sidecar '.lock' file, read
+size-capped with yaml.safe_load, and every entry is validated again on load, so a hand-edited
+file cannot smuggle in an http:// URL. The caller chooses where it lives (see remotes_file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lxmgr.errors import Conflict, InvalidConfig, NotFound
+from lxmgr.images.simplestreams import normalize_architecture
+from lxmgr.model.remote import BUILTIN, ImageRef, Remote, build_remote, parse_image_ref
+
+MAX_FILE_BYTES = 256 * 1024
+FILE_NAME = "remotes.yaml"
+
+
+def remotes_file(state_dir: Path) -> Path:
+    """Where user remotes live under a state directory ($LXMGR_DIR/remotes.yaml)."""
+    return state_dir / FILE_NAME
+
+
+def load_remotes(path: Path) -> dict[str, Remote]:
+    """Built-in remotes, then the user's from path (a missing file means none), by name."""
+    remotes = dict(BUILTIN)
+    for name, entry in _read(path).items():
+        remote = _from_entry(path, name, entry)
+        remotes[remote.name] = remote
+    return remotes
+
+
+def get_remote(path: Path, name: str) -> Remote:
+    """One remote by name; NotFound names it."""
+    try:
+        return load_remotes(path)[name]
+    except KeyError:
+        raise NotFound(f"Remote '{name}' not found") from None
+
+
+def add_remote(path: Path, name: str, url: str, *, protocol: str = "simplestreams",
+               public: bool = True) -> Remote:
+    """Validate and store a new user remote; Conflict if the name is taken."""
+    remote = build_remote(name, url, protocol, public)
+    with _locked(path):
+        entries = _read(path)
+        if name in entries or name in BUILTIN:
+            raise Conflict(f"Remote '{name}' already exists")
+        entries[name] = {"url": remote.url, "protocol": remote.protocol,
+                         "public": remote.public}
+        _write(path, entries)
+    return remote
+
+
+def remove_remote(path: Path, name: str) -> None:
+    """Forget a user remote; built-in ones cannot be removed (InvalidConfig)."""
+    if name in BUILTIN:
+        raise InvalidConfig(f"Remote '{name}' is built in and cannot be removed")
+    with _locked(path):
+        entries = _read(path)
+        if entries.pop(name, None) is None:
+            raise NotFound(f"Remote '{name}' not found")
+        _write(path, entries)
+
+
+def resolve_image_ref(path: Path, ref: str) -> tuple[Remote | None, str]:
+    """(remote, alias) for what the user typed; remote None means the local image store."""
+    remotes = load_remotes(path)
+    parsed: ImageRef = parse_image_ref(ref, remotes)
+    return (remotes[parsed.remote] if parsed.remote else None), parsed.alias
+
+
+def host_architecture() -> str:
+    """This machine's architecture in LXD's naming (x86_64, aarch64...)."""
+    return normalize_architecture(platform.machine())
+
+
+def _from_entry(path: Path, name: Any, entry: Any) -> Remote:
+    if not isinstance(name, str) or not isinstance(entry, dict):
+        raise InvalidConfig(f"Invalid remotes file '{path}': entry {name!r} is not a mapping")
+    url, protocol, public = entry.get("url"), entry.get("protocol", "simplestreams"), \
+        entry.get("public", True)
+    if not isinstance(url, str) or not isinstance(protocol, str) or not isinstance(public, bool):
+        raise InvalidConfig(f"Invalid remotes file '{path}': remote '{name}' needs a url, "
+                            "a protocol and a boolean public")
+    try:
+        return build_remote(name, url, protocol, public)
+    except InvalidConfig as err:
+        raise InvalidConfig(f"Invalid remotes file '{path}': {err}") from err
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return {}
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidConfig(f"Invalid remotes file '{path}': larger than {MAX_FILE_BYTES} bytes")
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as err:
+        raise InvalidConfig(f"Invalid remotes file '{path}': {err}") from err
+    remotes = data.get("remotes", {}) if isinstance(data, dict) else None
+    if not isinstance(remotes, dict):
+        raise InvalidConfig(f"Invalid remotes file '{path}': expected a 'remotes' mapping")
+    return remotes
+
+
+def _write(path: Path, entries: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"remotes": entries}, default_flow_style=False, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialize read-modify-write of the file between processes (daemon, CLI)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
