@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import click
 
 from lxmgr.cli.actions import change_state
@@ -14,15 +16,21 @@ from lxmgr.cli.options import get_app
                 shell_complete=complete_instances)
 @click.option("-f", "--force", is_flag=True, help="Stop a running instance first (kill).")
 def delete(names: tuple[str, ...], force: bool) -> None:
-    """Delete instances (they must be stopped unless --force).
+    """Delete instances (they must be stopped unless --force) or snapshots (NAME/SNAP).
 
     \b
     Examples:
       lxmgr delete web1
       lxmgr delete -f web1 web2
+      lxmgr delete web1/snap0
     """
     app = get_app()
     for name in names:
+        if "/" in name:
+            instance, _, snap = name.partition("/")
+            app.operate("DELETE", app.instance_path(instance, "snapshots", quote(snap, safe="")),
+                        label=f"Deleting {name}")
+            continue
         status = app.query("GET", app.instance_path(name)).get("status", "")
         if status != "Stopped":
             if not force:

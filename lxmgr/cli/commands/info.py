@@ -26,9 +26,27 @@ def render_info(inst: dict[str, Any], state: dict[str, Any]) -> str:
     lines += [f"Created: {format_time(inst.get('created_at'))}",
               f"Last Used: {format_time(inst.get('last_used_at'))}",
               f"Profiles: {', '.join(inst.get('profiles') or [])}"]
-    if not state.get("pid"):
-        return "\n".join(lines)
-    lines += ["", "Resources:", f"  Processes: {state.get('processes', 0)}"]
+    if state.get("pid"):
+        lines += _resources(inst, state)
+    lines += _snapshots(inst.get("snapshots") or [])
+    return "\n".join(lines)
+
+
+def _snapshots(snapshots: list[dict[str, Any]]) -> list[str]:
+    """lxc info's Snapshots table: name, taken at, expires at, stateful."""
+    if not snapshots:
+        return []
+    from lxmgr.cli.terminal import render_table
+
+    rows = [[str(s.get("name", "")), format_time(s.get("created_at")),
+             format_time(s.get("expires_at")) if not str(s.get("expires_at", "")).startswith(
+                 "0001") else "", "YES" if s.get("stateful") else "NO"] for s in snapshots]
+    return ["", "Snapshots:", render_table(["NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL"],
+                                           rows)]
+
+
+def _resources(inst: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    lines = ["", "Resources:", f"  Processes: {state.get('processes', 0)}"]
     cpu = (state.get("cpu") or {}).get("usage")
     if cpu is not None:
         lines += ["  CPU usage:", f"    CPU usage (in seconds): {int(cpu) // 1_000_000_000}"]
@@ -41,7 +59,7 @@ def render_info(inst: dict[str, Any], state: dict[str, Any]) -> str:
                 lines.append(f"    {label}: {format_size(memory[key])}")
     lines += _network(state.get("network") or {})
     lines += _lease_hint(inst, state)
-    return "\n".join(lines)
+    return lines
 
 
 def _lease_hint(inst: dict[str, Any], state: dict[str, Any]) -> list[str]:
@@ -87,4 +105,6 @@ def info(name: str) -> None:
     app = get_app()
     inst = app.query("GET", app.instance_path(name))
     state = app.query("GET", app.instance_path(name, "state")) or {}
+    inst["snapshots"] = app.query("GET", app.instance_path(name, "snapshots"),
+                                  params={"recursion": 1}) or []
     app.echo(render_info(inst, state))

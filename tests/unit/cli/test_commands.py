@@ -72,7 +72,34 @@ def test_verb_list_is_complete() -> None:
     assert set(COMMANDS) == {"launch", "init", "start", "stop", "restart", "pause", "resume",
                              "delete", "list", "info", "exec", "shell", "console", "config",
                              "profile", "network", "image", "operation", "daemon",
-                             "doctor"}
+                             "doctor", "snapshot", "restore", "copy", "move", "rename"}
+
+
+def test_snapshot_verbs(run: Run, fake: FakeClient) -> None:
+    snaps = "/1.0/instances/c1/snapshots"
+    fake.answers[("GET", snaps)] = [f"{snaps}/nightly"]
+    assert run("snapshot", "c1").exit_code == 0
+    assert fake.last("POST", snaps).body == {}
+    assert run("snapshot", "c1", "nightly", "--reuse", "--no-expiry").exit_code == 0
+    assert fake.mutations()[-2:] == [("DELETE", f"{snaps}/nightly"), ("POST", snaps)]
+    assert fake.calls[-1].body == {"name": "nightly", "expires_at": "0001-01-01T00:00:00Z"}
+    assert run("restore", "c1", "snap0").exit_code == 0
+    assert fake.last("PUT", "/1.0/instances/c1").body == {"restore": "snap0"}
+    assert run("delete", "c1/snap0").exit_code == 0
+    assert fake.mutations()[-1] == ("DELETE", f"{snaps}/snap0")
+
+
+def test_copy_and_move(run: Run, fake: FakeClient) -> None:
+    assert run("copy", "c1/snap0", "c2", "--instance-only", "-c", "user.a=1", "-p", "x",
+               "--start").exit_code == 0
+    assert fake.last("POST", "/1.0/instances").body == {
+        "name": "c2", "source": {"type": "copy", "source": "c1/snap0", "instance_only": True},
+        "start": True, "config": {"user.a": "1"}, "profiles": ["x"]}
+    bad = run("copy", "c1", "9bad")
+    assert bad.exit_code == 1 and "Invalid instance name '9bad'" in bad.output
+    assert run("move", "c1", "c3").exit_code == 0
+    assert fake.last("POST", "/1.0/instances/c1").body == {"name": "c3"}
+    assert run("rename", "c3", "c4").exit_code == 0
 
 
 def test_launch_is_create_then_start(run: Run, fake: FakeClient) -> None:
