@@ -302,3 +302,13 @@ def test_hostile_fingerprint_alias_and_shapes_are_refused() -> None:
     with pytest.raises(InvalidConfig, match=r"index\[.*\]\.path"):
         parse_index({"index": {"x": {"datatype": "image-downloads", "products": ["a"],
                                      "path": "../index.json"}}})
+
+
+def test_unified_image_is_fingerprinted_by_its_sha256() -> None:
+    data = copy.deepcopy(IMAGES)
+    version = data["products"]["alpine:3.20:amd64:default"]["versions"]["20240602_13:00"]
+    version["items"] = {"lxd_combined.tar.gz": item("lxd_combined.tar.gz",
+                                                    "images/alpine/3.20/unified.tar.gz")}
+    alpine = find_image(parse_products(data), "alpine/3.20", "x86_64")
+    assert alpine.rootfs_type == "unified" and len(alpine.files) == 1
+    assert alpine.fingerprint == alpine.files[0].sha256
