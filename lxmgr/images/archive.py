@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from lxmgr.errors import Conflict, InvalidConfig, NotSupported
+from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotSupported
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 
@@ -54,6 +54,7 @@ _RESOLVE = c.RESOLVE_NO_SYMLINKS | c.RESOLVE_BENEATH | c.RESOLVE_NO_MAGICLINKS |
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"),
           (b"\x28\xb5\x2f\xfd", "zstd"))
 _SUFFIX = {"gzip": ".tar.gz", "xz": ".tar.xz", "none": ".tar"}
+_HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM})
 _LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
@@ -229,7 +230,12 @@ class _Extractor:
         dirfd = self._open_parent(parent, m.name)
         try:
             writer(tf, m, dirfd, name, rel)
-        except (OSError, OverflowError, ValueError) as err:
+        except OSError as err:
+            if err.errno in _HOST_ERRNOS:  # our disk's fault, not the archive's: a 500
+                raise LxmgrError(f"Cannot extract archive member '{m.name}': "
+                                 f"{err.strerror}") from err
+            raise _Reject(m.name, f"could not be extracted: {err}") from err
+        except (OverflowError, ValueError) as err:
             raise _Reject(m.name, f"could not be extracted: {err}") from err
         finally:
             os.close(dirfd)

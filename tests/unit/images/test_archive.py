@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
+from lxmgr.images import archive
 from lxmgr.images.archive import (
     Limits,
     check_tree,
@@ -210,6 +211,20 @@ def test_truncated_archive(tmp_path: Path) -> None:
     src.write_bytes(src.read_bytes()[:50_000])
     with pytest.raises(InvalidConfig, match="not a valid tar archive"):
         extract_archive(src, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_full_disk_is_not_a_bad_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive.shutil, "copyfileobj", no_space)
+    src = make_tar(tmp_path / "ok.tar", [member("f", data=b"x")])
+    with pytest.raises(LxmgrError) as exc:
+        extract_archive(src, tmp_path / "dest")
+    assert not isinstance(exc.value, InvalidConfig) and exc.value.status == 500
+    assert str(exc.value) == "Cannot extract archive member 'f': No space left on device"
     assert not (tmp_path / "dest").exists()
 
 
