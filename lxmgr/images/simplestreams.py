@@ -207,7 +207,9 @@ def _pick_files(items: Mapping[str, Any], where: str,
     meta = next((by_type[t] for t in META_TYPES if t in by_type), None)
     if meta is not None:
         for rootfs_type in preference:
-            if rootfs_type in by_type:
+            # A rootfs the metadata item has no combined hash for is unusable, not hostile
+            # (LXD skips it too): try the next type.
+            if rootfs_type in by_type and any(meta[1].get(f) for f in COMBINED_FIELDS[rootfs_type]):
                 return _split_image(meta, by_type[rootfs_type], rootfs_type)
     unified = next((by_type[t] for t in UNIFIED_TYPES if t in by_type), None)
     if unified is not None:
@@ -219,8 +221,7 @@ def _pick_files(items: Mapping[str, Any], where: str,
 def _split_image(meta: tuple[str, Mapping[str, Any]], root: tuple[str, Mapping[str, Any]],
                  rootfs_type: str) -> tuple[str, tuple[StreamFile, ...]]:
     meta_where, meta_item = meta
-    fields = COMBINED_FIELDS[rootfs_type]
-    field = next((f for f in fields if meta_item.get(f)), fields[0])
+    field = next(f for f in COMBINED_FIELDS[rootfs_type] if meta_item.get(f))
     fingerprint = _sha256(meta_item.get(field), f"{meta_where}.{field}")
     return fingerprint, (_file(*meta), _file(*root))
 

@@ -161,6 +161,15 @@ def test_newest_version_with_squashfs_and_its_combined_fingerprint(ubuntu: list[
     assert noble.description == "ubuntu 24.04 LTS amd64 (release) (20240523.1)"
 
 
+def test_squashfs_without_combined_hash_falls_back_to_root_tar_xz() -> None:
+    data = copy.deepcopy(UBUNTU)
+    meta = _noble_items(data)["lxd.tar.xz"]
+    del meta["combined_squashfs_sha256"]
+    noble = find_image(parse_products(data), "noble", "x86_64")
+    assert noble.rootfs_type == "root.tar.xz"
+    assert noble.fingerprint == meta["combined_rootxz_sha256"]
+
+
 def test_root_tar_xz_preference_uses_combined_rootxz() -> None:
     data = copy.deepcopy(UBUNTU)
     data["products"]["com.ubuntu.cloud:server:24.04:amd64"]["versions"] = {
@@ -286,8 +295,8 @@ def test_hostile_rootfs_item_is_refused(field: str, value: Any, message: str) ->
 
 def test_hostile_fingerprint_alias_and_shapes_are_refused() -> None:
     data = copy.deepcopy(UBUNTU)
-    del _noble_items(data)["lxd.tar.xz"]["combined_squashfs_sha256"]
-    with pytest.raises(InvalidConfig, match="combined_squashfs_sha256"):
+    _noble_items(data)["lxd.tar.xz"]["combined_squashfs_sha256"] = "not-a-hash"
+    with pytest.raises(InvalidConfig, match=r"\['lxd.tar.xz'\]\.combined_squashfs_sha256"):
         parse_products(data)
     data = copy.deepcopy(UBUNTU)
     data["products"]["com.ubuntu.cloud:server:24.04:amd64"]["aliases"] = "noble,../../x"
