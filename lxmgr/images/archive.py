@@ -218,6 +218,7 @@ class _Extractor:
         self.size = 0
 
     def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        """Check and write one member (its data is read from tf, which is a stream)."""
         rel = member_path(m.name)
         self._count(m)
         writer = self._writer(m)
