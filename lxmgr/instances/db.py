@@ -65,6 +65,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (instance, name)
     );
     """,
+    """
+    CREATE TABLE storage_pools (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 )
 
 
@@ -178,6 +186,34 @@ class Database:
                                                    snap_name))
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance '{spec.name}' already exists") from None
+
+    # -- storage pools ------------------------------------------------------------------------
+
+    def pools(self) -> dict[str, dict[str, Any]]:
+        rows = self._query("SELECT name, driver, description, config FROM storage_pools")
+        return {r[0]: {"name": r[0], "driver": r[1], "description": r[2],
+                       "config": json.loads(r[3])} for r in rows}
+
+    def pool_add(self, name: str, driver: str, description: str,
+                 config: dict[str, str]) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO storage_pools (name, driver, description, config) "
+                             "VALUES (?, ?, ?, ?)", (name, driver, description,
+                                                     json.dumps(config)))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Storage pool '{name}' already exists") from None
+
+    def pool_save(self, name: str, description: str, config: dict[str, str]) -> None:
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE storage_pools SET description = ?, config = ? "
+                               "WHERE name = ?", (description, json.dumps(config), name))
+            if cur.rowcount != 1:
+                raise NotFound(f"Storage pool '{name}' not found")
+
+    def pool_remove(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM storage_pools WHERE name = ?", (name,))
 
     # -- snapshots -----------------------------------------------------------------------------
 

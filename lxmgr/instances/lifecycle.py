@@ -56,6 +56,7 @@ def stopped_ephemerals(manager: Manager, running_before: set[str]) -> tuple[list
 async def run(manager: Manager, events: EventBus) -> None:
     """Autostart, then every few seconds remove ephemeral instances that stopped and
     restart any network's dnsmasq that died (the daemon supervises them)."""
+    await asyncio.to_thread(manager.pools.mount_all)  # btrfs loop pools, after a reboot
     await autostart(manager, events)
     await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
     running: set[str] = set()

@@ -26,6 +26,7 @@ from lxmgr.instances.manager_config import ConfigMixin
 from lxmgr.instances.manager_exec import ExecMixin
 from lxmgr.instances.manager_snapshots import SnapshotMixin
 from lxmgr.instances.networks import Networks
+from lxmgr.instances.pools import Pools
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.proxies import Proxies
 from lxmgr.instances.store import InstanceStore, write_atomic
@@ -38,7 +39,6 @@ from lxmgr.model.profile import Profile
 from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
-from lxmgr.storage import base as storage_base
 from lxmgr.supervisor import control, protocol
 from lxmgr.supervisor.config import SupervisorConfig
 
@@ -57,6 +57,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
         self.default_storage = storage
         self._own_db = db is None
         self.db = db or Database()
+        self.pools = Pools(self.db, storage)
         self.store = InstanceStore(self.db)
         self.images = ImageStore()
         self.networks = Networks(self.db)
@@ -124,11 +125,13 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
             name=name, image_fingerprint="", description=description,
             profiles=list(profiles if profiles is not None else ["default"]),
             config=cfgmod.validate_config(config or {}), devices=validate_devices(devices or {}),
-            ephemeral=ephemeral, storage_driver=storage or self.default_storage)
+            ephemeral=ephemeral, storage_driver=self.default_storage)
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded)
         self.networks.check_devices(devices)
-        storage_base.load(spec.storage_driver)
+        root_pool = next((d.get("pool") for d in devices.values()
+                          if d.get("type") == "disk" and d.get("path") == "/"), None)
+        spec.storage_pool, spec.storage_driver = self.pools.resolve(storage or root_pool)
         if self.store.exists(name):
             raise Conflict(f"Instance '{name}' already exists")
         return spec
@@ -179,7 +182,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
         expanded, _ = self.expanded(spec)
         img = self.images.get(image)
         spec.image_fingerprint = img.fingerprint
-        driver = storage_base.load(spec.storage_driver)
+        driver = self.pools.driver_for(spec)
         if self.store.exists(name) or driver.volume_exists(name):
             raise Conflict(f"Instance '{name}' already exists")
         idmap = self._allocate_idmap(expanded)
@@ -207,7 +210,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
             if not force:
                 raise Conflict(f"Instance '{name}' is running: stop it first or use --force")
             self.stop(name, force=True)
-        storage_base.load(spec.storage_driver).delete_volume(name)
+        self.pools.driver_for(spec).delete_volume(name)
         self.cgroups.delete(name)
         self.proxies.clear(name)
         self.networks.release(self._nic_specs_or_none(spec))
@@ -247,7 +250,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
         expanded, _devices = self.expanded(spec)
         idmap = self._idmap(spec)
         img = self._image(spec)
-        driver = storage_base.load(spec.storage_driver)
+        driver = self.pools.driver_for(spec)
         if not driver.volume_exists(spec.name):
             raise NotFound(f"Storage volume of instance '{spec.name}' is missing")
         rootfs = driver.rootfs_spec(spec.name, img.rootfs, idmap)

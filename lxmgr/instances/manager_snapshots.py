@@ -145,7 +145,7 @@ class SnapshotMixin:
             target, profiles=profiles if profiles is not None else list(src.profiles),
             config={**own, **(config or {})}, devices=src.devices,
             ephemeral=src.ephemeral if ephemeral is None else ephemeral,
-            storage=src.storage_driver,
+            storage=src.storage_pool or src.storage_driver,
             description=src.description if description is None else description)
         spec.image_fingerprint = src.image_fingerprint
         spec.config.update({k: src.config[k] for k in _IDMAP_KEYS if k in src.config})
@@ -233,7 +233,7 @@ class SnapshotMixin:
     # -- helpers -----------------------------------------------------------------------------
 
     def _driver_for_snapshots(self, spec: InstanceSpec) -> storage_base.StorageDriver:
-        driver = storage_base.load(spec.storage_driver)
+        driver = self.pools.driver_for(spec)
         if not driver.can_snapshot:
             raise NotSupported(f"Storage driver '{driver.name}' of '{spec.name}' cannot "
                                "snapshot or copy")
@@ -257,7 +257,7 @@ class SnapshotMixin:
 
     def _write_name_files(self, spec: InstanceSpec) -> None:
         """/etc/hostname and /etc/hosts naming the instance (LXD's copy/rename templates)."""
-        driver = storage_base.load(spec.storage_driver)
+        driver = self.pools.driver_for(spec)
         img = self._image(spec)
         try:
             rootfs = driver.rootfs_spec(spec.name, img.rootfs, self._idmap(spec))

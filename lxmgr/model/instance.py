@@ -136,6 +136,7 @@ class InstanceSpec:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     storage_driver: str = "dir"
     description: str = ""
+    storage_pool: str = ""  # "" for instances made before named pools: the driver's own
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-safe dict (created_at as ISO 8601)."""
@@ -149,6 +150,7 @@ class InstanceSpec:
             "ephemeral": self.ephemeral,
             "created_at": self.created_at.isoformat(),
             "storage_driver": self.storage_driver,
+            "storage_pool": self.storage_pool,
         }
 
     @classmethod
@@ -179,4 +181,5 @@ class InstanceSpec:
             created_at=created_at,
             storage_driver=_require(data, "storage_driver", str),
             description=str(data.get("description", "")),
+            storage_pool=str(data.get("storage_pool", "")),
         )

@@ -22,7 +22,7 @@ from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.model.snapshot import validate_snapshot_name
 from lxmgr.storage.mount import supports_idmapped_overlay
 
-BUILTIN = ("dir", "overlay")  # modules under lxmgr.storage that register a driver
+BUILTIN = ("dir", "overlay", "btrfs")  # modules under lxmgr.storage that register a driver
 DRIVERS: dict[str, type[StorageDriver]] = {}
 _VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 
@@ -55,8 +55,9 @@ class StorageDriver(ABC):
         if "name" in cls.__dict__:
             DRIVERS[cls.name] = cls
 
-    def __init__(self, idmapped: bool | None = None) -> None:
+    def __init__(self, idmapped: bool | None = None, *, pool_dir: Path | None = None) -> None:
         self._idmapped = idmapped  # None: probe the kernel on first use
+        self._pool_dir = pool_dir  # None: the driver's own default pool, storage_dir()/<name>
 
     @property
     def idmapped(self) -> bool:
@@ -73,7 +74,16 @@ class StorageDriver(ABC):
         return vol
 
     def pool_dir(self) -> Path:
-        return paths.storage_dir() / self.name
+        return self._pool_dir or paths.storage_dir() / self.name
+
+    def usage(self) -> dict[str, int]:
+        """The pool's space: total, used and free bytes of the filesystem it lives on."""
+        directory = self.pool_dir()
+        while not directory.exists():
+            directory = directory.parent
+        st = os.statvfs(directory)
+        total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        return {"total": total, "used": total - st.f_bfree * st.f_frsize, "free": free}
 
     def volume_dir(self, name: str) -> Path:
         return self.pool_dir() / check_volume_name(name)
@@ -139,15 +149,17 @@ class StorageDriver(ABC):
         raise NotSupported(f"Storage driver '{self.name}' cannot rename volumes")
 
 
-def load(name: str) -> StorageDriver:
-    """An instance of the driver registered as name; UnknownDriver otherwise."""
+def load(name: str, pool_dir: Path | None = None) -> StorageDriver:
+    """An instance of the driver registered as name (on the pool at pool_dir, default: the
+    driver's own under storage_dir()); UnknownDriver otherwise."""
     for module in BUILTIN:
         importlib.import_module(f"lxmgr.storage.{module}")
     try:
-        return DRIVERS[name]()
+        cls = DRIVERS[name]
     except KeyError:
         raise UnknownDriver(f"Unknown storage driver '{name}' (available: "
                             f"{', '.join(sorted(DRIVERS))})") from None
+    return cls(pool_dir=pool_dir)
 
 
 def mounts_below(path: Path) -> list[str]:

@@ -27,7 +27,6 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, KernelError, NotFound, NotSupported
 from lxmgr.linux import btrfs
 from lxmgr.model.idmap import IdMap
@@ -67,11 +66,7 @@ class BtrfsDriver(StorageDriver):
     constant_time_snapshot = True
 
     def __init__(self, pool_dir: Path | None = None, idmapped: bool | None = None) -> None:
-        super().__init__(idmapped)
-        self._pool_dir = pool_dir
-
-    def pool_dir(self) -> Path:
-        return self._pool_dir or paths.storage_dir() / self.name
+        super().__init__(idmapped, pool_dir=pool_dir)
 
     def volume_dir(self, name: str) -> Path:
         return self.pool_dir() / "containers" / check_volume_name(name)
