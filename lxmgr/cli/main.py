@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "config": "config:config",
     "profile": "profile:profile",
     "network": "network:network",
+    "storage": "storage:storage",
     "image": "image:image",
     "operation": "operation:operation",
     "daemon": "daemon:daemon",

@@ -24,6 +24,7 @@ from lxmgr.daemon.routes import (
     profiles,
     server,
     snapshots,
+    storage,
 )
 from lxmgr.errors import LxmgrError
 from lxmgr.instances import lifecycle
@@ -63,7 +64,7 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
     for module in (server, instances, instance_state, instance_exec, snapshots, profiles,
-                   images, networks, operations, events):
+                   images, networks, storage, operations, events):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

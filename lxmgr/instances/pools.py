@@ -126,6 +126,7 @@ class Pools:
                description: str = "") -> dict[str, Any]:
         validate_pool_name(name)
         clean = validate_pool_config(driver, config or {})
+        self.ensure_default()
         if name in self.db.pools():
             raise Conflict(f"Storage pool '{name}' already exists")
         with contextlib.ExitStack() as revert:

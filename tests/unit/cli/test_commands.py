@@ -72,7 +72,23 @@ def test_verb_list_is_complete() -> None:
     assert set(COMMANDS) == {"launch", "init", "start", "stop", "restart", "pause", "resume",
                              "delete", "list", "info", "exec", "shell", "console", "config",
                              "profile", "network", "image", "operation", "daemon",
-                             "doctor", "snapshot", "restore", "copy", "move", "rename"}
+                             "doctor", "snapshot", "restore", "copy", "move", "rename", "storage"}
+
+
+def test_storage_verbs(run: Run, fake: FakeClient) -> None:
+    fake.answers[("GET", "/1.0/storage-pools")] = [
+        {"name": "default", "driver": "overlay", "config": {"source": "/var/lib/x"},
+         "description": "", "used_by": ["/1.0/instances/c1"], "status": "Created"}]
+    table = run("storage", "list").output
+    assert "| default | overlay | /var/lib/x |" in table
+    assert run("storage", "create", "fast", "btrfs", "size=2GiB").exit_code == 0
+    assert fake.last("POST", "/1.0/storage-pools").body == {
+        "name": "fast", "driver": "btrfs", "description": "", "config": {"size": "2GiB"}}
+    bad = run("storage", "create", "x", "zfs")
+    assert bad.exit_code == 2 and "zfs" in bad.output
+    assert run("storage", "set", "fast", "size=3GiB").exit_code == 1
+    assert run("storage", "delete", "fast").exit_code == 0
+    assert fake.mutations()[-1] == ("DELETE", "/1.0/storage-pools/fast")
 
 
 def test_snapshot_verbs(run: Run, fake: FakeClient) -> None:
