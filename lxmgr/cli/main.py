@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "profile": "profile:profile",
     "network": "network:network",
     "storage": "storage:storage",
+    "remote": "remote:remote",
     "image": "image:image",
     "operation": "operation:operation",
     "daemon": "daemon:daemon",

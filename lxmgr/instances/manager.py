@@ -19,7 +19,7 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeSetupError
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
-from lxmgr.instances import files
+from lxmgr.instances import files, image_ops
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
 from lxmgr.instances.manager_config import ConfigMixin
@@ -139,11 +139,15 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
     def check_create(self, name: str, image: str, *, profiles: list[str] | None = None,
                      config: dict[str, Any] | None = None,
                      devices: dict[str, dict[str, Any]] | None = None, ephemeral: bool = False,
-                     storage: str | None = None, description: str = "") -> bool:
+                     storage: str | None = None, description: str = "",
+                     remote: bool = False) -> bool:
         """Validate a create request before it becomes an operation; True when the image
-        must first be built from its recipe (NotFound if neither image nor recipe exists)."""
+        must first be built from its recipe (NotFound if neither image nor recipe exists).
+        remote: the image comes from a server (pulled by the operation), not checked here."""
         self._new_spec(name, profiles=profiles, config=config, devices=devices,
                        ephemeral=ephemeral, storage=storage, description=description)
+        if remote:
+            return False
         try:
             self.images.get(image)
             return False
@@ -199,6 +203,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
             revert.callback(driver.delete_volume, name)
             rootfs = driver.rootfs_spec(name, img.rootfs, idmap)
             files.write_instance_files(rootfs, idmap, name)
+            image_ops.apply_image_templates(self, spec, "create")
             revert.pop_all()
         log.info("Created instance %s from %s", name, img.fingerprint[:12])
         return spec
@@ -293,6 +298,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
         if not self._host_checked:
             ensure_host_ready()
             self._host_checked = True
+        image_ops.apply_image_templates(self, spec, "start")
         sup = self.build_supervisor_config(spec)
         cfg_path = paths.instance_dir(name) / "supervisor.json"
         write_atomic(cfg_path, sup.to_json())

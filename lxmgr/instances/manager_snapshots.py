@@ -19,7 +19,7 @@ from typing import Any
 
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotSupported
-from lxmgr.instances import files
+from lxmgr.instances import files, image_ops
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.snapshot import SnapshotSpec
@@ -164,6 +164,7 @@ class SnapshotMixin:
                                       snap.created_at, snap.expires_at)
                 self.db.snapshot_add(target, copied)
             self._write_name_files(spec)
+            image_ops.apply_image_templates(self, spec, "copy")
             revert.pop_all()
         log.info("Copied %s to %s", source, target)
         return spec
@@ -192,6 +193,7 @@ class SnapshotMixin:
             self.db.instance_rename(spec, name)
             revert.pop_all()
         self._write_name_files(spec)
+        image_ops.apply_image_templates(self, spec, "rename")
         log.info("Renamed instance %s to %s", name, new_name)
         return spec
 

@@ -73,16 +73,21 @@ def image() -> None:
 
 
 @image.command("list")
+@click.argument("remote", required=False, metavar="[REMOTE:]")
 @format_option
-def list_(fmt: str) -> None:
-    """List images.
+def list_(remote: str | None, fmt: str) -> None:
+    """List images (this server's, or a remote's with REMOTE:).
 
     \b
     Examples:
       lxmgr image list
       lxmgr image list --format json
+      lxmgr image list images:
     """
     app = get_app()
+    if remote and remote.rstrip(":") != "local":
+        app.echo(_remote_listing(remote, fmt))
+        return
     images = app.query("GET", "/1.0/images", params={"recursion": 1}) or []
     rows = [["\n".join(_aliases(i)), str(i.get("fingerprint", ""))[:12], _yes(i.get("public")),
              str((i.get("properties") or {}).get("description", "")),
@@ -195,3 +200,128 @@ def alias_list(fmt: str) -> None:
     rows = [[str(a.get("name", "")), str(a.get("target", ""))[:12],
              str(a.get("description", ""))] for a in sorted(aliases, key=lambda a: a["name"])]
     app.echo(render(fmt, ["ALIAS", "FINGERPRINT", "DESCRIPTION"], rows, aliases))
+
+
+def _remote_listing(remote: str, fmt: str) -> str:
+    """`image list REMOTE:`: read the server's simplestreams index, as lxc does."""
+    import asyncio
+
+    from lxmgr.cli.remotes import config_path
+    from lxmgr.errors import InvalidConfig
+    from lxmgr.images.download import fetch_products
+    from lxmgr.images.remotes import get_remote
+
+    name, _, rest = remote.partition(":")
+    if rest:
+        raise InvalidConfig(f"Expected 'REMOTE:', not '{remote}'")
+    server = get_remote(config_path(), name)
+    images = asyncio.run(fetch_products(server.url))
+    from datetime import UTC, datetime
+
+    def uploaded(epoch: int) -> str:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y/%m/%d %H:%M UTC") if epoch \
+            else ""
+
+    rows = [[", ".join(list(i.aliases)[:3]), i.fingerprint[:12], i.description or
+             f"{i.os} {i.release}", i.architecture, format_size(i.size),
+             uploaded(i.created_at)]
+            for i in sorted(images, key=lambda i: (i.os, i.release, i.architecture))]
+    headers = ["ALIAS", "FINGERPRINT", "DESCRIPTION", "ARCHITECTURE", "SIZE", "UPLOAD DATE"]
+    return render(fmt, headers, rows, [dict(fingerprint=i.fingerprint, aliases=list(i.aliases),
+                                            os=i.os, release=i.release,
+                                            architecture=i.architecture, size=i.size)
+                                       for i in images])
+
+
+@image.command("import")
+@click.argument("files", nargs=-1, required=True, metavar="FILE [ROOTFS]")
+@click.option("--alias", "aliases", multiple=True, help="Alias to give the image (repeatable).")
+def import_(files: tuple[str, ...], aliases: tuple[str, ...]) -> None:
+    """Import an LXD-format image: one unified tarball, or a metadata tarball and a rootfs
+    (squashfs or tarball).
+
+    \b
+    Examples:
+      lxmgr image import ubuntu.tar.gz --alias my-ubuntu
+      lxmgr image import lxd.tar.xz rootfs.squashfs --alias noble
+    """
+    from pathlib import Path
+
+    from lxmgr.client.transfer import upload_image
+
+    app = get_app()
+    paths = [Path(f) for f in files]
+    for path in paths:
+        if not path.is_file():
+            app.abort(f"No such image file '{path}'")
+    op = upload_image(app.client, paths, aliases=aliases)
+    op = app.client.wait_operation(op)
+    from lxmgr.client.rest import check_operation
+
+    fingerprint = (check_operation(op).get("metadata") or {}).get("fingerprint", "")
+    app.echo(f"Image imported with fingerprint: {fingerprint}")
+
+
+@image.command()
+@click.argument("image_name", metavar="IMAGE")
+@click.argument("target", required=False, default=".")
+def export(image_name: str, target: str) -> None:
+    """Export an image as an LXD unified tarball (named after its LXD fingerprint) into
+    TARGET (a directory, default the current one, or a file name).
+
+    \b
+    Examples:
+      lxmgr image export debian
+      lxmgr image export debian /srv/images/
+    """
+    from pathlib import Path
+
+    from lxmgr.client.transfer import download
+
+    app = get_app()
+    fingerprint = resolve_fingerprint(app, image_name)
+    written = download(app.client, f"{image_path(fingerprint)}/export", Path(target))
+    app.echo(f"Image exported to {written}")
+
+
+@image.command()
+@click.argument("source", metavar="REMOTE:IMAGE")
+@click.argument("target", metavar="local:", required=False, default="local:")
+@click.option("--alias", "aliases", multiple=True, help="Alias to give the copy (repeatable).")
+def copy(source: str, target: str, aliases: tuple[str, ...]) -> None:
+    """Copy an image from a remote into this server's store.
+
+    \b
+    Examples:
+      lxmgr image copy images:debian/12 local: --alias debian12
+      lxmgr image copy ubuntu:24.04 local:
+    """
+    from lxmgr.cli.remotes import image_source
+
+    app = get_app()
+    if target.rstrip(":") != "local":
+        app.abort(f"Only copies to this server (local:) are supported, not '{target}'")
+    src = image_source(source)
+    if src is None:
+        app.abort(f"'{source}' is not on a remote: give REMOTE:IMAGE")
+    body: dict[str, Any] = {"source": src,
+                            "aliases": [{"name": a, "description": ""} for a in aliases]}
+    op = app.operate("POST", "/1.0/images", body=body, label=f"Copying {source}")
+    app.echo(f"Image copied successfully: {(op.get('metadata') or {}).get('fingerprint', '')}")
+
+
+@image.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+def refresh(images: tuple[str, ...]) -> None:
+    """Look for a newer build of images copied from a remote.
+
+    \b
+    Examples:
+      lxmgr image refresh debian12
+    """
+    app = get_app()
+    for name in images:
+        op = app.operate("POST", f"{image_path(resolve_fingerprint(app, name))}/refresh",
+                         label=f"Refreshing {name}")
+        refreshed = (op.get("metadata") or {}).get("refreshed")
+        app.echo(f"Image {name} refreshed" if refreshed else f"Image {name} is up to date")

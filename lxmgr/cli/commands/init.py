@@ -37,10 +37,12 @@ def build_create_body(image: str, name: str, *, profiles: tuple[str, ...] = (),
                       ephemeral: bool = False, storage: str | None = None,
                       description: str = "", start: bool = False) -> dict[str, Any]:
     """The POST /1.0/instances body (InstancesPost)."""
+    from lxmgr.cli.remotes import image_source, local_alias
+
     body: dict[str, Any] = {
         "name": name,
         "type": "container",
-        "source": {"type": "image", "alias": image},
+        "source": image_source(image) or {"type": "image", "alias": local_alias(image)},
         "config": parse_assignments(config, "config") if config else {},
         "devices": {},
         "ephemeral": ephemeral,

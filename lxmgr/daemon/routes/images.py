@@ -1,6 +1,7 @@
-"""/1.0/images and /1.0/images/aliases: the local image store. POST /1.0/images with
-{"source": {"type": "recipe", "name": "debian"}} builds an image from a recipe (lxmgr's own
-source type) as an operation with progress."""
+"""/1.0/images and /1.0/images/aliases: the local image store. POST /1.0/images takes an
+upload or a pull from an image server (routes.image_transfer), or {"source": {"type":
+"recipe", "name": "debian"}} to build an image from a recipe (lxmgr's own source type), each
+as an operation with progress."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from lxmgr.api.operation import Operation, format_time
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
-from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.daemon.routes import image_transfer
+from lxmgr.errors import InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import ImageInfo
+from lxmgr.instances import image_ops
 from lxmgr.instances.manager import Manager
 
 routes = web.RouteTableDef()
@@ -57,13 +60,22 @@ async def list_images(request: web.Request) -> web.Response:
 
 
 @routes.post("/1.0/images")
-async def build_image(request: web.Request) -> web.Response:
-    manager = request.app[MANAGER]
+async def create_image(request: web.Request) -> web.StreamResponse:
+    if request.content_type not in ("application/json", ""):
+        return await image_transfer.upload(request)
     body = await json_body(request)
     source = field(body, "source", dict, {})
-    if field(source, "type", str, "") != "recipe":
-        raise NotSupported("Only {\"source\": {\"type\": \"recipe\", \"name\": ...}} image "
-                           "sources are supported yet")
+    kind = field(source, "type", str, "")
+    if kind == "image":
+        return await image_transfer.pull(request, body, source)
+    if kind != "recipe":
+        raise NotSupported(f"Unsupported image source type '{kind}': upload the image, or "
+                           "use 'image' (a simplestreams server) or 'recipe'")
+    return await _build(request, source)
+
+
+async def _build(request: web.Request, source: dict[str, Any]) -> web.Response:
+    manager = request.app[MANAGER]
     recipe = field(source, "name", str, "")
     if not recipe:
         raise InvalidConfig("Missing source.name: the image recipe to build")
@@ -105,7 +117,7 @@ async def get_alias(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     image = await asyncio.to_thread(request.app[MANAGER].images.get, name)
     if name not in image.aliases:
-        raise InvalidConfig(f"'{name}' is not an alias")
+        raise NotFound(f"Image alias '{name}' not found")
     return responses.sync({"name": name, "target": image.fingerprint, "description": "",
                            "type": "container"})
 
@@ -121,6 +133,26 @@ async def get_image(request: web.Request) -> web.Response:
     image = await asyncio.to_thread(request.app[MANAGER].images.get,
                                     request.match_info["fingerprint"])
     return responses.sync(render(image))
+
+
+@routes.get("/1.0/images/{fingerprint}/export")
+async def export_image(request: web.Request) -> web.StreamResponse:
+    image = await asyncio.to_thread(request.app[MANAGER].images.get,
+                                    request.match_info["fingerprint"])
+    return await image_transfer.export(request, image)
+
+
+@routes.post("/1.0/images/{fingerprint}/refresh")
+async def refresh_image(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    image = await asyncio.to_thread(manager.images.get, request.match_info["fingerprint"])
+
+    async def work(op: Operation) -> dict[str, Any]:
+        newer = await image_ops.refresh_image(manager, image.fingerprint)
+        return {"refreshed": newer is not None,
+                "fingerprint": newer.fingerprint if newer else image.fingerprint}
+    return responses.async_op(request.app[OPERATIONS].create(
+        f"Refreshing image {image.fingerprint[:12]}", work))
 
 
 @routes.delete("/1.0/images/{fingerprint}")

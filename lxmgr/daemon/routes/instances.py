@@ -15,7 +15,9 @@ from lxmgr.api.operation import Operation
 from lxmgr.daemon import responses, views
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
+from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig, NotFound, NotSupported
+from lxmgr.instances import image_ops
 from lxmgr.model.instance import generate_name, validate_instance_name
 
 routes = web.RouteTableDef()
@@ -58,10 +60,17 @@ async def create_instance(request: web.Request) -> web.Response:
         "description": field(body, "description", str, ""),
     }
     start = field(body, "start", bool, False)
-    build = await asyncio.to_thread(manager.check_create, name, image, **args)
+    remote = image_transfer.remote_source(source) if source.get("server") else None
+    build = await asyncio.to_thread(manager.check_create, name, image, remote=bool(remote),
+                                    **args)
     ops, events = request.app[OPERATIONS], request.app[EVENTS]
 
     async def work(op: Operation) -> dict[str, Any]:
+        nonlocal image
+        if remote:
+            def pulled(p: Any) -> None:
+                ops.update(op, download_progress=p.text)
+            image = (await image_ops.pull_image(manager, *remote, progress=pulled)).fingerprint
         if build:
             def progress(p: Any) -> None:
                 ops.update_threadsafe(op, create_instance_from_image_unpack_progress=(

@@ -72,7 +72,8 @@ def test_verb_list_is_complete() -> None:
     assert set(COMMANDS) == {"launch", "init", "start", "stop", "restart", "pause", "resume",
                              "delete", "list", "info", "exec", "shell", "console", "config",
                              "profile", "network", "image", "operation", "daemon",
-                             "doctor", "snapshot", "restore", "copy", "move", "rename", "storage"}
+                             "doctor", "snapshot", "restore", "copy", "move", "rename", "storage",
+                             "remote"}
 
 
 def test_storage_verbs(run: Run, fake: FakeClient) -> None:

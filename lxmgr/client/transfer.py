@@ -1,0 +1,130 @@
+"""Big bodies over the unix socket: image uploads (POST /1.0/images with the file as the body,
+or multipart `metadata` + `rootfs` for split images, as lxc sends them) and downloads
+(GET /1.0/images/{fp}/export) streamed to and from files, never held in memory.
+
+Each transfer uses a connection of its own (closed after), so the Client's keep-alive
+connection never carries a half-sent body. Imports only lxmgr.client.rest and the stdlib.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lxmgr import errors
+from lxmgr.client.rest import Client, HTTPConnection, Response, _decode, check_operation
+
+CHUNK = 1 << 20
+_FILENAME_RE = re.compile(r'filename="?([^";/]+)"?')
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _multipart(files: list[tuple[str, Path]]) -> tuple[str, int, Iterator[bytes]]:
+    """(content type, length, body chunks) of a multipart/form-data body of files."""
+    boundary = secrets.token_hex(16)
+    heads = [(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+              f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+              ).encode() for name, path in files]
+    tail = f"--{boundary}--\r\n".encode()
+    length = sum(len(h) + os.path.getsize(p) + 2 for h, (_, p) in zip(heads, files,
+                                                                       strict=True)) + len(tail)
+
+    def chunks() -> Iterator[bytes]:
+        for head, (_, path) in zip(heads, files, strict=True):
+            yield head
+            yield from _file_chunks(path)
+            yield b"\r\n"
+        yield tail
+    return f"multipart/form-data; boundary={boundary}", length, chunks()
+
+
+def _send(conn: HTTPConnection, method: str, target: str, headers: dict[str, str],
+          length: int, chunks: Iterator[bytes]) -> None:
+    from lxmgr.client.rest import connect_unix
+
+    conn.sock = connect_unix(conn.socket_path, conn.timeout)
+    lines = [f"{method} {target} HTTP/1.1", "Host: unix.socket", "Connection: close",
+             *[f"{k}: {v}" for k, v in headers.items()], f"Content-Length: {length}"]
+    conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    for chunk in chunks:
+        conn.sock.sendall(chunk)
+
+
+def upload_image(client: Client, files: list[Path], *, aliases: tuple[str, ...] = ()
+                 ) -> dict[str, Any]:
+    """POST an image file (unified) or [metadata, rootfs] (split); the created operation."""
+    headers = {"Accept": "application/json"}
+    if aliases:
+        headers["X-LXD-aliases"] = ",".join(aliases)
+    if len(files) == 1:
+        headers["Content-Type"] = "application/octet-stream"
+        headers["X-LXD-filename"] = files[0].name
+        length, chunks = os.path.getsize(files[0]), _file_chunks(files[0])
+    elif len(files) == 2:
+        ctype, length, chunks = _multipart([("metadata", files[0]), ("rootfs", files[1])])
+        headers["Content-Type"] = ctype
+    else:
+        raise errors.InvalidConfig("Give one unified image file, or a metadata and a rootfs "
+                                   "file")
+    conn = HTTPConnection(client.socket_path, client.timeout)
+    try:
+        _send(conn, "POST", "/1.0/images", headers, length, chunks)
+        status, resp_headers = conn._read_head()
+        data = conn._read_exact(int(resp_headers.get("content-length", "0")))
+    except (BrokenPipeError, ConnectionResetError):
+        raise errors.LxmgrError("lxmgrd closed the connection during the upload (see its "
+                                "log: the image may be too large)") from None
+    finally:
+        conn.close()
+    response = Response(status, resp_headers, _decode(data, resp_headers), data)
+    response.raise_for_error()
+    return check_operation((response.envelope or {}).get("metadata") or {})
+
+
+def download(client: Client, path: str, dest: Path) -> Path:
+    """GET path into dest (a directory: the server's file name is used); the file written."""
+    conn = HTTPConnection(client.socket_path, client.timeout)
+    try:
+        _send(conn, "GET", path, {"Accept": "*/*"}, 0, iter(()))
+        status, headers = conn._read_head()
+        if status != 200:
+            data = conn._read_to_close()
+            Response(status, headers, _decode(data, headers), data).raise_for_error()
+        name = _FILENAME_RE.search(headers.get("content-disposition", ""))
+        target = dest / name.group(1) if dest.is_dir() and name else dest
+        remaining = int(headers.get("content-length", "-1"))
+        try:
+            _stream_to(conn, target, remaining)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+    finally:
+        conn.close()
+
+
+def _stream_to(conn: HTTPConnection, target: Path, remaining: int) -> None:
+    """The rest of a response body (remaining bytes, -1: until close) into target."""
+    with open(target, "wb") as out:
+        out.write(bytes(conn._buf[:remaining] if remaining >= 0 else conn._buf))
+        remaining -= len(conn._buf) if remaining >= 0 else 0
+        conn._buf.clear()
+        while remaining != 0:
+            assert conn.sock is not None
+            chunk = conn.sock.recv(CHUNK if remaining < 0 else min(CHUNK, remaining))
+            if not chunk:
+                if remaining > 0:
+                    raise errors.LxmgrError(f"lxmgrd closed the connection: {target} is "
+                                            "incomplete")
+                break
+            out.write(chunk)
+            remaining -= len(chunk) if remaining > 0 else 0

@@ -1,0 +1,130 @@
+"""Images beyond local recipes: pull from a simplestreams server, import and export LXD's
+format, and apply an image's templates (metadata.yaml `templates:`) to an instance.
+
+Pulls are async (aiohttp downloads); everything else blocks and runs in a worker thread.
+The download and format modules are imported on first use: a Manager that never pulls
+(the supervisor's helpers, benchmarks) does not load aiohttp.
+A pulled image keeps where it came from (`source:` in its metadata.yaml) so `image
+refresh` can look for a newer build; cached downloads are removed once imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lxmgr import paths
+from lxmgr.errors import NotFound
+from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
+from lxmgr.model.image import TemplateContext, parse_templates, rules_for
+from lxmgr.model.instance import InstanceSpec
+
+if TYPE_CHECKING:
+    from lxmgr.images.simplestreams import StreamImage
+    from lxmgr.instances.manager import Manager
+
+log = logging.getLogger(__name__)
+_PULL_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+def cache_dir() -> Path:
+    return paths.root() / "cache" / "images"
+
+
+async def find_remote_image(server: str, alias: str) -> StreamImage:
+    """The image alias (or fingerprint) names on server, for this architecture."""
+    from lxmgr.images import download, simplestreams
+    from lxmgr.images.remotes import host_architecture
+
+    products = await download.fetch_products(server)
+    return simplestreams.find_image(products, alias, host_architecture())
+
+
+async def pull_image(manager: Manager, server: str, alias: str, *,
+                     aliases: tuple[str, ...] = (),
+                     progress: Callable[[Any], None] | None = None) -> ImageInfo:
+    """The image from a simplestreams server, downloaded and imported unless already
+    stored (by fingerprint); aliases are added to it."""
+    from lxmgr.images import download, lxdformat
+
+    wanted = await find_remote_image(server, alias)
+    lock = _PULL_LOCKS.setdefault(wanted.fingerprint, asyncio.Lock())
+    async with lock:
+        try:
+            image = await asyncio.to_thread(manager.images.get, wanted.fingerprint)
+        except NotFound:
+            files = await download.fetch_image(server, wanted, cache_dir(), progress=progress)
+            try:
+                image = await asyncio.to_thread(
+                    lxdformat.import_image, files, manager.images,
+                    expected_fingerprint=wanted.fingerprint)
+                await asyncio.to_thread(_record_source, image, server, alias)
+            finally:
+                shutil.rmtree(download.image_cache_dir(cache_dir(), wanted.fingerprint),
+                              ignore_errors=True)
+        for name in aliases:
+            await asyncio.to_thread(manager.images.add_alias, image.fingerprint, name,
+                                    take_over=True)
+        log.info("Image %s from %s (%s) is stored", image.fingerprint[:12], server, alias)
+        return await asyncio.to_thread(manager.images.get, image.fingerprint)
+
+
+def _record_source(image: ImageInfo, server: str, alias: str) -> None:
+    data = read_metadata(image.path)
+    data["source"] = {"server": server, "protocol": "simplestreams", "alias": alias}
+    write_metadata(image.path, data)
+
+
+def image_source(image: ImageInfo) -> dict[str, str]:
+    """Where a pulled image came from ({} for local builds and imports)."""
+    source = read_metadata(image.path).get("source")
+    return {str(k): str(v) for k, v in source.items()} if isinstance(source, dict) else {}
+
+
+async def refresh_image(manager: Manager, fingerprint: str) -> ImageInfo | None:
+    """A newer build of a pulled image, moved under its aliases; None when up to date (or
+    not pulled from a server)."""
+    image = await asyncio.to_thread(manager.images.get, fingerprint)
+    source = await asyncio.to_thread(image_source, image)
+    if not source:
+        return None
+    latest = await find_remote_image(source["server"], source["alias"])
+    if latest.fingerprint == image.fingerprint:
+        return None
+    return await pull_image(manager, source["server"], source["alias"], aliases=image.aliases)
+
+
+# -- templates -------------------------------------------------------------------------------
+
+def apply_image_templates(manager: Manager, spec: InstanceSpec, trigger: str) -> list[str]:
+    """Render the image's templates for trigger (create, copy, start, rename) into the
+    instance's volume, as its root owns files. Overlay volumes get them in their upper
+    layer (the image is the lower one), so a create_only rule sees only that layer."""
+    image = manager._image(spec)
+    try:
+        rules = rules_for(parse_templates(read_metadata(image.path).get("templates")), trigger)
+    except FileNotFoundError:
+        return []
+    if not rules:
+        return []
+    idmap = manager._idmap(spec)
+    rootfs = manager.pools.driver_for(spec).rootfs_spec(spec.name, image.rootfs, idmap)
+    top = rootfs.upper if rootfs.kind == "overlay" else rootfs.source
+    shifted = idmap is not None and not (rootfs.kind == "bind" and rootfs.idmap_lower)
+    uid, gid = (idmap.uid_base, idmap.gid_base) if shifted and idmap else (0, 0)
+    expanded, devices = manager.expanded(spec)
+    context = TemplateContext(
+        name=spec.name, architecture=image.architecture,
+        privileged=expanded.get("security.privileged") == "true", ephemeral=spec.ephemeral,
+        config=expanded, devices=devices)
+    from lxmgr.images.templates import apply_templates
+
+    written = apply_templates(image.path, rules, trigger, Path(top), context, uid=uid,
+                              gid=gid)
+    log.info("Templates (%s) of image %s written into %s: %s", trigger,
+             image.fingerprint[:12], spec.name, ", ".join(written) or "none")
+    return written
