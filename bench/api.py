@@ -251,8 +251,9 @@ class Runner:
                 t0 = time.perf_counter()
                 self.raw.get(path)
                 self.add(f"get_r{depth}_{count}", time.perf_counter() - t0)
-        self.log(f"{count} running: list {statistics.median(self.samples[f'list_{count}']) * 1000:.1f}"
-                 f" ms, GET r1 {statistics.median(self.samples[f'get_r1_{count}']) * 1000:.2f} ms")
+        list_ms = statistics.median(self.samples[f"list_{count}"]) * 1000
+        get_ms = statistics.median(self.samples[f"get_r1_{count}"]) * 1000
+        self.log(f"{count} running: list {list_ms:.1f} ms, GET r1 {get_ms:.2f} ms")
 
     def measure_exec(self, name: str) -> None:
         for _ in range(self.args.exec_samples):
@@ -394,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     if not root_and_signals():
         return 1
     from api_lxmgr import lxmgr_argv
+
     from tests.image_cache import cached_debian_image
 
     image = cached_debian_image()
