@@ -39,6 +39,7 @@ from lxmgr.model.profile import Profile
 from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
+from lxmgr.storage import base as storage_base
 from lxmgr.supervisor import control, protocol
 from lxmgr.supervisor.config import SupervisorConfig
 
@@ -201,12 +202,27 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
             revert.callback(self.store.remove, name)
             driver.create_volume(name, img, idmap)
             revert.callback(driver.delete_volume, name)
+            self._apply_root_size(spec, driver)
             rootfs = driver.rootfs_spec(name, img.rootfs, idmap)
             files.write_instance_files(rootfs, idmap, name)
             image_ops.apply_image_templates(self, spec, "create")
             revert.pop_all()
         log.info("Created instance %s from %s", name, img.fingerprint[:12])
         return spec
+
+    def _apply_root_size(self, spec: InstanceSpec, driver: storage_base.StorageDriver) -> None:
+        """The root disk's `size` as a quota where the driver has one (btrfs qgroups)."""
+        size = next((d.get("size") for d in self.expanded(spec)[1].values()
+                     if d.get("type") == "disk" and d.get("path") == "/"), None)
+        if not size:
+            return
+        if not driver.can_limit_size:
+            log.warning("Instance '%s': root disk size %s ignored: the %s driver has no "
+                        "quotas", spec.name, size, driver.name)
+            return
+        from lxmgr.model.units import parse_size
+
+        driver.set_size(spec.name, parse_size(size))
 
     def delete(self, name: str, force: bool = False) -> None:
         """Delete a stopped instance (force: stop it first). Removes its volume only."""

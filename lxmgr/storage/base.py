@@ -49,6 +49,7 @@ class StorageDriver(ABC):
     shares_image: ClassVar[bool] = False  # volumes keep using the image rootfs (don't delete)
     can_snapshot: ClassVar[bool] = False  # snapshot/restore/copy/rename are implemented
     constant_time_snapshot: ClassVar[bool] = False  # a snapshot copies nothing (btrfs)
+    can_limit_size: ClassVar[bool] = False  # set_size (the root disk's `size`) works
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -139,6 +140,10 @@ class StorageDriver(ABC):
         """A new volume target holding source's state (or its snapshot's); no snapshots are
         copied. Conflict if target exists; nothing is left behind on failure."""
         raise NotSupported(f"Storage driver '{self.name}' cannot copy volumes")
+
+    def set_size(self, name: str, size_bytes: int | None) -> None:
+        """Limit the volume to size_bytes (None: no limit); can_limit_size drivers only."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot limit a volume's size")
 
     def copy_snapshot(self, source: str, snapshot: str, target: str) -> None:
         """Copy one snapshot of source into target's snapshots (a copy with snapshots)."""

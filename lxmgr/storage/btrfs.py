@@ -64,6 +64,7 @@ class BtrfsDriver(StorageDriver):
     constant_time_create = True
     can_snapshot = True
     constant_time_snapshot = True
+    can_limit_size = True
 
     def __init__(self, pool_dir: Path | None = None, idmapped: bool | None = None) -> None:
         super().__init__(idmapped, pool_dir=pool_dir)

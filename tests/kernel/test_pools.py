@@ -45,8 +45,14 @@ def test_btrfs_loop_pool_with_instances(manager) -> None:  # type: ignore[no-unt
         manager.create("b1", "debian", storage="bt")  # copies the image in once
         first = time.monotonic() - started
         started = time.monotonic()
-        manager.create("b2", "debian", storage="bt")
+        manager.create("b2", "debian", storage="bt", devices={
+            "root": {"type": "disk", "path": "/", "pool": "bt", "size": "400MiB"}})
         assert time.monotonic() - started < max(first, 0.5)  # a snapshot, not a copy
+        manager.start("b2")  # the image's ~170 MiB count against the 400 MiB (referenced)
+        code, _, err = exec_out(manager, "b2", ["dd", "if=/dev/zero", "of=/root/big",
+                                                "bs=1M", "count=400", "conv=fsync"])
+        assert code != 0 and "quota" in err.lower(), err
+        manager.stop("b2", force=True)
         assert manager.get("b1").storage_pool == "bt"
         manager.start("b1")
         assert wait_running(manager, "b1") == "running"

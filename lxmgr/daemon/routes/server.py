@@ -28,6 +28,10 @@ API_EXTENSIONS = [
     "network",
     "network_leases",
     "network_state",
+    "snapshot_expiry",
+    "snapshot_expiry_creation",
+    "snapshot_scheduling",
+    "snapshot_schedule_aliases",
 ]
 
 
@@ -67,7 +71,7 @@ async def server_info(request: web.Request) -> web.Response:
             "server_version": __version__,
             "storage": manager.default_storage,
             "storage_version": "",
-            "storage_supported_drivers": [{"Name": "overlay", "Version": "", "Remote": False},
-                                          {"Name": "dir", "Version": "", "Remote": False}],
+            "storage_supported_drivers": [{"Name": name, "Version": "", "Remote": False}
+                                          for name in ("overlay", "dir", "btrfs")],
         },
     })
