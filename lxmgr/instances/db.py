@@ -133,6 +133,17 @@ class Database:
             conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
                          (key, value))
 
+    def server_config(self) -> dict[str, str]:
+        rows = self._query("SELECT key, value FROM settings WHERE key LIKE 'config:%'")
+        return {k.removeprefix("config:"): v for k, v in rows}
+
+    def set_server_config(self, config: dict[str, str]) -> None:
+        """Replace the whole server config."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM settings WHERE key LIKE 'config:%'")
+            conn.executemany("INSERT INTO settings (key, value) VALUES (?, ?)",
+                             [(f"config:{k}", v) for k, v in config.items()])
+
     # -- instances ---------------------------------------------------------------------------
 
     def instance_names(self) -> list[str]:

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lxmgr import paths
-from lxmgr.errors import NotFound
+from lxmgr.errors import LxmgrError, NotFound
 from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
 from lxmgr.model.image import TemplateContext, parse_templates, rules_for
 from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.server_config import server_value
 
 if TYPE_CHECKING:
     from lxmgr.images.simplestreams import StreamImage
@@ -45,10 +47,13 @@ async def find_remote_image(server: str, alias: str) -> StreamImage:
 
 
 async def pull_image(manager: Manager, server: str, alias: str, *,
-                     aliases: tuple[str, ...] = (),
+                     aliases: tuple[str, ...] = (), cached: bool = False,
+                     auto_update: bool = False,
                      progress: Callable[[Any], None] | None = None) -> ImageInfo:
     """The image from a simplestreams server, downloaded and imported unless already
-    stored (by fingerprint); aliases are added to it."""
+    stored (by fingerprint); aliases are added to it. cached: pulled for a launch (kept
+    up to date per images.auto_update_cached, dropped when unused for
+    images.remote_cache_expiry days); auto_update: keep it up to date regardless."""
     from lxmgr.images import download, lxdformat
 
     wanted = await find_remote_image(server, alias)
@@ -62,7 +67,8 @@ async def pull_image(manager: Manager, server: str, alias: str, *,
                 image = await asyncio.to_thread(
                     lxdformat.import_image, files, manager.images,
                     expected_fingerprint=wanted.fingerprint)
-                await asyncio.to_thread(_record_source, image, server, alias)
+                await asyncio.to_thread(_record_source, image, server, alias, cached,
+                                        auto_update)
             finally:
                 shutil.rmtree(download.image_cache_dir(cache_dir(), wanted.fingerprint),
                               ignore_errors=True)
@@ -73,10 +79,21 @@ async def pull_image(manager: Manager, server: str, alias: str, *,
         return await asyncio.to_thread(manager.images.get, image.fingerprint)
 
 
-def _record_source(image: ImageInfo, server: str, alias: str) -> None:
+def _record_source(image: ImageInfo, server: str, alias: str, cached: bool,
+                   auto_update: bool) -> None:
     data = read_metadata(image.path)
     data["source"] = {"server": server, "protocol": "simplestreams", "alias": alias}
+    data["cached"], data["auto_update"] = cached, auto_update
+    data["last_update_check"] = int(time.time())
     write_metadata(image.path, data)
+
+
+def mark_used(image: ImageInfo) -> None:
+    """Record that an instance was made from image (cached images expire when unused)."""
+    data = read_metadata(image.path)
+    if data.get("cached"):
+        data["last_used_at"] = int(time.time())
+        write_metadata(image.path, data)
 
 
 def image_source(image: ImageInfo) -> dict[str, str]:
@@ -93,9 +110,47 @@ async def refresh_image(manager: Manager, fingerprint: str) -> ImageInfo | None:
     if not source:
         return None
     latest = await find_remote_image(source["server"], source["alias"])
+    data = await asyncio.to_thread(read_metadata, image.path)
     if latest.fingerprint == image.fingerprint:
+        data["last_update_check"] = int(time.time())
+        await asyncio.to_thread(write_metadata, image.path, data)
         return None
-    return await pull_image(manager, source["server"], source["alias"], aliases=image.aliases)
+    return await pull_image(manager, source["server"], source["alias"], aliases=image.aliases,
+                            cached=bool(data.get("cached")),
+                            auto_update=bool(data.get("auto_update")))
+
+
+async def image_duties(manager: Manager, now: float | None = None) -> list[str]:
+    """Per the server config: refresh pulled images due for a check, then delete cached
+    images no instance used for images.remote_cache_expiry days. What happened, a line
+    each."""
+    config = await asyncio.to_thread(manager.db.server_config)
+    interval = int(server_value(config, "images.auto_update_interval")) * 3600
+    update_cached = server_value(config, "images.auto_update_cached") == "true"
+    expiry = int(server_value(config, "images.remote_cache_expiry")) * 86400
+    now = now or time.time()
+    done = []
+    for image in await asyncio.to_thread(manager.images.list):
+        data = await asyncio.to_thread(read_metadata, image.path)
+        if not data.get("source"):
+            continue
+        wanted = data.get("auto_update") or (data.get("cached") and update_cached)
+        if interval and wanted and now - int(data.get("last_update_check", 0)) >= interval:
+            try:
+                newer = await refresh_image(manager, image.fingerprint)
+                if newer is not None:
+                    done.append(f"refreshed {image.fingerprint[:12]} -> "
+                                f"{newer.fingerprint[:12]}")
+            except LxmgrError as err:
+                log.warning("Auto-update of image %s: %s", image.fingerprint[:12], err)
+        last_used = int(data.get("last_used_at") or image.created_at)
+        if expiry and data.get("cached") and now - last_used >= expiry:
+            try:
+                await asyncio.to_thread(manager.delete_image, image.fingerprint)
+                done.append(f"expired cached image {image.fingerprint[:12]}")
+            except LxmgrError:
+                continue  # still used by an instance
+    return done
 
 
 # -- templates -------------------------------------------------------------------------------

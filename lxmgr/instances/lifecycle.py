@@ -1,6 +1,7 @@
 """Daemon-side lifecycle duties: boot.autostart when the daemon starts, deleting
-ephemeral instances that stopped on their own (poweroff inside, crash), and once a minute
-the scheduled snapshots (snapshots.schedule) and the expiry of old ones."""
+ephemeral instances that stopped on their own (poweroff inside, crash), once a minute
+the scheduled snapshots (snapshots.schedule) and the expiry of old ones, and hourly the
+images' auto-update and cache expiry (server config images.*)."""
 
 from __future__ import annotations
 
@@ -61,11 +62,15 @@ async def run(manager: Manager, events: EventBus) -> None:
     await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
     running: set[str] = set()
     last_minute: datetime | None = None
+    last_images: datetime | None = None
     while True:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         if now != last_minute:
             last_minute = now
             await snapshot_duties(manager, events, now)
+            if now.minute == 0 or last_images is None:
+                last_images = now
+                await _image_duties(manager)
         try:
             gone, running = await asyncio.to_thread(stopped_ephemerals, manager, running)
             for name in gone:
@@ -90,3 +95,14 @@ async def snapshot_duties(manager: Manager, events: EventBus, now: datetime) -> 
             log.info("Expired snapshot %s/%s deleted", name, snap)
     except LxmgrError as err:
         log.warning("Snapshot duties: %s", err)
+
+
+async def _image_duties(manager: Manager) -> None:
+    """Hourly: auto-update pulled images, expire unused cached ones (server config)."""
+    from lxmgr.instances.image_ops import image_duties
+
+    try:
+        for line in await image_duties(manager):
+            log.info("Images: %s", line)
+    except LxmgrError as err:
+        log.warning("Image duties: %s", err)

@@ -187,6 +187,7 @@ class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
         expanded, _ = self.expanded(spec)
         img = self.images.get(image)
         spec.image_fingerprint = img.fingerprint
+        image_ops.mark_used(img)
         driver = self.pools.driver_for(spec)
         if self.store.exists(name) or driver.volume_exists(name):
             raise Conflict(f"Instance '{name}' already exists")

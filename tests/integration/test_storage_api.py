@@ -50,3 +50,13 @@ async def test_bad_pool_requests(api, method, path, body, status, message) -> No
     assert message in error["error"], error
     assert (await call(api, "GET", "/1.0/storage-pools"))["metadata"] == [
         "/1.0/storage-pools/default"]
+
+
+async def test_server_config(api) -> None:  # type: ignore[no-untyped-def]
+    await call(api, "PATCH", "/1.0", {"config": {"images.auto_update_interval": "12"}})
+    info = (await call(api, "GET", "/1.0"))["metadata"]
+    assert info["config"] == {"images.auto_update_interval": "12"}
+    bad = await call(api, "PATCH", "/1.0", {"config": {"core.nonsense": "1"}}, status=400)
+    assert "core.nonsense" in bad["error"]
+    await call(api, "PUT", "/1.0", {"config": {}})
+    assert (await call(api, "GET", "/1.0"))["metadata"]["config"] == {}

@@ -1,4 +1,5 @@
-"""`lxmgr config show|get|set|unset|edit`: an instance's local config (`lxc config`)."""
+"""`lxmgr config show|get|set|unset|edit`: an instance's local config (`lxc config`), and
+the server's (a KEY with a dot where the instance NAME would be, as lxc reads it)."""
 
 from __future__ import annotations
 
@@ -80,66 +81,102 @@ def config() -> None:
     """
 
 
+def is_server_key(arg: str) -> bool:
+    """Instance names have no '.', every config key has one: `config set images.x 6` is
+    the server's config, as in lxc."""
+    return "." in arg.partition("=")[0]
+
+
+def _server_config(app: App) -> dict[str, str]:
+    return dict((app.query("GET", "/1.0") or {}).get("config") or {})
+
+
 @config.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", required=False, shell_complete=complete_instances)
 @click.option("--expanded", is_flag=True, help="Include what profiles contribute.")
-def show(name: str, expanded: bool) -> None:
-    """Show an instance's config as YAML.
+def show(name: str | None, expanded: bool) -> None:
+    """Show an instance's config as YAML (the server's without NAME).
 
     \b
     Examples:
       lxmgr config show web1
       lxmgr config show web1 --expanded
+      lxmgr config show
     """
     app = get_app()
+    if name is None:
+        app.echo(render_yaml({"config": _server_config(app)}))
+        return
     inst, _ = _get(app, name)
     app.echo(render_yaml(instance_put(inst, expanded)))
 
 
 @config.command()
 @click.argument("name", shell_complete=complete_instances)
-@click.argument("key")
+@click.argument("key", required=False)
 @click.option("--expanded", is_flag=True, help="Read the expanded (profile-merged) value.")
-def get(name: str, key: str, expanded: bool) -> None:
-    """Print one config value (empty when unset).
+def get(name: str, key: str | None, expanded: bool) -> None:
+    """Print one config value (empty when unset); a KEY alone is the server's.
 
     \b
     Examples:
       lxmgr config get web1 limits.memory
+      lxmgr config get images.auto_update_interval
     """
     app = get_app()
+    if key is None:
+        if not is_server_key(name):
+            app.abort(f"Missing the key to read from '{name}'")
+        app.echo(_server_config(app).get(name, ""))
+        return
     inst, _ = _get(app, name)
     values = inst.get("expanded_config" if expanded else "config") or {}
     app.echo(str(values.get(key, "")))
 
 
 @config.command("set")
-@click.argument("name", shell_complete=complete_instances)
-@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.argument("name", metavar="[NAME]", shell_complete=complete_instances)
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
 def set_(name: str, assignments: tuple[str, ...]) -> None:
-    """Set config keys (KEY=VALUE..., or KEY VALUE).
+    """Set config keys (KEY=VALUE..., or KEY VALUE); without NAME, the server's.
 
     \b
     Examples:
       lxmgr config set web1 limits.memory=1GiB
       lxmgr config set web1 limits.cpu 2
+      lxmgr config set images.auto_update_interval 12
     """
     app = get_app()
+    if is_server_key(name):
+        values = parse_assignments((name, *assignments), "config")
+        app.query("PATCH", "/1.0", body={"config": values})
+        return
+    if not assignments:
+        app.abort(f"Missing KEY=VALUE to set on '{name}'")
     values = parse_assignments(assignments, "config")
     app.operate("PATCH", app.instance_path(name), body={"config": values})
 
 
 @config.command()
-@click.argument("name", shell_complete=complete_instances)
-@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@click.argument("name", metavar="[NAME]", shell_complete=complete_instances)
+@click.argument("keys", nargs=-1, metavar="KEY...")
 def unset(name: str, keys: tuple[str, ...]) -> None:
-    """Remove config keys.
+    """Remove config keys; without NAME, the server's.
 
     \b
     Examples:
       lxmgr config unset web1 limits.memory
+      lxmgr config unset images.auto_update_interval
     """
     app = get_app()
+    if is_server_key(name):
+        config = _server_config(app)
+        for key in (name, *keys):
+            config.pop(key, None)
+        app.query("PUT", "/1.0", body={"config": config})
+        return
+    if not keys:
+        app.abort(f"Missing the keys to unset on '{name}'")
     inst, etag = _get(app, name)
     put = instance_put(inst)
     put["config"] = dict(put.get("config") or {})

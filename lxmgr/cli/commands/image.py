@@ -288,7 +288,9 @@ def export(image_name: str, target: str) -> None:
 @click.argument("source", metavar="REMOTE:IMAGE")
 @click.argument("target", metavar="local:", required=False, default="local:")
 @click.option("--alias", "aliases", multiple=True, help="Alias to give the copy (repeatable).")
-def copy(source: str, target: str, aliases: tuple[str, ...]) -> None:
+@click.option("--auto-update", is_flag=True,
+              help="Keep it up to date (every images.auto_update_interval hours).")
+def copy(source: str, target: str, aliases: tuple[str, ...], auto_update: bool) -> None:
     """Copy an image from a remote into this server's store.
 
     \b
@@ -304,7 +306,7 @@ def copy(source: str, target: str, aliases: tuple[str, ...]) -> None:
     src = image_source(source)
     if src is None:
         app.abort(f"'{source}' is not on a remote: give REMOTE:IMAGE")
-    body: dict[str, Any] = {"source": src,
+    body: dict[str, Any] = {"source": src, "auto_update": auto_update,
                             "aliases": [{"name": a, "description": ""} for a in aliases]}
     op = app.operate("POST", "/1.0/images", body=body, label=f"Copying {source}")
     app.echo(f"Image copied successfully: {(op.get('metadata') or {}).get('fingerprint', '')}")

@@ -114,12 +114,13 @@ async def pull(request: web.Request, body: dict[str, Any], source: dict[str, Any
     manager, ops = request.app[MANAGER], request.app[OPERATIONS]
     server, alias = remote_source(source)
     aliases = _aliases(body.get("aliases"))
+    auto_update = field(body, "auto_update", bool, False)
 
     async def work(op: Operation) -> dict[str, Any]:
         def progress(p: Any) -> None:
             ops.update(op, download_progress=p.text)
         image = await image_ops.pull_image(manager, server, alias, aliases=aliases,
-                                           progress=progress)
+                                           auto_update=auto_update, progress=progress)
         return {"fingerprint": image.fingerprint, "size": image.size}
 
     return responses.async_op(ops.create(f"Downloading image {alias}", work))

@@ -70,7 +70,8 @@ async def create_instance(request: web.Request) -> web.Response:
         if remote:
             def pulled(p: Any) -> None:
                 ops.update(op, download_progress=p.text)
-            image = (await image_ops.pull_image(manager, *remote, progress=pulled)).fingerprint
+            image = (await image_ops.pull_image(manager, *remote, cached=True,
+                                                progress=pulled)).fingerprint
         if build:
             def progress(p: Any) -> None:
                 ops.update_threadsafe(op, create_instance_from_image_unpack_progress=(

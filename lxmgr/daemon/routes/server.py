@@ -1,8 +1,9 @@
 """GET / and GET /1.0: the server object LXD clients read first (auth, api_extensions,
-environment)."""
+environment); PUT/PATCH /1.0 change the server config (lxmgr.model.server_config)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 
@@ -11,6 +12,8 @@ from aiohttp import web
 from lxmgr import __version__
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import MANAGER
+from lxmgr.daemon.responses import field, json_body
+from lxmgr.model.server_config import validate_server_config
 
 routes = web.RouteTableDef()
 
@@ -44,8 +47,9 @@ async def root(request: web.Request) -> web.Response:
 async def server_info(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     uname = platform.uname()
+    config = await asyncio.to_thread(manager.db.server_config)
     return responses.sync({
-        "config": {},
+        "config": config,
         "api_extensions": API_EXTENSIONS,
         "api_status": "stable",
         "api_version": "1.0",
@@ -75,3 +79,24 @@ async def server_info(request: web.Request) -> web.Response:
                                           for name in ("overlay", "dir", "btrfs")],
         },
     })
+
+
+async def _update(request: web.Request, merge: bool) -> web.Response:
+    manager = request.app[MANAGER]
+    body = await json_body(request)
+    config = field(body, "config", dict, {})
+    if merge:
+        config = {**await asyncio.to_thread(manager.db.server_config), **config}
+    clean = validate_server_config(config)
+    await asyncio.to_thread(manager.db.set_server_config, clean)
+    return responses.sync({})
+
+
+@routes.put("/1.0")
+async def put_server(request: web.Request) -> web.Response:
+    return await _update(request, merge=False)
+
+
+@routes.patch("/1.0")
+async def patch_server(request: web.Request) -> web.Response:
+    return await _update(request, merge=True)

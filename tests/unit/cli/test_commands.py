@@ -413,3 +413,15 @@ def test_operation_verbs(run: Run, fake: FakeClient) -> None:
     assert result.output == "op1,TASK,Creating instance,RUNNING,YES,2026/01/02 03:04 UTC\n"
     assert run("operation", "delete", "op1").exit_code == 0
     assert fake.mutations() == [("DELETE", "/1.0/operations/op1")]
+
+
+def test_server_config(run: Run, fake: FakeClient) -> None:
+    fake.answers[("GET", "/1.0")] = {"config": {"images.auto_update_interval": "12"}}
+    assert run("config", "get", "images.auto_update_interval").output == "12\n"
+    assert "images.auto_update_interval: '12'" in run("config", "show").output
+    assert run("config", "set", "images.auto_update_cached", "false").exit_code == 0
+    assert fake.last("PATCH", "/1.0").body == {"config": {"images.auto_update_cached": "false"}}
+    assert run("config", "unset", "images.auto_update_interval").exit_code == 0
+    assert fake.last("PUT", "/1.0").body == {"config": {}}
+    bad = run("config", "set", "web1")
+    assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
