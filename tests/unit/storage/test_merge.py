@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -285,3 +287,53 @@ def test_unshift_acl_inverts_shift_acl_and_overflows_strangers() -> None:
     container = acl(1000, 33)
     assert unshift_acl(shift.shift_acl(container, IDMAP), IDMAP) == container
     assert unshift_acl(acl(7, BASE + 33), IDMAP) == acl(OVERFLOW_ID, 33)
+
+
+_OVERLAY_SCRIPT = """
+set -e
+mount -t overlay overlay -o lowerdir={t}/lower,upperdir={t}/upper,workdir={t}/work {t}/merged
+cd {t}/merged
+rm etc/removed.conf
+echo changed > etc/hostname
+rm -rf var/cache && mkdir var/cache && echo new > var/cache/new
+rm -rf opt/old && echo file > opt/old
+mkdir -p new/deep && echo z > new/deep/z && ln new/deep/z new/deep/z2 && chmod 4755 new/deep/z
+cd /
+cp -a {t}/merged {t}/reference
+umount {t}/merged
+"""
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int, int, int, int, bytes]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (".", *dirnames, *filenames):
+            p = Path(dirpath, name)
+            st = os.lstat(p)
+            data = p.read_bytes() if stat.S_ISREG(st.st_mode) else b""
+            out[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, st.st_nlink,
+                                             st.st_mtime_ns, data)
+    return out
+
+
+@pytest.mark.kernel
+def test_merge_matches_what_the_kernel_overlay_shows(tmp_path: Path) -> None:
+    """A real overlay (in a private mount namespace of its own) makes the whiteouts and
+    opaque dirs; merge_overlay must produce what the mount showed."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is missing")
+    lower = mkdir(tmp_path / "lower", owner=(0, 0))
+    put(lower / "etc/hostname", "lower\n")
+    put(lower / "etc/removed.conf", "gone\n")
+    put(lower / "var/cache/apt/pkgcache.bin", "cache")
+    put(lower / "opt/old/file", "x")
+    for sub in ("upper", "work", "merged"):
+        (tmp_path / sub).mkdir()
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           _OVERLAY_SCRIPT.format(t=tmp_path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount overlayfs here: {proc.stderr.strip()}")
+    assert stat.S_ISCHR(os.lstat(tmp_path / "upper/etc/removed.conf").st_mode)
+    merge_overlay(lower, tmp_path / "upper", tmp_path / "mine", unshift=None)
+    assert _listing(tmp_path / "mine") == _listing(tmp_path / "reference")
