@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "network": "network:network",
     "storage": "storage:storage",
     "remote": "remote:remote",
+    "publish": "publish:publish",
     "image": "image:image",
     "operation": "operation:operation",
     "daemon": "daemon:daemon",

@@ -24,6 +24,7 @@ from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
 from lxmgr.instances.manager_config import ConfigMixin
 from lxmgr.instances.manager_exec import ExecMixin
+from lxmgr.instances.manager_publish import PublishMixin
 from lxmgr.instances.manager_snapshots import SnapshotMixin
 from lxmgr.instances.networks import Networks
 from lxmgr.instances.pools import Pools
@@ -49,7 +50,7 @@ DEFAULT_STORAGE = "overlay"
 STOP_TIMEOUT = 30.0
 
 
-class Manager(ConfigMixin, SnapshotMixin, ExecMixin):
+class Manager(ConfigMixin, SnapshotMixin, PublishMixin, ExecMixin):
     """Owns every instance under paths.root(); `cgroup_base` names our cgroup subtree."""
 
     def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE,

@@ -124,6 +124,11 @@ class StorageDriver(ABC):
     def snapshot_exists(self, name: str, snapshot: str) -> bool:
         return self.snapshot_dir(name, snapshot).is_dir()
 
+    def state_path(self, name: str, snapshot: str | None = None) -> Path:
+        """The directory holding the volume's (or its snapshot's) writable state: overlay's
+        upper layer (the image is the rest of the view), else the whole rootfs."""
+        raise NotSupported(f"Storage driver '{self.name}' cannot show a volume's state")
+
     def snapshot_volume(self, name: str, snapshot: str) -> None:
         """Keep the volume's current state as snapshot; Conflict if it exists."""
         raise NotSupported(f"Storage driver '{self.name}' cannot snapshot")

@@ -145,6 +145,11 @@ class BtrfsDriver(StorageDriver):
         snaps = self.snapshots_dir(name)
         return sorted(p.name for p in snaps.iterdir()) if snaps.is_dir() else []
 
+    def state_path(self, name: str, snapshot: str | None = None) -> Path:
+        base = self._existing_snapshot(name, snapshot) if snapshot else \
+            self._existing_volume(name)
+        return base / "rootfs"
+
     def snapshot_volume(self, name: str, snapshot: str) -> None:
         vol = self._existing_volume(name)
         dest = self.snapshot_dir(name, snapshot)

@@ -43,6 +43,9 @@ class DirStateSnapshots(StorageDriver):
             raise NotFound(f"{what} has no {self.state_dir} directory")
         return path
 
+    def state_path(self, name: str, snapshot: str | None = None) -> Path:
+        return self._state(name, snapshot)
+
     def _complete_volume(self, vol: Path, state: Path) -> None:
         """Hook: what a new volume needs besides its state (overlay: work/, rootfs/)."""
 

@@ -31,7 +31,7 @@ MAX_UPLOAD = int(os.environ.get("LXMGR_MAX_IMAGE_UPLOAD", str(64 << 30)))
 CHUNK = 1 << 20
 
 
-def _aliases(values: Any) -> tuple[str, ...]:
+def aliases_of(values: Any) -> tuple[str, ...]:
     """LXD's `aliases` field: [{"name": ...}] or plain names."""
     out = []
     for item in values or []:
@@ -113,7 +113,7 @@ async def pull(request: web.Request, body: dict[str, Any], source: dict[str, Any
     """POST /1.0/images {"source": {"type": "image", "server", "protocol", "alias"}}."""
     manager, ops = request.app[MANAGER], request.app[OPERATIONS]
     server, alias = remote_source(source)
-    aliases = _aliases(body.get("aliases"))
+    aliases = aliases_of(body.get("aliases"))
     auto_update = field(body, "auto_update", bool, False)
 
     async def work(op: Operation) -> dict[str, Any]:

@@ -68,10 +68,35 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     kind = field(source, "type", str, "")
     if kind == "image":
         return await image_transfer.pull(request, body, source)
+    if kind in ("instance", "snapshot", "container"):
+        return await _publish(request, body, source)
     if kind != "recipe":
         raise NotSupported(f"Unsupported image source type '{kind}': upload the image, or "
                            "use 'image' (a simplestreams server) or 'recipe'")
     return await _build(request, source)
+
+
+async def _publish(request: web.Request, body: dict[str, Any], source: dict[str, Any]
+                   ) -> web.Response:
+    """POST /1.0/images {"source": {"type": "instance"|"snapshot", "name": ...}}."""
+    manager, ops = request.app[MANAGER], request.app[OPERATIONS]
+    name = field(source, "name", str, "")
+    if not name:
+        raise InvalidConfig("Missing source.name: the instance (or instance/snapshot) to "
+                            "publish")
+    aliases = image_transfer.aliases_of(body.get("aliases"))
+    properties = {str(k): str(v) for k, v in field(body, "properties", dict, {}).items()}
+    instance, _, snap = name.partition("/")
+    await asyncio.to_thread(manager.get_snapshot if snap else manager.get,
+                            *((instance, snap) if snap else (instance,)))
+
+    async def work(op: Operation) -> dict[str, Any]:
+        image = await asyncio.to_thread(manager.publish, name, aliases=aliases,
+                                        properties=properties)
+        await asyncio.to_thread(_index, manager)
+        return {"fingerprint": image.fingerprint, "size": image.size}
+
+    return responses.async_op(ops.create(f"Publishing {name}", work))
 
 
 async def _build(request: web.Request, source: dict[str, Any]) -> web.Response:

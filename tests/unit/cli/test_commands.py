@@ -73,7 +73,7 @@ def test_verb_list_is_complete() -> None:
                              "delete", "list", "info", "exec", "shell", "console", "config",
                              "profile", "network", "image", "operation", "daemon",
                              "doctor", "snapshot", "restore", "copy", "move", "rename", "storage",
-                             "remote"}
+                             "remote", "publish"}
 
 
 def test_storage_verbs(run: Run, fake: FakeClient) -> None:
@@ -425,3 +425,10 @@ def test_server_config(run: Run, fake: FakeClient) -> None:
     assert fake.last("PUT", "/1.0").body == {"config": {}}
     bad = run("config", "set", "web1")
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
+
+
+def test_publish(run: Run, fake: FakeClient) -> None:
+    assert run("publish", "c1/snap0", "--alias", "base", "description=v1").exit_code == 0
+    assert fake.last("POST", "/1.0/images").body == {
+        "source": {"type": "snapshot", "name": "c1/snap0"}, "public": False,
+        "aliases": [{"name": "base", "description": ""}], "properties": {"description": "v1"}}

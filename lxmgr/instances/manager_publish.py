@@ -1,0 +1,97 @@
+"""Manager, part five: an instance's (or snapshot's) root filesystem as a plain tree, for
+publishing it as an image and for backups.
+
+A mixin of Manager. The tree is unshifted (container ids, as images and LXD backups hold
+them): overlay volumes are merged with their image without mounting anything
+(lxmgr.storage.merge), dir/btrfs volumes are copied (and unshifted when they are shifted
+on disk). Running instances are frozen while their state is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lxmgr.errors import Conflict
+from lxmgr.images.fingerprint import fingerprint_tree
+from lxmgr.images.store import ImageInfo, info_from_metadata, read_metadata, write_metadata
+from lxmgr.model import snapshot as snapmod
+from lxmgr.model.instance import InstanceSpec
+from lxmgr.storage.copies import copy_dir
+
+log = logging.getLogger(__name__)
+
+
+class PublishMixin:
+    """materialize_rootfs() and publish() (mixed into Manager)."""
+
+    def materialize_rootfs(self, spec: InstanceSpec, snapshot: str | None, dest: Path) -> None:
+        """dest (which must not exist) becomes the unshifted root filesystem of spec (or of
+        its snapshot)."""
+        from lxmgr.storage.merge import merge_overlay, unshift_tree
+
+        driver = self.pools.driver_for(spec)
+        idmap = self._idmap(spec)
+        image = self._image(spec)
+        with self._quiesced(spec.name, snapshot is None):
+            state = driver.state_path(spec.name, snapshot)
+            if driver.shares_image:  # overlay: the state is the upper layer over the image
+                merge_overlay(image.rootfs, state, dest, unshift=idmap)
+                return
+            copy_dir(state, dest)
+        if idmap is not None and not driver.idmapped:
+            unshift_tree(dest, idmap)
+
+    def publish(self, source: str, *, aliases: tuple[str, ...] = (),
+                properties: dict[str, str] | None = None) -> ImageInfo:
+        """A new image from instance NAME (stopped) or snapshot NAME/SNAP: its merged root
+        filesystem, the source image's templates and properties (plus `properties`)."""
+        name, snapshot = snapmod.split_ref(source)
+        spec = self.get_snapshot(name, snapshot).instance if snapshot else self.store.get(name)
+        if snapshot is None and self.is_running(name):
+            raise Conflict(f"Instance '{name}' is running: stop it or publish a snapshot")
+        taken = {a: i.fingerprint for i in self.images.list() for a in i.aliases}
+        for alias in aliases:
+            if alias in taken:
+                raise Conflict(f"Alias '{alias}' already points to image "
+                               f"'{taken[alias][:12]}'")
+        base = self._image(spec)
+        staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.images.root))
+        try:
+            self.materialize_rootfs(spec, snapshot, staging / "rootfs")
+            if (base.path / "templates").is_dir():
+                copy_dir(base.path / "templates", staging / "templates")
+            digest = fingerprint_tree(staging / "rootfs")
+            write_metadata(staging, _metadata(read_metadata(base.path), source, digest.size,
+                                              properties or {}))
+            final = self.images.root / digest.fingerprint
+            if not final.exists():
+                os.chmod(staging, 0o700)
+                os.rename(staging, final)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        for alias in aliases:
+            self.images.add_alias(digest.fingerprint, alias)
+        log.info("Published %s as image %s", source, digest.fingerprint[:12])
+        image = self.images.get(digest.fingerprint)
+        return info_from_metadata(image.fingerprint, image.path, read_metadata(image.path))
+
+
+def _metadata(base: dict[str, Any], source: str, size: int,
+              properties: dict[str, str]) -> dict[str, Any]:
+    """The new image's metadata.yaml: the base image's, minus where it came from."""
+    data = {k: v for k, v in base.items() if k not in (
+        "aliases", "source", "cached", "auto_update", "last_update_check", "last_used_at",
+        "recipe", "recipe_sha256")}
+    props = dict(base.get("properties") or {})
+    props["description"] = properties.pop("description", None) or f"Published from {source}"
+    props.update(properties)
+    data.update(created_at=int(time.time()), size=size, aliases=[], properties=props,
+                published_from=source)
+    return data
