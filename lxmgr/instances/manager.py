@@ -22,6 +22,7 @@ from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import files, image_ops
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready
+from lxmgr.instances.manager_backup import BackupMixin
 from lxmgr.instances.manager_config import ConfigMixin
 from lxmgr.instances.manager_exec import ExecMixin
 from lxmgr.instances.manager_publish import PublishMixin
@@ -50,7 +51,7 @@ DEFAULT_STORAGE = "overlay"
 STOP_TIMEOUT = 30.0
 
 
-class Manager(ConfigMixin, SnapshotMixin, PublishMixin, ExecMixin):
+class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin):
     """Owns every instance under paths.root(); `cgroup_base` names our cgroup subtree."""
 
     def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE,
