@@ -1,6 +1,8 @@
 """A Manager on a private state dir (short, under /tmp: unix socket paths are limited) whose
-image store points at the persistent test image cache, with its own cgroup base; on exit
-every instance it knows is deleted and the dir and cgroup base removed, even after a failure."""
+image store holds the cached debian image (a symlink into the persistent test cache; images
+a test imports, pulls or publishes land in the private store and go with it), with its own
+cgroup base; on exit every instance it knows is deleted and the dir and cgroup base
+removed, even after a failure."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.image_cache import CACHE_DIR
+from tests.image_cache import cached_debian_image
 
 
 @contextlib.contextmanager
@@ -21,8 +23,7 @@ def private_manager(monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator:  
 
     tag = uuid.uuid4().hex[:8]
     root = f"/tmp/{prefix}-{tag}"
-    os.makedirs(root)
-    os.symlink(CACHE_DIR / "images", f"{root}/images")
+    link_cached_image(root)
     monkeypatch.setenv("LXMGR_DIR", root)
     manager = Manager(cgroup_base_name=f"lxmgr-test-{tag}")
     try:
@@ -38,5 +39,11 @@ def private_manager(monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator:  
             manager.cgroups.delete_base()
         except Exception as err:  # noqa: BLE001
             print(f"cleanup of cgroup base failed: {err}")
-        os.unlink(f"{root}/images")
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)  # the symlink goes, not the cached image
+
+
+def link_cached_image(root: str) -> None:
+    """root/images/<fp> -> the cached debian image: a private store that starts with it."""
+    image = cached_debian_image()
+    os.makedirs(f"{root}/images", mode=0o711)
+    os.symlink(image.path, f"{root}/images/{image.fingerprint}")

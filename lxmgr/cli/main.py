@@ -41,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "storage": "storage:storage",
     "remote": "remote:remote",
     "publish": "publish:publish",
+    "export": "backup:export",
+    "import": "backup:import_",
     "image": "image:image",
     "operation": "operation:operation",
     "daemon": "daemon:daemon",

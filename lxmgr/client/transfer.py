@@ -1,6 +1,7 @@
 """Big bodies over the unix socket: image uploads (POST /1.0/images with the file as the body,
-or multipart `metadata` + `rootfs` for split images, as lxc sends them) and downloads
-(GET /1.0/images/{fp}/export) streamed to and from files, never held in memory.
+or multipart `metadata` + `rootfs` for split images, as lxc sends them), backup imports
+(POST /1.0/instances) and downloads (image and backup exports) streamed to and from files,
+never held in memory.
 
 Each transfer uses a connection of its own (closed after), so the Client's keep-alive
 connection never carries a half-sent body. Imports only lxmgr.client.rest and the stdlib.
@@ -59,6 +60,32 @@ def _send(conn: HTTPConnection, method: str, target: str, headers: dict[str, str
         conn.sock.sendall(chunk)
 
 
+def upload_file(client: Client, path: str, file: Path, headers: dict[str, str]
+                ) -> dict[str, Any]:
+    """POST file as the body of path (an instance backup to /1.0/instances); the created
+    operation."""
+    send = {"Accept": "application/json", "Content-Type": "application/octet-stream",
+            **headers}
+    return _post(client, path, send, os.path.getsize(file), _file_chunks(file))
+
+
+def _post(client: Client, path: str, headers: dict[str, str], length: int,
+          chunks: Iterator[bytes]) -> dict[str, Any]:
+    conn = HTTPConnection(client.socket_path, client.timeout)
+    try:
+        _send(conn, "POST", path, headers, length, chunks)
+        status, resp_headers = conn._read_head()
+        data = conn._read_exact(int(resp_headers.get("content-length", "0")))
+    except (BrokenPipeError, ConnectionResetError):
+        raise errors.LxmgrError("lxmgrd closed the connection during the upload (see its "
+                                "log: the file may be too large)") from None
+    finally:
+        conn.close()
+    response = Response(status, resp_headers, _decode(data, resp_headers), data)
+    response.raise_for_error()
+    return check_operation((response.envelope or {}).get("metadata") or {})
+
+
 def upload_image(client: Client, files: list[Path], *, aliases: tuple[str, ...] = ()
                  ) -> dict[str, Any]:
     """POST an image file (unified) or [metadata, rootfs] (split); the created operation."""
@@ -75,19 +102,7 @@ def upload_image(client: Client, files: list[Path], *, aliases: tuple[str, ...] 
     else:
         raise errors.InvalidConfig("Give one unified image file, or a metadata and a rootfs "
                                    "file")
-    conn = HTTPConnection(client.socket_path, client.timeout)
-    try:
-        _send(conn, "POST", "/1.0/images", headers, length, chunks)
-        status, resp_headers = conn._read_head()
-        data = conn._read_exact(int(resp_headers.get("content-length", "0")))
-    except (BrokenPipeError, ConnectionResetError):
-        raise errors.LxmgrError("lxmgrd closed the connection during the upload (see its "
-                                "log: the image may be too large)") from None
-    finally:
-        conn.close()
-    response = Response(status, resp_headers, _decode(data, resp_headers), data)
-    response.raise_for_error()
-    return check_operation((response.envelope or {}).get("metadata") or {})
+    return _post(client, "/1.0/images", headers, length, chunks)
 
 
 def download(client: Client, path: str, dest: Path) -> Path:

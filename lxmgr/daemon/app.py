@@ -14,6 +14,7 @@ from aiohttp import web
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.routes import (
+    backups,
     events,
     images,
     instance_exec,
@@ -63,8 +64,8 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
-    for module in (server, instances, instance_state, instance_exec, snapshots, profiles,
-                   images, networks, storage, operations, events):
+    for module in (server, instances, instance_state, instance_exec, snapshots, backups,
+                   profiles, images, networks, storage, operations, events):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

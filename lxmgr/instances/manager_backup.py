@@ -109,8 +109,10 @@ class BackupMixin:
             revert.callback(self.store.remove, target)
             driver.create_volume(target, image, idmap)
             revert.callback(driver.delete_volume, target)
+            volatile = {k: v for k, v in new.config.items() if k.startswith("volatile.")}
             for snap, record in zip(contents.snapshots, contents.snapshot_specs(new),
                                     strict=True):
+                record.instance.config.update(volatile)  # the volume's idmap, uuid, MACs
                 self._replace_state(driver, new, snap.rootfs)
                 driver.snapshot_volume(target, snap.name)
                 self.db.snapshot_add(target, record)

@@ -35,8 +35,9 @@ class PublishMixin:
         its snapshot)."""
         from lxmgr.storage.merge import merge_overlay, unshift_tree
 
-        driver = self.pools.driver_for(spec)
-        idmap = self._idmap(spec)
+        current = self.store.get(spec.name)  # a snapshot's volume is owned as the instance's
+        driver = self.pools.driver_for(current)
+        idmap = self._idmap(current)
         image = self._image(spec)
         with self._quiesced(spec.name, snapshot is None):
             state = driver.state_path(spec.name, snapshot)

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from lxmgr.cli import launcher
-from tests.image_cache import CACHE_DIR, cached_debian_image
+from tests.image_cache import cached_debian_image
+from tests.private_state import link_cached_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -126,8 +127,7 @@ def daemon() -> Iterator[Daemon]:
     cached_debian_image()
     tag = uuid.uuid4().hex[:8]
     root = f"/tmp/lxms-{tag}"
-    os.makedirs(root)
-    os.symlink(CACHE_DIR / "images", f"{root}/images")
+    link_cached_image(root)  # imported/pulled/published images stay private to the test
     d = Daemon(root, f"lxmgr-test-{tag}")
     try:
         d.start()
@@ -137,7 +137,6 @@ def daemon() -> Iterator[Daemon]:
             d.cleanup()
         finally:
             _remove_cgroup_base(f"lxmgr-test-{tag}")
-            os.unlink(f"{root}/images")
             shutil.rmtree(root, ignore_errors=True)
 
 

@@ -42,13 +42,13 @@ def aliases_of(values: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _staging() -> Path:
+def staging_dir() -> Path:
     root = image_ops.cache_dir().parent / "uploads"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="upload-", dir=root))
 
 
-async def _save(read: Callable[[int], Awaitable[bytes]], path: Path, what: str) -> None:
+async def save(read: Callable[[int], Awaitable[bytes]], path: Path, what: str) -> None:
     """Copy a stream (its read(n) coroutine) to path, refusing more than MAX_UPLOAD bytes."""
     total = 0
     with open(path, "wb") as out:
@@ -64,7 +64,7 @@ async def upload(request: web.Request) -> web.Response:
     `metadata` and `rootfs` (split)."""
     manager, ops = request.app[MANAGER], request.app[OPERATIONS]
     aliases = tuple(a for a in request.headers.get("X-LXD-aliases", "").split(",") if a)
-    staging = _staging()
+    staging = staging_dir()
     try:
         files = await _receive(request, staging)
     except BaseException:
@@ -97,12 +97,12 @@ async def _receive(request: web.Request, staging: Path) -> list[Path]:
                 raise InvalidConfig(f"Unexpected upload part '{part.name}': send 'metadata' "
                                     "and 'rootfs'")
             parts[name] = staging / name
-            await _save(part.read_chunk, parts[name], name)
+            await save(part.read_chunk, parts[name], name)
         if set(parts) != {"metadata", "rootfs"}:
             raise InvalidConfig("A split image upload needs the parts 'metadata' and 'rootfs'")
         return [parts["metadata"], parts["rootfs"]]
     target = staging / "image"
-    await _save(request.content.read, target, request.headers.get("X-LXD-filename", "image"))
+    await save(request.content.read, target, request.headers.get("X-LXD-filename", "image"))
     if target.stat().st_size == 0:
         raise InvalidConfig("Empty image upload")
     return [target]
@@ -146,7 +146,7 @@ async def export(request: web.Request, image: ImageInfo) -> web.StreamResponse:
     """The unified LXD tarball of an image, streamed from a temp file removed after."""
     from lxmgr.images import lxdformat
 
-    staging = _staging()
+    staging = staging_dir()
     try:
         path = await asyncio.to_thread(lxdformat.export_image, image, staging)
         response = web.StreamResponse(headers={

@@ -39,6 +39,10 @@ async def list_instances(request: web.Request) -> web.Response:
 @routes.post("/1.0/instances")
 async def create_instance(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
+    if request.content_type == "application/octet-stream":
+        from lxmgr.daemon.routes.backups import import_instance
+
+        return await import_instance(request)
     body = await json_body(request)
     if field(body, "type", str, "container") != "container":
         raise NotSupported("Only containers are supported")
@@ -239,7 +243,10 @@ async def delete_instance(request: web.Request) -> web.Response:
     events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
+        from lxmgr.daemon.routes.backups import remove_backups
+
         await asyncio.to_thread(manager.delete, name, force)
+        await asyncio.to_thread(remove_backups, name)
         events.lifecycle("instance-deleted", name)
 
     op = request.app[OPERATIONS].create(f"Deleting instance {name}", work,

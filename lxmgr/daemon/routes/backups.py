@@ -1,0 +1,170 @@
+"""/1.0/instances/{name}/backups: LXD's instance backups (create, list, show, delete, export),
+and imports: POST /1.0/instances with a backup tarball as the body (X-LXD-name, X-LXD-pool).
+
+Backups are files in $LXMGR_DIR/backups/instances/<name>/<backup>.tar[.gz|.xz] with a small
+JSON record beside each; `lxmgr export` creates one, downloads it and deletes it, as lxc does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from lxmgr import paths
+from lxmgr.api.operation import Operation
+from lxmgr.daemon import responses
+from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
+from lxmgr.daemon.responses import field, json_body
+from lxmgr.daemon.routes import image_transfer
+from lxmgr.errors import Conflict, InvalidConfig, NotFound
+from lxmgr.model.instance import validate_instance_name
+from lxmgr.model.snapshot import validate_snapshot_name
+
+routes = web.RouteTableDef()
+COMPRESSION = {"gzip": ".tar.gz", "xz": ".tar.xz", "none": ".tar"}
+
+
+def backups_dir(name: str) -> Path:
+    return paths.root() / "backups" / "instances" / name
+
+
+def _record(name: str, backup: str) -> dict[str, Any]:
+    validate_snapshot_name(backup)  # the same rules: a file name, no '/'
+    path = backups_dir(name) / f"{backup}.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise NotFound(f"Backup '{name}/{backup}' not found") from None
+
+
+def _url(name: str, backup: str) -> str:
+    return f"/1.0/instances/{name}/backups/{backup}"
+
+
+@routes.get("/1.0/instances/{name}/backups")
+async def list_backups(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await asyncio.to_thread(request.app[MANAGER].get, name)
+    directory = backups_dir(name)
+    names = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+    if responses.recursion(request) == 0:
+        return responses.sync([_url(name, b) for b in names])
+    return responses.sync([_public(_record(name, b)) for b in names])
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "file"}
+
+
+@routes.post("/1.0/instances/{name}/backups")
+async def create_backup(request: web.Request) -> web.Response:
+    manager, name = request.app[MANAGER], request.match_info["name"]
+    body = await json_body(request, required=False)
+    await asyncio.to_thread(manager.get, name)
+    backup = field(body, "name", str, "") or f"backup{int(time.time())}"
+    validate_snapshot_name(backup)
+    compression = field(body, "compression_algorithm", str, "gzip") or "gzip"
+    if compression not in COMPRESSION:
+        raise InvalidConfig(f"Unsupported compression '{compression}' (use gzip, xz or none)")
+    instance_only = field(body, "instance_only", bool, False) or \
+        field(body, "container_only", bool, False)
+    directory = backups_dir(name)
+    if (directory / f"{backup}.json").exists():
+        raise Conflict(f"Backup '{name}/{backup}' already exists")
+
+    async def work(op: Operation) -> dict[str, Any]:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = directory / f"{backup}{COMPRESSION[compression]}"
+        await asyncio.to_thread(manager.export_backup, name, target,
+                                instance_only=instance_only, compression=compression)
+        record = {"name": backup, "created_at": _now(), "expires_at": field(
+            body, "expires_at", str, "0001-01-01T00:00:00Z"), "instance_only": instance_only,
+                  "container_only": instance_only, "optimized_storage": False,
+                  "file": target.name}
+        (directory / f"{backup}.json").write_text(json.dumps(record))
+        return {}
+
+    op = request.app[OPERATIONS].create(f"Backing up instance {name}", work, resources={
+        "instances": [f"/1.0/instances/{name}"], "backups": [_url(name, backup)]})
+    return responses.async_op(op)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@routes.get("/1.0/instances/{name}/backups/{backup}")
+async def get_backup(request: web.Request) -> web.Response:
+    record = await asyncio.to_thread(_record, request.match_info["name"],
+                                     request.match_info["backup"])
+    return responses.sync(_public(record))
+
+
+@routes.delete("/1.0/instances/{name}/backups/{backup}")
+async def delete_backup(request: web.Request) -> web.Response:
+    name, backup = request.match_info["name"], request.match_info["backup"]
+    record = await asyncio.to_thread(_record, name, backup)
+
+    async def work(op: Operation) -> None:
+        for file in (record["file"], f"{backup}.json"):
+            (backups_dir(name) / file).unlink(missing_ok=True)
+
+    return responses.async_op(request.app[OPERATIONS].create(
+        f"Deleting backup {name}/{backup}", work))
+
+
+@routes.get("/1.0/instances/{name}/backups/{backup}/export")
+async def export_backup(request: web.Request) -> web.StreamResponse:
+    name, backup = request.match_info["name"], request.match_info["backup"]
+    record = await asyncio.to_thread(_record, name, backup)
+    path = backups_dir(name) / str(record["file"])
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{name}-{path.name}"',
+        "Content-Length": str(path.stat().st_size)})
+    await response.prepare(request)
+    with open(path, "rb") as f:
+        while chunk := await asyncio.to_thread(f.read, image_transfer.CHUNK):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def import_instance(request: web.Request) -> web.Response:
+    """POST /1.0/instances with a backup tarball as the body."""
+    manager, events = request.app[MANAGER], request.app[EVENTS]
+    name = request.headers.get("X-LXD-name") or None
+    pool = request.headers.get("X-LXD-pool") or None
+    if name is not None:
+        validate_instance_name(name)
+    staging = image_transfer.staging_dir()
+    try:
+        archive = staging / "backup"
+        await image_transfer.save(request.content.read, archive, "backup")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    async def work(op: Operation) -> dict[str, Any]:
+        try:
+            spec = await asyncio.to_thread(manager.import_backup, archive, name=name,
+                                           storage=pool)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        events.lifecycle("instance-created", spec.name)
+        return {"entity_url": f"/1.0/instances/{spec.name}"}
+
+    return responses.async_op(request.app[OPERATIONS].create("Importing instance", work))
+
+
+def remove_backups(name: str) -> None:
+    """An instance's backups go with it."""
+    directory = backups_dir(name)
+    if directory.is_dir():
+        shutil.rmtree(directory)
