@@ -84,7 +84,7 @@ def _record_source(image: ImageInfo, server: str, alias: str, cached: bool,
     data = read_metadata(image.path)
     data["source"] = {"server": server, "protocol": "simplestreams", "alias": alias}
     data["cached"], data["auto_update"] = cached, auto_update
-    data["last_update_check"] = int(time.time())
+    data["last_update_check"] = data["last_used_at"] = int(time.time())  # not the build date
     write_metadata(image.path, data)
 
 
@@ -115,9 +115,24 @@ async def refresh_image(manager: Manager, fingerprint: str) -> ImageInfo | None:
         data["last_update_check"] = int(time.time())
         await asyncio.to_thread(write_metadata, image.path, data)
         return None
-    return await pull_image(manager, source["server"], source["alias"], aliases=image.aliases,
-                            cached=bool(data.get("cached")),
-                            auto_update=bool(data.get("auto_update")))
+    newer = await pull_image(manager, source["server"], source["alias"], aliases=image.aliases,
+                             cached=bool(data.get("cached")),
+                             auto_update=bool(data.get("auto_update")))
+    await asyncio.to_thread(_retire, manager, image, newer)
+    return newer
+
+
+def _retire(manager: Manager, old: ImageInfo, newer: ImageInfo) -> None:
+    """The build a refresh replaced: deleted when unused, else never refreshed again (and,
+    if cached, deleted once unused for images.remote_cache_expiry days)."""
+    try:
+        manager.delete_image(old.fingerprint)
+        return
+    except LxmgrError:
+        pass
+    data = read_metadata(old.path)
+    data["superseded_by"], data["auto_update"] = newer.fingerprint, False
+    write_metadata(old.path, data)
 
 
 async def image_duties(manager: Manager, now: float | None = None) -> list[str]:
@@ -134,7 +149,8 @@ async def image_duties(manager: Manager, now: float | None = None) -> list[str]:
         data = await asyncio.to_thread(read_metadata, image.path)
         if not data.get("source"):
             continue
-        wanted = data.get("auto_update") or (data.get("cached") and update_cached)
+        wanted = not data.get("superseded_by") and (
+            data.get("auto_update") or (data.get("cached") and update_cached))
         if interval and wanted and now - int(data.get("last_update_check", 0)) >= interval:
             try:
                 newer = await refresh_image(manager, image.fingerprint)
@@ -143,7 +159,7 @@ async def image_duties(manager: Manager, now: float | None = None) -> list[str]:
                                 f"{newer.fingerprint[:12]}")
             except LxmgrError as err:
                 log.warning("Auto-update of image %s: %s", image.fingerprint[:12], err)
-        last_used = int(data.get("last_used_at") or image.created_at)
+        last_used = int(data.get("last_used_at") or data.get("last_update_check") or now)
         if expiry and data.get("cached") and now - last_used >= expiry:
             try:
                 await asyncio.to_thread(manager.delete_image, image.fingerprint)
