@@ -39,8 +39,8 @@ async def _image() -> None:
 async def call(client: TestClient, method: str, path: str, body: Any = None,
                status: int = 200, raw: bytes | None = None) -> Any:
     """One API call; asserts the HTTP status and returns the JSON envelope."""
-    kwargs: dict[str, Any] = {"data": raw} if raw is not None else (
-        {"json": body} if body is not None else {})
+    kwargs: dict[str, Any] = {"data": raw, "headers": {"Content-Type": "application/json"}} \
+        if raw is not None else ({"json": body} if body is not None else {})
     resp = await client.request(method, path, **kwargs)
     data = await resp.json()
     assert resp.status == status, data

@@ -53,6 +53,11 @@ async def test_malformed_json(api) -> None:  # type: ignore[no-untyped-def]
     error = await call(api, "POST", "/1.0/instances", raw=b"{not json", status=400)
     assert "Malformed JSON" in error["error"]
     await call(api, "PUT", "/1.0/instances/x/state", raw=b"[]", status=400)
+    # A body declared as a backup tarball that is none: refused at once, nothing created.
+    resp = await api.post("/1.0/instances", data=b"{not a tarball",
+                          headers={"Content-Type": "application/octet-stream"})
+    assert resp.status == 400 and "not a tar archive" in (await resp.json())["error"]
+    assert (await call(api, "GET", "/1.0/instances"))["metadata"] == []
 
 
 async def test_instance_lifecycle(api) -> None:  # type: ignore[no-untyped-def]

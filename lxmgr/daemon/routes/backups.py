@@ -147,6 +147,7 @@ async def import_instance(request: web.Request) -> web.Response:
     try:
         archive = staging / "backup"
         await image_transfer.save(request.content.read, archive, "backup")
+        _check_tarball(archive)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -161,6 +162,18 @@ async def import_instance(request: web.Request) -> web.Response:
         return {"entity_url": f"/1.0/instances/{spec.name}"}
 
     return responses.async_op(request.app[OPERATIONS].create("Importing instance", work))
+
+
+def _check_tarball(path: Path) -> None:
+    """Refuse at once (400) a body that is no tar archive, compressed or not."""
+    from lxmgr.images.archive import detect_compression
+
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        raise InvalidConfig("Missing request body: the backup tarball")
+    if detect_compression(head) == "none" and head[257:262] != b"ustar":
+        raise InvalidConfig("Invalid backup upload: not a tar archive")
 
 
 def remove_backups(name: str) -> None:

@@ -61,7 +61,8 @@ async def list_images(request: web.Request) -> web.Response:
 
 @routes.post("/1.0/images")
 async def create_image(request: web.Request) -> web.StreamResponse:
-    if request.content_type not in ("application/json", ""):
+    sent = request.headers.get("Content-Type", "")  # aiohttp: missing = octet-stream
+    if sent and not sent.startswith("application/json"):
         return await image_transfer.upload(request)
     body = await json_body(request)
     source = field(body, "source", dict, {})

@@ -39,7 +39,8 @@ async def list_instances(request: web.Request) -> web.Response:
 @routes.post("/1.0/instances")
 async def create_instance(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    if request.content_type == "application/octet-stream":
+    # The header as sent: aiohttp reports a missing Content-Type as octet-stream.
+    if request.headers.get("Content-Type", "").startswith("application/octet-stream"):
         from lxmgr.daemon.routes.backups import import_instance
 
         return await import_instance(request)
