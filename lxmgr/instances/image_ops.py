@@ -169,6 +169,41 @@ async def image_duties(manager: Manager, now: float | None = None) -> list[str]:
     return done
 
 
+def image_flags(image: ImageInfo) -> dict[str, Any]:
+    """What LXD's image object says beyond the store's fields: public, cached, auto_update,
+    extra properties, update_source."""
+    try:
+        data = read_metadata(image.path)
+    except (OSError, LxmgrError):
+        data = {}
+    props = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+    source = data.get("source") if isinstance(data.get("source"), dict) else None
+    return {"public": bool(data.get("public")), "cached": bool(data.get("cached")),
+            "auto_update": bool(data.get("auto_update")),
+            "properties": {str(k): str(v) for k, v in (props or {}).items()
+                           if k not in ("os", "release", "description")},
+            "update_source": {"alias": source.get("alias", ""), "protocol": "simplestreams",
+                              "server": source.get("server", ""), "certificate": "",
+                              "image_type": "container"} if source else None}
+
+
+def update_image(image: ImageInfo, changes: dict[str, Any], merge: bool) -> None:
+    """`image edit`: properties (replaced, or merged for PATCH), public, auto_update."""
+    data = read_metadata(image.path)
+    if changes.get("properties") is not None:
+        base = dict(data.get("properties") or {}) if merge else {}
+        data["properties"] = {**base, **changes["properties"]}
+        for key in ("os", "release"):
+            if key in changes["properties"]:
+                data[key] = changes["properties"][key]
+    for key in ("public", "auto_update"):
+        if changes.get(key) is not None:
+            data[key] = changes[key]
+        elif not merge:
+            data[key] = False
+    write_metadata(image.path, data)
+
+
 # -- templates -------------------------------------------------------------------------------
 
 def apply_image_templates(manager: Manager, spec: InstanceSpec, trigger: str) -> list[str]:

@@ -327,3 +327,33 @@ def refresh(images: tuple[str, ...]) -> None:
                          label=f"Refreshing {name}")
         refreshed = (op.get("metadata") or {}).get("refreshed")
         app.echo(f"Image {name} refreshed" if refreshed else f"Image {name} is up to date")
+
+
+@image.command()
+@click.argument("image_name", metavar="IMAGE")
+def edit(image_name: str) -> None:
+    """Edit an image's properties, public and auto_update flags as YAML ($EDITOR, or
+    stdin when it is not a terminal).
+
+    \b
+    Examples:
+      lxmgr image edit debian
+      echo 'properties: {description: base}' | lxmgr image edit debian
+    """
+    from lxmgr.cli.commands.config import edit_text
+    from lxmgr.cli.terminal import parse_yaml, render_yaml
+    from lxmgr.errors import InvalidConfig
+
+    app = get_app()
+    path = image_path(resolve_fingerprint(app, image_name))
+    img = app.query("GET", path) or {}
+    current = {"auto_update": bool(img.get("auto_update")), "public": bool(img.get("public")),
+               "properties": dict(img.get("properties") or {})}
+    data = parse_yaml(edit_text(app, render_yaml(current), f"image '{image_name}'"),
+                      f"image '{image_name}'") or {}
+    if not isinstance(data, dict) or not isinstance(data.get("properties") or {}, dict):
+        raise InvalidConfig(f"Invalid YAML for image '{image_name}': expected a mapping with "
+                            "a 'properties' mapping")
+    body = {"properties": {str(k): str(v) for k, v in (data.get("properties") or {}).items()},
+            "public": bool(data.get("public")), "auto_update": bool(data.get("auto_update"))}
+    app.query("PUT", path, body=body)

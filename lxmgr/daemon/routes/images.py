@@ -26,17 +26,19 @@ routes = web.RouteTableDef()
 
 def render(image: ImageInfo) -> dict[str, Any]:
     created = format_time(datetime.fromtimestamp(image.created_at, UTC))
+    data = image_ops.image_flags(image)
     return {
         "fingerprint": image.fingerprint, "filename": "", "size": image.size,
         "architecture": {"amd64": "x86_64", "arm64": "aarch64"}.get(image.architecture,
                                                                     image.architecture),
-        "type": "container", "public": False, "cached": False, "auto_update": False,
+        "type": "container", "public": data["public"], "cached": data["cached"],
+        "auto_update": data["auto_update"],
         "properties": {"os": image.os, "release": image.release,
-                       "description": image.description},
+                       "description": image.description, **data["properties"]},
         "aliases": [{"name": a, "description": ""} for a in image.aliases],
         "created_at": created, "uploaded_at": created, "last_used_at": created,
         "expires_at": "1970-01-01T00:00:00Z", "profiles": ["default"], "project": "default",
-        "update_source": None,
+        "update_source": data["update_source"],
     }
 
 
@@ -159,6 +161,34 @@ async def get_image(request: web.Request) -> web.Response:
     image = await asyncio.to_thread(request.app[MANAGER].images.get,
                                     request.match_info["fingerprint"])
     return responses.sync(render(image))
+
+
+async def _update(request: web.Request, merge: bool) -> web.Response:
+    """ImagePut: properties, public, auto_update (what `lxc image edit` changes)."""
+    manager = request.app[MANAGER]
+    image = await asyncio.to_thread(manager.images.get, request.match_info["fingerprint"])
+    body = await json_body(request)
+    properties = field(body, "properties", dict)
+    if properties is not None and not all(isinstance(v, str | int | float | bool)
+                                          for v in properties.values()):
+        raise InvalidConfig("Invalid 'properties': expected a map of strings")
+    changes = {"properties": {str(k): str(v) for k, v in properties.items()}
+               if properties is not None else None,
+               "public": field(body, "public", bool),
+               "auto_update": field(body, "auto_update", bool)}
+    await asyncio.to_thread(image_ops.update_image, image, changes, merge)
+    await asyncio.to_thread(_index, manager)
+    return responses.sync({})
+
+
+@routes.put("/1.0/images/{fingerprint}")
+async def put_image(request: web.Request) -> web.Response:
+    return await _update(request, merge=False)
+
+
+@routes.patch("/1.0/images/{fingerprint}")
+async def patch_image(request: web.Request) -> web.Response:
+    return await _update(request, merge=True)
 
 
 @routes.get("/1.0/images/{fingerprint}/export")

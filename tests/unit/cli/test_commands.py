@@ -432,3 +432,18 @@ def test_publish(run: Run, fake: FakeClient) -> None:
     assert fake.last("POST", "/1.0/images").body == {
         "source": {"type": "snapshot", "name": "c1/snap0"}, "public": False,
         "aliases": [{"name": "base", "description": ""}], "properties": {"description": "v1"}}
+
+
+def test_image_edit_from_stdin(run: Run, fake: FakeClient) -> None:
+    fp = "a" * 64
+    fake.answers[("GET", "/1.0/images/aliases/deb")] = {"target": fp}
+    fake.answers[("GET", f"/1.0/images/{fp}")] = {"fingerprint": fp, "properties": {
+        "os": "debian"}, "public": False, "auto_update": False}
+    result = run("image", "edit", "deb",
+                 input="properties: {os: debian, description: base}\nauto_update: true\n")
+    assert result.exit_code == 0, result.output
+    assert fake.last("PUT", f"/1.0/images/{fp}").body == {
+        "properties": {"os": "debian", "description": "base"}, "public": False,
+        "auto_update": True}
+    bad = run("image", "edit", "deb", input="properties: [1]\n")
+    assert bad.exit_code == 1 and "properties" in bad.output
