@@ -116,6 +116,9 @@ class Daemon:
             "root": {"type": "disk", "path": "/", "pool": "default"}}}, check=False)
         for url in self.api("GET", "/1.0/networks")["metadata"]:
             self.api("DELETE", url, check=False)
+        for url in self.api("GET", "/1.0/storage-pools")["metadata"]:  # loop files, mounts
+            if not url.endswith("/default"):
+                self.api("DELETE", url, check=False)
         self.stop()
         self.log.close()
 
