@@ -124,16 +124,7 @@ async def export_backup(request: web.Request) -> web.StreamResponse:
     name, backup = request.match_info["name"], request.match_info["backup"]
     record = await asyncio.to_thread(_record, name, backup)
     path = backups_dir(name) / str(record["file"])
-    response = web.StreamResponse(headers={
-        "Content-Type": "application/octet-stream",
-        "Content-Disposition": f'attachment; filename="{name}-{path.name}"',
-        "Content-Length": str(path.stat().st_size)})
-    await response.prepare(request)
-    with open(path, "rb") as f:
-        while chunk := await asyncio.to_thread(f.read, image_transfer.CHUNK):
-            await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await image_transfer.stream_file(request, path, f"{name}-{path.name}")
 
 
 async def import_instance(request: web.Request) -> web.Response:

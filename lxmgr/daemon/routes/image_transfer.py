@@ -149,15 +149,20 @@ async def export(request: web.Request, image: ImageInfo) -> web.StreamResponse:
     staging = staging_dir()
     try:
         path = await asyncio.to_thread(lxdformat.export_image, image, staging)
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{path.name}"',
-            "Content-Length": str(path.stat().st_size)})
-        await response.prepare(request)
-        with open(path, "rb") as f:
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await stream_file(request, path, path.name)
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
+
+
+async def stream_file(request: web.Request, path: Path, filename: str) -> web.StreamResponse:
+    """A file as a download (Content-Disposition names it), read in chunks off the loop."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Length": str(path.stat().st_size)})
+    await response.prepare(request)
+    with open(path, "rb") as f:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
