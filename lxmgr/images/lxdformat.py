@@ -39,13 +39,8 @@ from typing import Any
 import yaml
 
 from lxmgr.errors import CommandError, Conflict, InvalidConfig
-from lxmgr.images.archive import (
-    Limits,
-    check_tree,
-    extract_archive,
-    suffix_for,
-    write_archive,
-)
+from lxmgr.images.archive import Limits, check_tree, extract_archive, suffix_for
+from lxmgr.images.archive_write import write_archive
 from lxmgr.images.progress import Progress, at
 from lxmgr.images.store import ImageInfo, ImageStore, read_metadata, write_metadata
 from lxmgr.linux import commands

@@ -38,7 +38,8 @@ from typing import Any
 import yaml
 
 from lxmgr.errors import InvalidConfig, NotFound, NotSupported
-from lxmgr.images.archive import Limits, extract_archive, suffix_for, write_archive
+from lxmgr.images.archive import Limits, extract_archive, suffix_for
+from lxmgr.images.archive_write import write_archive
 from lxmgr.images.lxdformat import (
     MAX_LXD_METADATA_BYTES,
     LxdMetadata,

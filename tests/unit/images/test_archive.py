@@ -16,13 +16,8 @@ import pytest
 
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
 from lxmgr.images import archive
-from lxmgr.images.archive import (
-    Limits,
-    check_tree,
-    detect_compression,
-    extract_archive,
-    write_archive,
-)
+from lxmgr.images.archive import Limits, check_tree, detect_compression, extract_archive
+from lxmgr.images.archive_write import write_archive
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod)")
 UID, GID = os.getuid(), os.getgid()
