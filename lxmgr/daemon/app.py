@@ -18,11 +18,15 @@ from lxmgr.daemon.routes import (
     events,
     images,
     instance_exec,
+    instance_files,
     instance_state,
     instances,
+    metrics,
     networks,
+    openapi,
     operations,
     profiles,
+    projects,
     server,
     snapshots,
     storage,
@@ -64,8 +68,9 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
-    for module in (server, instances, instance_state, instance_exec, snapshots, backups,
-                   profiles, images, networks, storage, operations, events):
+    for module in (server, instances, instance_state, instance_exec, instance_files,
+                   snapshots, backups, profiles, images, networks, storage, operations, events,
+                   projects, metrics, openapi):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)
