@@ -17,6 +17,7 @@ from lxmgr.daemon.routes import (
     backups,
     events,
     images,
+    instance_console,
     instance_exec,
     instance_files,
     instance_state,
@@ -62,15 +63,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     """The daemon's web application around a Manager (tests pass their own)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=responses.MAX_BODY)
+    app = web.Application(middlewares=[error_middleware, projects.middleware],
+                          client_max_size=responses.MAX_BODY)
     bus = EventBus()
     app[MANAGER] = manager
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
-    for module in (server, instances, instance_state, instance_exec, instance_files,
-                   snapshots, backups, profiles, images, networks, storage, operations, events,
-                   projects, metrics, openapi):
+    for module in (server, instances, instance_state, instance_exec, instance_console,
+                   instance_files, snapshots, backups, profiles, images, networks, storage,
+                   operations, events, projects, metrics, openapi):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

@@ -27,6 +27,7 @@ from lxmgr.linux import libc
 from lxmgr.runtime import attach, child, security
 from lxmgr.supervisor import protocol
 from lxmgr.supervisor.config import ConsoleRing, SupervisorConfig
+from lxmgr.supervisor.console import ConsoleClients
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Monitor:
         self.cgroups = cgroups
         self.sel = selectors.DefaultSelector()
         self.console = ConsoleRing()
+        self.console_clients = ConsoleClients(self.sel)
         self.masters: list[int] = []
         self.slaves: list[int] = []
         self.init_pid = 0
@@ -201,6 +203,7 @@ class Monitor:
         return child.Consoles(slaves[0], slaves[1:])
 
     def _close_ptys(self) -> None:
+        self.console_clients.close_all()
         for fd in self.masters:
             self.sel.unregister(fd)
             os.close(fd)
@@ -308,11 +311,26 @@ class Monitor:
         elif cmd == protocol.CONSOLE_CLEAR:
             self.console.clear()
             self._reply(conn, {"ok": True})
+        elif cmd in (protocol.CONSOLE_ATTACH, protocol.CONSOLE_RESIZE):
+            self._console_request(conn, cmd, msg, fds)
         elif cmd == protocol.RELOAD_PROXIES:
             self._reload_relay(conn)
         else:
             self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400})
         return False
+
+    def _console_request(self, conn: socket.socket, cmd: str, msg: dict[str, Any],
+                         fds: list[int]) -> None:
+        if not self.masters:
+            self._reply(conn, {"error": "The container has no console", "status": 409})
+        elif cmd == protocol.CONSOLE_RESIZE:
+            libc.set_winsize(self.masters[0], int(msg.get("rows", 24)), int(msg.get("cols", 80)))
+            self._reply(conn, {"ok": True})
+        elif len(fds) != 1:
+            self._reply(conn, {"error": "console_attach takes one socket", "status": 400})
+        else:
+            self.console_clients.attach(os.dup(fds[0]), self.masters[0])
+            self._reply(conn, {"ok": True})
 
     def state(self) -> dict[str, Any]:
         return {"status": self.status, "pid": self.init_pid, "started_at": self.started_at,
@@ -456,6 +474,7 @@ class Monitor:
         if data:
             if fd == self.masters[0]:
                 self.console.append(data)
+                self.console_clients.broadcast(fd, data)
         else:
             self.sel.unregister(fd)
             os.close(fd)

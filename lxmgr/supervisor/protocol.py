@@ -20,9 +20,11 @@ UNFREEZE = "unfreeze"
 EXEC = "exec"  # {argv, env, cwd, uid, gid, pty, rows, cols} + fds [stdin, stdout, stderr]
 CONSOLE_LOG = "console_log"  # -> {log}
 CONSOLE_CLEAR = "console_clear"
+CONSOLE_ATTACH = "console_attach"  # + fds [a stream socket]: bytes to and from /dev/console
+CONSOLE_RESIZE = "console_resize"  # {rows, cols}
 RELOAD_PROXIES = "reload_proxies"  # stop the proxy relay, start one for the current file
 COMMANDS = (GET_STATE, STOP, FREEZE, UNFREEZE, EXEC, CONSOLE_LOG, CONSOLE_CLEAR,
-            RELOAD_PROXIES)
+            CONSOLE_ATTACH, CONSOLE_RESIZE, RELOAD_PROXIES)
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 3

@@ -39,7 +39,7 @@ def console(name: str, show_log: bool) -> None:
     try:
         session.start()
     except NotSupported as err:
-        app.abort(f"Console attach is not supported yet ({err}); use --show-log")
+        app.abort(str(err))
     click.echo("To detach from the console, press: <ctrl>+a q", err=True)
     try:
         with raw_mode(0), forwarded_signals(session, size_fd=1):

@@ -269,12 +269,6 @@ async def console_clear(request: web.Request) -> web.Response:
     return responses.sync({})
 
 
-@routes.post("/1.0/instances/{name}/console")
-async def console_attach(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
-    raise NotSupported("Attaching to the console is not supported yet: use --show-log")
-
-
 def exec_output_dir(name: str) -> str:
     return str(paths.instance_dir(name) / "exec-output")
 
