@@ -35,6 +35,11 @@ API_EXTENSIONS = [
     "snapshot_expiry_creation",
     "snapshot_scheduling",
     "snapshot_schedule_aliases",
+    "api_filtering",
+    "container_backup",
+    "backup_compression_algorithm",
+    "storage",
+    "image_compression_algorithm",
 ]
 
 
