@@ -90,8 +90,10 @@ async def create_backup(request: web.Request) -> web.Response:
         (directory / f"{backup}.json").write_text(json.dumps(record))
         return {}
 
+    # resources.backups holds the bare name: lxc 5.0 uses it as is, newer clients take
+    # path.Base() of it, which is the same.
     op = request.app[OPERATIONS].create(f"Backing up instance {name}", work, resources={
-        "instances": [f"/1.0/instances/{name}"], "backups": [_url(name, backup)]})
+        "instances": [f"/1.0/instances/{name}"], "backups": [backup]})
     return responses.async_op(op)
 
 
