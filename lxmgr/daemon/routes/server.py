@@ -40,6 +40,7 @@ API_EXTENSIONS = [
     "backup_compression_algorithm",
     "storage",
     "image_compression_algorithm",
+    "metrics",
 ]
 
 
