@@ -4,8 +4,10 @@ environment); PUT/PATCH /1.0 change the server config (lxmgr.model.server_config
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
+from typing import Any
 
 from aiohttp import web
 
@@ -41,6 +43,7 @@ API_EXTENSIONS = [
     "storage",
     "image_compression_algorithm",
     "metrics",
+    "projects",
 ]
 
 
@@ -106,3 +109,28 @@ async def put_server(request: web.Request) -> web.Response:
 @routes.patch("/1.0")
 async def patch_server(request: web.Request) -> web.Response:
     return await _update(request, merge=True)
+
+
+@routes.get("/1.0/resources")
+async def resources(request: web.Request) -> web.Response:
+    """A small subset of LXD's host resources: CPU count and model, memory."""
+    return responses.sync(await asyncio.to_thread(_resources))
+
+
+def _resources() -> dict[str, Any]:
+    import psutil
+
+    memory = psutil.virtual_memory()
+    count = os.cpu_count() or 1
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f
+                      if line.startswith("model name")), "")
+    return {
+        "cpu": {"architecture": platform.machine(), "total": count, "sockets": [{
+            "name": model, "socket": 0, "cores": [{"core": i, "threads": [
+                {"id": i, "thread": 0, "online": True}]} for i in range(count)]}]},
+        "memory": {"used": memory.total - memory.available, "total": memory.total},
+        "storage": {"disks": [], "total": 0}, "gpu": {"cards": [], "total": 0},
+        "network": {"cards": [], "total": 0}, "system": {"type": "physical"},
+    }
