@@ -103,6 +103,7 @@ def server_endpoints() -> list[Endpoint]:
         Endpoint("GET", "/1.0/openapi.json", "This API description (OpenAPI 3.0)", "json"),
         Endpoint("GET", "/1.0/doctor", "Host readiness and network diagnosis"),
         Endpoint("GET", "/1.0/metrics", "Instance metrics (Prometheus text)", "text"),
+        Endpoint("GET", "/1.0/resources", "Host resources (CPU, memory)"),
         Endpoint("GET", "/1.0/events", "Event stream (websocket)", "websocket",
                  query=("type", "all-projects")),
     ]
