@@ -50,7 +50,8 @@ class CgroupFiles:
         self.v2 = driver.name == "v2"
 
     def dir(self, controller: str) -> str | None:
-        """The instance's directory carrying `controller` (v1 name, or v2's), or None."""
+        """The instance's directory carrying `controller` (v1 name, or v2's), or None;
+        `""` asks for v2's core files (cpu.stat is there whatever the controllers)."""
         for h in self.driver.hierarchies:
             path = self.driver.path(h, self.name)
             if h.version == 1 and controller in h.controllers:
