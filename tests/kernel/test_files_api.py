@@ -1,0 +1,201 @@
+"""The instance files API on a real container: round trips with owner and mode, directories,
+symlinks, delete, bad headers, missing paths, the upload cap, and the symlink-swap race
+(nothing written to or read from the host while the container exchanges a directory and a
+symlink to / under our feet)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.kernel.conftest import exec_out
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+async def api(manager, container) -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[no-untyped-def]
+    """The daemon app in-process around the test's manager, and a running container."""
+    from lxmgr.daemon.app import create_app
+    from lxmgr.instances import files_api
+
+    client = TestClient(TestServer(create_app(manager, background=False)))
+    await client.start_server()
+    try:
+        yield client, container
+    finally:
+        await client.close()
+        files_api.shutdown()
+
+
+def url(name: str, path: str) -> str:
+    return f"/1.0/instances/{name}/files?path={path}"
+
+
+async def push(client: TestClient, name: str, path: str, data: bytes = b"",
+               status: int = 200, **headers: str) -> Any:
+    hdrs = {f"X-LXD-{k.replace('_', '-')}": v for k, v in headers.items()}
+    resp = await client.post(url(name, path), data=io.BytesIO(data), headers=hdrs)
+    body = await resp.json()
+    assert resp.status == status, body
+    return body
+
+
+async def pull(client: TestClient, name: str, path: str, status: int = 200) \
+        -> tuple[bytes, dict[str, str]]:
+    resp = await client.get(url(name, path))
+    data = await resp.read()
+    assert resp.status == status, data[:200]
+    return data, dict(resp.headers)
+
+
+async def test_file_round_trip_with_owner_and_mode(manager, api) -> None:  # type: ignore[no-untyped-def]
+    client, name = api
+    data = os.urandom(20 << 20)
+    await push(client, name, "/root/big.bin", data, uid="1000", gid="1001", mode="0640")
+    back, headers = await pull(client, name, "/root/big.bin")
+    assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
+    assert (headers["X-LXD-uid"], headers["X-LXD-gid"], headers["X-LXD-mode"],
+            headers["X-LXD-type"]) == ("1000", "1001", "0640", "file")
+    # The container sees the same owner and mode (ids as it sees them, not host ids).
+    _, out, _ = exec_out(manager, name, ["stat", "-c", "%u %g %a %s", "/root/big.bin"])
+    assert out.split() == ["1000", "1001", "640", str(20 << 20)]
+    await push(client, name, "/root/big.bin", b"tail", write="append")
+    back, _ = await pull(client, name, "/root/big.bin")
+    assert len(back) == (20 << 20) + 4 and back.endswith(b"tail")
+    await push(client, name, "/root/big.bin", b"new")  # overwrite keeps owner and mode
+    back, headers = await pull(client, name, "/root/big.bin")
+    assert back == b"new" and headers["X-LXD-uid"] == "1000" and headers["X-LXD-mode"] == "0640"
+    await push(client, name, "/root/big.bin", b"x", mode="0600", modify_perm="mode")
+    assert (await pull(client, name, "/root/big.bin"))[1]["X-LXD-mode"] == "0600"
+    resp = await client.head(url(name, "/root/big.bin"))
+    assert resp.status == 200 and resp.headers["X-LXD-type"] == "file"
+
+
+async def test_directories_symlinks_and_delete(manager, api) -> None:  # type: ignore[no-untyped-def]
+    client, name = api
+    await push(client, name, "/srv/d", type="directory", mode="0750", uid="5")
+    await push(client, name, "/srv/d/f", b"hello")
+    await push(client, name, "/srv/d/l", b"/etc/hostname", type="symlink")
+    body, headers = await pull(client, name, "/srv/d")
+    assert headers["X-LXD-type"] == "directory" and headers["X-LXD-mode"] == "0750"
+    assert json_of(body)["metadata"] == ["f", "l"]
+    target, headers = await pull(client, name, "/srv/d/l")
+    assert (target, headers["X-LXD-type"]) == (b"/etc/hostname", "symlink")
+    await push(client, name, "/srv/d", type="directory")  # exists: fine
+    await push(client, name, "/srv/d/f", type="directory", status=409)
+    await push(client, name, "/srv/d/l", b"/nowhere", type="symlink")  # replaced
+    assert (await pull(client, name, "/srv/d/l"))[0] == b"/nowhere"
+    resp = await client.delete(url(name, "/srv/d"))
+    assert resp.status == 409  # not empty
+    for path in ("/srv/d/l", "/srv/d/f", "/srv/d"):
+        resp = await client.delete(url(name, path))
+        assert resp.status == 200, await resp.text()
+    code, _, _ = exec_out(manager, name, ["test", "-e", "/srv/d"])
+    assert code == 1
+    assert (await client.delete(url(name, "/srv/d"))).status == 404
+
+
+async def test_bad_requests(api) -> None:  # type: ignore[no-untyped-def]
+    client, name = api
+    for headers in ({"uid": "-1"}, {"uid": "x"}, {"gid": "1.5"}, {"mode": "0999"},
+                    {"mode": "17777"}, {"type": "fifo"}, {"write": "prepend"},
+                    {"modify_perm": "owner"}):
+        await push(client, name, "/tmp/f", b"x", status=400, **headers)
+    for raw in ("0644\rX-Evil: 1", "0644\x0bx", "0 644", "0644\r\n foo"):
+        assert await raw_post_status(client, url(name, "/tmp/f"), "X-LXD-mode", raw) == 400
+    assert (await client.get(f"/1.0/instances/{name}/files")).status == 400
+    await pull(client, name, "/does/not/exist", status=404)
+    await push(client, name, "/does/not/exist", b"x", status=404)
+    await push(client, name, "/", b"x", status=400)
+    await pull(client, "nosuch", "/etc/hostname", status=404)
+
+
+async def raw_post_status(client: TestClient, target: str, key: str, value: str) -> int:
+    """POST with a header aiohttp's client refuses to send (control characters)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(f"POST {target} HTTP/1.1\r\nHost: x\r\n{key}: {value}\r\n"
+                 "Content-Length: 1\r\nConnection: close\r\n\r\nx".encode())
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    writer.close()
+    await writer.wait_closed()
+    return status
+
+
+async def test_upload_cap(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    client, name = api
+    monkeypatch.setenv("LXMGR_MAX_FILE_UPLOAD", "1000")
+    body = await push(client, name, "/tmp/big", b"x" * 1001, status=413)
+    assert "LXMGR_MAX_FILE_UPLOAD" in body["error"]
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+        for _ in range(3):
+            yield b"y" * 600
+    resp = await client.post(url(name, "/tmp/big2"), data=chunked())
+    assert resp.status == 413
+    await push(client, name, "/tmp/small", b"x" * 1000)
+
+
+def json_of(raw: bytes) -> Any:
+    import json
+
+    return json.loads(raw)
+
+
+async def test_stopped_instance_is_409(manager, api) -> None:  # type: ignore[no-untyped-def]
+    client, name = api
+    await asyncio.to_thread(manager.stop, name, force=True)
+    await pull(client, name, "/etc/hostname", status=409)
+
+
+def host_canaries(marker: str) -> list[str]:
+    """Host paths a write escaping the container could land on."""
+    return [f"{d}/{marker}" for d in ("/", "/tmp", "/root")] + \
+        [f"{d}/file" for d in ("/", "/tmp", "/root")]
+
+
+async def test_symlink_swap_race(manager, api) -> None:  # type: ignore[no-untyped-def]
+    """A loop in the container swaps d for a symlink to / while we push and pull d/file."""
+    client, name = api
+    marker = f"lxmgr-race-{uuid.uuid4().hex}"
+    secret = f"HOST-SECRET-{uuid.uuid4().hex}".encode()
+    planted = f"/tmp/{marker}.host"
+    assert not any(os.path.lexists(p) for p in host_canaries(marker))
+    with open(planted, "wb") as f:
+        f.write(secret)
+    os.symlink(planted, f"/tmp/{marker}.lnk")
+    script = (f"mkdir -p /race/d && cd /race && ln -sf /tmp/{marker}.host d/file && "
+              "while true; do mv d d.x; ln -s / d; rm d; mv d.x d; done")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        handle, pid, _ = manager.exec_start(name, ["sh", "-c", script], [devnull] * 3)
+    finally:
+        os.close(devnull)
+    try:
+        deadline = time.monotonic() + 50
+        rounds = 0
+        while rounds < 1000 and time.monotonic() < deadline:
+            ok = (await client.post(url(name, f"/race/d/{marker}"), data=b"pushed")).status
+            assert ok in (200, 404, 409)
+            for path in (f"/race/d/{marker}", "/race/d/file", f"/race/d/tmp/{marker}.host"):
+                resp = await client.get(url(name, path))
+                assert secret not in await resp.read()
+            rounds += 1
+        assert rounds >= 200, rounds
+    finally:
+        os.kill(pid, signal.SIGKILL)  # the loop we started, by its host pid
+        manager.exec_wait(handle)
+        os.unlink(planted)
+        os.unlink(f"/tmp/{marker}.lnk")
+    assert not any(os.path.lexists(p) for p in host_canaries(marker))
