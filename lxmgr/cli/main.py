@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "list": "list:list_",
     "info": "info:info",
     "exec": "exec:exec_",
+    "file": "file:file",
     "shell": "shell:shell",
     "console": "console:console",
     "config": "config:config",

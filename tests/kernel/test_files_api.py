@@ -199,3 +199,55 @@ async def test_symlink_swap_race(manager, api) -> None:  # type: ignore[no-untyp
         os.unlink(planted)
         os.unlink(f"/tmp/{marker}.lnk")
     assert not any(os.path.lexists(p) for p in host_canaries(marker))
+
+
+async def cli(sock: str, *args: str, stdin: bytes | None = None) -> Any:
+    """Run `lxmgr --socket SOCK ARGS` in a thread (the daemon shares this loop)."""
+    from click.testing import CliRunner
+
+    from lxmgr.cli.main import cli as root
+
+    result = await asyncio.to_thread(CliRunner().invoke, root, ["--socket", sock, *args],
+                                     input=stdin)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+async def test_cli_recursive_push_pull_edit_delete(manager, container, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    from lxmgr.daemon.app import create_app
+    from lxmgr.instances import files_api
+
+    sock = f"{os.environ['LXMGR_DIR']}/files.sock"
+    runner = web.AppRunner(create_app(manager, background=False))
+    await runner.setup()
+    await web.UnixSite(runner, sock).start()
+    try:
+        src = tmp_path / "site"
+        (src / "sub").mkdir(parents=True)
+        (src / "index.html").write_bytes(b"<h1>hi</h1>")
+        (src / "sub" / "run.sh").write_bytes(b"#!/bin/sh\n")
+        (src / "sub" / "run.sh").chmod(0o750)
+        (src / "link").symlink_to("index.html")
+        await cli(sock, "file", "push", "-r", "-p", "--uid", "33", str(src),
+                  f"{container}/srv/www/")
+        _, out, _ = exec_out(manager, container, ["stat", "-c", "%n %u %a %F",
+                                                  "/srv/www/site/sub/run.sh",
+                                                  "/srv/www/site/link"])
+        assert out.splitlines() == ["/srv/www/site/sub/run.sh 33 750 regular file",
+                                    "/srv/www/site/link 33 777 symbolic link"]
+        await cli(sock, "file", "pull", "-r", f"{container}/srv/www/site", str(tmp_path / "back"))
+        back = tmp_path / "back"
+        assert (back / "index.html").read_bytes() == b"<h1>hi</h1>"
+        assert (back / "sub" / "run.sh").stat().st_mode & 0o777 == 0o750
+        assert os.readlink(back / "link") == "index.html"
+        await cli(sock, "file", "edit", f"{container}/srv/www/site/index.html", stdin=b"new")
+        result = await cli(sock, "file", "pull", f"{container}/srv/www/site/index.html", "-")
+        assert result.stdout_bytes == b"new"
+        await cli(sock, "file", "delete", f"{container}/srv/www/site/link")
+        code, _, _ = exec_out(manager, container, ["test", "-L", "/srv/www/site/link"])
+        assert code == 1
+    finally:
+        await runner.cleanup()
+        files_api.shutdown()
