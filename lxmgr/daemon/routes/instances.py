@@ -103,8 +103,9 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
     origin = field(source, "source", str, "")
     if not origin:
         raise InvalidConfig("Missing source.source: the instance (or instance/snapshot) to copy")
-    if field(source, "live", bool, False) or field(source, "mode", str, "pull") != "pull":
-        raise NotSupported("Only local copies are supported")
+    if any(source.get(key) for key in ("operation", "secrets", "certificate", "server")):
+        raise NotSupported("Only copies within this server are supported")
+    # `live` (lxc sets it for running sources) needs nothing more: the copy freezes them.
     name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager)
     validate_instance_name(name)
     args = {
@@ -155,8 +156,9 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
     manager = request.app[MANAGER]
     name = request.match_info["name"]
     body = await json_body(request)
-    if "restore" in body:
-        return await _restore(request, name, field(body, "restore", str, ""))
+    if "restore" in body:  # lxc sends "NAME/SNAP", the API documents "SNAP": take both
+        snap = field(body, "restore", str, "")
+        return await _restore(request, name, snap.removeprefix(f"{name}/"))
     config = field(body, "config", dict)
     devices = field(body, "devices", dict)
     profiles = field(body, "profiles", list)

@@ -44,6 +44,7 @@ API_EXTENSIONS = [
     "image_compression_algorithm",
     "metrics",
     "projects",
+    "resources",
 ]
 
 
