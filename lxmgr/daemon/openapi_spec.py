@@ -138,7 +138,8 @@ def instance_endpoints() -> list[Endpoint]:
     ]
 
 
-FILE_HEADERS = ("X-LXD-uid", "X-LXD-gid", "X-LXD-mode", "X-LXD-type", "X-LXD-write")
+FILE_HEADERS = ("X-LXD-uid", "X-LXD-gid", "X-LXD-mode", "X-LXD-type", "X-LXD-write",
+                "X-LXD-modify-perm")
 
 
 def file_endpoints() -> list[Endpoint]:
@@ -304,6 +305,8 @@ HEADER_PARAMETERS: dict[str, Schema] = {
                    "schema": {"type": "string", "enum": ["file", "directory", "symlink"]}},
     "X-LXD-write": {"description": "overwrite or append",
                     "schema": {"type": "string", "enum": ["overwrite", "append"]}},
+    "X-LXD-modify-perm": {"description": "Which of uid,gid,mode to change on an existing file",
+                          "schema": STR},
 }
 
 
