@@ -96,3 +96,6 @@ async def _close_websockets(app: web.Application) -> None:
 
 async def _stop_operations(app: web.Application) -> None:
     await app[OPERATIONS].shutdown()
+    from lxmgr.instances import files_api
+
+    await asyncio.to_thread(files_api.shutdown)  # the files fork server, if one started

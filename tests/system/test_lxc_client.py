@@ -38,6 +38,13 @@ def test_lxc_drives_lxmgr(lxc, tmp_path) -> None:  # type: ignore[no-untyped-def
                ).returncode == 3
     assert lxc("exec", "lxm:lc1", "--", "hostname").stdout.strip() == "lc1"
     lxc("exec", "lxm:lc1", "--", "sh", "-c", "echo one > /root/f")
+    pushed = tmp_path / "pushed"
+    pushed.write_text("from the host\n")
+    lxc("file", "push", str(pushed), "lxm:lc1/root/pushed", "--mode", "0600")
+    assert lxc("exec", "lxm:lc1", "--", "stat", "-c", "%a %s", "/root/pushed").stdout == \
+        "600 14\n"
+    lxc("file", "pull", "lxm:lc1/etc/hostname", str(tmp_path / "hostname"))
+    assert (tmp_path / "hostname").read_text() == "lc1\n"
     lxc("snapshot", "lxm:lc1", "s0")
     lxc("exec", "lxm:lc1", "--", "sh", "-c", "echo two > /root/f")
     lxc("restore", "lxm:lc1", "s0")

@@ -45,6 +45,12 @@ API_EXTENSIONS = [
     "metrics",
     "projects",
     "resources",
+    "file_delete",
+    "file_append",
+    "file_symlinks",
+    "directory_manipulation",
+    "instance_file_head",
+    "instances_files_modify_permissions",
 ]
 
 
