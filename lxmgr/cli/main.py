@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "remote": "remote:remote",
     "publish": "publish:publish",
     "export": "backup:export",
+    "monitor": "monitor:monitor",
     "import": "backup:import_",
     "image": "image:image",
     "operation": "operation:operation",
