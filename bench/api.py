@@ -53,6 +53,9 @@ POLL_INTERVAL = 0.020  # seconds between two boot-state queries
 BOOT_TIMEOUT = 120.0
 FILL_BOOT_TIMEOUT = 600.0  # every filler container booted
 BOOTED = ("running", "degraded")
+RPS_CLIENTS = 4  # concurrent keep-alive connections for the requests-per-second row
+RPS_SECONDS = 2.0
+FANOUT = 50  # events listeners
 REFERENCE = {"launch_running": 5100.0, "list_30": 119.0, "exec_cli": 40.0}  # LXD 5.0.2, ms
 
 
@@ -79,8 +82,11 @@ def rows(counts: list[int]) -> dict[str, tuple[str, str]]:
         for n in counts:
             table[f"get_r{depth}_{n}"] = (f"GET instances?recursion={depth}, {n} running",
                                           "ms")
+    table[f"rps_r1_{counts[-1]}"] = (f"GET instances?recursion=1 per second, {counts[-1]} "
+                                     f"running, {RPS_CLIENTS} clients", "req/s")
     table["exec_cli"] = ("exec -- true (CLI)", "ms")
     table["exec_api"] = ("exec true (API in-process)", "ms")
+    table["events_fanout"] = (f"event to all of {FANOUT} listeners", "ms")
     table["launch_return"] = ("launch (CLI returns)", "ms")
     table["launch_running"] = ("launch -> running", "ms")
     return table
@@ -255,6 +261,73 @@ class Runner:
         get_ms = statistics.median(self.samples[f"get_r1_{count}"]) * 1000
         self.log(f"{count} running: list {list_ms:.1f} ms, GET r1 {get_ms:.2f} ms")
 
+    def measure_rps(self, count: int) -> None:
+        """GET ?recursion=1 as fast as RPS_CLIENTS keep-alive connections go, RPS_SECONDS
+        at a time; one sample per run (requests per second)."""
+        import threading
+
+        path = "/1.0/instances?recursion=1"
+        for _ in range(3):
+            done = [0] * RPS_CLIENTS
+            stop = time.perf_counter() + RPS_SECONDS
+
+            def hammer(slot: int, done: list[int] = done, stop: float = stop) -> None:
+                raw = RawHttp(self.side.socket_path)
+                try:
+                    while time.perf_counter() < stop:
+                        raw.get(path)
+                        done[slot] += 1
+                finally:
+                    raw.close()
+
+            threads = [threading.Thread(target=hammer, args=(i,)) for i in range(RPS_CLIENTS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self.add(f"rps_r1_{count}", sum(done) / RPS_SECONDS / 1000)  # /1000: ms scale
+        self.log(f"{count} running: {statistics.median(self.samples[f'rps_r1_{count}']) * 1000:.0f}"
+                 " GET r1 per second")
+
+    def measure_fanout(self, name: str) -> None:
+        """FANOUT events websockets; a config change of `name` (instance-updated), timed
+        until every listener has the event."""
+        import threading
+
+        from lxmgr.client.websocket import WebSocket
+
+        for round_ in range(self.args.samples):
+            listeners = [WebSocket.connect(self.side.socket_path,
+                                           "/1.0/events?type=lifecycle") for _ in range(FANOUT)]
+            arrived: list[float] = []
+            lock = threading.Lock()
+
+            def listen(ws: WebSocket, arrived: list[float] = arrived,
+                       lock: threading.Lock = lock) -> None:
+                while (msg := ws.recv()) is not None:
+                    if b"instance-updated" in msg.data:
+                        with lock:
+                            arrived.append(time.perf_counter())
+                        return
+
+            threads = [threading.Thread(target=listen, args=(ws,), daemon=True)
+                       for ws in listeners]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.2)  # every subscription registered
+            t0 = time.perf_counter()
+            self.client.operate("PATCH", f"/1.0/instances/{name}",
+                                body={"config": {"user.bench": str(round_)}})
+            for thread in threads:
+                thread.join(10)
+            for ws in listeners:
+                ws.close()
+            if len(arrived) != FANOUT:
+                raise RuntimeError(f"{len(arrived)} of {FANOUT} listeners got the event")
+            self.add("events_fanout", max(arrived) - t0)
+        self.log(f"events: {statistics.median(self.samples['events_fanout']) * 1000:.1f} ms "
+                 f"to {FANOUT} listeners")
+
     def measure_exec(self, name: str) -> None:
         for _ in range(self.args.exec_samples):
             self.add("exec_cli", wall(self.side.exec_argv(name, ["true"]), self.side.env))
@@ -279,6 +352,8 @@ class Runner:
             self.measure_lists(count)
             if i == 0:
                 self.measure_exec(self.names[0])
+                self.measure_fanout(self.names[0])
+        self.measure_rps(self.args.counts[-1])
         while measured < self.args.launches:
             self.launch(True)
             measured += 1
@@ -348,6 +423,12 @@ def targets(report: dict[str, object], counts: list[int]) -> list[str]:
         verdict = "met" if mine["median"] <= factor * ref else "MISSED"
         lines.append(f"target {label} <= {factor:g} x LXD ({source} {ref:.1f} ms -> "
                      f"{factor * ref:.1f} ms): lxmgr {mine['median']:.1f} ms, {verdict}")
+    mine = side_summary(report, "lxmgr", f"rps_r1_{top}")
+    theirs = side_summary(report, "lxd", f"rps_r1_{top}")
+    if mine and theirs:
+        verdict = "met" if mine["median"] >= 2 * theirs["median"] else "MISSED"
+        lines.append(f"target GET recursion=1 per second at {top} >= 2 x LXD "
+                     f"({theirs['median']:.0f}): lxmgr {mine['median']:.0f}, {verdict}")
     return lines
 
 
