@@ -69,3 +69,9 @@ class KernelError(LxmgrError):
 
 class RuntimeSetupError(LxmgrError):
     """The container could not be set up; the message names the failing step."""
+
+
+class Forbidden(LxmgrError):
+    """The client is not allowed to do this (an untrusted TLS client, a bad trust token)."""
+
+    status = 403

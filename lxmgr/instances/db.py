@@ -73,6 +73,22 @@ MIGRATIONS: tuple[str, ...] = (
         config TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # The HTTPS trust store (lxmgr.daemon.auth) and single-use trust tokens.
+    """
+    CREATE TABLE certificates (
+        fingerprint TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL DEFAULT 'client',
+        certificate TEXT NOT NULL,
+        restricted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE trust_tokens (
+        secret TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 
 
@@ -381,6 +397,59 @@ class Database:
         with self.transaction() as conn:
             conn.execute("DELETE FROM operations WHERE id NOT IN (SELECT id FROM operations "
                          "ORDER BY created_at DESC LIMIT ?)", (keep,))
+
+    # -- certificates (HTTPS trust store and trust tokens; lxmgr.daemon.auth) ------------------
+
+    def certificate_list(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT fingerprint, name, type, certificate, restricted "
+                           "FROM certificates ORDER BY name, fingerprint")
+        return [{"fingerprint": r[0], "name": r[1], "type": r[2], "certificate": r[3],
+                 "restricted": bool(r[4])} for r in rows]
+
+    def certificate_add(self, fingerprint: str, name: str, pem: str, kind: str = "client") \
+            -> bool:
+        """Store a trusted certificate; False when that fingerprint is there already."""
+        with self.transaction() as conn:
+            cursor = conn.execute("INSERT OR IGNORE INTO certificates (fingerprint, name, type, "
+                                  "certificate) VALUES (?, ?, ?, ?)",
+                                  (fingerprint, name, kind, pem))
+            return cursor.rowcount == 1
+
+    def certificate_remove(self, fingerprint: str) -> bool:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM certificates WHERE fingerprint = ?",
+                                (fingerprint,)).rowcount == 1
+
+    def certificate_trusted(self, fingerprint: str) -> bool:
+        return bool(self._query("SELECT 1 FROM certificates WHERE fingerprint = ?",
+                                (fingerprint,)))
+
+    def token_add(self, secret: str, name: str, created_at: str, expires_at: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO trust_tokens (secret, name, created_at, expires_at) "
+                         "VALUES (?, ?, ?, ?)", (secret, name, created_at, expires_at))
+
+    def token_list(self) -> list[dict[str, str]]:
+        rows = self._query("SELECT secret, name, created_at, expires_at FROM trust_tokens "
+                           "ORDER BY created_at")
+        return [{"secret": r[0], "name": r[1], "created_at": r[2], "expires_at": r[3]}
+                for r in rows]
+
+    def token_consume(self, secret: str, now: str) -> str | None:
+        """The token's client name if it exists and has not expired (RFC 3339 UTC strings
+        compare in time order); it is deleted either way: tokens are single use."""
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT name, expires_at FROM trust_tokens WHERE secret = ?",
+                                (secret,)).fetchall()
+            conn.execute("DELETE FROM trust_tokens WHERE secret = ?", (secret,))
+        if not rows or (rows[0][1] and rows[0][1] <= now):
+            return None
+        return str(rows[0][0])
+
+    def token_remove(self, secret: str) -> bool:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM trust_tokens WHERE secret = ?",
+                                (secret,)).rowcount == 1
 
 
 def _profile_row(profile: Profile) -> tuple[str, str, str, str]:
