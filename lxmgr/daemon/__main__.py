@@ -91,6 +91,9 @@ async def serve(sock: socket.socket) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
+    # The HTTPS listener of core.https_address (lxmgr.daemon.https), if set.
+    from lxmgr.daemon.https import HTTPS
+    await app[HTTPS].attach(runner, paths.root())
     log.info("lxmgrd %s listening on %s", __version__, sock.getsockname() or "(activated)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

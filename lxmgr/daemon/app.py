@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from lxmgr.daemon import responses
+from lxmgr.daemon import auth, responses
+from lxmgr.daemon.https import HTTPS, HttpsListener
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.routes import (
     backups,
+    certificates,
     events,
     images,
     instance_console,
@@ -63,16 +65,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     """The daemon's web application around a Manager (tests pass their own)."""
-    app = web.Application(middlewares=[error_middleware, projects.middleware],
+    app = web.Application(middlewares=[error_middleware, auth.middleware, projects.middleware],
                           client_max_size=responses.MAX_BODY)
     bus = EventBus()
     app[MANAGER] = manager
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)
     app[WEBSOCKETS] = set()
+    app[HTTPS] = HttpsListener()  # core.https_address; attached to the runner by lxmgrd
     for module in (server, instances, instance_state, instance_exec, instance_console,
                    instance_files, snapshots, backups, profiles, images, networks, storage,
-                   operations, events, projects, metrics, openapi):
+                   operations, events, projects, metrics, openapi, certificates):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

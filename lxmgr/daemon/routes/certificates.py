@@ -1,0 +1,146 @@
+"""/1.0/certificates: LXD's TLS trust store (list, add, show, delete) and trust tokens
+(`POST {"name": ..., "token": true}` answers a token operation; an untrusted TLS client then
+POSTs `{"trust_token": ...}` and its certificate is added). Authentication: lxmgr.daemon.auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from lxmgr.api.certificate import (
+    TrustToken,
+    certificate_pem,
+    decode_token,
+    fingerprint,
+    load_certificate,
+)
+from lxmgr.api.operation import format_time
+from lxmgr.daemon import auth, responses
+from lxmgr.daemon.https import HTTPS
+from lxmgr.daemon.keys import MANAGER
+from lxmgr.daemon.responses import field, json_body
+from lxmgr.errors import Conflict, Forbidden, InvalidConfig, NotFound
+
+routes = web.RouteTableDef()
+TOKEN_LIFETIME = timedelta(hours=1)
+
+
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {"name": row["name"], "type": row["type"], "restricted": row["restricted"],
+            "projects": [], "certificate": row["certificate"], "description": "",
+            "fingerprint": row["fingerprint"]}
+
+
+@routes.get("/1.0/certificates")
+async def list_certificates(request: web.Request) -> web.Response:
+    rows = await asyncio.to_thread(request.app[MANAGER].db.certificate_list)
+    if responses.recursion(request) >= 1:
+        return responses.sync([_entry(row) for row in rows])
+    return responses.sync([f"/1.0/certificates/{row['fingerprint']}" for row in rows])
+
+
+async def _find(request: web.Request) -> dict[str, Any]:
+    """The certificate named by a fingerprint or a unique prefix of one (as LXD)."""
+    prefix = request.match_info["fingerprint"].lower()
+    rows = await asyncio.to_thread(request.app[MANAGER].db.certificate_list)
+    found = [row for row in rows if row["fingerprint"].startswith(prefix)]
+    if len(found) != 1 or not prefix:
+        raise NotFound("Certificate not found")
+    return found[0]
+
+
+@routes.get("/1.0/certificates/{fingerprint}")
+async def get_certificate(request: web.Request) -> web.Response:
+    return responses.sync(_entry(await _find(request)))
+
+
+@routes.delete("/1.0/certificates/{fingerprint}")
+async def delete_certificate(request: web.Request) -> web.Response:
+    row = await _find(request)
+    await asyncio.to_thread(request.app[MANAGER].db.certificate_remove, row["fingerprint"])
+    return responses.sync({})
+
+
+@routes.post("/1.0/certificates")
+async def add_certificate(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = field(body, "name", str, "")
+    kind = field(body, "type", str, "client")
+    if kind != "client":
+        raise InvalidConfig(f"Unsupported certificate type '{kind}'")
+    if not auth.is_trusted(request):
+        return await _join_with_token(request, body, name)
+    if field(body, "token", bool, False):
+        return await _create_token(request, name)
+    text = field(body, "certificate", str, "")
+    if text:
+        cert = load_certificate(text)
+    else:
+        der = auth.peer_certificate(request)
+        if der is None:
+            raise InvalidConfig("No certificate given")
+        cert = load_certificate(der)
+    return await _store(request, cert, name or cert.subject.rfc4514_string())
+
+
+async def _store(request: web.Request, cert: Any, name: str) -> web.Response:
+    fp = fingerprint(cert)
+    added = await asyncio.to_thread(request.app[MANAGER].db.certificate_add, fp, name,
+                                    certificate_pem(cert))
+    if not added:
+        raise Conflict("Certificate already in trust store")
+    url = f"/1.0/certificates/{fp}"
+    return responses.sync({}, status=201, headers={"Location": url})
+
+
+async def _join_with_token(request: web.Request, body: dict[str, Any], name: str) \
+        -> web.Response:
+    """An untrusted TLS client presents a token: its own certificate joins the store."""
+    der = auth.peer_certificate(request)
+    text = field(body, "trust_token", str, "") or field(body, "password", str, "")
+    if der is None or not text:
+        raise Forbidden("Forbidden")
+    try:
+        token = decode_token(text)
+    except InvalidConfig:
+        raise Forbidden("Forbidden") from None
+    now = format_time(datetime.now(UTC))
+    client = await asyncio.to_thread(request.app[MANAGER].db.token_consume, token.secret, now)
+    if client is None:
+        raise Forbidden("Invalid or expired trust token")
+    return await _store(request, load_certificate(der), client or name)
+
+
+async def _create_token(request: web.Request, name: str) -> web.Response:
+    """A single-use token for `name`, valid one hour, as an LXD token operation."""
+    if not name:
+        raise InvalidConfig("A name is required for a trust token")
+    listener = request.app.get(HTTPS)
+    if listener is None or not listener.address:
+        raise InvalidConfig("The server is not available over the network "
+                            "(set core.https_address)")
+    now = datetime.now(UTC)
+    token = TrustToken(client_name=name, fingerprint=listener.certificate_fingerprint,
+                       addresses=[listener.address], secret=secrets.token_hex(32),
+                       expires_at=format_time(now + TOKEN_LIFETIME))
+    await asyncio.to_thread(request.app[MANAGER].db.token_add, token.secret, name,
+                            format_time(now), token.expires_at)
+    op_id = str(uuid.uuid4())
+    op = {"id": op_id, "class": "token", "description": "Certificate add token",
+          "created_at": format_time(now), "updated_at": format_time(now),
+          "status": "Running", "status_code": 103, "resources": {},
+          "metadata": {"request": {"name": name, "type": "client", "token": True},
+                       "secret": token.secret, "fingerprint": token.fingerprint,
+                       "addresses": token.addresses, "expiresAt": token.expires_at,
+                       "token": token.encode()},
+          "may_cancel": True, "err": "", "location": "none"}
+    return web.json_response({"type": "async", "status": "Operation created",
+                              "status_code": 100, "operation": f"/1.0/operations/{op_id}",
+                              "error_code": 0, "error": "", "metadata": op},
+                             status=202, headers={"Location": f"/1.0/operations/{op_id}"})

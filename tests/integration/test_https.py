@@ -1,0 +1,199 @@
+"""core.https_address on a real lxmgrd: TLS clients are untrusted until a trust token made on
+the unix socket lets their certificate join; trusted clients reach the API and websockets;
+unsetting the address closes the port. No containers are created."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from lxmgr.api.certificate import TrustToken, decode_token, generate_certificate
+from tests.system.conftest import Daemon, _remove_cgroup_base
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tag = uuid.uuid4().hex[:8]
+    root = f"/tmp/lxmh-{tag}"
+    os.makedirs(root)
+    d = Daemon(root, f"lxmgr-test-{tag}")
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()
+        d.log.close()
+        _remove_cgroup_base(f"lxmgr-test-{tag}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _client_cert(tmp: Path, name: str) -> tuple[str, str]:
+    cert, key = generate_certificate(name, [], client=True)
+    (tmp / f"{name}.crt").write_bytes(cert)
+    (tmp / f"{name}.key").write_bytes(key)
+    return str(tmp / f"{name}.crt"), str(tmp / f"{name}.key")
+
+
+def _context(cert: tuple[str, str] | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the tests pin nothing; the CLI pins the fingerprint
+    if cert:
+        context.load_cert_chain(*cert)
+    return context
+
+
+def _https(port: int, method: str, path: str, cert: tuple[str, str] | None,
+           body: Any = None) -> tuple[int, Any]:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=_context(cert), timeout=30)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def _listen(daemon: Daemon) -> int:
+    port = _free_port()
+    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": f"127.0.0.1:{port}"}})
+    return port
+
+
+def _token(daemon: Daemon, name: str) -> str:
+    resp = daemon.api("POST", "/1.0/certificates", {"name": name, "token": True})
+    assert resp["type"] == "async"
+    meta = resp["metadata"]["metadata"]
+    token = TrustToken(meta["request"]["name"], meta["fingerprint"], meta["addresses"],
+                       meta["secret"], meta["expiresAt"]).encode()
+    assert decode_token(token).secret == decode_token(meta["token"]).secret
+    return token
+
+
+def test_untrusted_client_sees_little(daemon: Daemon, tmp_path: Path) -> None:
+    port = _listen(daemon)
+    status, body = _https(port, "GET", "/1.0", None)
+    assert status == 200
+    assert body["metadata"]["auth"] == "untrusted"
+    assert body["metadata"]["auth_methods"] == ["tls"]
+    assert body["metadata"]["config"] == {}
+    assert "server_pid" not in body["metadata"]["environment"]
+    cert = _client_cert(tmp_path, "stranger")
+    status, body = _https(port, "GET", "/1.0/instances", cert)
+    assert (status, body["type"], body["error_code"]) == (403, "error", 403)
+    status, _ = _https(port, "POST", "/1.0/certificates", cert, {"name": "x", "type": "client"})
+    assert status == 403
+    assert (Path(daemon.root) / "server.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_token_join_reuse_and_removal(daemon: Daemon, tmp_path: Path) -> None:
+    port = _listen(daemon)
+    cert = _client_cert(tmp_path, "panel")
+    token = _token(daemon, "web-panel")
+    status, _ = _https(port, "POST", "/1.0/certificates", cert,
+                       {"type": "client", "trust_token": token})
+    assert status == 201
+    status, body = _https(port, "GET", "/1.0", cert)
+    assert body["metadata"]["auth"] == "trusted"
+    assert body["metadata"]["environment"]["addresses"] == [f"127.0.0.1:{port}"]
+    status, body = _https(port, "GET", "/1.0/instances", cert)
+    assert status == 200 and body["type"] == "sync"
+    # Single use: a second client cannot reuse the token.
+    other = _client_cert(tmp_path, "other")
+    status, _ = _https(port, "POST", "/1.0/certificates", other,
+                       {"type": "client", "trust_token": token})
+    assert status == 403
+    listed = daemon.api("GET", "/1.0/certificates?recursion=1")["metadata"]
+    assert [c["name"] for c in listed] == ["web-panel"]
+    daemon.api("DELETE", f"/1.0/certificates/{listed[0]['fingerprint'][:12]}")
+    status, body = _https(port, "GET", "/1.0", cert)
+    assert body["metadata"]["auth"] == "untrusted"
+    assert _https(port, "GET", "/1.0/instances", cert)[0] == 403
+
+
+def test_expired_token_is_refused(daemon: Daemon, tmp_path: Path) -> None:
+    import sqlite3
+
+    port = _listen(daemon)
+    token = _token(daemon, "late")
+    with sqlite3.connect(f"{daemon.root}/lxmgr.db") as db:
+        db.execute("UPDATE trust_tokens SET expires_at = '2000-01-01T00:00:00Z'")
+    status, _ = _https(port, "POST", "/1.0/certificates", _client_cert(tmp_path, "late"),
+                       {"type": "client", "trust_token": token})
+    assert status == 403
+
+
+def test_certificate_added_on_unix_socket_is_trusted(daemon: Daemon, tmp_path: Path) -> None:
+    port = _listen(daemon)
+    cert = _client_cert(tmp_path, "admin")
+    der = ssl.PEM_cert_to_DER_cert(Path(cert[0]).read_text())
+    daemon.api("POST", "/1.0/certificates",
+               {"name": "admin", "type": "client", "certificate": base64.b64encode(der).decode()})
+    assert _https(port, "GET", "/1.0/profiles", cert)[0] == 200
+
+
+async def test_events_websocket_over_wss(daemon: Daemon, tmp_path: Path) -> None:
+    port = _listen(daemon)
+    cert = _client_cert(tmp_path, "watcher")
+    pem = Path(cert[0]).read_text()
+    daemon.api("POST", "/1.0/certificates", {"name": "watcher", "certificate": pem})
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"wss://127.0.0.1:{port}/1.0/events", ssl=_context(cert)) as ws:
+        await ws.ping()
+        assert not ws.closed
+    untrusted = _client_cert(tmp_path, "nobody")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await session.ws_connect(f"wss://127.0.0.1:{port}/1.0/events",
+                                     ssl=_context(untrusted))
+
+
+def test_move_and_unset_closes_port(daemon: Daemon) -> None:
+    port = _listen(daemon)
+    assert _https(port, "GET", "/1.0", None)[0] == 200
+    new_port = _listen(daemon)
+    assert _https(new_port, "GET", "/1.0", None)[0] == 200
+    with pytest.raises(ConnectionRefusedError):
+        _https(port, "GET", "/1.0", None)
+    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": ""}})
+    with pytest.raises(ConnectionRefusedError):
+        _https(new_port, "GET", "/1.0", None)
+
+
+def test_bad_address_is_refused(daemon: Daemon) -> None:
+    resp = daemon.api("PATCH", "/1.0", {"config": {"core.https_address": "nope:x"}},
+                      check=False)
+    assert resp["error_code"] == 400
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        resp = daemon.api("PATCH", "/1.0", {"config": {
+            "core.https_address": f"127.0.0.1:{port}"}}, check=False)
+        assert resp["error_code"] == 400
+        config = daemon.api("GET", "/1.0")["metadata"]["config"]
+        assert "core.https_address" not in config
+    finally:
+        busy.close()
