@@ -270,12 +270,29 @@ def project_endpoints() -> list[Endpoint]:
     ]
 
 
+CERTIFICATES_POST = obj(name=STR, type=STR, certificate=STR, trust_token=STR, password=STR,
+                        token=BOOL)
+
+
+def certificate_endpoints() -> list[Endpoint]:
+    base = "/1.0/certificates/{fingerprint}"
+    return [
+        Endpoint("GET", "/1.0/certificates", "List trusted client certificates",
+                 query=("recursion",)),
+        Endpoint("POST", "/1.0/certificates", "Trust a certificate, make a trust token "
+                 "(202 with the token operation), or join with a token", "created",
+                 CERTIFICATES_POST),
+        Endpoint("GET", base, "Show a trusted certificate"),
+        Endpoint("DELETE", base, "Remove a trusted certificate"),
+    ]
+
+
 def endpoints() -> list[Endpoint]:
     """Every documented endpoint, area by area."""
     return [*server_endpoints(), *instance_endpoints(), *file_endpoints(), *snapshot_endpoints(),
             *backup_endpoints(), *image_endpoints(), *profile_endpoints(),
             *network_endpoints(), *storage_endpoints(), *operation_endpoints(),
-            *project_endpoints()]
+            *project_endpoints(), *certificate_endpoints()]
 
 
 # -- the document --------------------------------------------------------------------------

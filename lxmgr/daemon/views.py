@@ -42,7 +42,7 @@ def instance(manager: Manager, name: str, full: bool = False) -> dict[str, Any]:
     if full:
         state = instance_state(manager, name)
     else:
-        status = manager.status(name)
+        status = manager.status_fast(name)
         state = {"status": status, "status_code": STATUS_CODES.get(status, 112)}
     last_used = manager.db.instance_last_used(name)
     out: dict[str, Any] = {

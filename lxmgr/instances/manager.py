@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Any
@@ -391,6 +392,23 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin):
                                     wait=5)["status"])
         except control.NotRunning:
             return "Stopped"
+
+    def status_fast(self, name: str) -> str:
+        """status() for listings: what the supervisor last wrote to state.json while it is
+        alive (no round trip: ~20x cheaper), else the supervisor's own answer."""
+        directory = paths.instance_dir(name)
+        try:
+            with open(directory / "state.json") as f:
+                data = json.load(f)
+            status, pid = str(data.get("status", "")), int(data.get("supervisor_pid") or 0)
+            if status in ("Running", "Frozen", "Stopping") and pid and \
+                    os.path.exists(directory / "supervisor.sock"):
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "lxmgr-sup":
+                        return status
+        except (OSError, ValueError, TypeError):
+            pass
+        return self.status(name)
 
     def state(self, name: str) -> dict[str, Any]:
         """LXD-like state: status, pid, processes, memory and cpu usage."""
