@@ -288,7 +288,10 @@ def detach(spec: NicSpec) -> None:
             if _kind(link) != kind:
                 raise Conflict(f"Interface '{ifname}' of NIC '{spec.device}' is not "
                                f"a {kind}: not deleting it")
-            _netlink(spec, ifname, f"delete {kind}", ipr.link, "del", index=link["index"])
+            try:
+                _netlink(spec, ifname, f"delete {kind}", ipr.link, "del", index=link["index"])
+            except NotFound:  # a veth goes with its peer's namespace: gone in between, fine
+                log.debug("NIC '%s': %s vanished before we deleted it", spec.device, ifname)
 
 
 def hot_plug(spec: NicSpec, pid: int) -> None:
