@@ -197,3 +197,25 @@ def test_bad_address_is_refused(daemon: Daemon) -> None:
         assert "core.https_address" not in config
     finally:
         busy.close()
+
+
+def test_cli_config_trust(daemon: Daemon, tmp_path: Path) -> None:
+    """lxmgr config trust add --name (a token) / add FILE / list / remove, on the socket."""
+    port = _listen(daemon)
+    out = daemon.cli("config", "trust", "add", "--name", "panel").stdout
+    token = out.splitlines()[-1]
+    assert decode_token(token).client_name == "panel"
+    cert = _client_cert(tmp_path, "joiner")
+    assert _https(port, "POST", "/1.0/certificates", cert,
+                  {"type": "client", "trust_token": token})[0] == 201
+    ci_cert, _ = _client_cert(tmp_path, "ci")
+    daemon.cli("config", "trust", "add", ci_cert, "--name", "ci")
+    listing = daemon.cli("config", "trust", "list", "--format", "csv").stdout
+    names = sorted(line.split(",")[0] for line in listing.splitlines())
+    assert names == ["ci", "panel"]
+    prefix = next(line.split(",")[2] for line in listing.splitlines()
+                  if line.startswith("ci,"))
+    daemon.cli("config", "trust", "remove", prefix)
+    assert "ci," not in daemon.cli("config", "trust", "list", "--format", "csv").stdout
+    bad = daemon.cli("config", "trust", "add", check=False)
+    assert bad.returncode == 1 and "--name" in bad.stderr

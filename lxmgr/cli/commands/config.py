@@ -10,6 +10,7 @@ import click
 
 from lxmgr.cli.app import App
 from lxmgr.cli.commands.device import DeviceOwner, device_group
+from lxmgr.cli.commands.trust import trust
 from lxmgr.cli.completion import complete_instances
 from lxmgr.cli.options import get_app
 from lxmgr.cli.terminal import parse_assignments, parse_yaml, render_yaml
@@ -211,3 +212,6 @@ def _save(app: App, name: str, inst: dict[str, Any], etag: str) -> None:
 config.add_command(device_group(DeviceOwner(
     noun="instance", parent="config", example="web1", load=_get, save=_save,
     complete=complete_instances, expanded=True)))
+
+
+config.add_command(trust)
