@@ -63,3 +63,30 @@ def test_lxc_drives_lxmgr(lxc, tmp_path) -> None:  # type: ignore[no-untyped-def
     lxc("delete", "lxm:lc3")
     assert json.loads(lxc("list", "lxm:", "--format", "json").stdout) == []
     assert "default" in lxc("storage", "info", "lxm:default").stdout
+
+
+def test_lxc_over_https_with_a_trust_token(daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """lxc remote add NAME TOKEN (the token from lxmgr config trust add), then launch, list
+    and exec (over wss) through the TLS listener."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    daemon.cli("config", "set", "core.https_address", f"127.0.0.1:{port}")
+    token = daemon.cli("config", "trust", "add", "--name", "lxc-test").stdout.splitlines()[-1]
+    env = {**os.environ, "LXD_CONF": str(tmp_path / "lxdconf")}
+
+    def lxc(*args: str) -> str:
+        proc = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
+                              timeout=180, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, f"lxc {' '.join(args)}: {proc.stderr.strip()}"
+        return proc.stdout
+
+    lxc("remote", "add", "lxh", token)
+    lxc("launch", "lxh:debian", "lxh:tl1")
+    assert lxc("exec", "lxh:tl1", "--", "hostname").strip() == "tl1"
+    assert [r["name"] for r in json.loads(lxc("list", "lxh:", "--format", "json"))] == ["tl1"]
+    lxc("delete", "lxh:tl1", "--force")
+    certs = daemon.api("GET", "/1.0/certificates?recursion=1")["metadata"]
+    assert [c["name"] for c in certs] == ["lxc-test"]

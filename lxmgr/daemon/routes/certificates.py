@@ -71,7 +71,7 @@ async def delete_certificate(request: web.Request) -> web.Response:
 async def add_certificate(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = field(body, "name", str, "")
-    kind = field(body, "type", str, "client")
+    kind = field(body, "type", str, "") or "client"  # lxc 5.0 sends "": LXD reads it as client
     if kind != "client":
         raise InvalidConfig(f"Unsupported certificate type '{kind}'")
     if not auth.is_trusted(request):
