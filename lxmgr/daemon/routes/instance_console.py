@@ -10,11 +10,9 @@ container stops. GET (the log) and DELETE (clear it) stay in routes.instances.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
-import secrets
 import socket
 from typing import Any
 
@@ -24,7 +22,13 @@ from lxmgr.api.operation import Operation
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
-from lxmgr.daemon.routes.instance_exec import CONNECT_TIMEOUT, SESSIONS, _fd_to_ws, _ws_to_fd
+from lxmgr.daemon.routes.instance_exec import (
+    CONNECT_TIMEOUT,
+    SESSIONS,
+    WebsocketSession,
+    _fd_to_ws,
+    _ws_to_fd,
+)
 from lxmgr.errors import Conflict, InvalidConfig, NotSupported
 from lxmgr.instances.manager import Manager
 from lxmgr.supervisor import control, protocol
@@ -33,33 +37,12 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-class ConsoleSession:
+class ConsoleSession(WebsocketSession):
     """One console attach; the websocket route drives it like an exec session."""
 
     def __init__(self, manager: Manager, name: str, width: int, height: int) -> None:
-        self.manager, self.name = manager, name
+        super().__init__(manager, name, ["0"])
         self.size = (height, width)
-        self.secrets = {s: secrets.token_hex(32) for s in ("0", "control")}
-        self.sockets: dict[str, web.WebSocketResponse] = {}
-        self.attached = asyncio.Event()
-        self.finished = asyncio.Event()
-        self.op_id = ""
-
-    def stream_for(self, secret: str) -> str | None:
-        for stream, expected in self.secrets.items():
-            if hmac.compare_digest(expected, secret):
-                return stream
-        return None
-
-    async def attach(self, stream: str, ws: web.WebSocketResponse) -> None:
-        if stream in self.sockets:
-            raise Conflict(f"Stream '{stream}' is already connected")
-        self.sockets[stream] = ws
-        if "0" in self.sockets:
-            self.attached.set()
-        if stream == "control":
-            await self._control(ws)
-        await self.finished.wait()
 
     async def run(self, op: Operation) -> dict[str, Any]:
         try:
@@ -132,6 +115,6 @@ async def console_attach(request: web.Request) -> web.Response:
         f"Showing console of {name}", session.run, class_="websocket",
         resources={"instances": [f"/1.0/instances/{name}"]},
         metadata={"fds": dict(session.secrets)})
-    SESSIONS[op.id] = session  # type: ignore[assignment]
+    SESSIONS[op.id] = session
     session.op_id = op.id
     return responses.async_op(op)

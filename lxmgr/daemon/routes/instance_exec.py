@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0  # how long a close waits for the client's answer
-SESSIONS: dict[str, ExecSession] = {}
+SESSIONS: dict[str, WebsocketSession] = {}
 
 
 class ExecRequest:
@@ -123,21 +123,17 @@ def _run_detached(manager: Manager, name: str, req: ExecRequest, op_id: str) -> 
     return result
 
 
-class ExecSession:
-    """One websocket exec: waits for its streams, runs the command, pumps the bytes."""
+class WebsocketSession:
+    """An operation's websockets: one secret per stream (plus "control"); attach() is called
+    by the websocket route and returns when the session is over. Exec and console sessions."""
 
-    def __init__(self, manager: Manager, name: str, req: ExecRequest,
-                 registry: set[web.WebSocketResponse]) -> None:
-        self.manager, self.name, self.req = manager, name, req
-        self.registry = registry
-        streams = ["0"] if req.interactive else ["0", "1", "2"]
+    def __init__(self, manager: Manager, name: str, streams: list[str]) -> None:
+        self.manager, self.name = manager, name
         self.required = set(streams)
         self.secrets = {s: secrets.token_hex(32) for s in [*streams, "control"]}
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.attached = asyncio.Event()
         self.finished = asyncio.Event()
-        self.pid = 0
-        self.master: int | None = None
         self.op_id = ""
 
     def stream_for(self, secret: str) -> str | None:
@@ -147,7 +143,6 @@ class ExecSession:
         return None
 
     async def attach(self, stream: str, ws: web.WebSocketResponse) -> None:
-        """Called by the websocket route; returns when the session is over."""
         if stream in self.sockets:
             raise Conflict(f"Stream '{stream}' is already connected")
         self.sockets[stream] = ws
@@ -156,6 +151,21 @@ class ExecSession:
         if stream == "control":
             await self._control(ws)
         await self.finished.wait()
+
+    async def _control(self, ws: web.WebSocketResponse) -> None:
+        raise NotImplementedError
+
+
+class ExecSession(WebsocketSession):
+    """One websocket exec: waits for its streams, runs the command, pumps the bytes."""
+
+    def __init__(self, manager: Manager, name: str, req: ExecRequest,
+                 registry: set[web.WebSocketResponse]) -> None:
+        super().__init__(manager, name, ["0"] if req.interactive else ["0", "1", "2"])
+        self.req = req
+        self.registry = registry
+        self.pid = 0
+        self.master: int | None = None
 
     async def run(self, op: Operation) -> dict[str, Any]:
         try:
