@@ -80,7 +80,6 @@ def snapshot(manager: Manager, name: str, snap: SnapshotSpec) -> dict[str, Any]:
         expanded, devices = dict(spec.config), {k: dict(v) for k, v in spec.devices.items()}
     return {
         "name": snap.name,
-        "description": spec.description,
         "created_at": format_time(snap.created_at),
         "expires_at": format_time(snap.expires_at) if snap.expires_at else
         "0001-01-01T00:00:00Z",

@@ -431,25 +431,24 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin):
         }
 
     def _network_state(self, spec: InstanceSpec, pid: int) -> dict[str, Any]:
-        """LXD's state.network per NIC, read inside the container (addresses of both
-        families, MAC, MTU, counters); the host end's name added from the NIC spec."""
-        try:
-            nics = self._nic_specs(spec)
-        except LxmgrError:
-            return {}
-        if not nics:
-            return {}
+        """LXD's state.network: every interface inside the container (lo included; both
+        address families, MAC, MTU, counters), the host end's name added for our NICs."""
         from lxmgr.net import inside
 
         try:
-            seen = inside.interfaces(pid, [nic.name for nic in nics])
+            nics = self._nic_specs(spec)
+        except LxmgrError:
+            nics = []
+        try:
+            seen = inside.interfaces(pid)
         except LxmgrError as err:
             log.warning("Network state of '%s': %s", spec.name, err)
             seen = {}
-        return {nic.name: {**seen.get(nic.name, {"addresses": [], "hwaddr": nic.hwaddr,
-                                                  "mtu": 0, "state": "down",
-                                                  "type": "broadcast", "counters": {}}),
-                           "host_name": nic.host_name} for nic in nics}
+        for nic in nics:
+            seen.setdefault(nic.name, {"addresses": [], "hwaddr": nic.hwaddr, "mtu": 0,
+                                       "state": "down", "type": "broadcast", "counters": {}})
+            seen[nic.name]["host_name"] = nic.host_name
+        return seen
 
     def console_clear(self, name: str) -> None:
         self.store.get(name)

@@ -24,8 +24,9 @@ COUNTERS = {"rx_bytes": "bytes_received", "tx_bytes": "bytes_sent",
             "rx_dropped": "packets_dropped_inbound", "tx_dropped": "packets_dropped_outbound"}
 
 
-def interfaces(pid: int, names: list[str]) -> dict[str, dict[str, Any]]:
-    """state.network entries for the named interfaces inside PID's network namespace."""
+def interfaces(pid: int, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """state.network entries for the named interfaces (None: all of them, as LXD lists,
+    lo included) inside PID's network namespace."""
     own = os.open(f"/proc/self/task/{libc.gettid()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -36,7 +37,7 @@ def interfaces(pid: int, names: list[str]) -> dict[str, dict[str, Any]]:
         libc.setns(target, c.CLONE_NEWNET)
         try:
             with IPRoute() as ipr:
-                return _describe(ipr, set(names))
+                return _describe(ipr, None if names is None else set(names))
         finally:
             libc.setns(own, c.CLONE_NEWNET)
     except OSError as err:
@@ -46,12 +47,12 @@ def interfaces(pid: int, names: list[str]) -> dict[str, dict[str, Any]]:
         os.close(own)
 
 
-def _describe(ipr: IPRoute, names: set[str]) -> dict[str, dict[str, Any]]:
+def _describe(ipr: IPRoute, names: set[str] | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     by_index: dict[int, str] = {}
     for link in ipr.get_links():
         name = link.get_attr("IFLA_IFNAME")
-        if name not in names:
+        if names is not None and name not in names:
             continue
         by_index[link["index"]] = name
         stats = link.get_attr("IFLA_STATS64") or {}
@@ -59,7 +60,7 @@ def _describe(ipr: IPRoute, names: set[str]) -> dict[str, dict[str, Any]]:
             "addresses": [], "hwaddr": link.get_attr("IFLA_ADDRESS") or "",
             "mtu": link.get_attr("IFLA_MTU") or 0,
             "state": "up" if link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN") else "down",
-            "type": "broadcast",
+            "type": "loopback" if name == "lo" else "broadcast",
             "counters": {ours: int(stats.get(theirs, 0)) for theirs, ours in COUNTERS.items()},
         }
     for addr in ipr.get_addr():

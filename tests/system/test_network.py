@@ -174,8 +174,8 @@ def test_deleting_everything_leaves_nothing(daemon) -> None:  # type: ignore[no-
     daemon.cli("config", "device", "add", "gone", "eth0", "nic", f"network={name}",
                "name=eth0")
     wait_leases(daemon, ["gone"])
-    host_end = next(iter(json.loads(daemon.cli("list", "--format", "json").stdout)[0]
-                         ["state"]["network"].values()))["host_name"]
+    host_end = json.loads(daemon.cli("list", "--format", "json").stdout)[0][
+        "state"]["network"]["eth0"]["host_name"]
     daemon.cli("delete", "gone", "--force")
     daemon.cli("network", "delete", name)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
