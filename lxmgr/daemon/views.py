@@ -8,8 +8,11 @@ import re
 from typing import Any
 
 from lxmgr.api.operation import format_time
-from lxmgr.errors import InvalidConfig, LxmgrError
+from lxmgr.errors import InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
+from lxmgr.model.config import expand
+from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.profile import Profile
 from lxmgr.model.snapshot import SnapshotSpec
 
 STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Stopping": 107,
@@ -34,17 +37,28 @@ def instance_state(manager: Manager, name: str) -> dict[str, Any]:
     }
 
 
-def instance(manager: Manager, name: str, full: bool = False) -> dict[str, Any]:
+def instance(manager: Manager, name: str, full: bool = False, *,
+             spec: InstanceSpec | None = None, profiles: dict[str, Profile] | None = None,
+             last_used: str | None = None) -> dict[str, Any]:
     """Instance (recursion=1) or InstanceFull (recursion=2, with state and snapshots).
-    Only the full form reads usage from the cgroups; the short one asks for the status."""
-    spec = manager.get(name)
-    expanded, devices = manager.expanded(spec)
+    Only the full form reads usage from the cgroups; the short one asks for the status.
+    A listing passes spec, profiles and last_used read once for all instances."""
+    spec = spec or manager.get(name)
+    if profiles is None:
+        expanded, devices = manager.expanded(spec)
+    else:
+        missing = [p for p in spec.profiles if p not in profiles]
+        if missing:
+            raise NotFound(f"Profile '{missing[0]}' not found")
+        expanded, devices = expand([profiles[p] for p in spec.profiles], spec.config,
+                                   spec.devices)
     if full:
         state = instance_state(manager, name)
     else:
         status = manager.status_fast(name)
         state = {"status": status, "status_code": STATUS_CODES.get(status, 112)}
-    last_used = manager.db.instance_last_used(name)
+    if last_used is None:
+        last_used = manager.db.instance_last_used(name)
     out: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
@@ -101,10 +115,14 @@ def instances(manager: Manager, level: int, expr: str) -> list[Any]:
     names = manager.list()
     if level == 0 and not expr:
         return [f"/1.0/instances/{n}" for n in names]
+    specs = {spec.name: spec for spec in manager.db.instance_specs()}
+    profiles = manager.profiles()
+    last_used = manager.db.instances_last_used()
     out = []
     for name in names:
         try:
-            view = instance(manager, name, full=level >= 2)
+            view = instance(manager, name, full=level >= 2, spec=specs.get(name),
+                            profiles=profiles, last_used=last_used.get(name, ""))
         except LxmgrError:
             continue  # deleted while we listed
         if matches(view, expr):

@@ -287,6 +287,11 @@ class Database:
         with self.transaction() as conn:
             conn.execute("UPDATE instances SET last_used_at = ? WHERE name = ?", (when, name))
 
+    def instances_last_used(self) -> dict[str, str]:
+        """name -> last_used_at of every instance (one query for a listing)."""
+        return {r[0]: str(r[1]) for r in self._query(
+            "SELECT name, last_used_at FROM instances")}
+
     def instance_last_used(self, name: str) -> str:
         rows = self._query("SELECT last_used_at FROM instances WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else ""
