@@ -118,18 +118,25 @@ def _add_product(tree: Path, product: str, entry: dict[str, Any], serial: str) -
     (tree / INDEX).write_text(json.dumps(index, indent=1))
 
 
-def metadata_tarball(os_name: str, release: str, arch: str, serial: str) -> bytes:
-    """LXD's metadata tarball: metadata.yaml (+ a hostname template) in an xz tar."""
+HOSTNAME_TEMPLATE = {"/etc/hostname": {"when": ["create", "copy"], "template": "hostname.tpl"}}
+
+
+def metadata_tarball(os_name: str, release: str, arch: str, serial: str, *,
+                     templates: dict[str, Any] | None = None,
+                     template_files: dict[str, bytes] | None = None,
+                     description: str = "", creation_date: int = 1717219440) -> bytes:
+    """LXD's metadata tarball: metadata.yaml and its templates (default: a hostname one) in
+    an xz tar."""
     metadata = {
         "architecture": LXD_ARCH.get(arch, arch),
-        "creation_date": 1717219440,
+        "creation_date": creation_date,
         "properties": {"os": os_name, "release": release, "architecture": arch,
-                       "description": f"{os_name} {release} {arch} ({serial})"},
-        "templates": {"/etc/hostname": {"when": ["create", "copy"],
-                                        "template": "hostname.tpl"}},
+                       "description": description or f"{os_name} {release} {arch} ({serial})"},
+        "templates": HOSTNAME_TEMPLATE if templates is None else templates,
     }
-    files = {"metadata.yaml": yaml.safe_dump(metadata).encode(),
-             "templates/hostname.tpl": b"{{ container.name }}\n"}
+    files = {"metadata.yaml": yaml.safe_dump(metadata).encode()}
+    files.update({f"templates/{name}": data for name, data in (
+        template_files or {"hostname.tpl": b"{{ container.name }}\n"}).items()})
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:xz") as tar:
         dirinfo = tarfile.TarInfo("templates")

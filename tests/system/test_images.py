@@ -13,10 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.image_cache import CACHE_DIR, cached_debian_image
-from tests.simplestreams_server import SimpleStreamsServer, _add_product, _items, sha256_file
+from tests.simplestreams_server import (
+    SimpleStreamsServer,
+    _add_product,
+    _items,
+    metadata_tarball,
+    sha256_file,
+)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system]
 
@@ -29,24 +34,12 @@ TEMPLATES = {
 
 
 def _metadata_tarball() -> bytes:
-    metadata = {"architecture": "x86_64", "creation_date": 1764028800,
-                "properties": {"os": "Debian", "release": "bookworm", "architecture": "amd64",
-                               "description": "Debian bookworm amd64 (test stream)"},
-                "templates": TEMPLATES}
-    files = {"metadata.yaml": yaml.safe_dump(metadata).encode(),
-             "templates/hostname.tpl": b"{{ container.name }}\n",
-             "templates/marker.tpl": b'{{ trigger }} {{ instance.name }} '
-                                     b'{{ config_get("user.motd", "none") }}\n'}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
-        info = tarfile.TarInfo("templates")
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(info)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return metadata_tarball(
+        "Debian", "bookworm", "amd64", SERIAL, templates=TEMPLATES, creation_date=1764028800,
+        description="Debian bookworm amd64 (test stream)",
+        template_files={"hostname.tpl": b"{{ container.name }}\n",
+                        "marker.tpl": b'{{ trigger }} {{ instance.name }} '
+                                      b'{{ config_get("user.motd", "none") }}\n'})
 
 
 def _stream_tree() -> Path:
