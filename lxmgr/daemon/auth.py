@@ -22,7 +22,7 @@ from lxmgr.api.certificate import fingerprint
 from lxmgr.daemon import responses
 from lxmgr.daemon.https import HTTPS
 from lxmgr.daemon.keys import MANAGER
-from lxmgr.errors import Forbidden, InvalidConfig
+from lxmgr.errors import Forbidden, InvalidConfig, LxmgrError
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -84,11 +84,12 @@ async def _apply_server_config(request: web.Request, handler: Handler) -> web.St
         return response
     try:
         await listener.sync()
-    except OSError as err:
+    except (OSError, LxmgrError) as err:
         await asyncio.to_thread(db.set_server_config, before)
         address = (await asyncio.to_thread(db.server_config)).get("core.https_address", "")
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise InvalidConfig(f"Cannot listen on core.https_address (kept '{address}'): "
-                            f"{err.strerror or err}") from None
+                            f"{reason}") from None
     return response
 
 
@@ -109,7 +110,6 @@ def _tls_server_info(request: web.Request, response: web.StreamResponse) -> web.
     info["auth_user_method"] = "tls"
     info["auth_user_name"] = client_fingerprint(request)
     if listener is not None and listener.address:
-        info["environment"]["addresses"] = [listener.address]
         info["environment"]["certificate"] = listener.certificate_pem
         info["environment"]["certificate_fingerprint"] = listener.certificate_fingerprint
     return responses.sync(info)

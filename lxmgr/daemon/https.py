@@ -10,19 +10,24 @@ moving or unsetting the address takes effect without a restart. Owned by lxmgr.d
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import ctypes
+import ipaddress
 import logging
 import os
 import socket
 import ssl
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+import psutil
 from aiohttp import web
 
 from lxmgr.api.certificate import fingerprint, generate_certificate, load_certificate
 from lxmgr.daemon.keys import MANAGER
-from lxmgr.errors import InvalidConfig
+from lxmgr.errors import InvalidConfig, LxmgrError, NotSupported
 from lxmgr.model.server_config import parse_listen_address
 
 log = logging.getLogger(__name__)
@@ -36,21 +41,101 @@ def _accept_any(_preverify_ok: int, _store_ctx: int) -> int:
     return 1
 
 
+def _libssl() -> ctypes.CDLL:
+    """The OpenSSL that Python's _ssl module itself uses, checked by its version string.
+
+    dlsym() on _ssl's own handle resolves symbols through its dependencies, so we get the very
+    libssl/libcrypto _ssl links (a statically linked _ssl exports none: NotSupported).
+    """
+    if sys.implementation.name != "cpython":
+        raise NotSupported(f"Client certificates need CPython, not {sys.implementation.name}")
+    try:
+        lib = ctypes.CDLL(_ssl.__file__)
+        lib.OpenSSL_version.restype = ctypes.c_char_p
+        lib.OpenSSL_version.argtypes = [ctypes.c_int]
+        lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CB]
+        lib.SSL_CTX_set_verify.restype = None
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+    except (OSError, AttributeError) as err:
+        raise NotSupported(f"Cannot reach the OpenSSL of Python's ssl module: {err}") from None
+    loaded = (lib.OpenSSL_version(0) or b"").decode(errors="replace")
+    if loaded != ssl.OPENSSL_VERSION:
+        raise NotSupported(f"OpenSSL mismatch: Python's ssl uses '{ssl.OPENSSL_VERSION}', "
+                           f"the loaded libssl is '{loaded}'")
+    return lib
+
+
+def _ssl_ctx_pointer(context: ssl.SSLContext, lib: ctypes.CDLL) -> int:
+    """The SSL_CTX* of `context`: the first field after PyObject_HEAD of CPython's
+    PySSLContext (Modules/_ssl.c), checked by flipping verify_mode through Python and reading
+    it back through OpenSSL before anything is written."""
+    if not isinstance(context, _ssl._SSLContext) or \
+            type(context).__basicsize__ <= object.__basicsize__:
+        raise NotSupported("Unknown SSLContext layout")
+    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not pointer:
+        raise NotSupported("SSLContext has no SSL_CTX")
+    mode = context.verify_mode
+    try:
+        for python_mode, openssl_mode in ((ssl.CERT_REQUIRED, 3), (ssl.CERT_OPTIONAL, 1)):
+            context.verify_mode = python_mode
+            if lib.SSL_CTX_get_verify_mode(pointer) != openssl_mode:
+                raise NotSupported("SSLContext layout does not match this Python's")
+    finally:
+        context.verify_mode = mode
+    return pointer
+
+
 def _accept_any_client_certificate(context: ssl.SSLContext) -> None:
     """Make OpenSSL accept every client certificate (self-signed ones included).
 
     Python's ssl has no verify callback, and CERT_OPTIONAL still fails the handshake on a
     certificate no CA signed; LXD's clients use self-signed ones, trusted by fingerprint. So we
-    install an always-true callback on the SSL_CTX (first field after PyObject_HEAD in CPython's
-    PySSLContext), keeping the verify mode Python set. Trust is decided in auth.py.
+    install an always-true callback on the SSL_CTX, keeping the verify mode Python set. Only on
+    CPython with the OpenSSL its _ssl links; anything else raises NotSupported (the listener
+    is then not started). Trust is decided in auth.py.
     """
-    libssl = ctypes.CDLL("libssl.so.3")
-    libssl.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CB]
-    libssl.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-    ssl_ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not ssl_ctx or libssl.SSL_CTX_get_verify_mode(ssl_ctx) != SSL_VERIFY_PEER:
-        raise InvalidConfig("Cannot set up client certificate checks on this Python")
-    libssl.SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_PEER, _accept_any)
+    lib = _libssl()
+    context.verify_mode = ssl.CERT_OPTIONAL
+    pointer = _ssl_ctx_pointer(context, lib)
+    lib.SSL_CTX_set_verify(pointer, SSL_VERIFY_PEER, _accept_any)
+
+
+def listen_addresses(address: str, interfaces: Iterable[str]) -> list[str]:
+    """The HOST:PORT clients can reach `address` at (LXD's util.ListenAddresses): an empty
+    or wildcard host means each global unicast address of the host (`interfaces`, e.g.
+    from host_addresses()), IPv6 ones only when the wildcard is not 0.0.0.0."""
+    host, port = parse_listen_address(address)
+    if not _is_wildcard(host):
+        return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    ipv4_only = ipaddress.ip_address(host or "::").version == 4
+    out = []
+    for text in interfaces:
+        try:
+            ip = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified or \
+                ip == ipaddress.IPv4Address("255.255.255.255"):
+            continue
+        if ip.version == 6 and ipv4_only:
+            continue
+        out.append(f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")
+    return list(dict.fromkeys(out))
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a host name
+
+
+def host_addresses() -> list[str]:
+    """Every IPv4/IPv6 address of the host's interfaces (psutil)."""
+    return [addr.address for addrs in psutil.net_if_addrs().values() for addr in addrs
+            if addr.family in (socket.AF_INET, socket.AF_INET6)]
 
 
 def ensure_server_certificate(root: Path) -> tuple[Path, Path]:
@@ -74,7 +159,6 @@ def build_context(crt: Path, key: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(crt, key)
-    context.verify_mode = ssl.CERT_OPTIONAL
     _accept_any_client_certificate(context)
     return context
 
@@ -97,12 +181,17 @@ class HttpsListener:
     def certificate_fingerprint(self) -> str:
         return fingerprint(load_certificate(self.certificate_pem))
 
+    def addresses(self) -> list[str]:
+        """Where clients reach the listener (GET /1.0 environment.addresses, trust tokens);
+        blocking (reads the interfaces): call it in a thread."""
+        return listen_addresses(self.address, host_addresses()) if self.address else []
+
     async def attach(self, runner: web.AppRunner, root: Path) -> None:
         """Daemon boot: serve core.https_address if set (a failure is logged, not fatal)."""
         self.runner, self.root = runner, root
         try:
             await self.sync()
-        except (OSError, InvalidConfig) as err:
+        except (OSError, LxmgrError) as err:
             log.error("Cannot listen on core.https_address: %s", err)
 
     async def sync(self) -> None:

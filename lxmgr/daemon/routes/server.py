@@ -13,6 +13,7 @@ from aiohttp import web
 
 from lxmgr import __version__
 from lxmgr.daemon import responses
+from lxmgr.daemon.https import HTTPS
 from lxmgr.daemon.keys import MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.model.server_config import validate_server_config
@@ -64,6 +65,8 @@ async def server_info(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     uname = platform.uname()
     config = await asyncio.to_thread(manager.db.server_config)
+    listener = request.app.get(HTTPS)
+    addresses = await asyncio.to_thread(listener.addresses) if listener is not None else []
     return responses.sync({
         "config": config,
         "api_extensions": API_EXTENSIONS,
@@ -73,7 +76,7 @@ async def server_info(request: web.Request) -> web.Response:
         "auth_methods": ["unix"],
         "public": False,
         "environment": {
-            "addresses": [],
+            "addresses": addresses,
             "architectures": [uname.machine],
             "driver": "lxmgr",
             "driver_version": __version__,
