@@ -93,7 +93,9 @@ async def serve(sock: socket.socket) -> None:
     await web.SockSite(runner, sock).start()
     # The HTTPS listener of core.https_address (lxmgr.daemon.https), if set.
     from lxmgr.daemon.https import HTTPS
+    from lxmgr.daemon.routes.certificates import restore_tokens
     await app[HTTPS].attach(runner, paths.root())
+    await restore_tokens(app)  # trust tokens made before a restart are operations again
     log.info("lxmgrd %s listening on %s", __version__, sock.getsockname() or "(activated)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ RETENTION = 300.0  # seconds a finished operation stays in memory for late waite
 KEEP_IN_DB = 200
 
 Work = Callable[[Operation], Awaitable[Any]]
+CancelHook = Callable[[Operation], Awaitable[None]]
 
 
 class Operations:
@@ -34,17 +35,24 @@ class Operations:
         self.ops: dict[str, Operation] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.done: dict[str, asyncio.Event] = {}
+        self.on_cancel: dict[str, CancelHook] = {}
+        self.cancelled: set[str] = set()  # ids cancelled by a client (not by daemon stop)
 
     def create(self, description: str, work: Work, *, resources: dict[str, list[str]] |
                None = None, class_: str = "task", may_cancel: bool = False,
-               metadata: dict[str, Any] | None = None) -> Operation:
-        """Register an operation and start `work(op)` in the background."""
+               metadata: dict[str, Any] | None = None,
+               on_cancel: CancelHook | None = None) -> Operation:
+        """Register an operation and start `work(op)` in the background. `on_cancel(op)` runs
+        after `work` was cancelled by cancel() (a client's DELETE), not at daemon stop (as
+        LXD's onCancel hook)."""
         op = Operation(id=str(uuid.uuid4()), class_=class_,  # type: ignore[arg-type]
                        description=description, resources=resources or {},
                        metadata=metadata or {}, may_cancel=may_cancel,
                        status_code=envelope.RUNNING)
         self.ops[op.id] = op
         self.done[op.id] = asyncio.Event()
+        if on_cancel is not None:
+            self.on_cancel[op.id] = on_cancel
         self.tasks[op.id] = asyncio.create_task(self._run(op, work), name=f"op-{op.id}")
         self.publish(op)
         return op
@@ -57,6 +65,7 @@ class Operations:
             op.status_code = envelope.SUCCESS
         except asyncio.CancelledError:
             op.status_code, op.err = envelope.CANCELLED, "Operation cancelled"
+            await self._cancelled(op)
         except LxmgrError as err:
             op.status_code, op.err, op.err_code = envelope.FAILURE, str(err), err.status
         except Exception as err:  # noqa: BLE001 - a bug: report it, keep the daemon up
@@ -66,9 +75,20 @@ class Operations:
         finally:
             self._finish(op)
 
+    async def _cancelled(self, op: Operation) -> None:
+        hook = self.on_cancel.get(op.id)
+        if hook is None or op.id not in self.cancelled:
+            return
+        try:
+            await hook(op)
+        except Exception as err:  # noqa: BLE001 - the operation is cancelled either way
+            log.warning("Cancel hook of operation %s failed: %s", op.id, err)
+
     def _finish(self, op: Operation) -> None:
         op.updated_at = datetime.now(UTC)
         self.tasks.pop(op.id, None)
+        self.on_cancel.pop(op.id, None)
+        self.cancelled.discard(op.id)
         self.done[op.id].set()
         self.publish(op)
         try:
@@ -128,6 +148,7 @@ class Operations:
             raise Conflict("This operation can't be cancelled")
         task = self.tasks.get(op_id)
         if task is not None:
+            self.cancelled.add(op_id)
             task.cancel()
 
     async def shutdown(self) -> None:

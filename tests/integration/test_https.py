@@ -219,3 +219,78 @@ def test_cli_config_trust(daemon: Daemon, tmp_path: Path) -> None:
     assert "ci," not in daemon.cli("config", "trust", "list", "--format", "csv").stdout
     bad = daemon.cli("config", "trust", "add", check=False)
     assert bad.returncode == 1 and "--name" in bad.stderr
+
+
+def _token_operation(daemon: Daemon, name: str) -> dict[str, Any]:
+    running = daemon.api("GET", "/1.0/operations?recursion=1")["metadata"].get("running", [])
+    found = [op for op in running
+             if op["class"] == "token" and op["metadata"]["request"]["name"] == name]
+    assert len(found) == 1, running
+    return found[0]
+
+
+def test_token_is_an_operation_until_used(daemon: Daemon, tmp_path: Path) -> None:
+    """As LXD: the token is a running `token` operation (lxc config trust list-tokens reads
+    them), shown by id, and it ends (cancelled) once a client joined with it."""
+    port = _listen(daemon)
+    token = _token(daemon, "panel")
+    op = _token_operation(daemon, "panel")
+    assert op["may_cancel"] and op["metadata"]["secret"] == decode_token(token).secret
+    assert op["metadata"]["addresses"] == [f"127.0.0.1:{port}"]
+    urls = daemon.api("GET", "/1.0/operations")["metadata"]["running"]
+    assert f"/1.0/operations/{op['id']}" in urls
+    shown = daemon.api("GET", f"/1.0/operations/{op['id']}")["metadata"]
+    assert (shown["class"], shown["status"]) == ("token", "Running")
+    assert _https(port, "POST", "/1.0/certificates", _client_cert(tmp_path, "p"),
+                  {"type": "client", "trust_token": token})[0] == 201
+    done = daemon.api("GET", f"/1.0/operations/{op['id']}/wait?timeout=10")["metadata"]
+    assert done["status"] == "Cancelled"
+    running = daemon.api("GET", "/1.0/operations")["metadata"].get("running", [])
+    assert f"/1.0/operations/{op['id']}" not in running
+
+
+def test_deleting_the_token_operation_revokes_it(daemon: Daemon, tmp_path: Path) -> None:
+    port = _listen(daemon)
+    token = _token(daemon, "revoked")
+    op = _token_operation(daemon, "revoked")
+    daemon.api("DELETE", f"/1.0/operations/{op['id']}")
+    done = daemon.api("GET", f"/1.0/operations/{op['id']}/wait?timeout=10")["metadata"]
+    assert done["status"] == "Cancelled"
+    status, body = _https(port, "POST", "/1.0/certificates", _client_cert(tmp_path, "r"),
+                          {"type": "client", "trust_token": token})
+    assert status == 403, body
+    assert daemon.api("GET", "/1.0/certificates")["metadata"] == []
+
+
+def test_token_survives_a_daemon_restart(daemon: Daemon, tmp_path: Path) -> None:
+    port = _listen(daemon)
+    token = _token(daemon, "later")
+    daemon.stop()
+    daemon.start()
+    op = _token_operation(daemon, "later")
+    assert op["metadata"]["addresses"] == [f"127.0.0.1:{port}"]
+    assert op["metadata"]["secret"] == decode_token(token).secret
+    assert _https(port, "POST", "/1.0/certificates", _client_cert(tmp_path, "l"),
+                  {"type": "client", "trust_token": token})[0] == 201
+
+
+def test_wildcard_address_lists_the_host_addresses(daemon: Daemon) -> None:
+    """`:PORT` listens everywhere: the token and GET /1.0 name the host's real addresses
+    (not ':PORT', not loopback), as LXD's util.ListenAddresses."""
+    from lxmgr.daemon.https import host_addresses, listen_addresses
+
+    port = _free_port()
+    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": f":{port}"}})
+    try:
+        expected = listen_addresses(f":{port}", host_addresses())
+        if not expected:
+            pytest.skip("the host has no global address")
+        meta = daemon.api("POST", "/1.0/certificates",
+                          {"name": "wild", "token": True})["metadata"]["metadata"]
+        assert meta["addresses"] == expected
+        assert decode_token(meta["token"]).addresses == expected
+        assert all(not a.startswith(("127.", "[::1]", ":")) for a in expected)
+        info = daemon.api("GET", "/1.0")["metadata"]
+        assert info["environment"]["addresses"] == expected
+    finally:
+        daemon.api("PATCH", "/1.0", {"config": {"core.https_address": ""}})

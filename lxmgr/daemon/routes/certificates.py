@@ -1,13 +1,14 @@
 """/1.0/certificates: LXD's TLS trust store (list, add, show, delete) and trust tokens
-(`POST {"name": ..., "token": true}` answers a token operation; an untrusted TLS client then
-POSTs `{"trust_token": ...}` and its certificate is added). Authentication: lxmgr.daemon.auth.
+(`POST {"name": ..., "token": true}` answers a `token` operation listed in /1.0/operations,
+revoked by deleting it; an untrusted TLS client then POSTs `{"trust_token": ...}` and its
+certificate is added). Tokens are stored in the database, so restore_tokens() registers their
+operations again at daemon start. Authentication: lxmgr.daemon.auth.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,10 +21,10 @@ from lxmgr.api.certificate import (
     fingerprint,
     load_certificate,
 )
-from lxmgr.api.operation import format_time
+from lxmgr.api.operation import Operation, format_time
 from lxmgr.daemon import auth, responses
 from lxmgr.daemon.https import HTTPS
-from lxmgr.daemon.keys import MANAGER
+from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import Conflict, Forbidden, InvalidConfig, NotFound
 
@@ -114,6 +115,7 @@ async def _join_with_token(request: web.Request, body: dict[str, Any], name: str
     client = await asyncio.to_thread(request.app[MANAGER].db.token_consume, token.secret, now)
     if client is None:
         raise Forbidden("Invalid or expired trust token")
+    _end_token_operation(request.app, token.secret)
     return await _store(request, load_certificate(der), client or name)
 
 
@@ -122,25 +124,64 @@ async def _create_token(request: web.Request, name: str) -> web.Response:
     if not name:
         raise InvalidConfig("A name is required for a trust token")
     listener = request.app.get(HTTPS)
-    if listener is None or not listener.address:
+    addresses = await asyncio.to_thread(listener.addresses) if listener is not None else []
+    if listener is None or not addresses:
         raise InvalidConfig("The server is not available over the network "
                             "(set core.https_address)")
     now = datetime.now(UTC)
     token = TrustToken(client_name=name, fingerprint=listener.certificate_fingerprint,
-                       addresses=[listener.address], secret=secrets.token_hex(32),
+                       addresses=addresses, secret=secrets.token_hex(32),
                        expires_at=format_time(now + TOKEN_LIFETIME))
     await asyncio.to_thread(request.app[MANAGER].db.token_add, token.secret, name,
                             format_time(now), token.expires_at)
-    op_id = str(uuid.uuid4())
-    op = {"id": op_id, "class": "token", "description": "Certificate add token",
-          "created_at": format_time(now), "updated_at": format_time(now),
-          "status": "Running", "status_code": 103, "resources": {},
-          "metadata": {"request": {"name": name, "type": "client", "token": True},
-                       "secret": token.secret, "fingerprint": token.fingerprint,
-                       "addresses": token.addresses, "expiresAt": token.expires_at,
-                       "token": token.encode()},
-          "may_cancel": True, "err": "", "location": "none"}
-    return web.json_response({"type": "async", "status": "Operation created",
-                              "status_code": 100, "operation": f"/1.0/operations/{op_id}",
-                              "error_code": 0, "error": "", "metadata": op},
-                             status=202, headers={"Location": f"/1.0/operations/{op_id}"})
+    return responses.async_op(register_token(request.app, token))
+
+
+def register_token(app: web.Application, token: TrustToken) -> Operation:
+    """The `token` class operation of a stored token (LXD's certificate add token): running
+    until it expires (then cancelled, as LXD's expired token pruning), is used by a joining
+    client, or is revoked with DELETE /1.0/operations/{id}; the last two remove the token."""
+    db = app[MANAGER].db
+    expires = datetime.fromisoformat(token.expires_at.replace("Z", "+00:00")) \
+        if token.expires_at else None
+
+    async def work(_op: Operation) -> None:
+        if expires is None:
+            await asyncio.Event().wait()  # never expires: runs until used or revoked
+        else:
+            await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()))
+        await asyncio.to_thread(db.token_remove, token.secret)
+        raise asyncio.CancelledError  # an expired token ends Cancelled, as in LXD
+
+    async def revoke(_op: Operation) -> None:
+        await asyncio.to_thread(db.token_remove, token.secret)
+
+    return app[OPERATIONS].create(
+        "Certificate add token", work, class_="token", may_cancel=True, on_cancel=revoke,
+        metadata={"request": {"name": token.client_name, "type": "client", "token": True},
+                  "secret": token.secret, "fingerprint": token.fingerprint,
+                  "addresses": token.addresses, "expiresAt": token.expires_at,
+                  "token": token.encode()})
+
+
+def _end_token_operation(app: web.Application, secret: str) -> None:
+    """The token was used: its operation ends (cancelled, as LXD does on use)."""
+    for op in list(app[OPERATIONS].ops.values()):
+        if op.class_ == "token" and not op.is_final and op.metadata.get("secret") == secret:
+            app[OPERATIONS].cancel(op.id)
+
+
+async def restore_tokens(app: web.Application) -> None:
+    """Daemon start: an operation again for each stored token still valid; expired ones go."""
+    db = app[MANAGER].db
+    listener = app.get(HTTPS)
+    addresses = await asyncio.to_thread(listener.addresses) if listener is not None else []
+    fp = listener.certificate_fingerprint if listener is not None and addresses else ""
+    now = format_time(datetime.now(UTC))
+    for row in await asyncio.to_thread(db.token_list):
+        if row["expires_at"] and row["expires_at"] <= now:
+            await asyncio.to_thread(db.token_remove, row["secret"])
+            continue
+        register_token(app, TrustToken(client_name=row["name"], fingerprint=fp,
+                                       addresses=addresses, secret=row["secret"],
+                                       expires_at=row["expires_at"]))
