@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.system,
 @pytest.fixture
 def lxc(daemon, tmp_path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "LXD_CONF": str(tmp_path / "lxdconf")}
+    (tmp_path / "lxdconf").mkdir()  # lxc 5.0 does not create it for `remote add`
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
@@ -90,3 +91,23 @@ def test_lxc_over_https_with_a_trust_token(daemon, tmp_path) -> None:  # type: i
     lxc("delete", "lxh:tl1", "--force")
     certs = daemon.api("GET", "/1.0/certificates?recursion=1")["metadata"]
     assert [c["name"] for c in certs] == ["lxc-test"]
+
+
+def test_lxc_lists_and_revokes_trust_tokens(lxc, daemon) -> None:  # type: ignore[no-untyped-def]
+    """lxc config trust add / list-tokens / revoke-token read the token operations."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    daemon.cli("config", "set", "core.https_address", f"127.0.0.1:{port}")
+    lxc("remote", "switch", "lxm")  # lxc 5.0.2 reads a lone `lxm:` as the certificate file
+    lxc("config", "trust", "add", "--name", "tok-a")
+    lxc("config", "trust", "add", "--name", "tok-b")
+    rows = lxc("config", "trust", "list-tokens", "lxm:", "--format", "csv").stdout
+    assert sorted(line.split(",")[0] for line in rows.splitlines()) == ["tok-a", "tok-b"]
+    lxc("config", "trust", "revoke-token", "lxm:tok-a")
+    rows = lxc("config", "trust", "list-tokens", "lxm:", "--format", "csv").stdout
+    assert [line.split(",")[0] for line in rows.splitlines()] == ["tok-b"]
+    assert [t["name"] for t in daemon.api("GET", "/1.0/certificates?recursion=1")[
+        "metadata"]] == []

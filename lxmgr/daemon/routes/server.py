@@ -52,6 +52,8 @@ API_EXTENSIONS = [
     "directory_manipulation",
     "instance_file_head",
     "instances_files_modify_permissions",
+    "certificate_token",  # POST /1.0/certificates {"token": true}: a token operation
+    "explicit_trust_token",  # {"trust_token": ...} (pylxd sends it instead of "password")
 ]
 
 
