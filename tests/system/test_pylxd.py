@@ -116,3 +116,59 @@ def test_pylxd_drives_lxmgr(daemon) -> None:  # type: ignore[no-untyped-def]
     finally:
         events.close()
         gc.collect()  # pylxd's leaked stdin sockets are finalized under this test's filter
+
+
+def _https_port(daemon: Any) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": f"127.0.0.1:{port}"}})
+    return port
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # pylxd's stdin socket, see above
+def test_pylxd_over_https_with_a_trust_token(daemon, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """pylxd.Client(endpoint="https://...", cert=..., verify=<server cert>) joins with a token
+    made through pylxd on the unix socket, then drives an instance; exec runs over wss."""
+    from lxmgr.api.certificate import generate_certificate
+
+    # requests lets these override the session's `verify` (psf/requests#3829): pylxd would pin
+    # the fingerprint of the system CA bundle instead of the server certificate.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+    port = _https_port(daemon)
+    crt, key = tmp_path / "client.crt", tmp_path / "client.key"
+    cert_pem, key_pem = generate_certificate("pylxd", [], client=True)
+    crt.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    token = pylxd.Client(endpoint=daemon.socket).certificates.create_token(name="pylxd-tls")
+    client = pylxd.Client(endpoint=f"https://127.0.0.1:{port}", cert=(str(crt), str(key)),
+                          verify=f"{daemon.root}/server.crt")  # pinned by fingerprint
+    assert not client.trusted
+    with pytest.raises(pylxd.exceptions.LXDAPIException):
+        client.instances.all()
+    client.authenticate(token)
+    assert client.trusted
+    assert client.host_info["auth"] == "trusted"
+    try:
+        inst = client.instances.create(
+            {"name": "pyt1", "source": {"type": "image", "alias": "debian"}}, wait=True)
+        inst.start(wait=True)
+        assert client.instances.get("pyt1").status == "Running"
+        result = inst.execute(["sh", "-c", "echo hi; echo err >&2; exit 3"])
+        assert (result.exit_code, result.stdout, result.stderr) == (3, "hi\n", "err\n")
+        result = inst.execute(["cat"], stdin_payload="over wss\n")
+        assert (result.exit_code, result.stdout) == (0, "over wss\n")
+        state = inst.state()
+        assert state.status == "Running" and state.pid > 0
+        inst.stop(wait=True)
+        assert client.instances.get("pyt1").status == "Stopped"
+        inst.delete(wait=True)
+        assert not client.instances.exists("pyt1")
+        certs = daemon.api("GET", "/1.0/certificates?recursion=1")["metadata"]
+        assert [c["name"] for c in certs] == ["pylxd-tls"]
+    finally:
+        gc.collect()

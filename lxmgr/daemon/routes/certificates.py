@@ -34,7 +34,7 @@ TOKEN_LIFETIME = timedelta(hours=1)
 
 def _entry(row: dict[str, Any]) -> dict[str, Any]:
     return {"name": row["name"], "type": row["type"], "restricted": row["restricted"],
-            "projects": [], "certificate": row["certificate"], "description": "",
+            "projects": [], "certificate": row["certificate"],
             "fingerprint": row["fingerprint"]}
 
 
