@@ -92,7 +92,7 @@ class ExecSession:
         op = quote(operation_id(self.operation))
         for fd in (["control"] if "control" in fds else []) + wanted:
             url = f"/1.0/operations/{op}/websocket?secret={quote(str(fds[fd]))}"
-            self.sockets[fd] = WebSocket.connect(self.client.socket_path, url)
+            self.sockets[fd] = WebSocket.connect(self.client, url)
 
     def control(self, message: dict[str, Any]) -> None:
         """Send a control message; ignored when there is no control socket."""

@@ -33,7 +33,7 @@ def info_of(headers: dict[str, str]) -> dict[str, Any]:
 def _exchange(client: Client, method: str, target: str, headers: dict[str, str],
               length: int = 0, chunks: Iterator[bytes] | None = None) \
         -> tuple[HTTPConnection, int, dict[str, str]]:
-    conn = HTTPConnection(client.socket_path, client.timeout)
+    conn = client.connection()
     try:
         _send(conn, method, target, {"Accept": "*/*", **headers}, length, chunks or iter(()))
         status, resp_headers = conn._read_head()

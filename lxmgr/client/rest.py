@@ -26,6 +26,7 @@ DEFAULT_SOCKET = "/var/lib/lxmgr/unix.socket"
 # error_code in an error envelope -> the exception the client raises (C8).
 _ERRORS: dict[int, type[errors.LxmgrError]] = {
     400: errors.InvalidConfig,
+    403: errors.Forbidden,
     404: errors.NotFound,
     409: errors.Conflict,
     501: errors.NotSupported,
@@ -86,12 +87,26 @@ class HTTPConnection:
     start-up budget. Handles Content-Length, chunked and read-to-close bodies.
     """
 
-    def __init__(self, socket_path: str, timeout: float | None = None) -> None:
+    def __init__(self, socket_path: str, timeout: float | None = None, *,
+                 remote: Any = None) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.remote = remote  # a lxmgr.client.https.TlsRemote, or None for the unix socket
         self.sock: socket.socket | None = None
         self.reused = False  # True once a request on this socket completed
         self._buf = bytearray()
+
+    @property
+    def host(self) -> str:
+        return "unix.socket" if self.remote is None else str(self.remote.host_header)
+
+    def connect(self) -> socket.socket:
+        """A fresh connection to the daemon (the unix socket or the remote's TLS address)."""
+        self.close()
+        sock: socket.socket = connect_unix(self.socket_path, self.timeout) \
+            if self.remote is None else self.remote.open_socket(self.timeout)
+        self.sock, self.reused = sock, False
+        return sock
 
     def close(self) -> None:
         if self.sock is not None:
@@ -102,13 +117,11 @@ class HTTPConnection:
     def exchange(self, method: str, target: str, headers: dict[str, str],
                  body: bytes | None) -> tuple[int, dict[str, str], bytes, bool]:
         """Send one request, read the answer: (status, lower-cased headers, body, keep)."""
-        if self.sock is None:
-            self.sock = connect_unix(self.socket_path, self.timeout)
-            self.reused = False
-        lines = [f"{method} {target} HTTP/1.1", "Host: unix.socket"]
+        sock = self.sock or self.connect()
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body or b'')}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
         status, resp_headers = self._read_head()
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             data = b""
@@ -223,9 +236,11 @@ class Client:
     """A blocking lxmgrd client; one keep-alive connection, reopened when the server drops it."""
 
     def __init__(self, socket_path: str | None = None, timeout: float | None = None,
-                 trace: Callable[[str], None] | None = None) -> None:
+                 trace: Callable[[str], None] | None = None, *, remote: Any = None) -> None:
         self.socket_path = socket_path or default_socket_path()
         self.timeout = timeout
+        # A lxmgr.client.https.TlsRemote to talk HTTPS to a remote daemon instead.
+        self.remote = remote
         self._conn: HTTPConnection | None = None
         self.trace: Callable[[str], None] | None = trace
 
@@ -277,7 +292,13 @@ class Client:
                 raise
         if not keep:
             self.close()
-        return Response(status, resp_headers, _decode(data, resp_headers), data)
+        envelope = _decode(data, resp_headers)
+        if status == 403 and self.remote is not None and envelope is not None \
+                and str(envelope.get("error")).lower() in ("forbidden", "not authorized"):
+            envelope["error"] = (f"{self.remote.url} refused {method} {path}: this client's "
+                                 "certificate is not trusted there (add it again with a "
+                                 "token: `lxmgr remote remove` then `lxmgr remote add`)")
+        return Response(status, resp_headers, envelope, data)
 
     def query(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               body: Any = None, headers: dict[str, str] | None = None) -> Any:
@@ -327,8 +348,29 @@ class Client:
 
     def _connection(self) -> HTTPConnection:
         if self._conn is None:
-            self._conn = HTTPConnection(self.socket_path, self.timeout)
+            self._conn = self.connection()
         return self._conn
+
+    def connection(self, timeout: float | None = None) -> HTTPConnection:
+        """A new, not yet connected HTTPConnection to this client's daemon."""
+        return HTTPConnection(self.socket_path, timeout if timeout is not None else self.timeout,
+                              remote=self.remote)
+
+    def open_stream(self, timeout: float | None = None) -> socket.socket:
+        """A connected socket for a websocket (one reader and one writer thread may use it)."""
+        if self.remote is None:
+            return connect_unix(self.socket_path, timeout)
+        sock: socket.socket = self.remote.open_stream(timeout)
+        return sock
+
+    @property
+    def host(self) -> str:
+        return "unix.socket" if self.remote is None else str(self.remote.host_header)
+
+    @property
+    def where(self) -> str:
+        """The daemon this client talks to, for messages."""
+        return self.socket_path if self.remote is None else str(self.remote.url)
 
 
 def check_operation(op: dict[str, Any]) -> dict[str, Any]:

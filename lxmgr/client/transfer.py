@@ -50,14 +50,12 @@ def _multipart(files: list[tuple[str, Path]]) -> tuple[str, int, Iterator[bytes]
 
 def _send(conn: HTTPConnection, method: str, target: str, headers: dict[str, str],
           length: int, chunks: Iterator[bytes]) -> None:
-    from lxmgr.client.rest import connect_unix
-
-    conn.sock = connect_unix(conn.socket_path, conn.timeout)
-    lines = [f"{method} {target} HTTP/1.1", "Host: unix.socket", "Connection: close",
+    sock = conn.connect()
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {conn.host}", "Connection: close",
              *[f"{k}: {v}" for k, v in headers.items()], f"Content-Length: {length}"]
-    conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     for chunk in chunks:
-        conn.sock.sendall(chunk)
+        sock.sendall(chunk)
 
 
 def upload_file(client: Client, path: str, file: Path, headers: dict[str, str]
@@ -71,7 +69,7 @@ def upload_file(client: Client, path: str, file: Path, headers: dict[str, str]
 
 def _post(client: Client, path: str, headers: dict[str, str], length: int,
           chunks: Iterator[bytes]) -> dict[str, Any]:
-    conn = HTTPConnection(client.socket_path, client.timeout)
+    conn = client.connection()
     try:
         _send(conn, "POST", path, headers, length, chunks)
         status, resp_headers = conn._read_head()
@@ -107,7 +105,7 @@ def upload_image(client: Client, files: list[Path], *, aliases: tuple[str, ...] 
 
 def download(client: Client, path: str, dest: Path) -> Path:
     """GET path into dest (a directory: the server's file name is used); the file written."""
-    conn = HTTPConnection(client.socket_path, client.timeout)
+    conn = client.connection()
     try:
         _send(conn, "GET", path, {"Accept": "*/*"}, 0, iter(()))
         status, headers = conn._read_head()

@@ -19,6 +19,10 @@ import threading
 from lxmgr import errors
 from lxmgr.client.rest import connect_unix, error_for
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lxmgr.client.rest import Client
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -90,13 +94,18 @@ class WebSocket:
         self.close_received = False
 
     @classmethod
-    def connect(cls, socket_path: str, path: str, *, timeout: float | None = 10.0,
+    def connect(cls, target: str | Client, path: str, *, timeout: float | None = 10.0,
                 headers: dict[str, str] | None = None) -> WebSocket:
-        """Open path on the unix socket and upgrade; raise the API error on a refusal."""
-        sock = connect_unix(socket_path, timeout)
+        """Open path on the daemon (a Client's, or a unix socket path) and upgrade; raise the
+        API error on a refusal."""
+        if isinstance(target, str):
+            sock, host = connect_unix(target, timeout), "unix.socket"
+        else:
+            sock, host = target.open_stream(timeout), target.host
         try:
+            sock.settimeout(timeout)
             key = base64.b64encode(os.urandom(16)).decode()
-            lines = [f"GET {path} HTTP/1.1", "Host: unix.socket", "Upgrade: websocket",
+            lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket",
                      "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
                      "Sec-WebSocket-Version: 13"]
             lines += [f"{name}: {value}" for name, value in (headers or {}).items()]

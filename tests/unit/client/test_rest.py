@@ -42,7 +42,7 @@ def test_params_are_encoded(server: FakeServer, client: Client) -> None:
 @pytest.mark.parametrize(("code", "cls"), [
     (400, errors.InvalidConfig), (404, errors.NotFound), (409, errors.Conflict),
     (501, errors.NotSupported), (503, errors.HostNotReady), (500, errors.LxmgrError),
-    (403, errors.LxmgrError),
+    (403, errors.Forbidden),
 ])
 def test_error_codes_map_to_classes(server: FakeServer, client: Client, code: int,
                                     cls: type[errors.LxmgrError]) -> None:
