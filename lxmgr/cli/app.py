@@ -12,7 +12,7 @@ import time
 from functools import cached_property
 from urllib.parse import quote
 
-from lxmgr.errors import LxmgrError
+from lxmgr.errors import InvalidConfig, LxmgrError
 
 TYPE_CHECKING = False  # no typing import at run time: ~10 ms of every CLI start (cli.fast)
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _POLL_SECONDS = 1  # /wait timeout between progress refreshes
 DAEMON_HINT = "start it with `lxmgr daemon start`"
+LOCAL = "local"  # the built-in server remote: this host's lxmgrd
 
 
 class App:
@@ -31,15 +32,59 @@ class App:
                  client: Client | None = None) -> None:
         self.debug = debug
         self.socket_path = socket_path
+        self.remote: str | None = None  # the server remote chosen by a REMOTE: prefix
         if client is not None:
             self.__dict__["client"] = client
+            self.remote = LOCAL
 
     @cached_property
     def client(self) -> Client:
-        from lxmgr.client import Client
-
+        """The client of the server this invocation works on (REMOTE: or the default)."""
         trace = (lambda line: print(f"DEBUG: {line}", file=sys.stderr)) if self.debug else None
-        return Client(self.socket_path, trace=trace)
+        if self.server == LOCAL:
+            from lxmgr.client import Client
+
+            return Client(self.socket_path, trace=trace)
+        from lxmgr.cli.remotes import client_for
+
+        client: Client = client_for(self.server, trace=trace)
+        return client
+
+    @cached_property
+    def default_remote(self) -> str:
+        """`lxmgr remote switch`'s choice; --socket and $LXMGR_SOCKET mean local."""
+        if self.socket_path or not default_remote_switched():
+            return LOCAL
+        from lxmgr.cli.remotes import default_remote
+
+        return default_remote()
+
+    @property
+    def server(self) -> str:
+        """The server remote this invocation works on."""
+        return self.remote or self.default_remote
+
+    def target(self, ref: str) -> str:
+        """'REMOTE:NAME' -> NAME, choosing REMOTE (a server remote) for this invocation; a
+        bare NAME is on the default remote. All names of one command are on one remote."""
+        remote, sep, rest = ref.partition(":")
+        if not sep:
+            remote, rest = self.default_remote, ref
+        elif not remote:
+            raise InvalidConfig(f"Invalid name '{ref}': expected [REMOTE:]NAME")
+        if self.remote is None:
+            if remote != LOCAL:
+                from lxmgr.cli.remotes import server_remote
+
+                server_remote(remote)  # NotFound, or an image server: InvalidConfig
+            if "client" in self.__dict__ and remote != self.default_remote:
+                raise InvalidConfig(f"'{ref}': this command already works on "
+                                    f"'{self.default_remote}'")
+            self.remote = remote
+        elif remote != self.remote:
+            raise InvalidConfig(f"'{ref}' is on remote '{remote}' but this command works on "
+                                f"'{self.remote}': one command works on one remote")
+        return rest
 
     @cached_property
     def err_console(self) -> Any:
@@ -93,6 +138,27 @@ class App:
                         200, 400, 401):
                     time.sleep(0.5)  # a server that ignores the wait timeout: do not spin
         return op
+
+
+def default_remote_switched() -> bool:
+    """Whether `lxmgr remote switch` chose another server than local: a `default-remote`
+    line in the remotes file (lxmgr.cli.remotes.config_path) unless --socket/$LXMGR_SOCKET.
+    No yaml import (the CLI's fast path asks): a line scan of a small file."""
+    import os
+
+    if os.environ.get("LXMGR_SOCKET"):
+        return False
+    base = os.environ.get("LXMGR_CONF") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr")
+    try:
+        with open(os.path.join(base, "remotes.yaml"), "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return False
+    for line in data.splitlines():
+        if line.startswith(b"default-remote:"):
+            return line.partition(b":")[2].strip().strip(b"'\"") not in (b"", LOCAL.encode())
+    return False
 
 
 def progress_of(op: dict[str, Any]) -> tuple[str, float | None]:

@@ -169,9 +169,23 @@ def fast_runner(argv: list[str]) -> Runner | None:
         return None
     args = argv[1:]
     options = args[:args.index("--")] if "--" in args else args
-    if any(arg in HELP for arg in options):
-        return None
+    from lxmgr.cli.app import default_remote_switched
+
+    if any(arg in HELP or ":" in arg for arg in options) or default_remote_switched():
+        return None  # REMOTE: names and a switched default remote are the click CLI's
     return PARSERS[argv[0]](args)
+
+    base = os.environ.get("LXMGR_CONF") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr")
+    try:
+        with open(os.path.join(base, "remotes.yaml"), "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return True
+    for line in data.splitlines():
+        if line.startswith(b"default-remote:"):
+            return line.partition(b":")[2].strip().strip(b"'\"") in (b"", b"local")
+    return True
 
 
 def run_fast(runner: Runner, app: Any = None) -> int:

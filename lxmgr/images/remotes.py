@@ -23,10 +23,18 @@ import yaml
 
 from lxmgr.errors import Conflict, InvalidConfig, NotFound
 from lxmgr.images.simplestreams import normalize_architecture
-from lxmgr.model.remote import BUILTIN, ImageRef, Remote, build_remote, parse_image_ref
+from lxmgr.model.remote import (
+    BUILTIN,
+    LOCAL,
+    ImageRef,
+    Remote,
+    build_remote,
+    parse_image_ref,
+)
 
 MAX_FILE_BYTES = 256 * 1024
 FILE_NAME = "remotes.yaml"
+DEFAULT_KEY = "default-remote"  # as lxc's config.yml
 
 
 def remotes_file(state_dir: Path) -> Path:
@@ -56,12 +64,13 @@ def add_remote(path: Path, name: str, url: str, *, protocol: str = "simplestream
     """Validate and store a new user remote; Conflict if the name is taken."""
     remote = build_remote(name, url, protocol, public)
     with _locked(path):
-        entries = _read(path)
+        doc = _read_doc(path)
+        entries = doc["remotes"]
         if name in entries or name in BUILTIN:
             raise Conflict(f"Remote '{name}' already exists")
         entries[name] = {"url": remote.url, "protocol": remote.protocol,
                          "public": remote.public}
-        _write(path, entries)
+        _write(path, doc)
     return remote
 
 
@@ -70,10 +79,42 @@ def remove_remote(path: Path, name: str) -> None:
     if name in BUILTIN:
         raise InvalidConfig(f"Remote '{name}' is built in and cannot be removed")
     with _locked(path):
-        entries = _read(path)
-        if entries.pop(name, None) is None:
+        doc = _read_doc(path)
+        if doc["remotes"].pop(name, None) is None:
             raise NotFound(f"Remote '{name}' not found")
-        _write(path, entries)
+        if doc.get(DEFAULT_KEY) == name:
+            del doc[DEFAULT_KEY]
+        _write(path, doc)
+
+
+def default_remote(path: Path) -> str:
+    """The server remote bare instance names refer to (`lxc remote switch`): local unless
+    switched."""
+    name = _read_doc(path).get(DEFAULT_KEY) or LOCAL
+    if not isinstance(name, str):
+        raise InvalidConfig(f"Invalid remotes file '{path}': {DEFAULT_KEY} is not a name")
+    return name
+
+
+def set_default_remote(path: Path, name: str) -> None:
+    """Make name (a server remote: local or an lxd one) the default."""
+    with _locked(path):
+        doc = _read_doc(path)
+        remotes = dict(BUILTIN)
+        for key, entry in doc["remotes"].items():
+            remotes[key] = _from_entry(path, key, entry)
+        remote = remotes.get(name)
+        if remote is None:
+            raise NotFound(f"Remote '{name}' not found")
+        if not remote.is_server:
+            raise InvalidConfig(f"Remote '{name}' is an image server ({remote.protocol}): "
+                                "only a server remote (local or one added with a token) can "
+                                "be the default")
+        if name == LOCAL:
+            doc.pop(DEFAULT_KEY, None)
+        else:
+            doc[DEFAULT_KEY] = name
+        _write(path, doc)
 
 
 def resolve_image_ref(path: Path, ref: str) -> tuple[Remote | None, str]:
@@ -103,11 +144,16 @@ def _from_entry(path: Path, name: Any, entry: Any) -> Remote:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    return dict(_read_doc(path)["remotes"])
+
+
+def _read_doc(path: Path) -> dict[str, Any]:
+    """The whole file: {"remotes": {...}, "default-remote": NAME (optional)}."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        return {}
+        return {"remotes": {}}
     if len(raw) > MAX_FILE_BYTES:
         raise InvalidConfig(f"Invalid remotes file '{path}': larger than {MAX_FILE_BYTES} bytes")
     try:
@@ -117,12 +163,12 @@ def _read(path: Path) -> dict[str, Any]:
     remotes = data.get("remotes", {}) if isinstance(data, dict) else None
     if not isinstance(remotes, dict):
         raise InvalidConfig(f"Invalid remotes file '{path}': expected a 'remotes' mapping")
-    return remotes
+    return {**data, "remotes": remotes}
 
 
-def _write(path: Path, entries: dict[str, Any]) -> None:
+def _write(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({"remotes": entries}, default_flow_style=False, sort_keys=True)
+    text = yaml.safe_dump(doc, default_flow_style=False, sort_keys=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -1,6 +1,10 @@
 """PURE image remotes: the Remote type, the built-in `ubuntu:` and `images:` remotes, name and
 URL rules, and how an image reference the user typed resolves to (remote, alias).
 
+Two kinds, as lxc's: image servers (protocol simplestreams) and servers that hold instances
+(protocol lxd: another lxmgrd or an LXD, over https:// with TLS client certificates, or a
+unix:// socket on this host); `local` is the built-in one, this host's daemon.
+
 Imports only lxmgr.errors and the stdlib: no I/O (storage of user remotes is
 lxmgr.images.remotes). Mirrors lxc's `remote.go` defaults and its `remote:alias` syntax, plus
 one short form of our own: a bare remote name that has a default alias (`ubuntu`) means that
@@ -37,6 +41,11 @@ class Remote:
     builtin: bool = False
     default_alias: str = ""
 
+    @property
+    def is_server(self) -> bool:
+        """A server that holds instances (an lxmgrd or an LXD), not an image server."""
+        return self.protocol == "lxd"
+
     def to_dict(self) -> dict[str, object]:
         """The stored and displayed form (lxc's `remote list` columns)."""
         return {"name": self.name, "url": self.url, "protocol": self.protocol,
@@ -46,6 +55,7 @@ class Remote:
 # As lxc's default remotes (canonical/lxd lxc/config/default.go); `ubuntu` alone is the
 # current LTS, which cloud-images.ubuntu.com tags `lts`.
 BUILTIN: dict[str, Remote] = {
+    LOCAL: Remote(LOCAL, "unix://", protocol="lxd", public=False, builtin=True),
     "ubuntu": Remote("ubuntu", "https://cloud-images.ubuntu.com/releases", builtin=True,
                      default_alias="lts"),
     "images": Remote("images", "https://images.linuxcontainers.org", builtin=True),
@@ -66,10 +76,16 @@ def validate_remote_name(name: str) -> None:
                             "'-' and '_' (and not 'local')")
 
 
-def validate_remote_url(url: str) -> None:
-    """https:// with a host; plain http:// only to a loopback address (test servers)."""
+def validate_remote_url(url: str, protocol: str = "simplestreams") -> None:
+    """https:// with a host; plain http:// only to a loopback address (test servers); for a
+    server (protocol lxd) also unix:///absolute/socket/path."""
     if len(url) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
         raise InvalidConfig(f"Invalid remote URL '{url[:80]}'")
+    if protocol == "lxd" and url.startswith("unix:"):
+        path = url.removeprefix("unix://")
+        if not url.startswith("unix:///") or "/../" in f"{path}/" or "?" in path:
+            raise InvalidConfig(f"Invalid remote URL '{url}': expected unix:///PATH/TO/SOCKET")
+        return
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -105,7 +121,7 @@ def build_remote(name: str, url: str, protocol: str = "simplestreams",
         raise InvalidConfig(f"Invalid remote protocol '{protocol}': expected one of "
                             f"{', '.join(PROTOCOLS)}")
     url = url.rstrip("/")
-    validate_remote_url(url)
+    validate_remote_url(url, protocol)
     return Remote(name, url, protocol, public)
 
 

@@ -11,11 +11,11 @@ from urllib.parse import quote
 import click
 
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 
 @click.command("export")
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("target", required=False)
 @click.option("--instance-only", is_flag=True, help="Leave the snapshots out.")
 @click.option("--compression", type=click.Choice(["gzip", "xz", "none"]), default="gzip",
@@ -49,7 +49,7 @@ def export(name: str, target: str | None, instance_only: bool, compression: str)
 
 @click.command("import")
 @click.argument("file")
-@click.argument("name", required=False)
+@click.argument("name", required=False, type=ON_SERVER)
 @click.option("-s", "--storage", metavar="POOL", help="Storage pool of the instance.")
 def import_(file: str, name: str | None, storage: str | None) -> None:
     """Import an instance from a backup tarball (NAME defaults to the one it had).

@@ -12,12 +12,15 @@ from lxmgr.cli.app import App
 from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.commands.trust import trust
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, RemoteRef, get_app
 from lxmgr.cli.terminal import parse_assignments, parse_yaml, render_yaml
 
 # The writable part of an instance (InstancePut), in `lxc config show` order.
 PUT_FIELDS = ("architecture", "config", "devices", "ephemeral", "profiles", "stateful",
               "description")
+
+# `config set NAME KEY=VALUE` or `config set KEY=VALUE` (server key, its value may hold ':')
+SERVER_OR_KEY = RemoteRef(filters=True)
 
 
 def instance_put(inst: dict[str, Any], expanded: bool = False) -> dict[str, Any]:
@@ -93,7 +96,7 @@ def _server_config(app: App) -> dict[str, str]:
 
 
 @config.command()
-@click.argument("name", required=False, shell_complete=complete_instances)
+@click.argument("name", required=False, type=ON_SERVER, shell_complete=complete_instances)
 @click.option("--expanded", is_flag=True, help="Include what profiles contribute.")
 def show(name: str | None, expanded: bool) -> None:
     """Show an instance's config as YAML (the server's without NAME).
@@ -105,7 +108,7 @@ def show(name: str | None, expanded: bool) -> None:
       lxmgr config show
     """
     app = get_app()
-    if name is None:
+    if not name:
         app.echo(render_yaml({"config": _server_config(app)}))
         return
     inst, _ = _get(app, name)
@@ -113,7 +116,7 @@ def show(name: str | None, expanded: bool) -> None:
 
 
 @config.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("key", required=False)
 @click.option("--expanded", is_flag=True, help="Read the expanded (profile-merged) value.")
 def get(name: str, key: str | None, expanded: bool) -> None:
@@ -125,6 +128,8 @@ def get(name: str, key: str | None, expanded: bool) -> None:
       lxmgr config get images.auto_update_interval
     """
     app = get_app()
+    if not name and key:
+        name, key = key, None
     if key is None:
         if not is_server_key(name):
             app.abort(f"Missing the key to read from '{name}'")
@@ -136,7 +141,8 @@ def get(name: str, key: str | None, expanded: bool) -> None:
 
 
 @config.command("set")
-@click.argument("name", metavar="[NAME]", shell_complete=complete_instances)
+@click.argument("name", metavar="[[REMOTE:]NAME]", type=SERVER_OR_KEY,
+                shell_complete=complete_instances)
 @click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
 def set_(name: str, assignments: tuple[str, ...]) -> None:
     """Set config keys (KEY=VALUE..., or KEY VALUE); without NAME, the server's.
@@ -146,10 +152,11 @@ def set_(name: str, assignments: tuple[str, ...]) -> None:
       lxmgr config set web1 limits.memory=1GiB
       lxmgr config set web1 limits.cpu 2
       lxmgr config set images.auto_update_interval 12
+      lxmgr config set prod: core.https_address :8443
     """
     app = get_app()
-    if is_server_key(name):
-        values = parse_assignments((name, *assignments), "config")
+    if not name or is_server_key(name):
+        values = parse_assignments((name, *assignments) if name else assignments, "config")
         app.query("PATCH", "/1.0", body={"config": values})
         return
     if not assignments:
@@ -159,7 +166,8 @@ def set_(name: str, assignments: tuple[str, ...]) -> None:
 
 
 @config.command()
-@click.argument("name", metavar="[NAME]", shell_complete=complete_instances)
+@click.argument("name", metavar="[[REMOTE:]NAME]", type=ON_SERVER,
+                shell_complete=complete_instances)
 @click.argument("keys", nargs=-1, metavar="KEY...")
 def unset(name: str, keys: tuple[str, ...]) -> None:
     """Remove config keys; without NAME, the server's.
@@ -170,9 +178,9 @@ def unset(name: str, keys: tuple[str, ...]) -> None:
       lxmgr config unset images.auto_update_interval
     """
     app = get_app()
-    if is_server_key(name):
+    if not name or is_server_key(name):
         config = _server_config(app)
-        for key in (name, *keys):
+        for key in (name, *keys) if name else keys:
             config.pop(key, None)
         app.query("PUT", "/1.0", body={"config": config})
         return
@@ -186,7 +194,7 @@ def unset(name: str, keys: tuple[str, ...]) -> None:
 
 
 @config.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 def edit(name: str) -> None:
     """Edit an instance's config as YAML in $EDITOR (or read it from stdin).
 

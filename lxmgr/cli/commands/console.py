@@ -7,14 +7,14 @@ import sys
 import click
 
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import raw_mode, terminal_size
 
 DETACH = b"\x01q"  # ctrl-a q, as lxc
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 @click.option("--show-log", is_flag=True, help="Print the console log and exit.")
 def console(name: str, show_log: bool) -> None:
     """Attach to an instance's console (ctrl-a q detaches), or print its log.

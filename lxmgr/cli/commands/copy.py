@@ -7,13 +7,13 @@ from typing import Any
 import click
 
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import parse_assignments
 
 
 @click.command()
-@click.argument("source", shell_complete=complete_instances)
-@click.argument("target", required=False)
+@click.argument("source", type=ON_SERVER, shell_complete=complete_instances)
+@click.argument("target", required=False, type=ON_SERVER)
 @click.option("--instance-only", is_flag=True, help="Do not copy the snapshots.")
 @click.option("-c", "--config", "config", multiple=True, metavar="KEY=VALUE",
               help="Config key to set on the copy (repeatable).")
@@ -53,8 +53,8 @@ def copy(source: str, target: str | None, instance_only: bool, config: tuple[str
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_instances)
-@click.argument("new_name")
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
+@click.argument("new_name", type=ON_SERVER)
 def move(name: str, new_name: str) -> None:
     """Rename a stopped instance NAME to NEW_NAME, with its snapshots.
 

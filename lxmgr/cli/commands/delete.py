@@ -8,12 +8,12 @@ import click
 
 from lxmgr.cli.actions import change_state
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                shell_complete=complete_instances)
+                type=ON_SERVER, shell_complete=complete_instances)
 @click.option("-f", "--force", is_flag=True, help="Stop a running instance first (kill).")
 def delete(names: tuple[str, ...], force: bool) -> None:
     """Delete instances (they must be stopped unless --force) or snapshots (NAME/SNAP).

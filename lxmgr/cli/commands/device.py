@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from lxmgr.cli.app import App
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import parse_assignments, render_yaml
 
 Loader = Callable[[App, str], tuple[dict[str, Any], str]]
@@ -88,7 +88,7 @@ def device_group(owner: DeviceOwner) -> click.Group:
         owner, f"Manage the devices of {owner.a_noun} (NICs, disks, proxies).",
         "add {n} eth1 nic network=lxmgrbr0 name=eth1", "list {n}", "set {n} eth1 mtu=1400",
         "remove {n} eth1"))
-    name_arg = click.argument("name", metavar=owner.noun.upper(),
+    name_arg = click.argument("name", metavar=owner.noun.upper(), type=ON_SERVER,
                               shell_complete=owner.complete)
     for factory in (_add, _remove, _list, _show, _get, _set, _unset):
         group.add_command(factory(owner, name_arg))

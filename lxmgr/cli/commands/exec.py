@@ -8,12 +8,12 @@ import click
 
 from lxmgr.cli.actions import run_command, want_pty
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import parse_assignments
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("-E", "--env", "env", multiple=True, metavar="KEY=VALUE",
               help="Environment variable to set (repeatable).")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 ID = click.IntRange(min=0)
 
@@ -56,7 +56,7 @@ def file() -> None:
 
 @file.command()
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
-@click.argument("target", metavar="NAME/PATH")
+@click.argument("target", metavar="NAME/PATH", type=ON_SERVER)
 @click.option("-r", "--recursive", is_flag=True, help="Push directories recursively.")
 @click.option("-p", "--create-dirs", is_flag=True, help="Create missing parent directories.")
 @click.option("--uid", type=ID, help="Owner in the instance (default: the local owner).")
@@ -124,7 +124,7 @@ def _push_tree(app: Any, name: str, source: str, dest: str, perms: dict[str, Any
 
 
 @file.command()
-@click.argument("sources", nargs=-1, required=True, metavar="NAME/PATH...")
+@click.argument("sources", nargs=-1, required=True, metavar="NAME/PATH...", type=ON_SERVER)
 @click.argument("target", metavar="TARGET")
 @click.option("-r", "--recursive", is_flag=True, help="Pull directories recursively.")
 @click.option("-p", "--create-dirs", is_flag=True, help="Create missing local directories.")
@@ -186,7 +186,7 @@ def _pull_one(app: Any, name: str, path: str, dest: str, recursive: bool) -> Non
 
 
 @file.command()
-@click.argument("spec", metavar="NAME/PATH")
+@click.argument("spec", metavar="NAME/PATH", type=ON_SERVER)
 def edit(spec: str) -> None:
     """Edit a file in an instance: stdin when it is not a terminal, else $EDITOR.
 
@@ -214,7 +214,7 @@ def edit(spec: str) -> None:
 
 
 @file.command()
-@click.argument("specs", nargs=-1, required=True, metavar="NAME/PATH...")
+@click.argument("specs", nargs=-1, required=True, metavar="NAME/PATH...", type=ON_SERVER)
 def delete(specs: tuple[str, ...]) -> None:
     """Delete files, symlinks or empty directories in an instance.
 

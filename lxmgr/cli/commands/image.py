@@ -84,10 +84,15 @@ def list_(remote: str | None, fmt: str) -> None:
       lxmgr image list --format json
       lxmgr image list images:
     """
+    from lxmgr.cli.remotes import config_path
+    from lxmgr.images.remotes import get_remote
+
     app = get_app()
-    if remote and remote.rstrip(":") != "local":
+    if remote and not get_remote(config_path(), remote.partition(":")[0]).is_server:
         app.echo(_remote_listing(remote, fmt))
         return
+    if remote:
+        app.target(remote)
     images = app.query("GET", "/1.0/images", params={"recursion": 1}) or []
     rows = [["\n".join(_aliases(i)), str(i.get("fingerprint", ""))[:12], _yes(i.get("public")),
              str((i.get("properties") or {}).get("description", "")),

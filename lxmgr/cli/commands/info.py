@@ -8,7 +8,7 @@ import click
 
 from lxmgr.cli.completion import complete_instances
 from lxmgr.cli.listing import nic_names, seconds_without_lease
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import format_size, format_time
 
 
@@ -94,7 +94,7 @@ def _network(network: dict[str, Any]) -> list[str]:
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 def info(name: str) -> None:
     """Show an instance's status, processes, memory, CPU and network.
 

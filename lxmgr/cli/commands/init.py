@@ -8,15 +8,15 @@ from typing import Any
 import click
 
 from lxmgr.cli.app import App
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import parse_assignments
 
 
 def creation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The arguments and flags init and launch share (as lxc's)."""
     options = [
-        click.argument("image"),
-        click.argument("name", required=False),
+        click.argument("image", metavar="[REMOTE:]IMAGE"),
+        click.argument("name", required=False, type=ON_SERVER, metavar="[[REMOTE:]NAME]"),
         click.option("-p", "--profile", "profiles", multiple=True, metavar="PROFILE",
                      help="Profile to apply (repeatable; default: default)."),
         click.option("--no-profiles", is_flag=True, help="Apply no profile at all."),
@@ -35,14 +35,17 @@ def creation_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def build_create_body(image: str, name: str, *, profiles: tuple[str, ...] = (),
                       no_profiles: bool = False, config: tuple[str, ...] = (),
                       ephemeral: bool = False, storage: str | None = None,
-                      description: str = "", start: bool = False) -> dict[str, Any]:
-    """The POST /1.0/instances body (InstancesPost)."""
+                      description: str = "", start: bool = False,
+                      server: str = "local") -> dict[str, Any]:
+    """The POST /1.0/instances body (InstancesPost) for an instance on the remote `server`:
+    IMAGE is an image server's (`images:debian/12`) or one of that server's own."""
     from lxmgr.cli.remotes import image_source, local_alias
 
     body: dict[str, Any] = {
         "name": name,
         "type": "container",
-        "source": image_source(image) or {"type": "image", "alias": local_alias(image)},
+        "source": image_source(image, server) or {"type": "image",
+                                                  "alias": local_alias(image)},
         "config": parse_assignments(config, "config") if config else {},
         "devices": {},
         "ephemeral": ephemeral,
@@ -65,7 +68,7 @@ def create_instance(app: App, image: str, name: str | None, **options: Any) -> s
     name = name or generate_name()
     validate_instance_name(name)
     app.echo(f"Creating {name}")
-    body = build_create_body(image, name, **options)
+    body = build_create_body(image, name, server=app.server, **options)
     app.operate("POST", "/1.0/instances", body=body, label=f"Creating {name}")
     return name
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import click
 
 from lxmgr.cli.listing import DEFAULT_COLUMNS, list_instances
-from lxmgr.cli.options import format_option, get_app
+from lxmgr.cli.options import RemoteRef, format_option, get_app
 
 
 @click.command("list")
-@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.argument("filters", nargs=-1, metavar="[REMOTE:][FILTER]...",
+                type=RemoteRef(filters=True))
 @format_option
 @click.option("-c", "--columns", default=DEFAULT_COLUMNS, show_default=True,
               help="Columns: n name, s state, 4 IPv4, 6 IPv6, t type, S snapshots, p PID, "
@@ -29,4 +30,4 @@ def list_(filters: tuple[str, ...], fmt: str, columns: str) -> None:
       lxmgr list status=running --format json
       lxmgr list --format csv -c ns4
     """
-    list_instances(get_app(), filters, fmt, columns)
+    list_instances(get_app(), tuple(f for f in filters if f), fmt, columns)

@@ -6,25 +6,27 @@ import json
 
 import click
 
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 TYPES = ("lifecycle", "operation", "logging")
 
 
 @click.command()
+@click.argument("remote", required=False, metavar="[REMOTE:]", type=ON_SERVER)
 @click.option("--type", "types", multiple=True, type=click.Choice(TYPES),
               help="Event type to show (repeatable; default: all).")
 @click.option("-f", "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml",
               show_default=True, help="yaml: a document per event; json: a line per event.")
 @click.option("--count", type=int, default=0, metavar="N",
               help="Exit after N events (default: run until interrupted).")
-def monitor(types: tuple[str, ...], fmt: str, count: int) -> None:
+def monitor(remote: str | None, types: tuple[str, ...], fmt: str, count: int) -> None:
     """Print events (lifecycle, operation, logging) until interrupted.
 
     \b
     Examples:
       lxmgr monitor
       lxmgr monitor --type lifecycle
+      lxmgr monitor prod:
       lxmgr monitor --type operation --format json --count 1
     """
     from urllib.parse import urlencode
@@ -33,8 +35,10 @@ def monitor(types: tuple[str, ...], fmt: str, count: int) -> None:
     from lxmgr.client.websocket import WebSocket
 
     app = get_app()
+    if remote:
+        app.abort(f"Expected REMOTE: (a remote name and a colon), not '{remote}'")
     path = "/1.0/events" + (f"?{urlencode({'type': ','.join(types)})}" if types else "")
-    ws = WebSocket.connect(app.client.socket_path, path)
+    ws = WebSocket.connect(app.client, path)
     seen = 0
     try:
         while (msg := ws.recv()) is not None:

@@ -13,7 +13,7 @@ import click
 
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
 from lxmgr.cli.completion import complete_networks
-from lxmgr.cli.options import format_option, get_app
+from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import (
     format_size,
     parse_assignments,
@@ -117,7 +117,7 @@ def list_(fmt: str) -> None:
 
 
 @network.command()
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 def show(name: str) -> None:
     """Show a network as YAML.
 
@@ -131,7 +131,7 @@ def show(name: str) -> None:
 
 
 @network.command()
-@click.argument("name")
+@click.argument("name", type=ON_SERVER)
 @click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("-t", "--type", "type_", default="bridge", show_default=True,
               help="Network type.")
@@ -161,7 +161,7 @@ def create(name: str, assignments: tuple[str, ...], type_: str, description: str
 
 
 @network.command()
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 def edit(name: str) -> None:
     """Edit a network's description and config as YAML in $EDITOR (or from stdin).
 
@@ -178,7 +178,7 @@ def edit(name: str) -> None:
 
 
 @network.command("set")
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
 def set_(name: str, assignments: tuple[str, ...]) -> None:
     """Set network config keys (KEY=VALUE..., or KEY VALUE).
@@ -194,7 +194,7 @@ def set_(name: str, assignments: tuple[str, ...]) -> None:
 
 
 @network.command()
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 def unset(name: str, keys: tuple[str, ...]) -> None:
     """Remove network config keys (back to their defaults).
@@ -211,7 +211,7 @@ def unset(name: str, keys: tuple[str, ...]) -> None:
 
 
 @network.command()
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 @click.argument("key")
 def get(name: str, key: str) -> None:
     """Print one network config value (empty when unset).
@@ -227,7 +227,7 @@ def get(name: str, key: str) -> None:
 
 @network.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                shell_complete=complete_networks)
+                type=ON_SERVER, shell_complete=complete_networks)
 def delete(names: tuple[str, ...]) -> None:
     """Delete networks (not while an instance or profile uses them).
 
@@ -242,7 +242,7 @@ def delete(names: tuple[str, ...]) -> None:
 
 
 @network.command()
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 @click.argument("new_name")
 def rename(name: str, new_name: str) -> None:
     """Rename a network.
@@ -257,7 +257,7 @@ def rename(name: str, new_name: str) -> None:
 
 
 @network.command()
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 def info(name: str) -> None:
     """Show a network's link state, addresses and traffic counters.
 
@@ -271,7 +271,7 @@ def info(name: str) -> None:
 
 
 @network.command("list-leases")
-@click.argument("name", shell_complete=complete_networks)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_networks)
 @format_option
 def list_leases(name: str, fmt: str) -> None:
     """List the DHCP leases and static reservations of a network.

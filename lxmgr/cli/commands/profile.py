@@ -12,7 +12,7 @@ from lxmgr.cli.app import App
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
 from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.completion import complete_instances, complete_profiles
-from lxmgr.cli.options import format_option, get_app
+from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import parse_assignments, render, render_yaml
 
 PROFILE_FIELDS = ("name", "description", "config", "devices")
@@ -82,7 +82,7 @@ def list_(fmt: str) -> None:
 
 
 @profile.command()
-@click.argument("name", shell_complete=complete_profiles)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_profiles)
 def show(name: str) -> None:
     """Show a profile as YAML.
 
@@ -97,7 +97,7 @@ def show(name: str) -> None:
 
 
 @profile.command()
-@click.argument("name")
+@click.argument("name", type=ON_SERVER)
 @click.option("-d", "--description", default="", help="Profile description.")
 def create(name: str, description: str) -> None:
     """Create an empty profile (or one read as YAML from stdin).
@@ -120,7 +120,7 @@ def create(name: str, description: str) -> None:
 
 
 @profile.command()
-@click.argument("source", shell_complete=complete_profiles)
+@click.argument("source", type=ON_SERVER, shell_complete=complete_profiles)
 @click.argument("target")
 def copy(source: str, target: str) -> None:
     """Copy profile SOURCE to a new profile TARGET.
@@ -135,7 +135,7 @@ def copy(source: str, target: str) -> None:
 
 
 @profile.command()
-@click.argument("name", shell_complete=complete_profiles)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_profiles)
 def edit(name: str) -> None:
     """Edit a profile as YAML in $EDITOR (or read it from stdin).
 
@@ -153,7 +153,7 @@ def edit(name: str) -> None:
 
 @profile.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                shell_complete=complete_profiles)
+                type=ON_SERVER, shell_complete=complete_profiles)
 def delete(names: tuple[str, ...]) -> None:
     """Delete profiles (not while an instance uses them).
 
@@ -168,7 +168,7 @@ def delete(names: tuple[str, ...]) -> None:
 
 
 @profile.command()
-@click.argument("instance", shell_complete=complete_instances)
+@click.argument("instance", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("profiles", metavar="PROFILE[,PROFILE...]")
 def assign(instance: str, profiles: str) -> None:
     """Set the profiles of an instance (comma-separated, in order; '' for none).
@@ -186,7 +186,7 @@ def assign(instance: str, profiles: str) -> None:
 
 
 @profile.command()
-@click.argument("instance", shell_complete=complete_instances)
+@click.argument("instance", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("name", shell_complete=complete_profiles)
 def add(instance: str, name: str) -> None:
     """Append a profile to an instance's profiles.
@@ -204,7 +204,7 @@ def add(instance: str, name: str) -> None:
 
 
 @profile.command()
-@click.argument("instance", shell_complete=complete_instances)
+@click.argument("instance", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("name", shell_complete=complete_profiles)
 def remove(instance: str, name: str) -> None:
     """Remove a profile from an instance.
@@ -222,7 +222,7 @@ def remove(instance: str, name: str) -> None:
 
 
 @profile.command("set")
-@click.argument("name", shell_complete=complete_profiles)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_profiles)
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
 def set_(name: str, assignments: tuple[str, ...]) -> None:
     """Set profile config keys (KEY=VALUE..., or KEY VALUE).
@@ -237,7 +237,7 @@ def set_(name: str, assignments: tuple[str, ...]) -> None:
 
 
 @profile.command()
-@click.argument("name", shell_complete=complete_profiles)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_profiles)
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 def unset(name: str, keys: tuple[str, ...]) -> None:
     """Remove profile config keys.
@@ -254,7 +254,7 @@ def unset(name: str, keys: tuple[str, ...]) -> None:
 
 
 @profile.command()
-@click.argument("name", shell_complete=complete_profiles)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_profiles)
 @click.argument("key")
 def get(name: str, key: str) -> None:
     """Print one profile config value (empty when unset).

@@ -7,12 +7,12 @@ from typing import Any
 import click
 
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import parse_assignments
 
 
 @click.command()
-@click.argument("source", metavar="NAME[/SNAP]", shell_complete=complete_instances)
+@click.argument("source", metavar="NAME[/SNAP]", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("properties", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--alias", "aliases", multiple=True, help="Alias of the new image (repeatable).")
 @click.option("--public", is_flag=True, help="Mark the image public (LXD's flag; recorded).")

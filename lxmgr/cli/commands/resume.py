@@ -6,12 +6,12 @@ import click
 
 from lxmgr.cli.actions import change_states
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                shell_complete=complete_instances)
+                type=ON_SERVER, shell_complete=complete_instances)
 def resume(names: tuple[str, ...]) -> None:
     """Resume (unfreeze) paused instances.
 

@@ -6,11 +6,11 @@ import click
 
 from lxmgr.cli.actions import run_command, want_pty
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 def shell(name: str) -> None:
     """Open a root login shell in instance NAME (`exec NAME -- su -l`).
 

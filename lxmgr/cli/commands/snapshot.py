@@ -7,11 +7,11 @@ from urllib.parse import quote
 import click
 
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("snapshot", required=False)
 @click.option("--reuse", is_flag=True, help="Replace a snapshot of that name if it exists.")
 @click.option("--no-expiry", is_flag=True, help="Ignore snapshots.expiry: keep it forever.")
@@ -42,7 +42,7 @@ def snapshot(name: str, snapshot: str | None, reuse: bool, no_expiry: bool) -> N
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_instances)
+@click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 @click.argument("snapshot")
 def restore(name: str, snapshot: str) -> None:
     """Restore instance NAME from its snapshot SNAP (a running instance is restarted).

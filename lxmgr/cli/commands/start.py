@@ -9,14 +9,14 @@ import click
 
 from lxmgr.cli.actions import change_states
 from lxmgr.cli.completion import complete_instances
-from lxmgr.cli.options import get_app
+from lxmgr.cli.options import ON_SERVER, get_app
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                shell_complete=complete_instances)
+                type=ON_SERVER, shell_complete=complete_instances)
 def start(names: tuple[str, ...]) -> None:
     """Start instances.
 
@@ -36,4 +36,4 @@ def shutdown_options(command: F) -> F:
     command = click.option("-f", "--force", is_flag=True,
                            help="Kill the instance instead of shutting down.")(command)
     return click.argument("names", nargs=-1, required=True, metavar="NAME...",
-                          shell_complete=complete_instances)(command)
+                          type=ON_SERVER, shell_complete=complete_instances)(command)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.options import format_option, get_app
+from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import format_size, parse_assignments, render, render_yaml
 
 LIST_HEADERS = ["NAME", "DRIVER", "SOURCE", "DESCRIPTION", "USED BY", "STATE"]
@@ -50,7 +50,7 @@ def list_(fmt: str) -> None:
 
 
 @storage.command()
-@click.argument("name")
+@click.argument("name", type=ON_SERVER)
 @click.argument("driver", type=click.Choice(["dir", "overlay", "btrfs"]))
 @click.argument("config", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("-d", "--description", default="", help="Pool description.")
@@ -73,7 +73,7 @@ def create(name: str, driver: str, config: tuple[str, ...], description: str) ->
 
 
 @storage.command()
-@click.argument("name")
+@click.argument("name", type=ON_SERVER)
 def show(name: str) -> None:
     """Show a storage pool's definition.
 
@@ -86,7 +86,7 @@ def show(name: str) -> None:
 
 
 @storage.command()
-@click.argument("name")
+@click.argument("name", type=ON_SERVER)
 def info(name: str) -> None:
     """Show a storage pool's space and users.
 
@@ -106,7 +106,7 @@ def info(name: str) -> None:
 
 
 @storage.command("set")
-@click.argument("name")
+@click.argument("name", type=ON_SERVER)
 @click.argument("assignment", metavar="description=TEXT")
 def set_(name: str, assignment: str) -> None:
     """Set a storage pool's description (its config is fixed once created).
@@ -123,7 +123,7 @@ def set_(name: str, assignment: str) -> None:
 
 
 @storage.command()
-@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...", type=ON_SERVER)
 def delete(names: tuple[str, ...]) -> None:
     """Delete storage pools (not the default one, nor one in use).
 

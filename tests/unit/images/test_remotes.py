@@ -24,7 +24,8 @@ def test_builtin_remotes() -> None:
     assert BUILTIN["ubuntu"].url == "https://cloud-images.ubuntu.com/releases"
     assert BUILTIN["images"].url == "https://images.linuxcontainers.org"
     assert all(r.protocol == "simplestreams" and r.public and r.builtin
-               for r in BUILTIN.values())
+               for name, r in BUILTIN.items() if name != "local")
+    assert BUILTIN["local"].is_server and BUILTIN["local"].url == "unix://"
 
 
 @pytest.mark.parametrize(("ref", "expected"), [
@@ -73,7 +74,7 @@ def test_bad_urls(url: str) -> None:
 
 def test_add_list_remove(tmp_path: Path) -> None:
     path = remotes_file(tmp_path)
-    assert set(load_remotes(path)) == {"ubuntu", "images"}
+    assert set(load_remotes(path)) == {"local", "ubuntu", "images"}
     remote = add_remote(path, "mirror", "https://mirror.example.org/images/")
     assert remote == Remote("mirror", "https://mirror.example.org/images")
     assert load_remotes(path)["mirror"] == remote
