@@ -65,6 +65,8 @@ def test_a_remote_server_over_https(daemon, remote_cli, tmp_path) -> None:  # ty
     assert prod["protocol"] == "lxd" and prod["url"] == f"https://127.0.0.1:{cli.port}"
     assert (tmp_path / "conf" / "servercerts" / "prod.crt").exists()
 
+    assert "debian" in cli("image", "list", "prod:").stdout
+    assert "debian" in cli("image", "info", "prod:debian").stdout
     cli("launch", "prod:debian", "prod:rc1")
     rows = json.loads(cli("list", "prod:", "--format", "json").stdout)
     assert [(r["name"], r["status"]) for r in rows] == [("rc1", "Running")]

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import click
 
 from lxmgr.cli.app import App
-from lxmgr.cli.options import format_option, get_app
+from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import format_size, format_time, render
 
 
@@ -105,7 +105,7 @@ def list_(remote: str | None, fmt: str) -> None:
 
 
 @image.command()
-@click.argument("image_name", metavar="IMAGE")
+@click.argument("image_name", metavar="[REMOTE:]IMAGE", type=ON_SERVER)
 def info(image_name: str) -> None:
     """Show an image (by alias or fingerprint).
 
@@ -139,7 +139,8 @@ def build(recipe: str, aliases: tuple[str, ...]) -> None:
 
 
 @image.command()
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.argument("images", nargs=-1, required=True, metavar="[REMOTE:]IMAGE...",
+                type=ON_SERVER)
 def delete(images: tuple[str, ...]) -> None:
     """Delete images (by alias or fingerprint).
 
@@ -165,7 +166,7 @@ def alias() -> None:
 
 
 @alias.command("create")
-@click.argument("name")
+@click.argument("name", metavar="[REMOTE:]NAME", type=ON_SERVER)
 @click.argument("fingerprint")
 @click.option("-d", "--description", default="", help="Alias description.")
 def alias_create(name: str, fingerprint: str, description: str) -> None:
@@ -180,7 +181,7 @@ def alias_create(name: str, fingerprint: str, description: str) -> None:
 
 
 @alias.command("delete")
-@click.argument("name")
+@click.argument("name", metavar="[REMOTE:]NAME", type=ON_SERVER)
 def alias_delete(name: str) -> None:
     """Delete an image alias.
 
@@ -268,7 +269,7 @@ def import_(files: tuple[str, ...], aliases: tuple[str, ...]) -> None:
 
 
 @image.command()
-@click.argument("image_name", metavar="IMAGE")
+@click.argument("image_name", metavar="[REMOTE:]IMAGE", type=ON_SERVER)
 @click.argument("target", required=False, default=".")
 def export(image_name: str, target: str) -> None:
     """Export an image as an LXD unified tarball (named after its LXD fingerprint) into
@@ -291,24 +292,25 @@ def export(image_name: str, target: str) -> None:
 
 @image.command()
 @click.argument("source", metavar="REMOTE:IMAGE")
-@click.argument("target", metavar="local:", required=False, default="local:")
+@click.argument("target", metavar="[REMOTE:]", required=False, default="")
 @click.option("--alias", "aliases", multiple=True, help="Alias to give the copy (repeatable).")
 @click.option("--auto-update", is_flag=True,
               help="Keep it up to date (every images.auto_update_interval hours).")
 def copy(source: str, target: str, aliases: tuple[str, ...], auto_update: bool) -> None:
-    """Copy an image from a remote into this server's store.
+    """Copy an image from an image server into a server's store (default: the default
+    remote's).
 
     \b
     Examples:
       lxmgr image copy images:debian/12 local: --alias debian12
-      lxmgr image copy ubuntu:24.04 local:
+      lxmgr image copy ubuntu:24.04 prod:
     """
     from lxmgr.cli.remotes import image_source
 
     app = get_app()
-    if target.rstrip(":") != "local":
-        app.abort(f"Only copies to this server (local:) are supported, not '{target}'")
-    src = image_source(source)
+    if target and (not target.endswith(":") or app.target(target)):
+        app.abort(f"Expected REMOTE: as the target (a remote name and a colon), not '{target}'")
+    src = image_source(source, app.server)
     if src is None:
         app.abort(f"'{source}' is not on a remote: give REMOTE:IMAGE")
     body: dict[str, Any] = {"source": src, "auto_update": auto_update,
@@ -318,7 +320,8 @@ def copy(source: str, target: str, aliases: tuple[str, ...], auto_update: bool) 
 
 
 @image.command()
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.argument("images", nargs=-1, required=True, metavar="[REMOTE:]IMAGE...",
+                type=ON_SERVER)
 def refresh(images: tuple[str, ...]) -> None:
     """Look for a newer build of images copied from a remote.
 
@@ -335,7 +338,7 @@ def refresh(images: tuple[str, ...]) -> None:
 
 
 @image.command()
-@click.argument("image_name", metavar="IMAGE")
+@click.argument("image_name", metavar="[REMOTE:]IMAGE", type=ON_SERVER)
 def edit(image_name: str) -> None:
     """Edit an image's properties, public and auto_update flags as YAML ($EDITOR, or
     stdin when it is not a terminal).
