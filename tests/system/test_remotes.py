@@ -81,6 +81,8 @@ def test_a_remote_server_over_https(daemon, remote_cli, tmp_path) -> None:  # ty
     cli("config", "set", "prod:rc1", "user.where=remote")
     assert cli("config", "get", "prod:rc1", "user.where").stdout.strip() == "remote"
     assert "rc1" in cli("info", "prod:rc1").stdout
+    trusted = json.loads(cli("config", "trust", "list", "prod:", "--format", "json").stdout)
+    assert [c["name"] for c in trusted] == ["laptop"]
     _refused(cli("copy", "prod:rc1", "local:rc2", check=False), "one remote")
     _refused(cli("launch", "prod:debian", "rc9", check=False), "prod")
     _refused(cli("list", "nowhere:", check=False), "nowhere")

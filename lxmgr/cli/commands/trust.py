@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import click
 
-from lxmgr.cli.options import format_option, get_app
+from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import render
 
 
@@ -26,15 +26,19 @@ def trust() -> None:
 
 
 @trust.command("list")
+@click.argument("remote", required=False, metavar="[REMOTE:]", type=ON_SERVER)
 @format_option
-def list_(fmt: str) -> None:
+def list_(remote: str | None, fmt: str) -> None:
     """List trusted client certificates.
 
     \b
     Examples:
       lxmgr config trust list
+      lxmgr config trust list prod:
     """
     app = get_app()
+    if remote:
+        app.abort(f"Expected REMOTE: (a remote name and a colon), not '{remote}'")
     certs = app.query("GET", "/1.0/certificates", params={"recursion": 1}) or []
     rows = [[str(c.get("name", "")), str(c.get("type", "")),
              str(c.get("fingerprint", ""))[:12]] for c in certs]
@@ -42,17 +46,24 @@ def list_(fmt: str) -> None:
 
 
 @trust.command()
-@click.argument("certificate", required=False, metavar="[CERT.crt]")
+@click.argument("args", nargs=-1, metavar="[REMOTE:] [CERT.crt]")
 @click.option("--name", default="", help="Name of the client (required for a token).")
-def add(certificate: str | None, name: str) -> None:
+def add(args: tuple[str, ...], name: str) -> None:
     """Trust a certificate file, or (without one) print a trust token for a new client.
 
     \b
     Examples:
       lxmgr config trust add --name web-panel
       lxmgr config trust add ci.crt --name ci
+      lxmgr config trust add prod: --name laptop
     """
     app = get_app()
+    if args and args[0].endswith(":") and "/" not in args[0]:
+        app.target(args[0])
+        args = args[1:]
+    if len(args) > 1:
+        app.abort(f"Unexpected argument '{args[1]}': give at most one certificate file")
+    certificate = args[0] if args else None
     if certificate is None:
         if not name:
             app.abort("Give --name for the client the token is for")
@@ -70,7 +81,7 @@ def add(certificate: str | None, name: str) -> None:
 
 
 @trust.command()
-@click.argument("fingerprint")
+@click.argument("fingerprint", metavar="[REMOTE:]FINGERPRINT", type=ON_SERVER)
 def remove(fingerprint: str) -> None:
     """Stop trusting a certificate (by fingerprint or a unique prefix).
 
