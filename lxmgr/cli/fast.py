@@ -175,18 +175,6 @@ def fast_runner(argv: list[str]) -> Runner | None:
         return None  # REMOTE: names and a switched default remote are the click CLI's
     return PARSERS[argv[0]](args)
 
-    base = os.environ.get("LXMGR_CONF") or os.path.join(
-        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr")
-    try:
-        with open(os.path.join(base, "remotes.yaml"), "rb") as f:
-            data = f.read(1 << 20)
-    except OSError:
-        return True
-    for line in data.splitlines():
-        if line.startswith(b"default-remote:"):
-            return line.partition(b":")[2].strip().strip(b"'\"") in (b"", b"local")
-    return True
-
 
 def run_fast(runner: Runner, app: Any = None) -> int:
     """Run with app (default: a fresh App); errors become `Error: ...` and status 1 as in
