@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from lxmgr.daemon import websocket
 from lxmgr.daemon.keys import EVENTS, WEBSOCKETS
 from lxmgr.errors import InvalidConfig
 
@@ -19,23 +21,26 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     if wanted - TYPES:
         raise InvalidConfig(f"Invalid event type '{sorted(wanted - TYPES)[0]}'")
     ws = web.WebSocketResponse(heartbeat=30)
-    await ws.prepare(request)
+    await websocket.prepare(ws, request)
     bus = request.app[EVENTS]
     sub = bus.subscribe(wanted)
     request.app[WEBSOCKETS].add(ws)
     reader = asyncio.create_task(_drain(ws), name="events-reader")
+    getter: asyncio.Task[Any] | None = None
     try:
         while not ws.closed:
-            getter = asyncio.create_task(sub.queue.get())
+            getter = asyncio.create_task(sub.queue.get(), name="events-get")
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
-                getter.cancel()
-                break
+                break  # the client closed, or broke the protocol (aiohttp sent the close)
             await ws.send_json(getter.result())
     finally:
         bus.unsubscribe(sub)
         request.app[WEBSOCKETS].discard(ws)
-        reader.cancel()
+        for task in (reader, getter):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (reader, getter) if t), return_exceptions=True)
         await ws.close()
     return ws
 

@@ -21,10 +21,10 @@ import secrets
 import signal
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses
+from lxmgr.daemon import responses, websocket
 from lxmgr.daemon.keys import MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.instances import exec_output_dir
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0  # how long a close waits for the client's answer
+# One frame's bound (pylxd sends stdin_payload as one message): a length header past it is
+# refused (1009) instead of buffered.
+MAX_MESSAGE = 64 << 20
 SESSIONS: dict[str, WebsocketSession] = {}
 
 
@@ -166,6 +169,7 @@ class ExecSession(WebsocketSession):
         self.registry = registry
         self.pid = 0
         self.master: int | None = None
+        self.abandoned = False  # the control socket closed: the command must not run on
 
     async def run(self, op: Operation) -> dict[str, Any]:
         try:
@@ -199,7 +203,7 @@ class ExecSession(WebsocketSession):
         finally:
             for fd in (stdin_r, out_w, err_w):
                 os.close(fd)
-        pumps = [asyncio.create_task(_ws_to_fd(self.sockets["0"], stdin_w, close=True)),
+        pumps = [asyncio.create_task(self._stdin(stdin_w)),
                  asyncio.create_task(_fd_to_ws(out_r, self.sockets["1"])),
                  asyncio.create_task(_fd_to_ws(err_r, self.sockets["2"]))]
         return await self._wait(handle, pumps, outputs=pumps[1:])
@@ -213,15 +217,24 @@ class ExecSession(WebsocketSession):
             return int(await asyncio.to_thread(self.manager.exec_wait, handle))
         self.master = master
         writer_fd = os.dup(master)
-        pumps = [asyncio.create_task(_ws_to_fd(self.sockets["0"], writer_fd, close=True)),
+        pumps = [asyncio.create_task(self._stdin(writer_fd)),
                  asyncio.create_task(_fd_to_ws(master, self.sockets["0"], close_ws=False))]
         try:
             return await self._wait(handle, pumps, outputs=pumps[1:])
         finally:
             self.master = None
 
+    async def _stdin(self, fd: int) -> None:
+        """Stream "0" into the command; a client that breaks it (malformed frames, lost
+        connection) is gone: the command is killed, as when it drops the control socket."""
+        if await _ws_to_fd(self.sockets["0"], fd, close=True) and self.pid:
+            log.info("Exec in %s: stdin websocket broken, killing the command", self.name)
+            _kill(self.pid, signal.SIGKILL)
+
     async def _wait(self, handle: Any, pumps: list[asyncio.Task[None]],
                     outputs: list[asyncio.Task[None]]) -> int:
+        if self.abandoned:  # control went away while the command was starting
+            _kill(self.pid, signal.SIGKILL)
         try:
             code = int(await asyncio.to_thread(self.manager.exec_wait, handle))
             # Let the output drain (the pipes hit EOF once every writer is gone).
@@ -243,8 +256,10 @@ class ExecSession(WebsocketSession):
                 self._apply_control(control)
             except (ValueError, TypeError, KeyError, OSError) as err:
                 log.debug("Ignored exec control message %r: %s", msg.data, err)
-        if not self.finished.is_set() and self.pid:
-            _kill(self.pid, signal.SIGKILL)
+        if not self.finished.is_set():
+            self.abandoned = True
+            if self.pid:
+                _kill(self.pid, signal.SIGKILL)
 
     def _apply_control(self, control: dict[str, Any]) -> None:
         command = control.get("command")
@@ -260,9 +275,10 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-async def _ws_to_fd(ws: web.WebSocketResponse, fd: int, close: bool) -> None:
+async def _ws_to_fd(ws: web.WebSocketResponse, fd: int, close: bool) -> bool:
     """Client bytes into the command's stdin (or pty); an empty text frame or a close ends
-    the stream."""
+    the stream. True when it ended abnormally: a malformed frame (aiohttp answered with
+    1002/1007/1009) or a connection lost without a close frame."""
     try:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
@@ -271,8 +287,12 @@ async def _ws_to_fd(ws: web.WebSocketResponse, fd: int, close: bool) -> None:
                 if not msg.data:
                     break
                 await _write_all(fd, msg.data.encode())
+            elif msg.type == WSMsgType.ERROR:
+                log.info("Websocket stream broken by the client: %s", msg.data)
+                return True
             else:
                 break
+        return ws.close_code == WSCloseCode.ABNORMAL_CLOSURE
     finally:
         if close:
             os.close(fd)
@@ -340,8 +360,8 @@ async def operation_websocket(request: web.Request) -> web.StreamResponse:
     stream = session.stream_for(request.query.get("secret", ""))
     if stream is None:
         return responses.error("Invalid websocket secret", 403)
-    ws = web.WebSocketResponse(heartbeat=10, max_msg_size=0, timeout=CLOSE_TIMEOUT)
-    await ws.prepare(request)
+    ws = web.WebSocketResponse(heartbeat=10, max_msg_size=MAX_MESSAGE, timeout=CLOSE_TIMEOUT)
+    await websocket.prepare(ws, request)
     request.app[WEBSOCKETS].add(ws)
     try:
         await session.attach(stream, ws)
