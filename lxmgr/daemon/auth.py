@@ -1,7 +1,8 @@
 """Who is calling: requests on the unix socket are trusted; over HTTPS (lxmgr.daemon.https)
 a client is trusted when its TLS certificate's sha256 fingerprint is in the trust store.
-Untrusted TLS clients may only read `GET /` and a reduced `GET /1.0`, and POST
-/1.0/certificates with a trust token; everything else is 403 in LXD's error envelope.
+Untrusted TLS clients may only read `GET /` and a reduced `GET /1.0`, POST
+/1.0/certificates with a trust token and attach to an operation's websocket with its secret;
+everything else is 403 in LXD's error envelope.
 
 The middleware also applies server config changes to the HTTPS listener (start, move, stop)
 after a successful PUT/PATCH /1.0, restoring the old config when the new address cannot be
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,8 +29,10 @@ from lxmgr.errors import Forbidden, InvalidConfig, LxmgrError
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# What an untrusted TLS client may call (LXD: GET /, GET /1.0, POST /1.0/certificates).
+# What an untrusted TLS client may call (LXD: GET /, GET /1.0, POST /1.0/certificates, and
+# an operation's websockets, which their secrets guard: AllowUntrusted in lxd/operations.go).
 UNTRUSTED_ALLOWED = {("GET", "/"), ("GET", "/1.0"), ("POST", "/1.0/certificates")}
+UNTRUSTED_WEBSOCKET = re.compile(r"/1\.0/operations/[^/]+/websocket")
 TLS_KEY = "lxmgr.tls"  # request[TLS_KEY]: (trusted, fingerprint or "") for HTTPS requests
 
 
@@ -64,7 +68,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         db = request.app[MANAGER].db
         trusted = bool(fp) and await asyncio.to_thread(db.certificate_trusted, fp)
         request[TLS_KEY] = (trusted, fp)
-        if not trusted and (request.method, request.path) not in UNTRUSTED_ALLOWED:
+        if not trusted and not _allowed_untrusted(request):
             raise Forbidden("Forbidden")
     if request.path == "/1.0" and request.method in ("PUT", "PATCH"):
         return await _apply_server_config(request, handler)
@@ -72,6 +76,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     if request.path == "/1.0" and request.method == "GET" and is_tls(request):
         return _tls_server_info(request, response)
     return response
+
+
+def _allowed_untrusted(request: web.Request) -> bool:
+    if (request.method, request.path) in UNTRUSTED_ALLOWED:
+        return True
+    return request.method == "GET" and UNTRUSTED_WEBSOCKET.fullmatch(request.path) is not None
 
 
 async def _apply_server_config(request: web.Request, handler: Handler) -> web.StreamResponse:

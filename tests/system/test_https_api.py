@@ -132,9 +132,12 @@ async def test_web_ui_calls_over_https(daemon, tmp_path) -> None:  # type: ignor
 
 async def test_console_over_wss(daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """POST .../console with wait-for-websocket over HTTPS, both websockets over wss with the
-    client certificate: the getty answers a newline; a clean close ends the operation."""
+    client certificate: the getty answers a newline; a clean close ends the operation. As in
+    LXD, the secret alone authorizes a websocket: an untrusted certificate may attach with it
+    (control here), not without it."""
     port = _listen(daemon)
     ui = Https(port, *_trusted(daemon, tmp_path, "console"))
+    stranger = Https(port, *_certificate(tmp_path, "stranger"))
     try:
         await ui.ok("POST", "/1.0/instances", {
             "name": "cw1", "start": True, "source": {"type": "image", "alias": "debian"}})
@@ -143,7 +146,10 @@ async def test_console_over_wss(daemon, tmp_path) -> None:  # type: ignore[no-un
         assert status == 202, op
         fds = op["metadata"]["metadata"]["fds"]
         base = f"{op['operation']}/websocket?secret="
-        async with ui.websocket(base + fds["control"]) as control, \
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await stranger.websocket(base + "0" * 64)
+        assert refused.value.status == 403
+        async with stranger.websocket(base + fds["control"]) as control, \
                 ui.websocket(base + fds["0"]) as console:
             await control.send_str(json.dumps({"command": "window-resize",
                                                "args": {"width": "100", "height": "30"}}))
@@ -167,3 +173,4 @@ async def test_console_over_wss(daemon, tmp_path) -> None:  # type: ignore[no-un
         await ui.ok("DELETE", "/1.0/instances/cw1")
     finally:
         await ui.session.close()
+        await stranger.session.close()
