@@ -124,6 +124,14 @@ class Database:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
+    def generation(self) -> tuple[int, int]:
+        """A key for caches of what the tables hold: it moves on every change committed by
+        this connection (total_changes) or by any other one (PRAGMA data_version). Read it
+        before the rows it keys, so a cache never files older rows under a newer key."""
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return int(version), self._conn.total_changes
+
     @property
     def version(self) -> int:
         return int(self._query("PRAGMA user_version")[0][0])
