@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +27,7 @@ from lxmgr.instances.manager_config import ConfigMixin
 from lxmgr.instances.manager_exec import ExecMixin
 from lxmgr.instances.manager_publish import PublishMixin
 from lxmgr.instances.manager_snapshots import SnapshotMixin
+from lxmgr.instances.manager_status import StatusMixin, SupervisorWatch
 from lxmgr.instances.networks import Networks
 from lxmgr.instances.pools import Pools
 from lxmgr.instances.profiles import seed_profiles
@@ -52,7 +52,7 @@ DEFAULT_STORAGE = "overlay"
 STOP_TIMEOUT = 30.0
 
 
-class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin):
+class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, StatusMixin):
     """Owns every instance under paths.root(); `cgroup_base` names our cgroup subtree."""
 
     def __init__(self, cgroup_base_name: str = "lxmgr", storage: str = DEFAULT_STORAGE,
@@ -70,10 +70,12 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin):
         self._cgroups: cgroup_base.CgroupDriver | None = None
         self._host_checked = False
         self.warm = WarmSupervisor()
+        self.supervisors = SupervisorWatch()  # status_fast's state.json and pidfd cache
 
     def close(self) -> None:
-        """Let the pre-started supervisor go (it exits on EOF)."""
+        """Let the pre-started supervisor go (it exits on EOF); drop our pidfds."""
         self.warm.close()
+        self.supervisors.close()
         if self._own_db:
             self.db.close()
 
@@ -383,32 +385,6 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin):
     def unfreeze(self, name: str) -> None:
         self.store.get(name)
         control.call(self.socket_path(name), protocol.UNFREEZE)
-
-    def status(self, name: str) -> str:
-        """Running, Frozen, Stopping or Stopped: one question to the supervisor, no usage."""
-        self.store.get(name)
-        try:
-            return str(control.call(self.socket_path(name), protocol.GET_STATE,
-                                    wait=5)["status"])
-        except control.NotRunning:
-            return "Stopped"
-
-    def status_fast(self, name: str) -> str:
-        """status() for listings: what the supervisor last wrote to state.json while it is
-        alive (no round trip: ~20x cheaper), else the supervisor's own answer."""
-        directory = paths.instance_dir(name)
-        try:
-            with open(directory / "state.json") as f:
-                data = json.load(f)
-            status, pid = str(data.get("status", "")), int(data.get("supervisor_pid") or 0)
-            if status in ("Running", "Frozen", "Stopping") and pid and \
-                    os.path.exists(directory / "supervisor.sock"):
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == "lxmgr-sup":
-                        return status
-        except (OSError, ValueError, TypeError):
-            pass
-        return self.status(name)
 
     def state(self, name: str) -> dict[str, Any]:
         """LXD-like state: status, pid, processes, memory and cpu usage."""
