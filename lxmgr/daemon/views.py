@@ -1,12 +1,17 @@
 """LXD-shaped views of instances (Instance, InstanceFull, InstanceState) and the `filter=`
-expressions of list calls. Built from Manager data; blocking, so routes run them in a thread."""
+expressions of list calls. Built from Manager data; blocking, so routes run them in a thread.
+Listings at recursion 0/1 are cached (Listing), keyed so that no answer is ever stale."""
 
 from __future__ import annotations
 
+import json
 import platform
 import re
+import threading
+import weakref
 from typing import Any
 
+from lxmgr.api.envelope import sync_response
 from lxmgr.api.operation import format_time
 from lxmgr.errors import InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
@@ -44,6 +49,24 @@ def instance(manager: Manager, name: str, full: bool = False, *,
     Only the full form reads usage from the cgroups; the short one asks for the status.
     A listing passes spec, profiles and last_used read once for all instances."""
     spec = spec or manager.get(name)
+    if last_used is None:
+        last_used = manager.db.instance_last_used(name)
+    out = definition(manager, spec, profiles, last_used)
+    if full:
+        state = instance_state(manager, name)
+        out.update(status=state["status"], status_code=state["status_code"], state=state,
+                   snapshots=[snapshot(manager, name, s) for s in manager.snapshots(name)],
+                   backups=[])
+    else:
+        status = manager.status_fast(name)
+        out.update(status=status, status_code=STATUS_CODES.get(status, 112))
+    return out
+
+
+def definition(manager: Manager, spec: InstanceSpec, profiles: dict[str, Profile] | None,
+               last_used: str) -> dict[str, Any]:
+    """Instance without its status (placeholders keep the key order): what the database
+    alone decides. profiles: all of them, read once by a listing (None: read here)."""
     if profiles is None:
         expanded, devices = manager.expanded(spec)
     else:
@@ -52,18 +75,11 @@ def instance(manager: Manager, name: str, full: bool = False, *,
             raise NotFound(f"Profile '{missing[0]}' not found")
         expanded, devices = expand([profiles[p] for p in spec.profiles], spec.config,
                                    spec.devices)
-    if full:
-        state = instance_state(manager, name)
-    else:
-        status = manager.status_fast(name)
-        state = {"status": status, "status_code": STATUS_CODES.get(status, 112)}
-    if last_used is None:
-        last_used = manager.db.instance_last_used(name)
-    out: dict[str, Any] = {
+    return {
         "name": spec.name,
         "description": spec.description,
-        "status": state["status"],
-        "status_code": state["status_code"],
+        "status": "",
+        "status_code": 0,
         "created_at": format_time(spec.created_at),
         "last_used_at": last_used or "1970-01-01T00:00:00Z",
         "location": "none",
@@ -78,11 +94,6 @@ def instance(manager: Manager, name: str, full: bool = False, *,
         "expanded_config": expanded,
         "expanded_devices": devices,
     }
-    if full:
-        out["state"] = state
-        out["snapshots"] = [snapshot(manager, name, s) for s in manager.snapshots(name)]
-        out["backups"] = []
-    return out
 
 
 def snapshot(manager: Manager, name: str, snap: SnapshotSpec) -> dict[str, Any]:
@@ -128,6 +139,83 @@ def instances(manager: Manager, level: int, expr: str) -> list[Any]:
         if matches(view, expr):
             out.append(view if level else f"/1.0/instances/{name}")
     return out
+
+
+def instances_json(manager: Manager, level: int, expr: str) -> bytes:
+    """instances() at level 0 or 1 as the encoded sync envelope, from the manager's
+    Listing (a thread-safe cache that is never stale)."""
+    if level >= 2:
+        raise ValueError("instances_json() serves recursion 0 and 1 only")
+    if level == 0 and not expr:  # the names alone: nothing worth caching
+        return json.dumps(sync_response(instances(manager, level, expr))).encode()
+    with _LISTINGS_LOCK:
+        listing = _LISTINGS.get(manager)
+        if listing is None:
+            listing = _LISTINGS[manager] = Listing()
+    return listing.body(manager, level, expr)
+
+
+Row = tuple[str, "dict[str, Any] | None"]  # name, definition (None: skipped, as on errors)
+
+
+class Listing:
+    """Encoded level-0/1 listings of one Manager. The definitions are rebuilt when the
+    database generation moves (any committed write), the body when a status (read for every
+    instance on every call) differs too: an answer reflects every change made before it."""
+
+    def __init__(self) -> None:
+        self._rows: tuple[tuple[int, int], list[Row]] | None = None
+        self._bodies: dict[tuple[Any, ...], bytes] = {}
+
+    def body(self, manager: Manager, level: int, expr: str) -> bytes:
+        generation = manager.db.generation()  # before the rows it keys
+        cached = self._rows
+        if cached is None or cached[0] != generation:
+            cached = self._rows = (generation, _definitions(manager))
+        rows = cached[1]
+        statuses = tuple(manager.statuses_fast([name for name, _view in rows]))
+        key = (generation, level, expr, statuses)
+        body = self._bodies.get(key)
+        if body is None:
+            body = json.dumps(sync_response(_select(rows, statuses, level, expr))).encode()
+            if len(self._bodies) >= MAX_BODIES:
+                self._bodies.clear()
+            self._bodies[key] = body
+        return body
+
+
+def _definitions(manager: Manager) -> list[Row]:
+    """Every instance's definition(), from one read of specs, profiles and last-used times."""
+    specs = {spec.name: spec for spec in manager.db.instance_specs()}
+    profiles = manager.profiles()
+    last_used = manager.db.instances_last_used()
+    rows: list[Row] = []
+    for name in manager.list():
+        spec = specs.get(name)
+        try:
+            view = definition(manager, spec, profiles, last_used.get(name, "")) if spec \
+                else None
+        except LxmgrError:
+            view = None  # a profile is missing: skipped, as instances() does
+        rows.append((name, view))
+    return rows
+
+
+def _select(rows: list[Row], statuses: tuple[str | None, ...], level: int,
+            expr: str) -> list[Any]:
+    out: list[Any] = []
+    for (name, view), status in zip(rows, statuses, strict=True):
+        if view is None or status is None:
+            continue
+        full = {**view, "status": status, "status_code": STATUS_CODES.get(status, 112)}
+        if matches(full, expr):
+            out.append(full if level else f"/1.0/instances/{name}")
+    return out
+
+
+MAX_BODIES = 16  # encoded listings kept per Manager (levels x filters x status sets)
+_LISTINGS: weakref.WeakKeyDictionary[Manager, Listing] = weakref.WeakKeyDictionary()
+_LISTINGS_LOCK = threading.Lock()
 
 
 _TERM = re.compile(r'^\s*([\w.\-]+)\s+(eq|ne)\s+"?([^"]*?)"?\s*$')

@@ -32,8 +32,12 @@ def instance_url(name: str) -> str:
 async def list_instances(request: web.Request) -> web.Response:
     level = responses.recursion(request)
     expr = request.query.get("filter", "")
-    return responses.sync(await asyncio.to_thread(
-        views.instances, request.app[MANAGER], level, expr))
+    if level >= 2:
+        return responses.sync(await asyncio.to_thread(
+            views.instances, request.app[MANAGER], level, expr))
+    # One worker-thread hop for the whole listing; the body comes encoded (and cached).
+    body = await asyncio.to_thread(views.instances_json, request.app[MANAGER], level, expr)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.post("/1.0/instances")
