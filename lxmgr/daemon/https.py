@@ -184,7 +184,10 @@ class HttpsListener:
     def addresses(self) -> list[str]:
         """Where clients reach the listener (GET /1.0 environment.addresses, trust tokens);
         blocking (reads the interfaces): call it in a thread."""
-        return listen_addresses(self.address, host_addresses()) if self.address else []
+        if not self.address:
+            return []
+        host, _ = parse_listen_address(self.address)
+        return listen_addresses(self.address, host_addresses() if _is_wildcard(host) else [])
 
     async def attach(self, runner: web.AppRunner, root: Path) -> None:
         """Daemon boot: serve core.https_address if set (a failure is logged, not fatal)."""

@@ -68,7 +68,8 @@ async def server_info(request: web.Request) -> web.Response:
     uname = platform.uname()
     config = await asyncio.to_thread(manager.db.server_config)
     listener = request.app.get(HTTPS)
-    addresses = await asyncio.to_thread(listener.addresses) if listener is not None else []
+    addresses = await asyncio.to_thread(listener.addresses) \
+        if listener is not None and listener.address else []
     return responses.sync({
         "config": config,
         "api_extensions": API_EXTENSIONS,
