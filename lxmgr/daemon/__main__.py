@@ -90,12 +90,14 @@ async def serve(sock: socket.socket) -> None:
     app = create_app(manager)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
-    # The HTTPS listener of core.https_address (lxmgr.daemon.https), if set.
+    # The HTTPS listener of core.https_address (lxmgr.daemon.https), if set, and the trust
+    # tokens made before a restart as operations again: both before the unix socket answers,
+    # so a client that sees the daemon up also sees them.
     from lxmgr.daemon.https import HTTPS
     from lxmgr.daemon.routes.certificates import restore_tokens
     await app[HTTPS].attach(runner, paths.root())
-    await restore_tokens(app)  # trust tokens made before a restart are operations again
+    await restore_tokens(app)
+    await web.SockSite(runner, sock).start()
     log.info("lxmgrd %s listening on %s", __version__, sock.getsockname() or "(activated)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
