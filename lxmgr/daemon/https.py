@@ -6,6 +6,11 @@ The server certificate and key are generated on first start into $LXMGR_DIR/serv
 server.key (0600). `sync()` is called at boot and after each server config change, so setting,
 moving or unsetting the address takes effect without a restart. Owned by lxmgr.daemon.__main__
 (created after the runner is set up; its site stops with runner.cleanup()).
+
+Self-signed client certificates need a libssl verify callback, set through ctypes on the
+SSL_CTX of Python's context: only on CPython with the OpenSSL its _ssl links, after checking
+the pointer; otherwise NotSupported and the listener stays down. addresses() is where clients
+reach it (every global address of the host for a wildcard), as LXD's util.ListenAddresses.
 """
 
 from __future__ import annotations
