@@ -55,7 +55,7 @@ def _libssl() -> ctypes.CDLL:
     if sys.implementation.name != "cpython":
         raise NotSupported(f"Client certificates need CPython, not {sys.implementation.name}")
     try:
-        lib = ctypes.CDLL(_ssl.__file__)
+        lib = ctypes.CDLL(getattr(_ssl, "__file__", None))  # None: _ssl is built in
         lib.OpenSSL_version.restype = ctypes.c_char_p
         lib.OpenSSL_version.argtypes = [ctypes.c_int]
         lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CB]
