@@ -11,6 +11,7 @@ from lxmgr.errors import HostNotReady, KernelError
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.storage.mount import supports_idmapped_overlay
 
+KEYS_LIMITS = {"maxkeys": 2000, "maxbytes": 2_000_000}  # LXD's production settings
 INOTIFY_INSTANCES = 1024  # LXD's packaging value; the default 128 stops ~18 containers
 
 
@@ -54,6 +55,7 @@ def check_host(fix: bool = False) -> list[Check]:
         checks.append(Check("cgroups", False, str(err), "mount cgroup2 on /sys/fs/cgroup"))
     checks.append(_check_subids(fix))
     checks.append(_check_inotify(fix))
+    checks.append(_check_keys(fix))
     return checks
 
 
@@ -83,6 +85,28 @@ def _check_inotify(fix: bool) -> Check:
                  f"fs.inotify.max_user_instances={value}",
                  f"sysctl -w fs.inotify.max_user_instances={INOTIFY_INSTANCES} (each systemd "
                  "PID 1 takes several; 128 stops about 18 containers)", fatal=False)
+
+
+def _check_keys(fix: bool, root: str = "/proc/sys/kernel/keys") -> Check:
+    """kernel.keys.maxkeys/maxbytes: the key quota of one host uid. Every container of the
+    shared id range is charged to the same host root uid, and systemd gives each unit a
+    session keyring: at the default 200 about 50 running containers exhaust it and units fail
+    with "Failed at step KEYRING ... Required key not available" (the instance boots
+    degraded). LXD's production settings raise it; we raise, never lower."""
+    values = {name: int(_read(f"{root}/{name}") or 0) for name in KEYS_LIMITS}
+    low = {name: want for name, want in KEYS_LIMITS.items() if values[name] < want}
+    if low and fix:
+        for name, want in low.items():
+            with open(f"{root}/{name}", "w") as f:
+                f.write(str(want))
+        return Check("key quota", True, "raised " + ", ".join(
+            f"kernel.keys.{name} from {values[name]} to {want}" for name, want in low.items()))
+    return Check("key quota", not low, ", ".join(
+                     f"kernel.keys.{name}={value}" for name, value in values.items()),
+                 "sysctl -w " + " ".join(f"kernel.keys.{name}={want}"
+                                          for name, want in KEYS_LIMITS.items())
+                 + " (systemd takes keys in every container, charged to one host uid)",
+                 fatal=False)
 
 
 def ensure_host_ready() -> list[Check]:

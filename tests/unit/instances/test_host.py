@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,23 @@ def test_ensure_host_ready_names_the_first_fatal_problem(
         host.ensure_host_ready()
     checks.pop()
     assert host.ensure_host_ready() == checks
+
+
+def _keys_dir(tmp_path: Path, maxkeys: int, maxbytes: int) -> str:
+    (tmp_path / "maxkeys").write_text(f"{maxkeys}\n")
+    (tmp_path / "maxbytes").write_text(f"{maxbytes}\n")
+    return str(tmp_path)
+
+
+def test_key_quota_is_raised_never_lowered(tmp_path: Path) -> None:
+    root = _keys_dir(tmp_path, 200, 20000)
+    check = host._check_keys(fix=False, root=root)
+    assert not check.ok and not check.fatal and "kernel.keys.maxkeys=200" in check.detail
+    assert "kernel.keys.maxkeys=2000" in check.fix
+    check = host._check_keys(fix=True, root=root)
+    assert check.ok and "from 200 to 2000" in check.detail
+    assert (tmp_path / "maxkeys").read_text() == "2000"
+    assert (tmp_path / "maxbytes").read_text() == "2000000"
+    root = _keys_dir(tmp_path, 5000, 20000)
+    assert host._check_keys(fix=True, root=root).ok
+    assert (tmp_path / "maxkeys").read_text() == "5000\n"  # a higher setting stays
