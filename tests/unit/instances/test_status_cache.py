@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lxmgr.errors import NotFound
+from lxmgr.instances import manager_status
 from lxmgr.instances.db import Database
 from lxmgr.instances.manager_status import StatusMixin, SupervisorWatch
 from lxmgr.model.profile import Profile
@@ -89,18 +90,26 @@ def supervisor():  # type: ignore[no-untyped-def]
     proc.stdout.close()
 
 
-def test_status_follows_state_json_and_supervisor(manager, supervisor) -> None:  # type: ignore[no-untyped-def]
+def test_status_follows_state_json_and_supervisor(manager, supervisor, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     directory = manager.root / "instances" / "c1"
-    write_state(directory, "Running", supervisor.pid, age=10)  # old enough to be cached
+    monkeypatch.setattr(manager_status, "RACY_NS", 0)  # cache even a state.json just written
+    write_state(directory, "Running", supervisor.pid)
     assert manager.statuses_fast(["c1"]) == ["Running"]
     assert manager.statuses_fast(["c1"]) == ["Running"] and manager.asked == []
-    write_state(directory, "Frozen", supervisor.pid, age=10)
+    write_state(directory, "Frozen", supervisor.pid)
     assert manager.statuses_fast(["c1"]) == ["Frozen"]
+    monkeypatch.setattr(manager_status, "RACY_NS", 10**9)
     write_state(directory, "Running", supervisor.pid)  # fresh: read again every time
-    assert manager.status_fast("c1") == "Running"
+    assert manager.status_fast("c1") == "Running" and manager.asked == []
     supervisor.kill()
     supervisor.wait()
     # state.json still says Running, but its supervisor is gone: ask (refused: Stopped).
+    assert manager.statuses_fast(["c1"]) == ["Stopped"] and manager.asked == ["c1"]
+
+
+def test_recycled_supervisor_pid_is_not_trusted(manager, supervisor) -> None:  # type: ignore[no-untyped-def]
+    # Written 10 s before this process started: by an earlier supervisor with that pid.
+    write_state(manager.root / "instances" / "c1", "Running", supervisor.pid, age=10)
     assert manager.statuses_fast(["c1"]) == ["Stopped"] and manager.asked == ["c1"]
 
 
