@@ -60,3 +60,8 @@ class EventBus:
         have the snapshot as their source, as in LXD."""
         source = f"/1.0/instances/{name}" + (f"/snapshots/{snapshot}" if snapshot else "")
         self.publish(lifecycle(action, source, context))
+
+    def changed(self, collection: str, action: str, name: str, **context: Any) -> None:
+        """Publish a lifecycle event of another resource, as LXD's: changed("profiles",
+        "profile-created", "small") has source /1.0/profiles/small."""
+        self.publish(lifecycle(action, f"/1.0/{collection}/{name}", context))

@@ -179,6 +179,7 @@ async def test_exec_interactive_pty(api) -> None:  # type: ignore[no-untyped-def
 
 
 async def test_profiles(api) -> None:  # type: ignore[no-untyped-def]
+    events = await api.ws_connect("/1.0/events?type=lifecycle")
     names = (await call(api, "GET", "/1.0/profiles"))["metadata"]
     assert "/1.0/profiles/default" in names
     await call(api, "POST", "/1.0/profiles", {"name": "tight", "config": {
@@ -200,6 +201,15 @@ async def test_profiles(api) -> None:  # type: ignore[no-untyped-def]
     await call(api, "POST", "/1.0/profiles/tight", {"name": "snug"}, status=201)
     inst = (await call(api, "GET", "/1.0/instances/pr1"))["metadata"]
     assert inst["profiles"] == ["default", "snug"]
+    seen = []  # LXD's profile lifecycle events, which web panels refresh on
+    while len(seen) < 3:
+        meta = (await asyncio.wait_for(events.receive_json(), 10))["metadata"]
+        if meta["action"].startswith("profile-"):
+            seen.append((meta["action"], meta["source"], meta["context"]))
+    assert seen == [("profile-created", "/1.0/profiles/tight", {}),
+                    ("profile-updated", "/1.0/profiles/tight", {}),
+                    ("profile-renamed", "/1.0/profiles/snug", {"old_name": "tight"})]
+    await events.close()
     await call(api, "GET", "/1.0/profiles/nope", status=404)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.daemon import responses
-from lxmgr.daemon.keys import MANAGER
+from lxmgr.daemon.keys import EVENTS, MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig, NotSupported
 from lxmgr.instances.doctor import diagnose
@@ -48,6 +48,7 @@ async def create_network(request: web.Request) -> web.Response:
     await asyncio.to_thread(request.app[MANAGER].networks.create, name,
                             field(body, "config", dict, {}), field(body, "description", str, ""),
                             field(body, "type", str, "bridge"))
+    request.app[EVENTS].changed("networks", "network-created", name)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/networks/{name}"})
 
 
@@ -67,6 +68,7 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
         config = {**record["config"], **config}
     await asyncio.to_thread(manager.networks.update, name, config,
                             field(body, "description", str))
+    request.app[EVENTS].changed("networks", "network-updated", name)
     return responses.sync({})
 
 
@@ -88,6 +90,7 @@ async def rename_network(request: web.Request) -> web.Response:
 @routes.delete("/1.0/networks/{name}")
 async def delete_network(request: web.Request) -> web.Response:
     await asyncio.to_thread(request.app[MANAGER].network_delete, request.match_info["name"])
+    request.app[EVENTS].changed("networks", "network-deleted", request.match_info["name"])
     return responses.sync({})
 
 

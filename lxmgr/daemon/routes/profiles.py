@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.daemon import responses
-from lxmgr.daemon.keys import MANAGER
+from lxmgr.daemon.keys import EVENTS, MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig
 from lxmgr.instances import profiles as profiles_mod
@@ -50,6 +50,7 @@ async def create_profile(request: web.Request) -> web.Response:
     if not name:
         raise InvalidConfig("Missing profile name")
     await asyncio.to_thread(request.app[MANAGER].profile_create, _profile(body, name))
+    request.app[EVENTS].changed("profiles", "profile-created", name)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/profiles/{name}"})
 
 
@@ -65,6 +66,7 @@ async def put_profile(request: web.Request) -> web.Response:
     body = await json_body(request)
     profile = _profile(body, request.match_info["name"])
     await asyncio.to_thread(request.app[MANAGER].profile_update, profile)
+    request.app[EVENTS].changed("profiles", "profile-updated", profile.name)
     return responses.sync({})
 
 
@@ -77,6 +79,7 @@ async def patch_profile(request: web.Request) -> web.Response:
                      {**old.config, **field(body, "config", dict, {})},
                      {**old.devices, **field(body, "devices", dict, {})})
     await asyncio.to_thread(manager.profile_update, merged)
+    request.app[EVENTS].changed("profiles", "profile-updated", merged.name)
     return responses.sync({})
 
 
@@ -84,12 +87,14 @@ async def patch_profile(request: web.Request) -> web.Response:
 async def rename_profile(request: web.Request) -> web.Response:
     body = await json_body(request)
     new = field(body, "name", str, "")
-    await asyncio.to_thread(request.app[MANAGER].profile_rename, request.match_info["name"],
-                            new)
+    old = request.match_info["name"]
+    await asyncio.to_thread(request.app[MANAGER].profile_rename, old, new)
+    request.app[EVENTS].changed("profiles", "profile-renamed", new, old_name=old)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/profiles/{new}"})
 
 
 @routes.delete("/1.0/profiles/{name}")
 async def delete_profile(request: web.Request) -> web.Response:
     await asyncio.to_thread(request.app[MANAGER].profile_delete, request.match_info["name"])
+    request.app[EVENTS].changed("profiles", "profile-deleted", request.match_info["name"])
     return responses.sync({})

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.daemon import responses
-from lxmgr.daemon.keys import MANAGER
+from lxmgr.daemon.keys import EVENTS, MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig
 from lxmgr.instances.manager import Manager
@@ -57,6 +57,7 @@ async def create_pool(request: web.Request) -> web.Response:
         raise InvalidConfig("Missing storage pool name or driver")
     await asyncio.to_thread(request.app[MANAGER].pools.create, name, driver,
                             field(body, "config", dict, {}), field(body, "description", str, ""))
+    request.app[EVENTS].changed("storage-pools", "storage-pool-created", name)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/storage-pools/{name}"})
 
 
@@ -75,6 +76,7 @@ async def _update(request: web.Request) -> web.Response:
         raise InvalidConfig("Changing a storage pool's config is not supported: only its "
                             "description")
     await asyncio.to_thread(manager.pools.update, name, field(body, "description", str))
+    request.app[EVENTS].changed("storage-pools", "storage-pool-updated", name)
     return responses.sync({})
 
 
@@ -95,6 +97,7 @@ async def delete_pool(request: web.Request) -> web.Response:
     def delete() -> None:
         manager.pools.delete(name, [u.rsplit("/", 1)[-1] for u in used_by(manager, name)])
     await asyncio.to_thread(delete)
+    request.app[EVENTS].changed("storage-pools", "storage-pool-deleted", name)
     return responses.sync({})
 
 
