@@ -24,9 +24,11 @@ STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Stopping": 107,
                 "Starting": 106, "Error": 112}
 
 
-def instance_state(manager: Manager, name: str) -> dict[str, Any]:
-    """InstanceState: status, pid, processes, cpu, memory (+ empty disk and network)."""
-    state = manager.state(name)
+def instance_state(manager: Manager, name: str, *, spec: InstanceSpec | None = None,
+                   devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """InstanceState: status, pid, processes, cpu, memory (+ empty disk and network).
+    spec and expanded devices: when the caller has them already."""
+    state = manager.state(name, spec=spec, devices=devices)
     return {
         "status": state["status"],
         "status_code": STATUS_CODES.get(state["status"], 112),
@@ -44,18 +46,21 @@ def instance_state(manager: Manager, name: str) -> dict[str, Any]:
 
 def instance(manager: Manager, name: str, full: bool = False, *,
              spec: InstanceSpec | None = None, profiles: dict[str, Profile] | None = None,
-             last_used: str | None = None) -> dict[str, Any]:
+             last_used: str | None = None,
+             snapshots: list[SnapshotSpec] | None = None) -> dict[str, Any]:
     """Instance (recursion=1) or InstanceFull (recursion=2, with state and snapshots).
     Only the full form reads usage from the cgroups; the short one asks for the status.
-    A listing passes spec, profiles and last_used read once for all instances."""
+    A listing passes spec, profiles, last_used and snapshots read once for all instances."""
     spec = spec or manager.get(name)
     if last_used is None:
         last_used = manager.db.instance_last_used(name)
     out = definition(manager, spec, profiles, last_used)
     if full:
-        state = instance_state(manager, name)
+        state = instance_state(manager, name, spec=spec, devices=out["expanded_devices"])
+        if snapshots is None:
+            snapshots = manager.snapshots(name)
         out.update(status=state["status"], status_code=state["status_code"], state=state,
-                   snapshots=[snapshot(manager, name, s) for s in manager.snapshots(name)],
+                   snapshots=[snapshot(manager, name, s, profiles) for s in snapshots],
                    backups=[])
     else:
         status = manager.status_fast(name)
@@ -67,14 +72,7 @@ def definition(manager: Manager, spec: InstanceSpec, profiles: dict[str, Profile
                last_used: str) -> dict[str, Any]:
     """Instance without its status (placeholders keep the key order): what the database
     alone decides. profiles: all of them, read once by a listing (None: read here)."""
-    if profiles is None:
-        expanded, devices = manager.expanded(spec)
-    else:
-        missing = [p for p in spec.profiles if p not in profiles]
-        if missing:
-            raise NotFound(f"Profile '{missing[0]}' not found")
-        expanded, devices = expand([profiles[p] for p in spec.profiles], spec.config,
-                                   spec.devices)
+    expanded, devices = _expanded(manager, spec, profiles)
     return {
         "name": spec.name,
         "description": spec.description,
@@ -96,11 +94,23 @@ def definition(manager: Manager, spec: InstanceSpec, profiles: dict[str, Profile
     }
 
 
-def snapshot(manager: Manager, name: str, snap: SnapshotSpec) -> dict[str, Any]:
+def _expanded(manager: Manager, spec: InstanceSpec, profiles: dict[str, Profile] | None
+              ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """manager.expanded(spec), from the given profiles when a listing has read them."""
+    if profiles is None:
+        return manager.expanded(spec)
+    missing = [p for p in spec.profiles if p not in profiles]
+    if missing:
+        raise NotFound(f"Profile '{missing[0]}' not found")
+    return expand([profiles[p] for p in spec.profiles], spec.config, spec.devices)
+
+
+def snapshot(manager: Manager, name: str, snap: SnapshotSpec,
+             profiles: dict[str, Profile] | None = None) -> dict[str, Any]:
     """InstanceSnapshot: the definition the instance had when the snapshot was taken."""
     spec = snap.instance
     try:
-        expanded, devices = manager.expanded(spec)
+        expanded, devices = _expanded(manager, spec, profiles)
     except LxmgrError:  # a profile of that time is gone: show the local definition
         expanded, devices = dict(spec.config), {k: dict(v) for k, v in spec.devices.items()}
     return {
@@ -129,11 +139,13 @@ def instances(manager: Manager, level: int, expr: str) -> list[Any]:
     specs = {spec.name: spec for spec in manager.db.instance_specs()}
     profiles = manager.profiles()
     last_used = manager.db.instances_last_used()
+    snapshots = manager.db.snapshots_by_instance() if level >= 2 else {}
     out = []
     for name in names:
         try:
             view = instance(manager, name, full=level >= 2, spec=specs.get(name),
-                            profiles=profiles, last_used=last_used.get(name, ""))
+                            profiles=profiles, last_used=last_used.get(name, ""),
+                            snapshots=snapshots.get(name, []))
         except LxmgrError:
             continue  # deleted while we listed
         if matches(view, expr):

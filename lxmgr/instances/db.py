@@ -258,6 +258,15 @@ class Database:
         snaps = [SnapshotSpec.from_dict(json.loads(r[0])) for r in rows]
         return sorted(snaps, key=lambda snap: (snap.created_at, snap.name))
 
+    def snapshots_by_instance(self) -> dict[str, list[SnapshotSpec]]:
+        """instance -> its snapshots, oldest first, for every instance (one query)."""
+        found: dict[str, list[SnapshotSpec]] = {}
+        for instance, text in self._query("SELECT instance, spec FROM snapshots"):
+            found.setdefault(instance, []).append(SnapshotSpec.from_dict(json.loads(text)))
+        for snaps in found.values():
+            snaps.sort(key=lambda snap: (snap.created_at, snap.name))
+        return found
+
     def snapshot_get(self, instance: str, name: str) -> SnapshotSpec:
         rows = self._query("SELECT spec FROM snapshots WHERE instance = ? AND name = ?",
                            (instance, name))

@@ -386,9 +386,11 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.store.get(name)
         control.call(self.socket_path(name), protocol.UNFREEZE)
 
-    def state(self, name: str) -> dict[str, Any]:
-        """LXD-like state: status, pid, processes, memory and cpu usage."""
-        self.store.get(name)
+    def state(self, name: str, *, spec: InstanceSpec | None = None,
+              devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+        """LXD-like state: status, pid, processes, memory and cpu usage. A listing passes
+        the spec and expanded devices it has read already."""
+        spec = spec or self.store.get(name)
         try:
             sup = control.call(self.socket_path(name), protocol.GET_STATE, wait=5)
         except control.NotRunning:
@@ -403,17 +405,19 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
                        "swap_usage": usage.swap_bytes or 0},
             "cpu": {"usage": usage.cpu_ns}, "started_at": sup["started_at"],
             "supervisor_pid": sup["supervisor_pid"],
-            "network": self._network_state(self.store.get(name), int(sup["pid"])),
+            "network": self._network_state(spec, int(sup["pid"]), devices),
         }
 
-    def _network_state(self, spec: InstanceSpec, pid: int) -> dict[str, Any]:
+    def _network_state(self, spec: InstanceSpec, pid: int,
+                       devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
         """LXD's state.network: every interface inside the container (lo included; both
         address families, MAC, MTU, counters), the host end's name added for our NICs; empty
         for an instance without NICs."""
         from lxmgr.net import inside
 
         try:
-            nics = self._nic_specs(spec)
+            nics = self._nic_specs(spec) if devices is None else \
+                self.networks.nics(spec, devices)
         except LxmgrError:
             nics = []
         if not nics:  # entering the namespace costs ~2 ms: not for an instance without NICs

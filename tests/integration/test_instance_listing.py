@@ -56,6 +56,16 @@ async def test_listing_is_never_stale(api) -> None:  # type: ignore[no-untyped-d
     running = (await call(api, "GET", "/1.0/instances?filter=status eq running"))["metadata"]
     assert running == ["/1.0/instances/ls2"]
 
+    for snap in ("first", "second"):  # recursion=2 reads every snapshot in one query
+        await wait(api, await call(api, "POST", "/1.0/instances/ls2/snapshots",
+                                   {"name": snap}, status=202))
+    full = {i["name"]: i for i in
+            (await call(api, "GET", "/1.0/instances?recursion=2"))["metadata"]}
+    assert [s["name"] for s in full["ls2"]["snapshots"]] == ["first", "second"]
+    assert full["ls1"]["snapshots"] == [] and full["ls1"]["state"]["status"] == "Stopped"
+    assert full["ls2"]["state"]["pid"] > 0 and full["ls2"]["expanded_config"] == \
+        seen["ls2"]["expanded_config"]
+
     await wait(api, await call(api, "DELETE", "/1.0/instances/ls1", status=202))
     assert list(await listing(api)) == ["ls2"]
     assert (await call(api, "GET", "/1.0/instances"))["metadata"] == ["/1.0/instances/ls2"]
