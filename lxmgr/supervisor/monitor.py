@@ -342,6 +342,7 @@ class Monitor:
         self.stop_waiters.append(conn)
         self.status = "Stopping"
         self.exit_reason = "stop"
+        self._write_state()  # listings read state.json: they show Stopping too
         if self.cgroups.is_frozen(self.plan.name):
             self.cgroups.thaw(self.plan.name)
         if force:

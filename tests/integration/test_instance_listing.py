@@ -3,11 +3,14 @@ every change, to an instance, a profile or a status, shows in the very next list
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from lxmgr.daemon.keys import MANAGER
 from tests.integration.conftest import call, wait
+from tests.kernel.conftest import wait_running
 
 pytestmark = pytest.mark.kernel
 
@@ -69,3 +72,23 @@ async def test_listing_is_never_stale(api) -> None:  # type: ignore[no-untyped-d
     await wait(api, await call(api, "DELETE", "/1.0/instances/ls1", status=202))
     assert list(await listing(api)) == ["ls2"]
     assert (await call(api, "GET", "/1.0/instances"))["metadata"] == ["/1.0/instances/ls2"]
+
+
+async def test_listing_shows_a_clean_stop_in_progress(api) -> None:  # type: ignore[no-untyped-def]
+    """systemd takes a moment to shut down: meanwhile the listing says Stopping (status
+    code 107), as recursion=2 and LXD do, not Running."""
+    body = {"name": "ls3", "source": {"type": "image", "alias": "debian"}, "start": True}
+    await wait(api, await call(api, "POST", "/1.0/instances", body, status=202))
+    # systemd ignores the stop signal until it is up: stop a booted one.
+    await asyncio.to_thread(wait_running, api.server.app[MANAGER], "ls3")
+    op = await call(api, "PUT", "/1.0/instances/ls3/state",
+                    {"action": "stop", "timeout": 30}, status=202)
+    seen = set()
+    while "Stopped" not in seen:  # one GET at a time: the status moves between two
+        inst = (await call(api, "GET", "/1.0/instances?recursion=1"))["metadata"][0]
+        seen.add(inst["status"])
+        if inst["status"] == "Stopping":
+            assert inst["status_code"] == 107
+        await asyncio.sleep(0.005)
+    await wait(api, op)
+    assert "Stopping" in seen, seen
