@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import time
 from functools import cached_property
-from urllib.parse import quote
 
 from lxmgr.errors import InvalidConfig, LxmgrError
 
@@ -105,6 +104,8 @@ class App:
         return self.client.query(method, path, **kwargs)
 
     def instance_path(self, name: str, *rest: str) -> str:
+        from lxmgr.client.rest import quote
+
         return "/".join([f"/1.0/instances/{quote(name, safe='')}", *rest])
 
     def operate(self, method: str, path: str, *, body: Any = None,

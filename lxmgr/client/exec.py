@@ -15,10 +15,9 @@ import os
 import select
 import signal
 import threading
-from urllib.parse import quote
 
 from lxmgr import errors
-from lxmgr.client.rest import Client, operation_id
+from lxmgr.client.rest import Client, operation_id, quote
 from lxmgr.client.websocket import WebSocket
 
 TYPE_CHECKING = False  # no typing import at run time: ~10 ms of every CLI start (cli.fast)

@@ -7,9 +7,8 @@ recv() while others send(); sends are serialised by a lock. Imports lxmgr.client
 
 from __future__ import annotations
 
-import base64
+import binascii
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -21,6 +20,8 @@ from lxmgr.client.rest import connect_unix, error_for
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from lxmgr.client.rest import Client
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
@@ -29,9 +30,23 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 _MAX_HEADER = 65536
 
 
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
+def _sha1(data: bytes) -> Any:
+    """hashlib.sha1 without importing hashlib and OpenSSL's _hashlib (~6 ms of a CLI start
+    here): CPython's own _sha1 when it has one."""
+    try:
+        from _sha1 import sha1  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha1
+    return sha1(data)
+
+
 def accept_key(key: str) -> str:
     """The Sec-WebSocket-Accept value a server must answer for key."""
-    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    return _b64(_sha1((key + GUID).encode()).digest())
 
 
 def mask_payload(payload: bytes, mask: bytes) -> bytes:
@@ -104,7 +119,7 @@ class WebSocket:
             sock, host = target.open_stream(timeout), target.host
         try:
             sock.settimeout(timeout)
-            key = base64.b64encode(os.urandom(16)).decode()
+            key = _b64(os.urandom(16))
             lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket",
                      "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
                      "Sec-WebSocket-Version: 13"]
