@@ -42,14 +42,21 @@ async def autostart(manager: Manager, events: EventBus) -> None:
 
 
 def stopped_ephemerals(manager: Manager, running_before: set[str]) -> tuple[list[str], set[str]]:
-    """Ephemeral instances seen running before and stopped now; and who runs now."""
+    """Ephemeral instances seen running before and stopped now; and who runs now.
+
+    Every WATCH_INTERVAL: statuses come from the supervisors' state files and one poll of
+    their pidfds (no control-socket round trip per instance); only an ephemeral candidate
+    is asked, to be sure before it is deleted."""
     running = set()
     gone = []
-    for name in manager.list():
-        spec = manager.get(name)
-        if manager.is_running(name):
+    names = manager.list()
+    for name, status in zip(names, manager.statuses_fast(names), strict=True):
+        if status is None:  # deleted meanwhile
+            continue
+        if status != "Stopped":
             running.add(name)
-        elif spec.ephemeral and (name in running_before or not running_before):
+        elif (name in running_before or not running_before) and manager.get(name).ephemeral \
+                and not manager.is_running(name):
             gone.append(name)
     return gone, running
 

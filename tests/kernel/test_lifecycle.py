@@ -145,3 +145,22 @@ def test_supervisor_survives_its_starter_being_killed(manager, debian_image) -> 
             starter.wait()
         if starter.stdout:
             starter.stdout.close()
+
+
+def test_watcher_finds_an_ephemeral_that_powered_off(manager, container) -> None:  # type: ignore[no-untyped-def]
+    """The daemon's watch (lxmgr.instances.lifecycle) tells a running instance from an
+    ephemeral one that powered off from inside, which it then deletes."""
+    from lxmgr.instances.lifecycle import stopped_ephemerals
+
+    name = "eph-poweroff"
+    manager.create(name, "debian", ephemeral=True)
+    manager.start(name)
+    assert wait_running(manager, name) == "running"
+    gone, running = stopped_ephemerals(manager, set())
+    assert gone == [] and running == {container, name}
+    exec_out(manager, name, ["systemctl", "poweroff"])
+    deadline = time.monotonic() + 30
+    while manager.status(name) != "Stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone, running = stopped_ephemerals(manager, running)
+    assert gone == [name] and running == {container}
