@@ -112,10 +112,11 @@ def server_endpoints() -> list[Endpoint]:
 def instance_endpoints() -> list[Endpoint]:
     base = "/1.0/instances/{name}"
     return [
-        Endpoint("GET", "/1.0/instances", "List instances", query=(*LIST, "filter")),
+        Endpoint("GET", "/1.0/instances", "List instances",
+                 query=(*LIST, "filter", "fields")),
         Endpoint("POST", "/1.0/instances", "Create an instance (or import a backup tarball)",
                  "async", INSTANCES_POST, raw_body=True),
-        Endpoint("GET", base, "Show an instance", query=("recursion",)),
+        Endpoint("GET", base, "Show an instance", query=("recursion", "fields")),
         Endpoint("PUT", base, "Replace an instance's config, or restore a snapshot", "async",
                  INSTANCE_PUT),
         Endpoint("PATCH", base, "Merge into an instance's config", "async", INSTANCE_PUT),
@@ -303,6 +304,11 @@ QUERY_PARAMETERS: dict[str, Schema] = {
     "recursion": {"description": "0: URLs, 1: objects, 2: full objects",
                   "schema": {"type": "integer", "minimum": 0, "maximum": 2}},
     "all-projects": {"description": "List across all projects", "schema": BOOL},
+    "fields": {"description": "With recursion=2: the costly state fields to include, "
+                              "comma-separated (state.disk, state.network; empty: none); "
+                              "also written `recursion=2;fields=...`",
+               "schema": {"type": "string", "pattern": "^((state\\.disk|state\\.network)"
+                                                       "(,(state\\.disk|state\\.network))*)?$"}},
     "filter": {"description": "LXD filter expression (`name eq web1 and status eq Running`)",
                "schema": STR},
     "force": {"description": "Stop a running instance first", "schema": BOOL},

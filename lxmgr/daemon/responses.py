@@ -64,3 +64,28 @@ def recursion(request: web.Request) -> int:
         return int(raw.split(";")[0])
     except ValueError:
         raise InvalidConfig(f"Invalid recursion '{raw}'") from None
+
+
+STATE_FIELDS = frozenset({"state.disk", "state.network"})  # the costly parts of a state
+
+
+def state_fields(request: web.Request) -> frozenset[str]:
+    """Which costly state fields a recursion=2 request wants (LXD's
+    instances_state_selective_recursion): `recursion=2;fields=state.network` (or a separate
+    fields= parameter), `recursion=2;fields=` for none; all when not said."""
+    raw = request.query.get("recursion", "0")
+    _, sep, rest = raw.partition(";")
+    if sep:
+        key, eq, text = rest.partition("=")
+        if key != "fields" or not eq:
+            raise InvalidConfig(f"Invalid recursion '{raw}': expected N;fields=FIELD,...")
+    elif "fields" in request.query:
+        text = request.query["fields"]
+    else:
+        return STATE_FIELDS
+    fields = frozenset(f for f in text.split(",") if f)
+    unknown = sorted(fields - STATE_FIELDS)
+    if unknown:
+        raise InvalidConfig(f"Invalid state field '{unknown[0]}': expected "
+                            f"{', '.join(sorted(STATE_FIELDS))}")
+    return fields

@@ -13,6 +13,7 @@ from typing import Any
 
 from lxmgr.api.envelope import sync_response
 from lxmgr.api.operation import format_time
+from lxmgr.daemon.responses import STATE_FIELDS
 from lxmgr.errors import InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
 from lxmgr.model.config import expand
@@ -25,10 +26,13 @@ STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Stopping": 107,
 
 
 def instance_state(manager: Manager, name: str, *, spec: InstanceSpec | None = None,
-                   devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
-    """InstanceState: status, pid, processes, cpu, memory (+ empty disk and network).
+                   devices: dict[str, dict[str, str]] | None = None,
+                   fields: frozenset[str] = STATE_FIELDS) -> dict[str, Any]:
+    """InstanceState: status, pid, processes, cpu, memory, network (+ an empty disk);
+    disk and network are null when fields (LXD's selective recursion) leaves them out.
     spec and expanded devices: when the caller has them already."""
-    state = manager.state(name, spec=spec, devices=devices)
+    state = manager.state(name, spec=spec, devices=devices,
+                          network="state.network" in fields)
     return {
         "status": state["status"],
         "status_code": STATUS_CODES.get(state["status"], 112),
@@ -39,15 +43,16 @@ def instance_state(manager: Manager, name: str, *, spec: InstanceSpec | None = N
                    "usage_peak": state["memory"].get("usage_peak", 0),
                    "swap_usage": state["memory"].get("swap_usage", 0),
                    "swap_usage_peak": 0, "total": 0},
-        "disk": {},
-        "network": state.get("network", {}),
+        "disk": {} if "state.disk" in fields else None,
+        "network": state.get("network", {}) if "state.network" in fields else None,
     }
 
 
 def instance(manager: Manager, name: str, full: bool = False, *,
              spec: InstanceSpec | None = None, profiles: dict[str, Profile] | None = None,
              last_used: str | None = None,
-             snapshots: list[SnapshotSpec] | None = None) -> dict[str, Any]:
+             snapshots: list[SnapshotSpec] | None = None,
+             fields: frozenset[str] = STATE_FIELDS) -> dict[str, Any]:
     """Instance (recursion=1) or InstanceFull (recursion=2, with state and snapshots).
     Only the full form reads usage from the cgroups; the short one asks for the status.
     A listing passes spec, profiles, last_used and snapshots read once for all instances."""
@@ -56,7 +61,8 @@ def instance(manager: Manager, name: str, full: bool = False, *,
         last_used = manager.db.instance_last_used(name)
     out = definition(manager, spec, profiles, last_used)
     if full:
-        state = instance_state(manager, name, spec=spec, devices=out["expanded_devices"])
+        state = instance_state(manager, name, spec=spec, devices=out["expanded_devices"],
+                               fields=fields)
         if snapshots is None:
             snapshots = manager.snapshots(name)
         out.update(status=state["status"], status_code=state["status_code"], state=state,
@@ -131,8 +137,10 @@ def snapshot(manager: Manager, name: str, snap: SnapshotSpec,
     }
 
 
-def instances(manager: Manager, level: int, expr: str) -> list[Any]:
-    """GET /1.0/instances at a recursion level, filtered."""
+def instances(manager: Manager, level: int, expr: str,
+              fields: frozenset[str] = STATE_FIELDS) -> list[Any]:
+    """GET /1.0/instances at a recursion level, filtered; fields: the costly state fields
+    recursion 2 includes."""
     names = manager.list()
     if level == 0 and not expr:
         return [f"/1.0/instances/{n}" for n in names]
@@ -145,7 +153,7 @@ def instances(manager: Manager, level: int, expr: str) -> list[Any]:
         try:
             view = instance(manager, name, full=level >= 2, spec=specs.get(name),
                             profiles=profiles, last_used=last_used.get(name, ""),
-                            snapshots=snapshots.get(name, []))
+                            snapshots=snapshots.get(name, []), fields=fields)
         except LxmgrError:
             continue  # deleted while we listed
         if matches(view, expr):

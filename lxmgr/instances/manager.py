@@ -387,9 +387,11 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         control.call(self.socket_path(name), protocol.UNFREEZE)
 
     def state(self, name: str, *, spec: InstanceSpec | None = None,
-              devices: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
-        """LXD-like state: status, pid, processes, memory and cpu usage. A listing passes
-        the spec and expanded devices it has read already."""
+              devices: dict[str, dict[str, str]] | None = None,
+              network: bool = True) -> dict[str, Any]:
+        """LXD-like state: status, pid, processes, memory and cpu usage, and the network
+        (unless network=False: it enters the container). A listing passes the spec and
+        expanded devices it has read already."""
         spec = spec or self.store.get(name)
         try:
             sup = control.call(self.socket_path(name), protocol.GET_STATE, wait=5)
@@ -405,7 +407,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
                        "swap_usage": usage.swap_bytes or 0},
             "cpu": {"usage": usage.cpu_ns}, "started_at": sup["started_at"],
             "supervisor_pid": sup["supervisor_pid"],
-            "network": self._network_state(spec, int(sup["pid"]), devices),
+            "network": self._network_state(spec, int(sup["pid"]), devices) if network
+            else None,
         }
 
     def _network_state(self, spec: InstanceSpec, pid: int,

@@ -70,6 +70,20 @@ async def test_instance_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     full = (await call(api, "GET", "/1.0/instances?recursion=2"))["metadata"][0]
     assert full["status"] == "Running" and full["status_code"] == 103
     assert full["state"]["pid"] > 0 and full["expanded_devices"]["root"]["path"] == "/"
+    # LXD's selective recursion: the costly fields only when asked; status and usage always.
+    assert full["state"]["network"] == {} and full["state"]["disk"] == {}
+    for query, network, disk in (("recursion=2;fields=", None, None),
+                                 ("recursion=2;fields=state.network", {}, None),
+                                 ("recursion=2&fields=state.disk", None, {})):
+        for path in ("/1.0/instances", "/1.0/instances/web1"):
+            got = (await call(api, "GET", f"{path}?{query}"))["metadata"]
+            state = (got[0] if isinstance(got, list) else got)["state"]
+            assert (state["network"], state["disk"], state["status"]) == \
+                (network, disk, "Running"), (path, query)
+            assert state["pid"] > 0 and state["memory"]["usage"] > 0
+    for bad in ("recursion=2;fields=state.cpu", "recursion=2;other=1"):
+        assert "Invalid" in (await call(api, "GET", f"/1.0/instances?{bad}", status=400)
+                             )["error"]
     assert (await call(api, "GET", '/1.0/instances?recursion=1&filter=status eq Stopped')
             )["metadata"] == []
     state = (await call(api, "GET", "/1.0/instances/web1/state"))["metadata"]

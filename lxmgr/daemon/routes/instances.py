@@ -4,6 +4,7 @@ show, update (PUT replaces, PATCH merges), delete, console log and log files."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 from typing import Any
@@ -34,7 +35,8 @@ async def list_instances(request: web.Request) -> web.Response:
     expr = request.query.get("filter", "")
     if level >= 2:
         return responses.sync(await asyncio.to_thread(
-            views.instances, request.app[MANAGER], level, expr))
+            views.instances, request.app[MANAGER], level, expr,
+            responses.state_fields(request)))
     # One worker-thread hop for the whole listing; the body comes encoded (and cached).
     body = await asyncio.to_thread(views.instances_json, request.app[MANAGER], level, expr)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
@@ -152,8 +154,9 @@ def _free_name(manager: Any) -> str:
 async def get_instance(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     full = responses.recursion(request) >= 2
+    fields = responses.state_fields(request)
     return responses.sync(await asyncio.to_thread(
-        views.instance, request.app[MANAGER], name, full))
+        functools.partial(views.instance, request.app[MANAGER], name, full, fields=fields)))
 
 
 async def _update(request: web.Request, merge: bool) -> web.Response:

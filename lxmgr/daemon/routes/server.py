@@ -54,6 +54,7 @@ API_EXTENSIONS = [
     "instances_files_modify_permissions",
     "certificate_token",  # POST /1.0/certificates {"token": true}: a token operation
     "explicit_trust_token",  # {"trust_token": ...} (pylxd sends it instead of "password")
+    "instances_state_selective_recursion",  # recursion=2;fields=state.network
 ]
 
 
