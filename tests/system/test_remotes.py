@@ -73,6 +73,10 @@ def test_a_remote_server_over_https(daemon, remote_cli, tmp_path) -> None:  # ty
     assert cli("exec", "prod:rc1", "--", "hostname").stdout.strip() == "rc1"
     assert cli("exec", "prod:rc1", "--", "sh", "-c", "exit 3", check=False).returncode == 3
     assert cli("exec", "prod:rc1", "--", "cat", input="over tls\n").stdout == "over tls\n"
+    # A pty session: one websocket read and written at once through the TLS bridge.
+    tty = cli("exec", "-t", "prod:rc1", "--", "sh", "-c", "tty; read x; echo got $x",
+              input="line\n").stdout
+    assert "/dev/pts/" in tty and "got line" in tty
     pushed = tmp_path / "pushed"
     pushed.write_text("from the client\n")
     cli("file", "push", str(pushed), "prod:rc1/root/pushed")
