@@ -141,6 +141,15 @@ class App:
         return op
 
 
+def config_dir() -> str:
+    """The CLI's own directory (remotes, certificates): $LXMGR_CONF, else
+    $XDG_CONFIG_HOME/lxmgr, else ~/.config/lxmgr."""
+    import os
+
+    return os.environ.get("LXMGR_CONF") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr")
+
+
 def default_remote_switched() -> bool:
     """Whether `lxmgr remote switch` chose another server than local: a `default-remote`
     line in the remotes file (lxmgr.cli.remotes.config_path) unless --socket/$LXMGR_SOCKET.
@@ -149,10 +158,8 @@ def default_remote_switched() -> bool:
 
     if os.environ.get("LXMGR_SOCKET"):
         return False
-    base = os.environ.get("LXMGR_CONF") or os.path.join(
-        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr")
     try:
-        with open(os.path.join(base, "remotes.yaml"), "rb") as f:
+        with open(os.path.join(config_dir(), "remotes.yaml"), "rb") as f:
             data = f.read(1 << 20)
     except OSError:
         return False

@@ -25,8 +25,9 @@ LOCAL = "local"
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("LXMGR_CONF") or os.path.join(
-        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr"))
+    from lxmgr.cli.app import config_dir as directory
+
+    return Path(directory())
 
 
 def config_path() -> Path:
