@@ -48,13 +48,15 @@ def image_source(ref: str, target_remote: str = LOCAL) -> dict[str, Any] | None:
     from lxmgr.images.remotes import resolve_image_ref
 
     remote, alias = resolve_image_ref(config_path(), ref)
-    if remote is None or remote.name == target_remote:
+    server = remote.name if remote is not None else (
+        LOCAL if ref.startswith(f"{LOCAL}:") else target_remote)
+    if server == target_remote:
         return None
-    if remote.is_server:
+    if remote is None or remote.is_server:
         raise InvalidConfig(
-            f"The image '{ref}' is on remote '{remote.name}' but the instance is created on "
+            f"The image '{ref}' is on remote '{server}' but the instance is created on "
             f"'{target_remote}': copying images between servers is not supported; name the "
-            f"instance {remote.name}:NAME, or copy the image to an image server")
+            f"instance {server}:NAME, or copy the image to an image server")
     return {"type": "image", "mode": "pull", "server": remote.url,
             "protocol": remote.protocol, "alias": alias}
 

@@ -111,3 +111,17 @@ def test_server_urls(url: str, protocol: str, ok: bool) -> None:
     else:
         with pytest.raises(InvalidConfig):
             validate_remote_url(url, protocol)
+
+
+def test_image_of_one_server_for_an_instance_on_another(conf: Path) -> None:
+    from lxmgr.cli.remotes import image_source
+
+    assert image_source("debian", "prod") is None  # bare: the target server's own image
+    assert image_source("prod:debian", "prod") is None
+    assert image_source("local:debian", "local") is None
+    for ref, target in (("local:debian", "prod"), ("prod:debian", "local")):
+        with pytest.raises(InvalidConfig, match="copying images between servers"):
+            image_source(ref, target)
+    assert image_source("mirror:debian/12", "prod") == {
+        "type": "image", "mode": "pull", "server": "https://images.example.org",
+        "protocol": "simplestreams", "alias": "debian/12"}
