@@ -161,6 +161,11 @@ def add_server(name: str, target: str | None, *, token: str | None = None,
     return remote, token is not None
 
 
+def rename_server_files(old: str, new: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        server_cert_path(old).rename(server_cert_path(new))
+
+
 def remove_server_files(name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         server_cert_path(name).unlink()

@@ -87,6 +87,44 @@ def remove_remote(path: Path, name: str) -> None:
         _write(path, doc)
 
 
+def rename_remote(path: Path, old: str, new: str) -> Remote:
+    """Give a user remote a new name (the default follows); built-in ones keep theirs."""
+    if old in BUILTIN:
+        raise InvalidConfig(f"Remote '{old}' is built in and cannot be renamed")
+    with _locked(path):
+        doc = _read_doc(path)
+        entries = doc["remotes"]
+        if old not in entries:
+            raise NotFound(f"Remote '{old}' not found")
+        if new in entries or new in BUILTIN:
+            raise Conflict(f"Remote '{new}' already exists")
+        entry = entries[old]
+        remote = build_remote(new, str(entry.get("url")), str(entry.get("protocol")),
+                              bool(entry.get("public", True)))  # validates the new name
+        del entries[old]
+        entries[new] = entry
+        if doc.get(DEFAULT_KEY) == old:
+            doc[DEFAULT_KEY] = new
+        _write(path, doc)
+    return remote
+
+
+def set_remote_url(path: Path, name: str, url: str) -> Remote:
+    """Point a user remote at another URL (same protocol, validated again)."""
+    if name in BUILTIN:
+        raise InvalidConfig(f"Remote '{name}' is built in: its URL cannot change")
+    with _locked(path):
+        doc = _read_doc(path)
+        entry = doc["remotes"].get(name)
+        if entry is None:
+            raise NotFound(f"Remote '{name}' not found")
+        remote = build_remote(name, url, str(entry.get("protocol")),
+                              bool(entry.get("public", True)))
+        entry["url"] = remote.url
+        _write(path, doc)
+    return remote
+
+
 def default_remote(path: Path) -> str:
     """The server remote bare instance names refer to (`lxc remote switch`): local unless
     switched."""

@@ -25,6 +25,7 @@ def remote() -> None:
       lxmgr list prod:
       lxmgr exec prod:web1 -- hostname
       lxmgr remote switch prod
+      lxmgr remote rename prod production
       lxmgr remote add mirror https://images.example.org
       lxmgr launch mirror:debian/12 web1
     """
@@ -122,6 +123,38 @@ def remove(name: str) -> None:
 
     remove_remote(config_path(), name)
     remove_server_files(name)
+
+
+@remote.command()
+@click.argument("old")
+@click.argument("new")
+def rename(old: str, new: str) -> None:
+    """Rename a remote (its pinned certificate and the default follow).
+
+    \b
+    Examples:
+      lxmgr remote rename prod production
+    """
+    from lxmgr.cli.remotes import rename_server_files
+    from lxmgr.images.remotes import rename_remote
+
+    rename_remote(config_path(), old, new)
+    rename_server_files(old, new)
+
+
+@remote.command("set-url")
+@click.argument("name")
+@click.argument("url")
+def set_url(name: str, url: str) -> None:
+    """Point a remote at another URL (a server that moved keeps its pinned certificate).
+
+    \b
+    Examples:
+      lxmgr remote set-url prod https://192.0.2.20:8443
+    """
+    from lxmgr.images.remotes import set_remote_url
+
+    set_remote_url(config_path(), name, url)
 
 
 @remote.command()

@@ -125,3 +125,23 @@ def test_image_of_one_server_for_an_instance_on_another(conf: Path) -> None:
     assert image_source("mirror:debian/12", "prod") == {
         "type": "image", "mode": "pull", "server": "https://images.example.org",
         "protocol": "simplestreams", "alias": "debian/12"}
+
+
+def test_rename_and_set_url(conf: Path, run: Callable[..., Result]) -> None:
+    path = conf / "remotes.yaml"
+    set_default_remote(path, "prod")
+    result = run("remote", "rename", "prod", "production")
+    assert result.exit_code == 0, result.output
+    assert default_remote(path) == "production"
+    assert (conf / "servercerts" / "production.crt").exists()
+    assert not (conf / "servercerts" / "prod.crt").exists()
+    result = run("remote", "set-url", "production", "https://192.0.2.20:8443")
+    assert result.exit_code == 0, result.output
+    assert load_remotes(path)["production"].url == "https://192.0.2.20:8443"
+    for args, words in ((("rename", "images", "x"), "built in"),
+                        (("rename", "production", "mirror"), "already exists"),
+                        (("rename", "production", "Bad Name"), "Bad Name"),
+                        (("set-url", "production", "ftp://x"), "ftp://x"),
+                        (("set-url", "nope", "https://x"), "not found")):
+        result = run("remote", *args)
+        assert result.exit_code == 1 and words in result.output, (args, result.output)
