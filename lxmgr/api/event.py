@@ -38,14 +38,20 @@ class Event:
         }
 
 
-def lifecycle(action: str, source: str, context: dict[str, Any] | None = None) -> Event:
-    """A lifecycle event: lifecycle("instance-started", "/1.0/instances/c1")."""
+UNIX_REQUESTOR = {"username": "root", "protocol": "unix", "address": "@"}
+
+
+def lifecycle(action: str, source: str, context: dict[str, Any] | None = None,
+              requestor: dict[str, str] | None = None) -> Event:
+    """A lifecycle event: lifecycle("instance-started", "/1.0/instances/c1"); requestor is
+    who asked (LXD's: a TLS client is its certificate fingerprint, protocol tls and its
+    address), the unix socket's root by default."""
     name = source.rstrip("/").rsplit("/", 1)[-1]
     metadata = {
         "action": action,
         "source": source,
         "context": dict(context or {}),
-        "requestor": {"username": "root", "protocol": "unix", "address": "@"},
+        "requestor": dict(requestor or UNIX_REQUESTOR),
         "name": name,
         "project": "default",
     }

@@ -25,6 +25,7 @@ from lxmgr.daemon import responses
 from lxmgr.daemon.https import HTTPS
 from lxmgr.daemon.keys import MANAGER
 from lxmgr.errors import Forbidden, InvalidConfig, LxmgrError
+from lxmgr.instances.events import REQUESTOR
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,6 +71,24 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         request[TLS_KEY] = (trusted, fp)
         if not trusted and not _allowed_untrusted(request):
             raise Forbidden("Forbidden")
+        token = REQUESTOR.set({"username": fp, "protocol": "tls",
+                               "address": _address(transport.get_extra_info("peername"))})
+        try:
+            return await _serve(request, handler)
+        finally:
+            REQUESTOR.reset(token)
+    return await _serve(request, handler)
+
+
+def _address(peer: Any) -> str:
+    """host:port ([v6]:port) of a TCP peer, as LXD's requestor address."""
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return ""
+    host, port = str(peer[0]), peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == "/1.0" and request.method in ("PUT", "PATCH"):
         return await _apply_server_config(request, handler)
     response = await handler(request)

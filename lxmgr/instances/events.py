@@ -5,13 +5,18 @@ worker threads."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import Any
 
-from lxmgr.api.event import Event, lifecycle
+from lxmgr.api.event import UNIX_REQUESTOR, Event, lifecycle
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1024
+# Who made the request being served (set per request by the daemon's auth middleware; the
+# operations and threads it starts inherit it): the requestor of the lifecycle events.
+REQUESTOR: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "requestor", default=UNIX_REQUESTOR)
 
 
 class Subscription:
@@ -59,9 +64,9 @@ class EventBus:
         """Publish an instance lifecycle event (instance-started, ...); snapshot events
         have the snapshot as their source, as in LXD."""
         source = f"/1.0/instances/{name}" + (f"/snapshots/{snapshot}" if snapshot else "")
-        self.publish(lifecycle(action, source, context))
+        self.publish(lifecycle(action, source, context, REQUESTOR.get()))
 
     def changed(self, collection: str, action: str, name: str, **context: Any) -> None:
         """Publish a lifecycle event of another resource, as LXD's: changed("profiles",
         "profile-created", "small") has source /1.0/profiles/small."""
-        self.publish(lifecycle(action, f"/1.0/{collection}/{name}", context))
+        self.publish(lifecycle(action, f"/1.0/{collection}/{name}", context, REQUESTOR.get()))

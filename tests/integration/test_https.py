@@ -4,6 +4,7 @@ unsetting the address closes the port. No containers are created."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -19,7 +20,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lxmgr.api.certificate import TrustToken, decode_token, generate_certificate
+from lxmgr.api.certificate import (
+    TrustToken,
+    decode_token,
+    fingerprint,
+    generate_certificate,
+    load_certificate,
+)
 from tests.system.conftest import Daemon, _remove_cgroup_base
 
 
@@ -159,9 +166,20 @@ async def test_events_websocket_over_wss(daemon: Daemon, tmp_path: Path) -> None
     pem = Path(cert[0]).read_text()
     daemon.api("POST", "/1.0/certificates", {"name": "watcher", "certificate": pem})
     async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"wss://127.0.0.1:{port}/1.0/events", ssl=_context(cert)) as ws:
+            f"wss://127.0.0.1:{port}/1.0/events?type=lifecycle", ssl=_context(cert)) as ws:
         await ws.ping()
         assert not ws.closed
+        # Lifecycle events name who asked: this TLS client, then the unix socket's root.
+        async with session.post(f"https://127.0.0.1:{port}/1.0/profiles", ssl=_context(cert),
+                                json={"name": "from-tls"}) as resp:
+            assert resp.status == 201
+        await asyncio.to_thread(daemon.api, "POST", "/1.0/profiles", {"name": "from-unix"})
+        seen = [(await asyncio.wait_for(ws.receive_json(), 10))["metadata"] for _ in (1, 2)]
+        tls, unix = seen[0]["requestor"], seen[1]["requestor"]
+        assert seen[0]["source"] == "/1.0/profiles/from-tls"
+        assert tls["protocol"] == "tls" and tls["address"].startswith("127.0.0.1:")
+        assert tls["username"] == fingerprint(load_certificate(pem))
+        assert unix == {"username": "root", "protocol": "unix", "address": "@"}
     untrusted = _client_cert(tmp_path, "nobody")
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.WSServerHandshakeError):
