@@ -1,5 +1,5 @@
-"""Post-debootstrap changes to a fresh rootfs: masks (units, generators), files, enabled units,
-cache cleanup.
+"""Post-debootstrap changes to a fresh rootfs: masks (units, generators), apt sources, files,
+enabled units, cache cleanup.
 
 Imports lxmgr.linux and lxmgr.images.recipe. Every path is resolved inside the rootfs with
 openat2(RESOLVE_IN_ROOT), so an absolute symlink in the tree (e.g. /etc/resolv.conf ->
@@ -14,7 +14,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from lxmgr.images.recipe import Recipe, RecipeFile
+from lxmgr.images.recipe import SOURCES_LIST, Recipe, RecipeFile, render_sources_list
 from lxmgr.linux import commands, libc
 from lxmgr.linux import consts as c
 
@@ -28,6 +28,10 @@ def customize(rootfs: Path, recipe: Recipe) -> None:
         mask_unit(rootfs, unit)
     for generator in recipe.mask_generators:
         mask_generator(rootfs, generator)
+    if recipe.apt_sources:
+        # debootstrap leaves only `deb MIRROR SUITE main`: without the -updates and security
+        # suites an `apt upgrade` in the container never sees a security fix.
+        write_file(rootfs, RecipeFile(SOURCES_LIST, render_sources_list(recipe)))
     for spec in recipe.files:
         write_file(rootfs, spec)
     if recipe.enable_units:

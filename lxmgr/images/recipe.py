@@ -21,8 +21,11 @@ _UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|mount|automount|ta
 _GENERATOR_RE = re.compile(r"^[A-Za-z0-9_.@-]+-generator$")
 _MIRROR_RE = re.compile(r"^(https?|file)://[^\s,]+$")
 _ARCH_RE = re.compile(r"^[a-z0-9]+$")
+_COMPONENT_RE = re.compile(r"^[a-z0-9][a-z0-9/_-]{0,63}$")
 _KEYS = {"name", "os", "release", "suite", "mirror", "variant", "architecture", "aliases",
-         "packages", "mask_units", "mask_generators", "enable_units", "files", "description"}
+         "packages", "mask_units", "mask_generators", "enable_units", "files", "description",
+         "apt_sources"}
+SOURCES_LIST = "/etc/apt/sources.list"  # apt_sources replace debootstrap's one line here
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,18 @@ class RecipeFile:
     path: str
     content: str
     mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One `deb URI SUITE COMPONENT...` line of the image's sources.list."""
+
+    uri: str
+    suite: str
+    components: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"deb {self.uri} {self.suite} {' '.join(self.components)}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class Recipe:
     enable_units: tuple[str, ...] = ()
     files: tuple[RecipeFile, ...] = field(default=())
     description: str = ""
+    apt_sources: tuple[AptSource, ...] = ()
 
 
 def parse(data: object, *, host_arch: str) -> Recipe:
@@ -62,6 +78,10 @@ def parse(data: object, *, host_arch: str) -> Recipe:
     if unknown:
         raise InvalidConfig(f"Invalid recipe: unknown field '{unknown[0]}'")
     name = _match(data, "name", _NAME_RE)
+    files = _files(data.get("files", []))
+    apt_sources = _apt_sources(data.get("apt_sources", []))
+    if apt_sources and any(f.path == SOURCES_LIST for f in files):
+        raise InvalidConfig(f"Invalid recipe: both 'apt_sources' and 'files' write {SOURCES_LIST}")
     return Recipe(
         name=name,
         os=_match(data, "os", _NAME_RE),
@@ -75,8 +95,9 @@ def parse(data: object, *, host_arch: str) -> Recipe:
         mask_units=_list(data, "mask_units", _UNIT_RE),
         mask_generators=_list(data, "mask_generators", _GENERATOR_RE),
         enable_units=_list(data, "enable_units", _UNIT_RE),
-        files=_files(data.get("files", [])),
+        files=files,
         description=_text(data, "description", default=f"{name} image"),
+        apt_sources=apt_sources,
     )
 
 
@@ -86,6 +107,14 @@ def debootstrap_argv(recipe: Recipe, target: str) -> list[str]:
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
     return [*argv, recipe.suite, target, recipe.mirror]
+
+
+def render_sources_list(recipe: Recipe) -> str:
+    """The image's /etc/apt/sources.list text for recipe.apt_sources ("" when it has none)."""
+    if not recipe.apt_sources:
+        return ""
+    head = f"# Written by lxmgr's image recipe '{recipe.name}' (apt_sources)\n"
+    return head + "".join(f"{source.line()}\n" for source in recipe.apt_sources)
 
 
 def _text(data: Mapping[str, object], key: str, default: str | None = None) -> str:
@@ -123,6 +152,24 @@ def _list(data: Mapping[str, object], key: str, pattern: re.Pattern[str]) -> tup
     if len(set(value)) != len(value):
         raise InvalidConfig(f"Invalid recipe field '{key}': duplicate entries")
     return tuple(value)
+
+
+def _apt_sources(value: object) -> tuple[AptSource, ...]:
+    """apt_sources: ["URI SUITE COMPONENT...", ...], one sources.list line each."""
+    if not isinstance(value, list):
+        raise InvalidConfig("Invalid recipe field 'apt_sources': expected a list")
+    out = []
+    for index, item in enumerate(value):
+        fields = item.split() if isinstance(item, str) else []
+        if (len(fields) < 3 or not _MIRROR_RE.match(fields[0])
+                or not _NAME_RE.match(fields[1])
+                or not all(_COMPONENT_RE.match(f) for f in fields[2:])):
+            raise InvalidConfig(f"Invalid recipe field 'apt_sources[{index}]': '{item}' is "
+                                "not 'URI SUITE COMPONENT...'")
+        out.append(AptSource(fields[0], fields[1], tuple(fields[2:])))
+    if len(set(out)) != len(out):
+        raise InvalidConfig("Invalid recipe field 'apt_sources': duplicate entries")
+    return tuple(out)
 
 
 def _files(value: object) -> tuple[RecipeFile, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lxmgr.images import customize
-from lxmgr.images.recipe import RecipeFile
+from lxmgr.images.recipe import RecipeFile, parse
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="files are chowned to root")
@@ -44,3 +44,24 @@ def test_mask_and_clean(tmp_path: Path) -> None:
     assert [p.name for p in archives.iterdir()] == ["partial"]
     assert sorted(p.name for p in (rootfs / "var/cache/apt").iterdir()) == ["archives"]
     assert list((rootfs / "var/lib/apt/lists").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files are chowned to root")
+def test_customize_replaces_debootstraps_sources_list(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc" / "apt").mkdir(parents=True)
+    (rootfs / "etc/apt/sources.list").write_text("deb http://deb.debian.org/debian bookworm main\n")
+    recipe = parse({"name": "debian", "os": "debian", "release": "12", "suite": "bookworm",
+                    "mirror": "http://deb.debian.org/debian",
+                    "apt_sources": ["http://deb.debian.org/debian bookworm main",
+                                    "http://deb.debian.org/debian bookworm-updates main",
+                                    "http://security.debian.org/debian-security "
+                                    "bookworm-security main"]}, host_arch="amd64")
+    customize.customize(rootfs, recipe)
+    text = (rootfs / "etc/apt/sources.list").read_text()
+    debs = [line for line in text.splitlines() if line.startswith("deb ")]
+    assert debs == ["deb http://deb.debian.org/debian bookworm main",
+                    "deb http://deb.debian.org/debian bookworm-updates main",
+                    "deb http://security.debian.org/debian-security bookworm-security main"]
+    assert os.stat(rootfs / "etc/apt/sources.list").st_mode & 0o777 == 0o644

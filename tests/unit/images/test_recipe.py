@@ -7,7 +7,14 @@ import yaml
 
 from lxmgr import paths
 from lxmgr.errors import InvalidConfig
-from lxmgr.images.recipe import Recipe, RecipeFile, debootstrap_argv, parse
+from lxmgr.images.recipe import (
+    AptSource,
+    Recipe,
+    RecipeFile,
+    debootstrap_argv,
+    parse,
+    render_sources_list,
+)
 
 BASE = {"name": "debian", "os": "debian", "release": "12", "suite": "bookworm",
         "mirror": "http://deb.debian.org/debian"}
@@ -31,6 +38,35 @@ def test_builtin_debian_recipe_is_valid() -> None:
     assert {"debian", "debian/12"} <= set(r.aliases)
     machine_id = next(f for f in r.files if f.path == "/etc/machine-id")
     assert machine_id == RecipeFile("/etc/machine-id", "", 0o444)
+    # As Debian's official images: the release, its point-release updates and security.
+    lines = render_sources_list(r).splitlines()
+    assert lines[1:] == ["deb http://deb.debian.org/debian bookworm main",
+                         "deb http://deb.debian.org/debian bookworm-updates main",
+                         "deb http://security.debian.org/debian-security bookworm-security main"]
+    # Names resolve at the network's dnsmasq over IPv4: the lease's domain is the search
+    # domain and no LLMNR/mDNS answers a single label with a link-local IPv6 address.
+    eth0 = next(f for f in r.files if f.path == "/etc/systemd/network/eth0.network").content
+    assert "[DHCPv4]\nUseDomains=yes" in eth0
+    assert "LLMNR=no" in eth0 and "MulticastDNS=no" in eth0
+
+
+def test_apt_sources_parse_and_render() -> None:
+    r = parse({**BASE, "apt_sources": ["http://a/debian bookworm main contrib",
+                                       "file:///srv/mirror bookworm-security main"]},
+              host_arch="amd64")
+    assert r.apt_sources == (AptSource("http://a/debian", "bookworm", ("main", "contrib")),
+                             AptSource("file:///srv/mirror", "bookworm-security", ("main",)))
+    assert render_sources_list(r).splitlines()[1:] == [
+        "deb http://a/debian bookworm main contrib",
+        "deb file:///srv/mirror bookworm-security main"]
+    assert render_sources_list(parse(BASE, host_arch="amd64")) == ""
+
+
+def test_apt_sources_and_a_sources_list_file_conflict() -> None:
+    with pytest.raises(InvalidConfig, match="both 'apt_sources' and 'files'"):
+        parse({**BASE, "apt_sources": ["http://a bookworm main"],
+               "files": [{"path": "/etc/apt/sources.list", "content": "deb x y z\n"}]},
+              host_arch="amd64")
 
 
 def test_numeric_release_and_octal_modes() -> None:
@@ -61,6 +97,12 @@ def test_numeric_release_and_octal_modes() -> None:
     ({"colour": "blue"}, "colour"),
     ({"name": ""}, "name"),
     ({"architecture": "x86 64"}, "architecture"),
+    ({"apt_sources": "http://deb.debian.org/debian bookworm main"}, "apt_sources"),
+    ({"apt_sources": ["http://deb.debian.org/debian bookworm"]}, "apt_sources[0]"),
+    ({"apt_sources": ["ftp://x bookworm main"]}, "apt_sources[0]"),
+    ({"apt_sources": ["http://x bookworm main", "http://x Bookworm main"]}, "apt_sources[1]"),
+    ({"apt_sources": ["http://x bookworm main\ndeb http://evil sid main"]}, "apt_sources[0]"),
+    ({"apt_sources": ["http://x bookworm main", "http://x  bookworm main"]}, "apt_sources"),
 ])
 def test_invalid_field_is_named(change: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidConfig, match=f"'{field.replace('[', '.').replace(']', '.')}"):
