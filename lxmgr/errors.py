@@ -63,6 +63,12 @@ class CommandError(LxmgrError):
         super().__init__(f"Command '{argv[0]}' failed with status {returncode}: {tail}")
 
 
+class Cancelled(LxmgrError):
+    """Work stopped because its operation was cancelled; what it made was removed."""
+
+    status = 409
+
+
 class KernelError(LxmgrError):
     """A system call failed where it should not have."""
 

@@ -110,16 +110,65 @@ class App:
 
     def operate(self, method: str, path: str, *, body: Any = None,
                 params: dict[str, Any] | None = None, label: str = "") -> dict[str, Any]:
-        """Run an async API action to its end; show progress while its metadata has any."""
+        """Run an async API action to its end; show progress while its metadata has any.
+        Ctrl-C cancels the operation when it can be (as lxc's CancelableWait does)."""
         op = self.client.operate(method, path, body=body, params=params, wait=False)
         if "id" not in op:  # answered synchronously
             return op
+        interrupts = 0
+        while True:
+            try:
+                return self._wait(op, label)
+            except KeyboardInterrupt:
+                interrupts += 1
+                self._cancel(op, interrupts)
+
+    def _wait(self, op: dict[str, Any], label: str) -> dict[str, Any]:
         op = self.client.wait_operation(op, timeout=_POLL_SECONDS)
         if op.get("status_code") in (200, 400, 401):
             return op
         if not sys.stderr.isatty():
-            return self.client.wait_operation(op)
+            return self._follow_plain(op, label)
         return self._follow(op, label)
+
+    def _cancel(self, op: dict[str, Any], interrupts: int) -> None:
+        """Ctrl-C while waiting: cancel the operation and exit once it ended (so what it
+        made is gone); when it cannot be cancelled, a third Ctrl-C leaves it running."""
+        from lxmgr.client.rest import quote
+
+        try:
+            self.client.query("DELETE", f"/1.0/operations/{quote(str(op['id']))}")
+        except LxmgrError as err:
+            if interrupts >= 3:
+                self.abort("User signaled us three times, exiting. The remote operation "
+                           "will keep running", code=130)
+            print(f"{err} (interrupt two more times to force)", file=sys.stderr, flush=True)
+            return
+        try:
+            self.client.wait_operation(op, timeout=120)
+        except LxmgrError:
+            pass
+        self.abort("Remote operation canceled by user", code=130)
+
+    def _poll(self, op: dict[str, Any]) -> dict[str, Any]:
+        """The operation after waiting up to _POLL_SECONDS for it to end."""
+        started = time.monotonic()
+        op = self.client.wait_operation(op, timeout=_POLL_SECONDS)
+        if time.monotonic() - started < 0.2 and op.get("status_code") not in (200, 400, 401):
+            time.sleep(0.5)  # a server that ignores the wait timeout: do not spin
+        return op
+
+    def _follow_plain(self, op: dict[str, Any], label: str) -> dict[str, Any]:
+        """Wait without a terminal: one line on stderr each time the stage changes."""
+        shown = ""
+        while op.get("status_code") not in (200, 400, 401):
+            text, _ = progress_of(op)
+            stage = " ".join(w for w in text.split() if not w.rstrip(")").endswith("%"))
+            if stage and stage != shown:
+                print(" ".join(filter(None, [label, stage])), file=sys.stderr, flush=True)
+                shown = stage
+            op = self._poll(op)
+        return op
 
     def _follow(self, op: dict[str, Any], label: str) -> dict[str, Any]:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
@@ -133,11 +182,7 @@ class App:
                 progress.update(task, description=" ".join(filter(None, [label, text])),
                                 total=100 if percent is not None else None,
                                 completed=percent or 0)
-                started = time.monotonic()
-                op = self.client.wait_operation(op, timeout=_POLL_SECONDS)
-                if time.monotonic() - started < 0.2 and op.get("status_code") not in (
-                        200, 400, 401):
-                    time.sleep(0.5)  # a server that ignores the wait timeout: do not spin
+                op = self._poll(op)
         return op
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from lxmgr.daemon import auth, responses
 from lxmgr.daemon.https import HTTPS, HttpsListener
-from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS, WEBSOCKETS
+from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.routes import (
     backups,
     certificates,
@@ -37,6 +37,7 @@ from lxmgr.daemon.routes import (
 from lxmgr.errors import LxmgrError
 from lxmgr.instances import lifecycle
 from lxmgr.instances.events import EventBus
+from lxmgr.instances.image_builds import ImageBuilds
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.operations import Operations
 
@@ -71,6 +72,8 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[MANAGER] = manager
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)
+    app[IMAGE_BUILDS] = ImageBuilds(lambda recipe, progress, cancel: manager.build_image(
+        recipe, progress, cancel=cancel))
     app[WEBSOCKETS] = set()
     app[HTTPS] = HttpsListener()  # core.https_address; attached to the runner by lxmgrd
     for module in (server, instances, instance_state, instance_exec, instance_console,
@@ -99,6 +102,7 @@ async def _close_websockets(app: web.Application) -> None:
 
 async def _stop_operations(app: web.Application) -> None:
     await app[OPERATIONS].shutdown()
+    await app[IMAGE_BUILDS].shutdown()
     from lxmgr.instances import files_api
 
     await asyncio.to_thread(files_api.shutdown)  # the files fork server, if one started

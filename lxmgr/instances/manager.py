@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Any
@@ -170,10 +171,11 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             raise NotFound(f"Image recipe '{name}' not found")
         debootstrap.recipe_path(name)
 
-    def build_image(self, recipe: str, progress: Any = None) -> ImageInfo:
-        """Build (or reuse) the image of a built-in recipe."""
+    def build_image(self, recipe: str, progress: Any = None,
+                    cancel: threading.Event | None = None) -> ImageInfo:
+        """Build (or reuse) the image of a built-in recipe; setting `cancel` stops it."""
         self.check_recipe(recipe)
-        return debootstrap.build(recipe, progress, store=self.images)
+        return debootstrap.build(recipe, progress, store=self.images, cancel=cancel)
 
     def delete_image(self, fingerprint: str) -> None:
         """Delete an image no instance uses (overlay volumes keep using it)."""

@@ -14,7 +14,7 @@ from typing import Any
 from lxmgr.api import envelope
 from lxmgr.api.event import Event
 from lxmgr.api.operation import Operation
-from lxmgr.errors import Conflict, LxmgrError, NotFound
+from lxmgr.errors import Cancelled, Conflict, LxmgrError, NotFound
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import EventBus
 
@@ -63,7 +63,7 @@ class Operations:
             if isinstance(result, dict):
                 op.metadata.update(result)
             op.status_code = envelope.SUCCESS
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Cancelled):
             op.status_code, op.err = envelope.CANCELLED, "Operation cancelled"
             await self._cancelled(op)
         except LxmgrError as err:
@@ -110,11 +110,6 @@ class Operations:
         op.metadata.update(metadata)
         op.updated_at = datetime.now(UTC)
         self.publish(op)
-
-    def update_threadsafe(self, op: Operation, **metadata: Any) -> None:
-        """Progress from a worker thread."""
-        loop = self.events.loop or asyncio.get_event_loop()
-        loop.call_soon_threadsafe(lambda: self.update(op, **metadata))
 
     def get(self, op_id: str) -> Operation | dict[str, Any]:
         if op_id in self.ops:

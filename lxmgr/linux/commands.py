@@ -10,9 +10,10 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from lxmgr.errors import CommandError
+from lxmgr.errors import Cancelled, CommandError
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,13 @@ def run(argv: Sequence[str], *, input: str | None = None,
 
 def stream(argv: Sequence[str], on_line: Callable[[str], None], *,
            env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-           grace: float = 10.0) -> None:
+           grace: float = 10.0, cancel: threading.Event | None = None) -> None:
     """Run argv in a new session, calling on_line for each line of its merged stdout+stderr.
 
-    If on_line or the wait raises (KeyboardInterrupt, SystemExit from a SIGTERM handler), the
-    command's process group gets SIGTERM, then SIGKILL after `grace` seconds, and is reaped
-    before the exception propagates. Raises CommandError with the output tail on failure.
+    If on_line or the wait raises (KeyboardInterrupt, SystemExit from a SIGTERM handler), or
+    `cancel` is set, the command's process group gets SIGTERM, then SIGKILL after `grace`
+    seconds, and is reaped before the exception (Cancelled for `cancel`) propagates. Raises
+    CommandError with the output tail on failure.
     """
     argv = [str(a) for a in argv]
     log.debug("stream: %s", " ".join(argv))
@@ -63,6 +65,11 @@ def stream(argv: Sequence[str], on_line: Callable[[str], None], *,
                                 start_new_session=True)
     except FileNotFoundError as err:
         raise CommandError(argv, 127, f"{argv[0]}: command not found") from err
+    finished = threading.Event()
+    if cancel is not None:
+        # A quiet command never returns to the read loop: a watcher stops its group.
+        threading.Thread(target=_stop_on_cancel, args=(proc, cancel, finished, grace),
+                         name=f"cancel-{proc.pid}", daemon=True).start()
     try:
         for raw in proc.stdout or ():
             line = raw.rstrip("\n")
@@ -73,10 +80,22 @@ def stream(argv: Sequence[str], on_line: Callable[[str], None], *,
         _stop_group(proc, grace)
         raise
     finally:
+        finished.set()
         if proc.stdout:
             proc.stdout.close()
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"Cancelled: {os.path.basename(argv[0])} was stopped")
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, _tail("\n".join(tail)))
+
+
+def _stop_on_cancel(proc: subprocess.Popen[str], cancel: threading.Event,
+                    finished: threading.Event, grace: float) -> None:
+    while not finished.is_set():
+        if cancel.wait(0.1):
+            if not finished.is_set():
+                _stop_group(proc, grace)
+            return
 
 
 def _stop_group(proc: subprocess.Popen[str], grace: float) -> None:

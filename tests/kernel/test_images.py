@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lxmgr import paths
-from lxmgr.errors import CommandError
+from lxmgr.errors import Cancelled
 from lxmgr.images import debootstrap
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.images.store import ImageStore
@@ -62,16 +67,78 @@ def test_fingerprint_matches_tree() -> None:
     assert time.monotonic() - started < 30
 
 
-def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
+def _recipe(tmp_path: Path, mirror: str) -> Path:
     recipe = tmp_path / "broken.yaml"
     recipe.write_text("name: broken\nos: debian\nrelease: '12'\nsuite: bookworm\n"
-                      "mirror: http://127.0.0.1:9/debian\npackages: [systemd]\n")
+                      f"mirror: {mirror}\npackages: [systemd]\n")
+    return recipe
+
+
+def test_failed_build_leaves_nothing_and_names_its_log(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "images")
+    store.root.mkdir()
+    stale = store.root / ".build-broken-x1y2" / "rootfs"  # a killed build's leftovers
+    stale.mkdir(parents=True)
     events = []
-    with pytest.raises(CommandError, match="debootstrap|unshare"):
-        debootstrap.build(recipe, events.append, store=store)
+    with pytest.raises(debootstrap.ImageBuildError) as caught:
+        debootstrap.build(_recipe(tmp_path, "http://127.0.0.1:9/debian"), events.append,
+                          store=store)
+    log_path = tmp_path / "logs" / "image-build-broken.log"
+    assert str(caught.value).startswith("Failed to build image 'broken': debootstrap exited "
+                                        "with status 1: E: ")
+    assert str(caught.value).endswith(f"(full log: {log_path})")
+    assert "\n" not in str(caught.value)
+    assert "127.0.0.1:9" in log_path.read_text()
     assert list(store.root.iterdir()) == []
     assert _no_mounts_under(tmp_path)
+
+
+def test_cancelled_build_stops_debootstrap_and_leaves_nothing(tmp_path: Path) -> None:
+    """A mirror that never answers: debootstrap waits quietly until the cancel event."""
+    with _silent_server() as port:
+        cancel = threading.Event()
+        store = ImageStore(tmp_path / "images")
+        timer = threading.Timer(2.0, cancel.set)
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(Cancelled):
+                debootstrap.build(_recipe(tmp_path, f"http://127.0.0.1:{port}/debian"),
+                                  store=store, cancel=cancel)
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 30
+    assert list(store.root.iterdir()) == []
+    assert _no_mounts_under(tmp_path)
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 def test_interrupted_build_leaves_nothing(tmp_path: Path) -> None:

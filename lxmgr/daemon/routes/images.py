@@ -13,12 +13,13 @@ from aiohttp import web
 
 from lxmgr.api.operation import Operation, format_time
 from lxmgr.daemon import responses
-from lxmgr.daemon.keys import MANAGER, OPERATIONS
+from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import ImageInfo
 from lxmgr.instances import image_ops
+from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.instances.manager import Manager
 
 routes = web.RouteTableDef()
@@ -112,13 +113,12 @@ async def _build(request: web.Request, source: dict[str, Any]) -> web.Response:
 
     async def work(op: Operation) -> dict[str, Any]:
         def progress(p: Any) -> None:
-            ops.update_threadsafe(op, progress={"stage": p.stage,
-                                                "percent": str(int(p.fraction * 100))})
-        image = await asyncio.to_thread(manager.build_image, recipe, progress)
+            ops.update(op, **progress_metadata(p))
+        image = await request.app[IMAGE_BUILDS].build(recipe, progress)
         await asyncio.to_thread(_index, manager)
         return {"fingerprint": image.fingerprint, "size": image.size}
 
-    return responses.async_op(ops.create(f"Building image {recipe}", work))
+    return responses.async_op(ops.create(f"Building image {recipe}", work, may_cancel=True))
 
 
 @routes.get("/1.0/images/aliases")

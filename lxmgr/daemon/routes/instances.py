@@ -14,11 +14,12 @@ from aiohttp import web
 from lxmgr import paths
 from lxmgr.api.operation import Operation
 from lxmgr.daemon import responses, views
-from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
+from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig, NotFound, NotSupported
 from lxmgr.instances import image_ops
+from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.model.instance import generate_name, validate_instance_name
 
 routes = web.RouteTableDef()
@@ -78,17 +79,20 @@ async def create_instance(request: web.Request) -> web.Response:
 
     async def work(op: Operation) -> dict[str, Any]:
         nonlocal image
+        # Fetching or building the image may take minutes and can be cancelled (nothing of
+        # it is kept); once the instance is being made, the operation runs to its end.
         if remote:
             def pulled(p: Any) -> None:
                 ops.update(op, download_progress=p.text)
             image = (await image_ops.pull_image(manager, *remote, cached=True,
                                                 progress=pulled)).fingerprint
         if build:
-            def progress(p: Any) -> None:
-                ops.update_threadsafe(op, create_instance_from_image_unpack_progress=(
-                    f"{p.stage}: {int(p.fraction * 100)}%"), progress={
-                    "stage": p.stage, "percent": str(int(p.fraction * 100))})
-            await asyncio.to_thread(manager.build_image, image, progress)
+            def built(p: Any) -> None:
+                ops.update(op, **progress_metadata(
+                    p, "create_instance_from_image_unpack_progress"))
+            await request.app[IMAGE_BUILDS].build(image, built)
+        op.may_cancel = False
+        ops.update(op)
         await asyncio.to_thread(manager.create, name, image, **args)
         events.lifecycle("instance-created", name)
         if start:
@@ -98,7 +102,8 @@ async def create_instance(request: web.Request) -> web.Response:
 
     op = ops.create(f"Creating instance {name}", work,
                     resources={"instances": [instance_url(name)]},
-                    metadata={"entity_url": instance_url(name)})
+                    metadata={"entity_url": instance_url(name)},
+                    may_cancel=bool(remote or build))
     return responses.async_op(op)
 
 

@@ -1,0 +1,42 @@
+"""commands.stream: a set cancel event stops a quiet command's process group at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from lxmgr.errors import Cancelled, CommandError
+from lxmgr.linux import commands
+
+
+def test_cancel_stops_a_quiet_command_and_its_children() -> None:
+    cancel = threading.Event()
+    pids: list[str] = []
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="sh was stopped"):
+        # The child sleeps without printing: only the watcher can stop it.
+        commands.stream(["sh", "-c", "sleep 30 & echo $!; wait"], pids.append, cancel=cancel)
+    assert time.monotonic() - started < 10
+    assert not _alive(int(pids[0]))  # the grandchild went with the group
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_unset_cancel_changes_nothing() -> None:
+    lines: list[str] = []
+    commands.stream(["sh", "-c", "echo one; echo two"], lines.append, cancel=threading.Event())
+    assert lines == ["one", "two"]
+    with pytest.raises(CommandError, match="status 3: bad"):
+        commands.stream(["sh", "-c", "echo bad; exit 3"], lines.append,
+                        cancel=threading.Event())
