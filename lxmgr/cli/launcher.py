@@ -5,8 +5,11 @@ site-packages (an editable install's finder, distro and vendor hooks): 7-30 ms p
 before lxmgr runs, measured on Debian 12 and on the development VM. The fast path
 (lxmgr.cli.fast: list, start, stop, exec) needs only the stdlib and lxmgr itself, so the
 launcher starts the same interpreter with -S and puts lxmgr's own directory first on
-sys.path; when a verb needs click, lxmgr.cli.fast loads `site` then (site.main(), the
-documented way to do it late), so every other verb behaves as before.
+sys.path (-P: not the script's own directory); when a verb needs click, lxmgr.cli.fast loads
+`site` then (site.main(), the documented way to do it late), so every other verb behaves as
+before. (One shebang argument only, hence the flags written together: -SP.)
+
+It is an optimisation only: pip's console script (lxmgr.cli.fast:main) runs the same code.
 
 `python3 -m lxmgr.cli.launcher [PATH]` writes it (default: over pip's console script next
 to the interpreter's scripts); .ci/setup runs that after `pip install`.
@@ -21,9 +24,10 @@ from pathlib import Path
 
 import lxmgr
 
-TEMPLATE = """#!{python} -S
+TEMPLATE = """#!{python} -SP
 # lxmgr launcher, written by `{python} -m lxmgr.cli.launcher`: Python without site (see
-# lxmgr/cli/launcher.py); rewrite it after moving the interpreter or the checkout.
+# lxmgr/cli/launcher.py) nor this script's directory on sys.path; rewrite it after moving
+# the interpreter or the checkout.
 import sys
 sys.path.insert(0, {root!r})
 from lxmgr.cli.fast import main

@@ -111,6 +111,19 @@ async def serve(sock: socket.socket) -> None:
         manager.close()
 
 
+# Path variables lxmgrd and its children read: made absolute before it leaves the directory.
+PATH_VARIABLES = ("LXMGR_DIR", "LXMGR_SOCKET", "LXMGR_RECIPES", "LXMGR_PROFILES")
+
+
+def leave_cwd() -> None:
+    """Work in /, as daemons do (daemon(7)): the caller's directory is neither kept busy
+    (an unmount would fail) nor read by anything lxmgrd or its helpers start."""
+    for key in PATH_VARIABLES:
+        if os.environ.get(key):
+            os.environ[key] = os.path.abspath(os.environ[key])
+    os.chdir("/")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lxmgrd", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="log debug messages")
@@ -121,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("Error: lxmgrd must run as root", file=sys.stderr)
         return 1
+    leave_cwd()
     paths.root().mkdir(mode=0o711, parents=True, exist_ok=True)
     try:
         sock = activated_socket() or bind_socket(socket_path())

@@ -167,7 +167,7 @@ class _Server:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             self.proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "lxmgr.runtime.fileops", str(theirs.fileno())],
+                [sys.executable, "-P", "-S", "-m", "lxmgr.runtime.fileops", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 env={"PYTHONPATH": paths.child_pythonpath(), "PATH": "/usr/sbin:/usr/bin"})
         ours.settimeout(10)

@@ -24,10 +24,11 @@ def spawn_supervisor() -> subprocess.Popen[str]:
     """A supervisor in `warm` mode, in its own session, waiting for a config path.
 
     -S skips site (and the .pth hooks of everything installed): the supervisor only needs
-    lxmgr and pyseccomp, which PYTHONPATH names; it starts faster and stays smaller."""
+    lxmgr and pyseccomp, which PYTHONPATH names; it starts faster and stays smaller. -P keeps
+    the working directory off sys.path (as for every Python lxmgr starts)."""
     env = {**os.environ, "PYTHONPATH": paths.child_pythonpath()}
     return subprocess.Popen(
-        [sys.executable, "-S", "-m", "lxmgr.supervisor", "warm"], stdin=subprocess.PIPE,
+        [sys.executable, "-P", "-S", "-m", "lxmgr.supervisor", "warm"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, close_fds=True, env=env,
         start_new_session=True, cwd="/")
 

@@ -39,7 +39,7 @@ def supports_idmapped_overlay() -> bool:
             pass
         for sub in ("upper", "work"):
             os.chown(os.path.join(tmp, sub), PROBE_IDMAP.uid_base, PROBE_IDMAP.gid_base)
-        proc = subprocess.run([sys.executable, "-S", "-m", "lxmgr.storage.mount", tmp],
+        proc = subprocess.run([sys.executable, "-P", "-S", "-m", "lxmgr.storage.mount", tmp],
                               env=_child_env(), stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=60)
         return proc.returncode == 0

@@ -110,8 +110,9 @@ class Monitor:
         if not any(nic.get("limits_egress") for nic in self._nics()):
             return  # nothing outlives the namespace: no helper on the stop path
         try:
-            subprocess.run([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,
-                            "--detach"], stdin=subprocess.DEVNULL, close_fds=True, timeout=30)
+            subprocess.run([sys.executable, "-P", "-S", "-m", "lxmgr.net.attach",
+                            self.cfg.nics_file, "--detach"],
+                           stdin=subprocess.DEVNULL, close_fds=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as err:
             log.error("Could not detach the NICs: %s", err)
 
@@ -123,8 +124,9 @@ class Monitor:
         if not self._nics():
             return
         try:
-            subprocess.Popen([sys.executable, "-S", "-m", "lxmgr.net.attach", self.cfg.nics_file,
-                              str(self.init_pid)], stdin=subprocess.DEVNULL, close_fds=True)
+            subprocess.Popen([sys.executable, "-P", "-S", "-m", "lxmgr.net.attach",
+                              self.cfg.nics_file, str(self.init_pid)],
+                             stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as err:
             log.error("Could not start the NIC attach helper: %s", err)
 
@@ -149,7 +151,7 @@ class Monitor:
                                                 if isinstance(p, dict)):
             return
         try:
-            relay = subprocess.Popen([sys.executable, "-S", "-m", "lxmgr.net.relay",
+            relay = subprocess.Popen([sys.executable, "-P", "-S", "-m", "lxmgr.net.relay",
                                       self.cfg.proxies_file, str(self.init_pid)],
                                      stdin=subprocess.DEVNULL, close_fds=True)
             self.relay_pidfd = libc.pidfd_open(relay.pid)

@@ -1,8 +1,10 @@
 """`lxmgr daemon start|stop|status`: run lxmgrd detached, with a pid file and a log.
 
 Does not need the API except to see that a started daemon answers. The daemon runs as
-`python -m lxmgr.daemon` (what the `lxmgrd` script runs) with this interpreter, in its own
-session, so it outlives the shell; its output goes to $LXMGR_DIR/logs/lxmgrd.log.
+`python -P -m lxmgr.daemon` (what the `lxmgrd` script runs) with this interpreter, in its own
+session, so it outlives the shell and never imports from the caller's directory (it then
+moves to / itself); its output goes to $LXMGR_DIR/logs/lxmgrd.log. `status` answers with
+LSB's exit codes.
 """
 
 from __future__ import annotations
@@ -33,8 +35,18 @@ def log_file() -> Path:
     return state_dir() / "logs" / "lxmgrd.log"
 
 
+# Exit codes of `status`: LSB's for an init script's status action (LSB Core 5.0,
+# "Init Script Actions": refspecs.linuxfoundation.org/LSB_5.0.0/LSB-Core-generic/
+# LSB-Core-generic/iniscrptact.html), which systemctl status also follows.
+STATUS_RUNNING = 0
+STATUS_DEAD_PIDFILE = 1  # "program is dead and /var/run pid file exists"
+STATUS_STOPPED = 3  # "program is not running"
+STATUS_UNKNOWN = 4  # "program or service status is unknown"
+
 def daemon_argv() -> list[str]:
-    return [sys.executable, "-m", "lxmgr.daemon"]
+    """lxmgrd with this interpreter; -P: the caller's directory is not put on sys.path
+    (`python -m` puts it first, and a directory named lxmgr there would be imported)."""
+    return [sys.executable, "-P", "-m", "lxmgr.daemon"]
 
 
 def read_pid() -> int | None:
@@ -43,11 +55,15 @@ def read_pid() -> int | None:
         pid = int(pid_file().read_text().strip())
     except (OSError, ValueError):
         return None
+    return pid if _is_lxmgrd(pid) else None
+
+
+def _is_lxmgrd(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return None
-    return pid if b"lxmgr" in cmdline else None  # not a recycled pid
+        return False
+    return b"lxmgr" in cmdline and not _is_zombie(pid)  # not a recycled pid
 
 
 def answers(app: App) -> bool:
@@ -159,17 +175,57 @@ def _is_zombie(pid: int) -> bool:
 
 @daemon.command()
 def status() -> None:
-    """Print whether lxmgrd is running.
+    """Print whether lxmgrd is running; exit with LSB's status codes.
+
+    \b
+    Exit status: 0 running, 1 dead with a pid file left, 3 stopped,
+    4 unknown (the pid file or the socket cannot be read).
 
     \b
     Examples:
       lxmgr daemon status
     """
     app = get_app()
-    pid = read_pid()
-    if pid is not None:
+    try:
+        text = pid_file().read_text()
+    except FileNotFoundError:
+        text = None
+    except OSError as err:
+        app.echo(f"unknown (cannot read {pid_file()}: {err.strerror or err})")
+        raise SystemExit(STATUS_UNKNOWN) from None
+    pid = int(text.strip()) if text and text.strip().isdigit() else None
+    if pid is not None and _is_lxmgrd(pid):
         app.echo(f"running (pid {pid}, socket {app.client.socket_path})")
-    elif answers(app):
+        return
+    probe = _probe(app)
+    if probe is True:
         app.echo(f"running (socket {app.client.socket_path}; not started by lxmgr daemon start)")
+    elif probe is not False:
+        app.echo(f"unknown (socket {app.client.socket_path}: {probe})")
+        raise SystemExit(STATUS_UNKNOWN)
+    elif text is not None:
+        held = f"pid {pid} is not running" if pid else "no pid in it"
+        app.echo(f"dead ({pid_file()} is left: {held})")
+        raise SystemExit(STATUS_DEAD_PIDFILE)
     else:
         app.echo("stopped")
+        raise SystemExit(STATUS_STOPPED)
+
+
+def _probe(app: App) -> bool | str:
+    """True when GET /1.0 succeeds, False when nothing listens on the socket, else why the
+    socket could not tell (permission denied, no answer)."""
+    from lxmgr.client import Client
+    from lxmgr.client.rest import DaemonNotRunning
+    from lxmgr.errors import LxmgrError
+
+    try:
+        with Client(app.client.socket_path, timeout=2.0) as client:
+            client.query("GET", "/1.0")
+    except DaemonNotRunning:
+        return False
+    except LxmgrError as err:
+        return str(err)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return True

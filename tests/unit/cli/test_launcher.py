@@ -24,7 +24,7 @@ def test_written_launcher_runs_the_fast_path_without_site(tmp_path: Path) -> Non
     script = launcher.write(tmp_path / "lxmgr")
     assert script.stat().st_mode & 0o777 == 0o755
     text = script.read_text()
-    assert text.startswith(f"#!{sys.executable} -S\n")
+    assert text.startswith(f"#!{sys.executable} -SP\n")
     assert repr(REPO) in text
     result = _run(script, "list")
     assert result.returncode == 1
