@@ -118,12 +118,13 @@ class ConfigMixin:
 
     # -- networks ----------------------------------------------------------------------------
 
-    def init_networks(self, seed_default: bool) -> None:
-        """Daemon start: bring every network back; on a fresh state create lxmgrbr0 and
-        give the default profile its eth0 (unless seed_default is off, as in tests)."""
+    def init_networks(self, seed: tuple[str, dict[str, str]] | None) -> None:
+        """Daemon start: bring every network back; on a fresh state create the default
+        network `seed` (name, config) and give the default profile its eth0 (no seed: none,
+        as in most tests)."""
         self.networks.start_all()
-        if seed_default:
-            profile = self.networks.seed_default(self.profiles())
+        if seed is not None:
+            profile = self.networks.seed_default(self.profiles(), *seed)
             if profile is not None:
                 self.db.profile_save(profile)
 

@@ -17,7 +17,11 @@ from typing import Any
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.db import Database
 from lxmgr.model.instance import InstanceSpec
-from lxmgr.model.network import validate_network_name, validate_static_address
+from lxmgr.model.network import (
+    validate_network_config,
+    validate_network_name,
+    validate_static_address,
+)
 from lxmgr.model.profile import Profile
 from lxmgr.net import base as net_base
 from lxmgr.net.bridge import BridgeNetwork
@@ -25,7 +29,31 @@ from lxmgr.net.nic import NicSpec, build_nic, build_volatile
 
 log = logging.getLogger(__name__)
 SEEDED = "networks.seeded"
-DEFAULT_NIC = {"type": "nic", "network": net_base.DEFAULT_NETWORK, "name": "eth0"}
+# The product's default network forwards other names to the host's resolvers, so
+# `apt-get update` works in a fresh container, as with LXD's lxdbr0.
+DEFAULT_CONFIG = {"ipv4.address": "auto", "ipv6.address": "none", "dns.upstream": "host"}
+
+
+def parse_default_network(text: str | None) -> tuple[str, dict[str, str]] | None:
+    """The network a fresh daemon creates, from $LXMGR_DEFAULT_NETWORK: unset for lxmgrbr0
+    as shipped, `none` for no network, or `NAME [KEY=VALUE...]` for another name and config
+    over the shipped one (test daemons: their own bridge, `ipv4.nat=false
+    dns.upstream=none`)."""
+    words = (text or net_base.DEFAULT_NETWORK).split()
+    if words == ["none"]:
+        return None
+    name = validate_network_name(words[0])
+    config = dict(DEFAULT_CONFIG)
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise InvalidConfig(f"Invalid LXMGR_DEFAULT_NETWORK setting '{word}': "
+                                "expected KEY=VALUE")
+        config[key] = value
+    try:
+        return name, validate_network_config(config)
+    except InvalidConfig as err:
+        raise InvalidConfig(f"Invalid LXMGR_DEFAULT_NETWORK: {err}") from None
 
 
 class Networks:
@@ -133,24 +161,21 @@ class Networks:
     def state(self, name: str) -> dict[str, Any]:
         return self._driver(name).state()
 
-    def seed_default(self, profiles: dict[str, Profile]) -> Profile | None:
-        """First start: lxmgrbr0 (auto subnet) and an eth0 NIC in the default profile.
-        Returns the default profile to save when it changed."""
+    def seed_default(self, profiles: dict[str, Profile], name: str = net_base.DEFAULT_NETWORK,
+                     config: dict[str, str] | None = None) -> Profile | None:
+        """First start: the default network (lxmgrbr0, auto subnet) and an eth0 NIC on it in
+        the default profile. Returns the default profile to save when it changed."""
         if self.db.get_setting(SEEDED):
             return None
         self.db.set_setting(SEEDED, "1")
-        if net_base.DEFAULT_NETWORK not in self.db.networks():
-            # The product's default network forwards other names to the host's resolvers,
-            # so `apt-get update` works in a fresh container, as with LXD's lxdbr0.
-            self.create(net_base.DEFAULT_NETWORK, {"ipv4.address": "auto",
-                                                   "ipv6.address": "none",
-                                                   "dns.upstream": "host"},
-                        description="Default lxmgr bridge")
+        if name not in self.db.networks():
+            self.create(name, dict(config or DEFAULT_CONFIG), description="Default lxmgr bridge")
         default = profiles.get("default")
         if default is None or any(d.get("type") == "nic" for d in default.devices.values()):
             return None
+        nic = {"type": "nic", "network": name, "name": "eth0"}
         return Profile(default.name, default.description, default.config,
-                       {**default.devices, "eth0": dict(DEFAULT_NIC)})
+                       {**default.devices, "eth0": nic})
 
     # -- NICs of instances -------------------------------------------------------------------
 

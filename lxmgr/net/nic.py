@@ -88,7 +88,9 @@ class NicSpec:
 
 
 def host_name_for(instance: str, device_name: str) -> str:
-    """The host end's default name: 'lxm' + 8 hex of sha1('instance/device'), 11 chars."""
+    """The host end's default name: 'lxm' + 8 hex of sha1('instance/device'), 11 chars.
+    `instance` is the instance's uuid where it has one: names are per daemon, and two
+    daemons on one host (a test daemon beside the real one) may both run a `web1`."""
     digest = hashlib.sha1(f"{instance}/{device_name}".encode()).hexdigest()
     return HOST_NAME_PREFIX + digest[:8]
 
@@ -133,7 +135,8 @@ def build_nic(device_name: str, device: Mapping[str, str], instance: str,
     return NicSpec(
         device=device_name,
         name=dev.get("name") or device_name,
-        host_name=dev.get("host_name") or host_name_for(instance, device_name),
+        host_name=dev.get("host_name") or host_name_for(
+            volatile.get("volatile.uuid") or instance, device_name),
         parent=parent,
         hwaddr=hwaddr,
         mtu=int(dev["mtu"]) if dev.get("mtu") else None,

@@ -36,6 +36,14 @@ def test_host_name_is_predictable_short_and_distinct() -> None:
     assert not name.startswith("lxmt")  # the tests' prefix never collides
 
 
+def test_host_name_follows_the_instance_uuid_not_its_name() -> None:
+    """Two daemons on one host may both run a `web1`: their veths must not collide."""
+    one = nic_of({"network": "lxmgrbr0"}, {"volatile.uuid": "11111111-aaaa"})
+    two = nic_of({"network": "lxmgrbr0"}, {"volatile.uuid": "22222222-bbbb"})
+    assert one.host_name == nic.host_name_for("11111111-aaaa", "eth0")
+    assert one.host_name != two.host_name
+
+
 def test_generate_hwaddr_is_lxd_style_and_seeded() -> None:
     macs = {nic.generate_hwaddr(random.Random(seed)) for seed in range(50)}
     assert all(MAC_RE.fullmatch(m) for m in macs)
