@@ -80,9 +80,10 @@ async def serve(sock: socket.socket) -> None:
                 "" if check.ok else f" (fix: {check.fix})")
     # LXMGR_CGROUP_BASE lets test daemons run side by side with their own cgroup subtree.
     manager = Manager(cgroup_base_name=os.environ.get("LXMGR_CGROUP_BASE", "lxmgr"))
-    # LXMGR_DEFAULT_NETWORK=none: no lxmgrbr0 on first start (test daemons, which must not
-    # create NATed bridges or share one name).
-    seed = os.environ.get("LXMGR_DEFAULT_NETWORK", "lxmgrbr0") != "none"
+    # LXMGR_DEFAULT_NETWORK: `none` or a name and config other than lxmgrbr0's on first
+    # start (test daemons, which must not create NATed bridges or share one name).
+    from lxmgr.instances.networks import parse_default_network
+    seed = parse_default_network(os.environ.get("LXMGR_DEFAULT_NETWORK"))
     try:
         await asyncio.to_thread(manager.init_networks, seed)
     except LxmgrError as err:
