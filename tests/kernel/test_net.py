@@ -29,8 +29,11 @@ def _checksum(header: bytes) -> int:
     return ~(total + (total >> 16)) & 0xFFFF
 
 
-def _dhcp_rapid_commit(ifname: str, mac: bytes, hostname: str) -> tuple[int, str]:
-    """DHCPDISCOVER with rapid commit (RFC 4039) on ifname; (message type, yiaddr) back.
+def _dhcp_rapid_commit(ifname: str, mac: bytes, hostname: str
+                       ) -> tuple[int, str, dict[int, bytes]]:
+    """DHCPDISCOVER with rapid commit (RFC 4039) on ifname asking for the subnet mask, router,
+    DNS server, domain name (15) and domain search list (119); (message type, yiaddr, the
+    reply's options by code) back.
 
     Raw frames, as real DHCP clients send them: a UDP socket in the bridge's own namespace
     would get the bridge address as source, which the bridge then drops as martian.
@@ -40,7 +43,7 @@ def _dhcp_rapid_commit(ifname: str, mac: bytes, hostname: str) -> tuple[int, str
     dhcp = struct.pack("!BBBBIHH", 1, 1, 6, 0, xid, 0, 0x8000) + b"\0" * 16
     dhcp += mac + b"\0" * 10 + b"\0" * 192 + b"\x63\x82\x53\x63"
     dhcp += bytes([53, 1, 1, 80, 0, 12, len(hostname)]) + hostname.encode()
-    dhcp += bytes([55, 3, 1, 3, 6, 255])
+    dhcp += bytes([55, 5, 1, 3, 6, 15, 119, 255])
     udp = struct.pack("!HHHH", 68, 67, 8 + len(dhcp), 0) + dhcp  # checksum 0: none (IPv4)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                      bytes(4), b"\xff" * 4)
@@ -58,15 +61,14 @@ def _dhcp_rapid_commit(ifname: str, mac: bytes, hostname: str) -> tuple[int, str
             reply = reply[ihl + 8:]
             if reply[0] == 2 and struct.unpack("!I", reply[4:8])[0] == xid:
                 break
-    pos, kind = 240, 0
+    pos, options = 240, {}
     while pos < len(reply) and reply[pos] != 255:
         if reply[pos] == 0:
             pos += 1
             continue
-        if reply[pos] == 53:
-            kind = reply[pos + 2]
+        options[reply[pos]] = reply[pos + 2:pos + 2 + reply[pos + 1]]
         pos += 2 + reply[pos + 1]
-    return kind, socket.inet_ntoa(reply[16:20])
+    return options.get(53, b"\0")[0], socket.inet_ntoa(reply[16:20]), options
 
 
 def _udp_listeners() -> set[tuple[str, int]]:
@@ -146,8 +148,13 @@ def test_bridge_network_lifecycle(netns) -> None:  # type: ignore[no-untyped-def
     assert "masquerade" not in facts["table"]
     assert (gateway, 53) in facts["listeners"] and ("0.0.0.0", 67) in facts["listeners"]
     assert facts["web1"] == [f"10.250.{octet}.50"]
-    kind, yiaddr = facts["dhcp"]
+    kind, yiaddr, options = facts["dhcp"]
     assert kind == 5, "expected a DHCPACK (rapid commit)"
+    # The network's domain as domain name and search list: clients look `web1` up as
+    # web1.lxmgr at the gateway (RFC 2132 option 15, RFC 3397 option 119, DNS wire labels).
+    assert options[15].rstrip(b"\0") == b"lxmgr"
+    assert options[119] == b"\x05lxmgr\x00"
+    assert options[6] == socket.inet_aton(gateway)
     assert 100 <= int(yiaddr.rsplit(".", 1)[1]) <= 120
     assert facts["dhcp_seconds"] < 1.5
     assert [(lease.mac, lease.ip, lease.hostname) for lease in facts["leases"]] == [

@@ -26,7 +26,7 @@ def test_config_with_dhcp() -> None:
         "group=nogroup", "log-facility=-", "domain=lab", "local=/lab/",
         f"addn-hosts={DIR}/hosts", f"dhcp-hostsfile={DIR}/dhcp-hosts",
         f"dhcp-leasefile={DIR}/dnsmasq.leases", "dhcp-no-override", "dhcp-authoritative",
-        "dhcp-rapid-commit", "no-ping",
+        "dhcp-rapid-commit", "no-ping", "dhcp-option=option:domain-search,lab",
         "dhcp-range=10.11.12.2,10.11.12.254,255.255.255.0,1h",
     ]
 
