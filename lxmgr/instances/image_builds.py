@@ -85,6 +85,7 @@ class ImageBuilds:
         def progress(p: Progress) -> None:  # in the worker thread
             loop.call_soon_threadsafe(holder["entry"].dispatch, p)
 
+        log.info("Building image '%s'", recipe)
         task = asyncio.create_task(asyncio.to_thread(self._build, recipe, progress, cancel),
                                    name=f"image-build-{recipe}")
         entry = holder["entry"] = _Build(task, cancel)
