@@ -4,7 +4,9 @@ POST /1.0/instances/{n}/exec with wait-for-websocket, then one websocket per fd 
 operation metadata: interactive = "0" (pty, both directions) + "control"; otherwise
 "0", "1", "2" + "control". stdin travels as binary frames closed by an empty TEXT frame
 (the barrier); output ends at a close or an empty frame; the exit status is the finished
-operation's metadata["return"]. Runs in the CLI process: one thread per stream.
+operation's metadata["return"]. A command the server could not execute ends with return
+127 (not found) or 126 (not executable), as LXD's; lxmgrd adds metadata["error"] saying
+why, which finish() raises as CommandFailed. Runs in the CLI process: one thread per stream.
 Terminal raw mode is the CLI's business (lxmgr.cli.terminal), not this module's.
 """
 
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 _CHUNK = 65536
+
+
+class CommandFailed(errors.LxmgrError):
+    """The server could not execute the command; exit_status is its return (127, 126)."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def build_exec_body(command: list[str], *, environment: dict[str, str] | None = None,
@@ -125,12 +135,18 @@ class ExecSession:
             os.close(self._wake_w)
 
     def finish(self) -> int:
-        """Wait for the operation; close every websocket; return the command's exit status."""
+        """Wait for the operation; close every websocket; return the command's exit status
+        (CommandFailed when the server says it could not be executed)."""
         try:
             op = self.client.wait_operation(self.operation)
         finally:
             self.close()
-        return int((op.get("metadata") or {}).get("return", 0) or 0)
+        metadata = op.get("metadata") or {}
+        code = int(metadata.get("return", 0) or 0)
+        failure = metadata.get("error")
+        if isinstance(failure, str) and failure and code in (126, 127):
+            raise CommandFailed(failure.splitlines()[0], code)
+        return code
 
     def close(self) -> None:
         for sock in self.sockets.values():
@@ -207,7 +223,8 @@ def forwarded_signals(session: ExecSession, size_fd: int | None = None) -> Itera
 
 def run_exec(client: Client, instance: str, body: dict[str, Any], *, stdin_fd: int | None = 0,
              stdout_fd: int = 1, stderr_fd: int = 2, size_fd: int | None = None) -> int:
-    """Run a command in instance with our stdio; return its exit status."""
+    """Run a command in instance with our stdio; return its exit status (CommandFailed
+    when it could not be executed)."""
     session = ExecSession(client, instance, body)
     try:
         session.start()

@@ -1,5 +1,7 @@
 """Manager, part three: running commands in instances through their supervisors. A mixin
-of Manager."""
+of Manager. A command that cannot be executed raises CommandFailed (its exit_status is
+127 or 126, as a shell's); the API reports it as LXD does, a finished exec with that
+`return`, plus the one-line reason."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from typing import Any
 
 from lxmgr.errors import Conflict, InvalidConfig
 from lxmgr.supervisor import control
+from lxmgr.supervisor.control import CommandFailed
+
+__all__ = ["CommandFailed", "ExecMixin"]
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +25,8 @@ class ExecMixin:
     def exec(self, name: str, argv: list[str], *, stdin: int = 0, stdout: int = 1,
              stderr: int = 2, env: dict[str, str] | None = None, cwd: str = "",
              uid: int = 0, gid: int = 0) -> int:
-        """Run a command with the given descriptors as its stdio; returns its exit status."""
+        """Run a command with the given descriptors as its stdio; returns its exit status
+        (CommandFailed when it could not be executed)."""
         if not argv:
             raise InvalidConfig("Missing command to execute")
         _check_env(env or {})

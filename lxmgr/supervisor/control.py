@@ -17,6 +17,17 @@ class NotRunning(Conflict):
     """No supervisor answers for this instance."""
 
 
+class CommandFailed(LxmgrError):
+    """An exec'd command could not be executed: exit_status is a shell's (127 not found,
+    126 not executable) and the message says why in one line."""
+
+    status = 400
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 def _error(reply: dict[str, Any]) -> LxmgrError:
     err = LxmgrError(reply["error"])
     err.status = int(reply.get("status", 500))
@@ -64,7 +75,8 @@ def call(path: str, cmd: str, *, wait: float | None = 10.0, fds: list[int] | Non
 def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any) \
         -> tuple[socket.socket, int, int | None]:
     """Start a command: (the open connection, whose next message carries the exit status;
-    the command's host pid; in pty mode the pty master)."""
+    the command's host pid; in pty mode the pty master). CommandFailed when it could not
+    be executed, the supervisor's error when it could not be set up."""
     sock = connect(path, None)
     try:
         protocol.send(sock, {"cmd": protocol.EXEC, "argv": argv, **spec}, stdio)
@@ -76,6 +88,8 @@ def exec_start(path: str, argv: list[str], stdio: list[int] | None, **spec: Any)
         sock.close()
         for fd in fds:
             os.close(fd)
+        if reply is not None and reply.get("failed"):
+            raise CommandFailed(str(reply["failed"]), int(reply["exit"]))
         if reply is not None and "exit" in reply:  # died before starting: its status
             return _finished(int(reply["exit"]))
         raise _error(reply or {"error": "exec failed to start"})

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
+from lxmgr.instances.manager_exec import CommandFailed
 from lxmgr.linux import libc
 from tests.kernel.conftest import exec_out
 
@@ -59,10 +60,30 @@ def test_exec_streams_stdin_and_returns_status(manager, container) -> None:  # t
     code, out, err = exec_out(manager, container, ["sh", "-c", "cat; echo oops >&2; exit 7"],
                               stdin=data)
     assert code == 7 and out.encode() == data and err == "oops\n"
-    code, _, err = exec_out(manager, container, ["/no/such/command"])
-    assert code == 127 and "no/such/command" in err
     code, _, _ = exec_out(manager, container, ["sh", "-c", "kill -9 $$"])
     assert code == 137
+
+
+def test_exec_of_what_cannot_run(manager, container, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As LXC's lxc_attach_run_command: 127 not found, 126 not executable, the reason in
+    one line, nothing on the command's streams (the caller decides what to print)."""
+    cases = [("/no/such/command", 127, "Command not found: /no/such/command"),
+             ("nosuchcmd", 127, "Command not found: nosuchcmd"),
+             ("/etc/hostname", 126, "Command not executable: /etc/hostname (Permission denied)"),
+             ("/etc", 126, "Command not executable: /etc (Permission denied)")]
+    for command, status, failed in cases:
+        with open(tmp_path / "err", "w+b") as err:
+            with pytest.raises(CommandFailed) as raised:
+                manager.exec(container, [command], stdin=err.fileno(), stdout=err.fileno(),
+                             stderr=err.fileno())
+            assert (raised.value.exit_status, str(raised.value)) == (status, failed)
+            assert err.read() == b""
+    with pytest.raises(CommandFailed, match="^Command not found: nosuchcmd$"):
+        manager.exec_pty(container, ["nosuchcmd"])
+    with pytest.raises(LxmgrError, match="^Failed to change directory to '/nope': No such "
+                                         "file or directory$"):
+        manager.exec(container, ["true"], cwd="/nope")
+    assert exec_out(manager, container, ["sh", "-c", "exit 127"]) == (127, "", "")
 
 
 def test_exec_pty_with_window_size(manager, container) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,9 @@ With wait-for-websocket the operation (class websocket) hands out one secret per
 GET /1.0/operations/{id}/websocket?secret=...; process bytes travel as binary frames, an
 empty text frame (or a close) ends a stream. Control messages: window-resize (width and
 height are strings) and signal. Without websockets the command runs with /dev/null as stdin
-and its output is recorded to files when record-output is set.
+and its output is recorded to files when record-output is set. A command that cannot be
+executed ends the operation as LXD's does (metadata `return` 127 not found, 126 not
+executable, nothing on its streams); metadata `error` adds why, for our CLI to print.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.instances import exec_output_dir
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
+from lxmgr.instances.manager_exec import CommandFailed
 from lxmgr.linux import libc
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ def _run_detached(manager: Manager, name: str, req: ExecRequest, op_id: str) -> 
     """No websockets: stdin is /dev/null; output goes to record files or /dev/null."""
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     outputs: dict[str, str] = {}
+    failure = ""
     fds = [null, null, null]
     try:
         if req.record:
@@ -117,10 +121,14 @@ def _run_detached(manager: Manager, name: str, req: ExecRequest, op_id: str) -> 
                 outputs[str(index)] = f"/1.0/instances/{name}/logs/exec-output/{file}"
         code = manager.exec(name, req.command, stdin=fds[0], stdout=fds[1], stderr=fds[2],
                             env=req.env, cwd=req.cwd, uid=req.uid, gid=req.gid)
+    except CommandFailed as err:
+        code, failure = err.exit_status, str(err)
     finally:
         for fd in set(fds):
             os.close(fd)
     result: dict[str, Any] = {"return": code}
+    if failure:
+        result["error"] = failure
     if outputs:
         result["output"] = outputs
     return result
@@ -177,10 +185,13 @@ class ExecSession(WebsocketSession):
                 await asyncio.wait_for(self.attached.wait(), CONNECT_TIMEOUT)
             except TimeoutError:
                 raise Conflict("Timed out waiting for websockets to connect") from None
-            if self.req.interactive:
-                code = await self._run_pty()
-            else:
-                code = await self._run_pipes()
+            try:
+                if self.req.interactive:
+                    code = await self._run_pty()
+                else:
+                    code = await self._run_pipes()
+            except CommandFailed as err:
+                return {"return": err.exit_status, "error": str(err)}
             return {"return": code}
         finally:
             self.finished.set()

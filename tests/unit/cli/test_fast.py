@@ -142,6 +142,22 @@ def test_errors_are_the_same_line(error: BaseException, message: str,
         assert _click(argv, slow_fake) == (1, message)
         assert _fast(argv, fast_fake, capsys) == (1, message)
 
+@pytest.mark.parametrize(("failed", "status"), [("Command not found: nosuchcmd", 127), (
+    "Command not executable: /etc/hostname (Permission denied)", 126)])
+def test_a_command_that_cannot_run_is_one_line_and_a_shell_status(
+        failed: str, status: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import lxmgr.client.exec as client_exec
+
+    def fake_run_exec(*_args: Any, **_kwargs: Any) -> int:
+        raise client_exec.CommandFailed(failed, status)
+
+    monkeypatch.setattr(client_exec, "run_exec", fake_run_exec)
+    argv = ["exec", "c1", "--", "x"]
+    assert _click(argv, _fake()) == _fast(argv, _fake(), capsys) == (status,
+                                                                      f"Error: {failed}\n")
+
+
 def test_several_names_all_tried(capsys: pytest.CaptureFixture[str]) -> None:
     slow_fake, fast_fake = _fake(), _fake()
     for fake in (slow_fake, fast_fake):

@@ -8,7 +8,13 @@ import threading
 from typing import Any
 
 from lxmgr.client import Client
-from lxmgr.client.exec import ExecSession, build_exec_body, resize_message, run_exec
+from lxmgr.client.exec import (
+    CommandFailed,
+    ExecSession,
+    build_exec_body,
+    resize_message,
+    run_exec,
+)
 from lxmgr.client.websocket import OP_BINARY, OP_CLOSE, OP_TEXT
 from tests.unit.client.fake_server import FakeRequest, FakeServer, ServerWebSocket, async_op
 
@@ -27,6 +33,7 @@ class FakeExec:
         self.stdin_frames: list[tuple[int, bytes]] = []
         self.op: dict[str, Any] = {}
         self.order: list[str] = []
+        self.failed = ""
         server.route("POST", "/1.0/instances/c1/exec")(self.post)
 
     def post(self, req: FakeRequest) -> tuple[int, Any]:
@@ -55,6 +62,9 @@ class FakeExec:
             self.server.op_done[self.op["id"]].wait(10)
 
     def run(self) -> None:
+        if self.failed:  # lxmgrd's answer for a command it could not execute
+            self.server.finish(self.op["id"], metadata={"return": 127, "error": self.failed})
+            return
         out = self.sockets["0" if self.interactive else "1"]
         while True:
             opcode, payload = self.sockets["0"].recv_frame()
@@ -131,3 +141,19 @@ def test_interactive_exec_and_control(server: FakeServer, client: Client,
         {"command": "window-resize", "args": {"width": "120", "height": "40"}},
         {"command": "signal", "signal": 15},
     ]
+
+
+def test_a_command_the_server_could_not_execute(server: FakeServer, client: Client,
+                                                tmp_path: Any) -> None:
+    fake = FakeExec(server, interactive=False)
+    fake.failed = "Command not found: nosuchcmd"
+    out_path = tmp_path / "out"
+    with open(out_path, "wb") as out:
+        try:
+            run_exec(client, "c1", build_exec_body(["nosuchcmd"]), stdin_fd=None,
+                     stdout_fd=out.fileno(), stderr_fd=out.fileno())
+        except CommandFailed as err:
+            assert (str(err), err.exit_status) == ("Command not found: nosuchcmd", 127)
+        else:
+            raise AssertionError("no CommandFailed")
+    assert out_path.read_bytes() == b""

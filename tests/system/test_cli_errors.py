@@ -1,0 +1,37 @@
+"""What a user reads when something cannot be done, through the real CLI and a real lxmgrd:
+one line on stderr, a meaningful exit status, nothing left behind.
+
+exec of a command that cannot run (127 not found, 126 not executable, as LXC and a shell),
+on the click-free fast path, through click (a `local:` name) and with a pty."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.kernel, pytest.mark.system]
+
+
+def _one_line(proc: subprocess.CompletedProcess[str], status: int, line: str) -> None:
+    assert (proc.returncode, proc.stderr, proc.stdout) == (status, f"Error: {line}\n", "")
+
+
+def test_exec_of_what_cannot_run(daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("launch", "debian", "ex1")
+    for prefix in ((), ("-T",), ("-t",)):  # fast path, fast path without pty, pty
+        for name in ("ex1", "local:ex1"):  # the fast path, click (a remote name)
+            _one_line(daemon.cli("exec", *prefix, name, "--", "nosuchcmd", check=False),
+                      127, "Command not found: nosuchcmd")
+            _one_line(daemon.cli("exec", *prefix, name, "--", "/etc/hostname", check=False),
+                      126, "Command not executable: /etc/hostname (Permission denied)")
+    # A command that runs and exits 127 itself is not an error of ours.
+    run = daemon.cli("exec", "ex1", "--", "sh", "-c", "echo own >&2; exit 127", check=False)
+    assert (run.returncode, run.stderr) == (127, "own\n")
+    _one_line(daemon.cli("exec", "ex1", "--cwd", "/nope", "--", "true", check=False), 1,
+              "Failed to change directory to '/nope': No such file or directory")
+    # The API: a finished operation with LXD's return code, and why.
+    op = daemon.api("POST", "/1.0/instances/ex1/exec", {"command": ["nosuchcmd"]})
+    done = daemon.api("GET", f"{op['operation']}/wait?timeout=30")["metadata"]
+    assert done["status"] == "Success"
+    assert done["metadata"] == {"return": 127, "error": "Command not found: nosuchcmd"}
