@@ -212,6 +212,11 @@ class BridgeSettings:
     def gateway(self) -> ipaddress.IPv4Address | None:
         return self.ipv4.ip if self.ipv4 else None
 
+    @property
+    def dns_servers(self) -> list[str]:
+        """Where the network's dnsmasq answers DNS: the bridge's own addresses."""
+        return [str(a.ip) for a in (self.ipv4, self.ipv6) if a is not None]
+
 
 def bridge_settings(config: Mapping[str, str]) -> BridgeSettings:
     """Read a validated config; `auto` must be resolved first (resolve_auto) to get a subnet."""

@@ -1,8 +1,9 @@
 """The `bridge` network driver: a Linux bridge with addresses, dnsmasq and an nft table.
 
 Owns the bridge link named after the network, the nft table `inet lxmgr_<name>`, one
-dnsmasq and paths.root()/networks/<name>/. Imports lxmgr.model, lxmgr.linux, lxmgr.errors
-and lxmgr.paths (through the sibling net modules).
+dnsmasq, paths.root()/networks/<name>/ and, where the host runs systemd-resolved, the
+bridge's per-link DNS settings there (names under dns.domain go to the dnsmasq). Imports
+lxmgr.model, lxmgr.linux, lxmgr.errors and lxmgr.paths (through the sibling net modules).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
 from lxmgr.model import network as model
-from lxmgr.net import dnsmasq, links, nft
+from lxmgr.net import dnsmasq, links, nft, resolved
 from lxmgr.net.base import NetworkDriver
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,15 @@ class BridgeNetwork(NetworkDriver):
 
     type = "bridge"
 
-    def __init__(self, name: str, config: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: Mapping[str, str],
+                 resolver: resolved.HostResolver | None = None) -> None:
         super().__init__(name, config)
         if model.network_value(self.config, "ipv4.address") == "auto":
             raise InvalidConfig(f"Network '{name}': resolve ipv4.address=auto with plan_config")
         self.settings = model.bridge_settings(self.config)
         self.bridge = links.Bridge(self.name, self.settings.mtu)
         self.dnsmasq = dnsmasq.Dnsmasq(self.state_dir)
+        self.resolver = resolver or resolved.HostResolver()
 
     @classmethod
     def plan_config(cls, name: str, config: Mapping[str, object],
@@ -132,6 +135,7 @@ class BridgeNetwork(NetworkDriver):
             undo.callback(nft.delete, self.name)
             undo.callback(self.dnsmasq.stop)
             self._start_dnsmasq()
+            self._tell_host_resolver()
             undo.pop_all()
         log.info("created network %s (%s)", self.name, ", ".join(self._addresses()) or "no IP")
 
@@ -145,6 +149,7 @@ class BridgeNetwork(NetworkDriver):
             self.dnsmasq.stop()
         self._apply()
         self._start_dnsmasq()
+        self._tell_host_resolver()
 
     def _apply(self) -> None:
         self.bridge.set_addresses(self._addresses())
@@ -186,16 +191,27 @@ class BridgeNetwork(NetworkDriver):
         self.dnsmasq.prepare(text)
         self.dnsmasq.start()
 
+    def _tell_host_resolver(self) -> None:
+        """Best effort, after dnsmasq answers: the host's systemd-resolved asks it for names
+        under dns.domain (web1.lxmgr); a new bridge (new ifindex) needs it again."""
+        if self.has_dnsmasq:
+            self.resolver.set_link(self.name, self.settings.dns_servers, self.settings.domain)
+        else:
+            self.resolver.revert_link(self.name)
+
     def stop_services(self) -> None:
+        self.resolver.revert_link(self.name)  # no dnsmasq to answer for the domain
         self.dnsmasq.stop()
 
     def delete(self) -> None:
-        """Stop dnsmasq, delete the nft table and the bridge, remove the state dir.
+        """Revert the host resolver's link settings, stop dnsmasq, delete the nft table and
+        the bridge, remove the state dir.
 
         Every step is tried; the first failure is raised after the others ran.
         """
         errors: list[LxmgrError] = []
-        steps: list[Callable[[], None]] = [self.dnsmasq.stop, partial(nft.delete, self.name),
+        steps: list[Callable[[], None]] = [partial(self.resolver.revert_link, self.name),
+                                           self.dnsmasq.stop, partial(nft.delete, self.name),
                                            self.bridge.delete, self._remove_state_dir]
         for step in steps:
             try:

@@ -246,3 +246,41 @@ def test_foreign_link_is_never_adopted(netns) -> None:  # type: ignore[no-untype
     assert f"Link '{name}' exists and was not created by lxmgr" == message
     assert still_there
     assert "Refusing to delete" in refused
+
+
+def test_host_resolver_is_told_once_dnsmasq_answers_and_reverted_before_the_link_goes(
+        netns) -> None:  # type: ignore[no-untyped-def]
+    """systemd-resolved cannot run here: a recording stand-in for resolvectl notes, at each
+    call, whether the bridge exists and whether its dnsmasq answers for the domain."""
+    name = f"lxmt{uuid.uuid4().hex[:8]}"
+    gateway = "10.254.7.1"
+
+    def body() -> list[tuple[list[str], bool, bool]]:
+        from lxmgr.net import links, resolved
+
+        seen: list[tuple[list[str], bool, bool]] = []
+
+        def run(argv):  # type: ignore[no-untyped-def]
+            # dns_query raises when nothing answers; an unknown name gets no address
+            answered = argv[1] == "dns" and dns_query(gateway, "nobody.lab") == []
+            seen.append((list(argv[1:]), links.link_exists(name), answered))
+            return ""
+
+        cls = new_network(name, {}).__class__
+        net = cls(name, cls.plan_config(name, {"ipv4.address": f"{gateway}/24",
+                                               "ipv4.nat": "false", "dns.domain": "lab"},
+                                        others={}),
+                  resolver=resolved.HostResolver(run=run, run_dir=Path("/"),
+                                                 which=lambda _n: "resolvectl",
+                                                 same_netns=lambda: True))
+        try:
+            net.create()
+            net.start()
+        finally:
+            net.delete()
+        return seen
+
+    calls = netns(body)
+    tell = [(["dns", name, gateway], True, True), (["domain", name, "~lab"], True, False),
+            (["dnssec", name, "no"], True, False)]
+    assert calls == [*tell, *tell, (["revert", name], True, False)]

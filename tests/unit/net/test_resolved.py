@@ -1,0 +1,122 @@
+"""systemd-resolved per-link DNS for a network: the resolvectl argv, when it runs, the revert,
+and the bridge driver's calls, on a recording fake command runner (resolved cannot run here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from lxmgr.errors import CommandError
+from lxmgr.net import resolved
+from lxmgr.net.bridge import BridgeNetwork
+
+TOOL = "/usr/bin/resolvectl"
+
+
+class FakeRun:
+    """Records every argv; answers from `replies` (argv[1] -> stdout) or fails from `fail`."""
+
+    def __init__(self, replies: dict[str, str] | None = None, fail: str = "") -> None:
+        self.calls: list[list[str]] = []
+        self.replies = replies or {}
+        self.fail = fail
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        self.calls.append(list(argv))
+        if self.fail and argv[1] == self.fail:
+            raise CommandError(list(argv), 1, "Failed to set DNS configuration: Could not "
+                                              "activate remote peer 'org.freedesktop.resolve1'")
+        return self.replies.get(argv[1], "")
+
+
+def host(tmp_path: Path, run: FakeRun, *, present: bool = True, tool: str | None = TOOL,
+         same_netns: bool = True) -> resolved.HostResolver:
+    run_dir = tmp_path / "resolve"
+    if present:
+        run_dir.mkdir(exist_ok=True)
+    return resolved.HostResolver(run=run, run_dir=run_dir, which=lambda _name: tool,
+                                 same_netns=lambda: same_netns)
+
+
+def test_link_argvs_are_what_lxd_documents_for_lxdbr0() -> None:
+    assert resolved.build_link_argvs("resolvectl", "lxmgrbr0", ["10.1.2.1", "fd42::1"],
+                                     "lxmgr") == [
+        ["resolvectl", "dns", "lxmgrbr0", "10.1.2.1", "fd42::1"],
+        ["resolvectl", "domain", "lxmgrbr0", "~lxmgr"],
+        ["resolvectl", "dnssec", "lxmgrbr0", "no"]]
+    assert resolved.build_revert_argv("resolvectl", "lxmgrbr0") == [
+        "resolvectl", "revert", "lxmgrbr0"]
+
+
+def test_set_link_runs_them_in_order(tmp_path: Path) -> None:
+    run = FakeRun()
+    assert host(tmp_path, run).set_link("br1", ["10.1.2.1"], "lab") is True
+    assert run.calls == [[TOOL, "dns", "br1", "10.1.2.1"], [TOOL, "domain", "br1", "~lab"],
+                         [TOOL, "dnssec", "br1", "no"]]
+
+
+@pytest.mark.parametrize(("kw", "why"), [
+    ({"present": False}, "does not run systemd-resolved"),
+    ({"tool": None}, "resolvectl is not installed"),
+    ({"same_netns": False}, "network namespace of its own"),
+])
+def test_nothing_runs_without_a_resolved_serving_us(tmp_path: Path, kw: dict[str, bool],
+                                                    why: str) -> None:
+    run = FakeRun()
+    resolver = host(tmp_path, run, **kw)  # type: ignore[arg-type]
+    tool, reason = resolver.availability()
+    assert tool is None and why in reason
+    assert resolver.set_link("br1", ["10.1.2.1"], "lxmgr") is False
+    resolver.revert_link("br1")
+    assert run.calls == []
+
+
+def test_a_resolved_that_does_not_answer_stops_at_the_first_command(tmp_path: Path) -> None:
+    run = FakeRun(fail="dns")
+    assert host(tmp_path, run).set_link("br1", ["10.1.2.1"], "lxmgr") is False
+    assert run.calls == [[TOOL, "dns", "br1", "10.1.2.1"]]
+    run = FakeRun(fail="revert")
+    host(tmp_path, run).revert_link("br1")  # logged, not raised: the link may be gone
+    assert run.calls == [[TOOL, "revert", "br1"]]
+
+
+def test_no_address_no_command(tmp_path: Path) -> None:
+    run = FakeRun()
+    assert host(tmp_path, run).set_link("br1", [], "lxmgr") is False
+    assert run.calls == []
+
+
+def test_parse_link_values() -> None:
+    assert resolved.parse_link_values("Link 5 (lxmgrbr0): 10.1.2.1 fd42::1\n") == [
+        "10.1.2.1", "fd42::1"]
+    assert resolved.parse_link_values("Link 5 (lxmgrbr0): ~lxmgr\n") == ["~lxmgr"]
+    assert resolved.parse_link_values("Link 5 (lxmgrbr0):\n") == []
+    assert resolved.parse_link_values("Link 7 (br0): 10.0.0.1#ns.lab fe80::1%7\n") == [
+        "10.0.0.1", "fe80::1"]
+
+
+def test_link_settings_reads_both(tmp_path: Path) -> None:
+    run = FakeRun({"dns": "Link 9 (br1): 10.1.2.1\n", "domain": "Link 9 (br1): ~lxmgr\n"})
+    assert host(tmp_path, run).link_settings("br1") == (["10.1.2.1"], ["~lxmgr"])
+    assert run.calls == [[TOOL, "dns", "br1"], [TOOL, "domain", "br1"]]
+
+
+def test_bridge_tells_and_reverts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's calls: after dnsmasq is up (start), on stop_services and delete; a
+    network without an address reverts instead (no dnsmasq answers for it)."""
+    monkeypatch.setenv("LXMGR_DIR", str(tmp_path))
+    run = FakeRun()
+    net = BridgeNetwork("br1", {"ipv4.address": "10.1.2.1/24", "ipv6.address": "fd42::1/64",
+                                "dns.domain": "lab"}, resolver=host(tmp_path, run))
+    net._tell_host_resolver()
+    assert run.calls == [[TOOL, "dns", "br1", "10.1.2.1", "fd42::1"],
+                         [TOOL, "domain", "br1", "~lab"], [TOOL, "dnssec", "br1", "no"]]
+    run.calls.clear()
+    net.stop_services()
+    assert run.calls == [[TOOL, "revert", "br1"]]
+    bare = BridgeNetwork("br2", {"ipv4.address": "none"}, resolver=host(tmp_path, run))
+    run.calls.clear()
+    bare._tell_host_resolver()
+    assert run.calls == [[TOOL, "revert", "br2"]]
