@@ -54,7 +54,7 @@ def validate_pool_config(driver: str, config: dict[str, Any]) -> dict[str, str]:
     for key, value in config.items():
         if key not in POOL_KEYS[driver]:
             raise InvalidConfig(f"Invalid storage pool config key '{key}' for driver "
-                                f"'{driver}'")
+                                f"'{driver}'{v.did_you_mean(str(key), POOL_KEYS[driver])}")
         text = str(value).lower() if isinstance(value, bool) else str(value)
         try:
             POOL_KEYS[driver][key](text)

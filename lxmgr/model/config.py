@@ -119,7 +119,15 @@ def lookup_key(name: str) -> Key:
     for prefix, key in PREFIX_KEYS.items():
         if name.startswith(prefix) and len(name) > len(prefix):
             return key
-    raise InvalidConfig(f"Unknown config key '{name}'")
+    raise InvalidConfig(f"Unknown config key '{name}'{v.did_you_mean(name, _known(name))}")
+
+
+def _known(name: str) -> list[str]:
+    """What an unknown key may have meant: the registry, and the namespaces a user sets
+    with name's own suffix ('enviroment.FOO' -> 'environment.FOO')."""
+    suffix = name.partition(".")[2]
+    return list(KEYS) + [prefix + suffix for prefix in PREFIX_KEYS
+                         if suffix and prefix != VOLATILE_PREFIX]
 
 
 def to_config_value(value: object) -> str:

@@ -130,13 +130,15 @@ def validate_device(name: str, device: Mapping[str, object]) -> dict[str, str]:
     dtype = dev.get("type", "")
     if dtype not in DEVICE_KEYS:
         raise InvalidConfig(f"Invalid device '{name}': unknown type '{dtype}' "
-                            f"(must be one of {', '.join(sorted(DEVICE_KEYS))})")
+                            f"(must be one of {', '.join(sorted(DEVICE_KEYS))})"
+                            f"{v.did_you_mean(dtype, DEVICE_KEYS)}")
     allowed = DEVICE_KEYS[dtype]
     for key in sorted(dev):
         if key == "type":
             continue
         if key not in allowed:
-            raise InvalidConfig(f"Invalid device '{name}': unknown key '{key}' for type '{dtype}'")
+            raise InvalidConfig(f"Invalid device '{name}': unknown key '{key}' for type "
+                                f"'{dtype}'{v.did_you_mean(key, allowed)}")
     for key, validator in allowed.items():
         try:
             validator(dev.get(key, ""))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxmgr.errors import InvalidConfig
+from lxmgr.model.validate import did_you_mean
 
 TRIGGERS = ("create", "copy", "start", "rename")
 DEFAULT_MODE = 0o644
@@ -83,7 +84,8 @@ def parse_rule(path: object, entry: object) -> TemplateRule:
         raise InvalidConfig(f"Invalid image template '{target}': expected a mapping")
     unknown = sorted(str(k) for k in entry if k not in _KEYS)
     if unknown:
-        raise InvalidConfig(f"Invalid image template '{target}': unknown field '{unknown[0]}'")
+        raise InvalidConfig(f"Invalid image template '{target}': unknown field '{unknown[0]}'"
+                            f"{did_you_mean(unknown[0], _KEYS)}")
     return TemplateRule(
         path=target,
         when=_check_when(target, entry.get("when")),

@@ -144,7 +144,8 @@ def validate_network_key(name: str, value: str) -> None:
         return
     key = NETWORK_KEYS.get(name)
     if key is None:
-        raise InvalidConfig(f"Unknown network config key '{name}'")
+        raise InvalidConfig(f"Unknown network config key '{name}'"
+                            f"{v.did_you_mean(name, NETWORK_KEYS)}")
     try:
         if "\0" in value or "\n" in value:
             raise InvalidConfig("Value must not contain NUL or newlines")

@@ -18,6 +18,7 @@ import yaml
 from lxmgr.errors import InvalidConfig, NotFound
 from lxmgr.model.config import validate_config
 from lxmgr.model.devices import validate_devices
+from lxmgr.model.validate import did_you_mean
 
 # Fields `lxc profile show` prints that are server state, not profile content: ignored.
 _IGNORED_FIELDS = frozenset({"used_by", "project"})
@@ -56,7 +57,8 @@ def build_profile(data: object, name_hint: str | None = None) -> Profile:
         raise InvalidConfig("Profile must be a mapping with name, description, config, devices")
     for key in data:
         if key not in _FIELDS and key not in _IGNORED_FIELDS:
-            raise InvalidConfig(f"Unknown profile field '{key}'")
+            raise InvalidConfig(f"Unknown profile field '{key}'"
+                                f"{did_you_mean(str(key), _FIELDS)}")
     name = data.get("name", name_hint)
     if not isinstance(name, str):
         raise InvalidConfig("Profile has no name")

@@ -58,7 +58,8 @@ def validate_server_config(config: Mapping[str, object]) -> dict[str, str]:
     for name in sorted(config):
         key = SERVER_KEYS.get(str(name))
         if key is None:
-            raise InvalidConfig(f"Unknown server config key '{name}'")
+            raise InvalidConfig(f"Unknown server config key '{name}'"
+                                f"{v.did_you_mean(str(name), SERVER_KEYS)}")
         value = to_config_value(config[name])
         try:
             key.validator(value)

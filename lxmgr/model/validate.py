@@ -7,9 +7,10 @@ Imports only lxmgr.errors, lxmgr.model.units and the stdlib: no I/O.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from lxmgr.errors import InvalidConfig
 from lxmgr.model import units
@@ -18,6 +19,15 @@ Validator = Callable[[str], None]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT32_MAX = 2**32 - 1
+# How alike a known name must be to be suggested for an unknown one (difflib's ratio): a typo
+# or a truncation; difflib's default 0.6 offers 'limits.cpu' for 'limits.foo'.
+SUGGEST_CUTOFF = 0.8
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """": did you mean 'limits.memory'?" when one known name is close to name, else ""."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=SUGGEST_CUTOFF)
+    return f": did you mean '{match[0]}'?" if match and match[0] != name else ""
 
 
 def is_any(value: str) -> None:

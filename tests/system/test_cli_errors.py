@@ -2,7 +2,8 @@
 one line on stderr, a meaningful exit status, nothing left behind.
 
 exec of a command that cannot run (127 not found, 126 not executable, as LXC and a shell),
-on the click-free fast path, through click (a `local:` name) and with a pty."""
+on the click-free fast path, through click (a `local:` name) and with a pty; a misspelt
+config key answered with the close one."""
 
 from __future__ import annotations
 
@@ -35,3 +36,14 @@ def test_exec_of_what_cannot_run(daemon) -> None:  # type: ignore[no-untyped-def
     done = daemon.api("GET", f"{op['operation']}/wait?timeout=30")["metadata"]
     assert done["status"] == "Success"
     assert done["metadata"] == {"return": 127, "error": "Command not found: nosuchcmd"}
+
+
+def test_a_misspelt_config_key_gets_the_close_one(daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon.cli("init", "debian", "cfg1")
+    _one_line(daemon.cli("config", "set", "cfg1", "limits.memroy", "1GiB", check=False), 1,
+              "Unknown config key 'limits.memroy': did you mean 'limits.memory'?")
+    _one_line(daemon.cli("profile", "set", "default", "limits.memroy=1GiB", check=False), 1,
+              "Unknown config key 'limits.memroy': did you mean 'limits.memory'?")
+    _one_line(daemon.cli("network", "create", "nt0", "ipv4.adress=10.9.9.1/24", check=False),
+              1, "Unknown network config key 'ipv4.adress': did you mean 'ipv4.address'?")
+    assert "limits" not in daemon.cli("config", "show", "cfg1").stdout

@@ -81,8 +81,25 @@ def test_key_rejects_bad_value_naming_key(key: str) -> None:
 
 
 def test_unknown_key_is_named() -> None:
-    with pytest.raises(InvalidConfig, match=r"^Unknown config key 'limits.cpus'$"):
+    with pytest.raises(InvalidConfig, match=r"^Unknown config key 'limits.cpus': did you "
+                                            r"mean 'limits.cpu'\?$"):
         validate_config({"limits.cpus": "2"})
+
+
+@pytest.mark.parametrize(("key", "meant"), [("limits.memroy", "limits.memory"),
+                                            ("securty.nesting", "security.nesting"),
+                                            ("enviroment.HTTP_PROXY", "environment.HTTP_PROXY"),
+                                            ("usr.note", "user.note")])
+def test_unknown_key_suggests_a_close_one(key: str, meant: str) -> None:
+    with pytest.raises(InvalidConfig) as err:
+        validate_key(key, "1")
+    assert str(err.value) == f"Unknown config key '{key}': did you mean '{meant}'?"
+
+
+@pytest.mark.parametrize("key", ["foo.bar", "limits.foo", "raw.lxc", "volatile", "limits"])
+def test_unknown_key_far_from_any_has_no_suggestion(key: str) -> None:
+    with pytest.raises(InvalidConfig, match=rf"^Unknown config key '{key}'$"):
+        validate_key(key, "1")
 
 
 @pytest.mark.parametrize("key", ["user.", "environment.", "image.", "limits", "raw.lxc"])

@@ -43,6 +43,10 @@ BAD = [
     ("key of another type", "eth0", {"type": "nic", "network": "br", "path": "/"},
      r"unknown key 'path'"),
     ("none with keys", "m", {"type": "none", "path": "/"}, r"unknown key 'path'"),
+    ("misspelt key", "eth0", {"type": "nic", "network": "br", "nictyp": "bridged"},
+     r"^Invalid device 'eth0': unknown key 'nictyp' for type 'nic': did you mean "
+     r"'nictype'\?$"),
+    ("misspelt type", "x", {"type": "unix-chr"}, r"did you mean 'unix-char'\?$"),
     ("disk without path", "d", {"type": "disk", "source": "/s"},
      r"^Invalid device 'd' key 'path': Value is required$"),
     ("relative path", "d", {"type": "disk", "path": "mnt", "source": "/s"}, r"key 'path'"),

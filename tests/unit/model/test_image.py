@@ -108,7 +108,9 @@ BAD_ENTRIES: list[tuple[Any, str]] = [
     ({"template": "a", "mode": "999"}, r"field 'mode': '999' is not an octal file mode"),
     ({"template": "a", "mode": "7777"}, r"field 'mode'"),
     ({"template": "a", "mode": 644}, r"field 'mode': expected a quoted octal string"),
-    ({"template": "a", "owner": "root"}, r"unknown field 'owner'"),
+    ({"template": "a", "owner": "root"}, r"unknown field 'owner'$"),
+    ({"template": "a", "crate_only": True}, r"unknown field 'crate_only': did you mean "
+                                            r"'create_only'\?$"),
     ("hostname.tpl", r"expected a mapping"),
 ]
 

@@ -53,6 +53,14 @@ def test_unknown_key_is_named() -> None:
         n.validate_network_config({"user.": "x"})
 
 
+def test_unknown_key_suggests_a_close_one() -> None:
+    with pytest.raises(InvalidConfig, match=r"^Unknown network config key 'ipv4.adress': "
+                                            r"did you mean 'ipv4.address'\?$"):
+        n.validate_network_config({"ipv4.adress": "10.0.0.1/24"})
+    with pytest.raises(InvalidConfig, match=r"^Unknown network config key 'colour'$"):
+        n.validate_network_config({"colour": "x"})
+
+
 def test_ranges_must_be_inside_the_subnet() -> None:
     ok = {"ipv4.address": "10.1.2.1/24", "ipv4.dhcp.ranges": "10.1.2.10-10.1.2.20,10.1.2.30"}
     assert n.validate_network_config(ok)["ipv4.dhcp.ranges"] == ok["ipv4.dhcp.ranges"]

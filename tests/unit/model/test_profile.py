@@ -78,10 +78,12 @@ def test_minimal_profile_uses_name_hint() -> None:
 
 
 @pytest.mark.parametrize(("text", "hint", "pattern"), [
-    ("name: a\nconfig: {limits.cpus: 2}\n", None, r"^Unknown config key 'limits.cpus'$"),
+    ("name: a\nconfig: {limits.cpus: 2}\n", None,
+     r"^Unknown config key 'limits.cpus': did you mean 'limits.cpu'\?$"),
     ("name: a\ndevices: {r: {type: disk, path: /, pool: p, x: 1}}\n", None, r"unknown key 'x'"),
     ("name: a\nconfig: {volatile.uuid: x}\n", None, r"volatile"),
-    ("name: a\nfoo: bar\n", None, r"Unknown profile field 'foo'"),
+    ("name: a\nfoo: bar\n", None, r"^Unknown profile field 'foo'$"),
+    ("name: a\ndevies: {}\n", None, r"^Unknown profile field 'devies': did you mean 'devices'\?$"),
     ("- a\n- b\n", None, r"must be a mapping"),
     ("description: x\n", None, r"no name"),
     ("name: a\n", "b", r"'a' does not match 'b'"),

@@ -17,7 +17,9 @@ def test_keys_and_defaults() -> None:
 
 
 @pytest.mark.parametrize("config,message", [
-    ({"core.bogus": "1"}, "Unknown server config key 'core.bogus'"),
+    ({"core.bogus": "1"}, "^Unknown server config key 'core.bogus'$"),
+    ({"core.http_address": ":8443"}, "^Unknown server config key 'core.http_address': did "
+                                      "you mean 'core.https_address'\\?$"),
     ({"images.auto_update_interval": "soon"}, "images.auto_update_interval"),
     ({"images.auto_update_cached": "maybe"}, "images.auto_update_cached"),
     ({"images.remote_cache_expiry": "-1"}, "images.remote_cache_expiry"),

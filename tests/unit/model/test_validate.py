@@ -88,3 +88,13 @@ def test_is_one_of_names_the_choices() -> None:
 def test_int_rejects_non_ascii_digits() -> None:
     with pytest.raises(InvalidConfig):
         v.is_int64("\u0661\u0662")
+
+
+@pytest.mark.parametrize(("name", "known", "said"), [
+    ("limits.memroy", ["limits.memory", "limits.cpu"], ": did you mean 'limits.memory'?"),
+    ("nictyp", ["nictype", "network", "name"], ": did you mean 'nictype'?"),
+    ("limits.foo", ["limits.memory", "limits.cpu"], ""),  # a shared prefix is not enough
+    ("x", [], ""),
+])
+def test_did_you_mean(name: str, known: list[str], said: str) -> None:
+    assert v.did_you_mean(name, known) == said
