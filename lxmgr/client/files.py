@@ -1,6 +1,7 @@
 """The instance files API from the client side (`lxmgr file`, LXD's CreateInstanceFile /
-GetInstanceFile / DeleteInstanceFile): stat, pull into a stream, push from a stream, mkdir,
-symlink, delete. Bodies are streamed in CHUNK pieces, never held whole in memory.
+GetInstanceFile / DeleteInstanceFile): stat, pull into a stream (pull_follow: through
+symlinks), push from a stream, mkdir, symlink, delete. Bodies are streamed in CHUNK pieces,
+never held whole in memory.
 
 Each transfer uses a connection of its own (closed after). Imports only lxmgr.client.rest,
 lxmgr.client.transfer, lxmgr.errors and the stdlib.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -110,6 +112,46 @@ def pull(client: Client, name: str, path: str, out: BinaryIO | None) -> dict[str
     finally:
         conn.close()
     return info
+
+
+# Links followed before giving up: the kernel's MAXSYMLINKS (include/linux/namei.h), which
+# openat2 also applies inside one path.
+MAX_LINKS = 40
+MAX_PATH = 4096  # the server's limit for the `path` parameter (PATH_MAX)
+
+
+def link_path(link: str, target: str) -> str:
+    """The path a GET of `target` should ask for, `target` being the content of the symlink
+    at `link`: an absolute target as it is, a relative one after the link's directory. Not
+    normalized: the server resolves each `..` inside the container after the symlinks
+    before it, as the kernel would; lexically only when the joined path grows too long."""
+    if target.startswith("/"):
+        return target
+    joined = f"{link.rstrip('/').rpartition('/')[0]}/{target}"
+    return joined if len(joined) < MAX_PATH else posixpath.normpath(joined)
+
+
+def pull_follow(client: Client, name: str, path: str, out: BinaryIO | None) \
+        -> dict[str, Any]:
+    """pull(), following symlinks to what they point to, inside the instance: one GET per
+    link, as lxc does for `lxc file pull NAME/LINK -` (lxc/file.go); the server resolves
+    every path in the container's root, so no link leads out of it. The info of the file
+    or directory found, with its `path`; NotFound names a dangling link."""
+    current = path
+    for _ in range(MAX_LINKS + 1):
+        try:
+            info = pull(client, name, current, out)
+        except errors.NotFound:
+            if current == path:
+                raise
+            raise errors.NotFound(f"Symlink '{path}' leads to "
+                                  f"'{posixpath.normpath(current)}', which does not exist "
+                                  f"in '{name}'") from None
+        if info["type"] != "symlink":
+            info["path"] = current
+            return info
+        current = link_path(current, info["target"])
+    raise errors.InvalidConfig(f"Too many levels of symbolic links at '{path}'")
 
 
 def _perm_headers(kind: str, uid: int | None, gid: int | None, mode: int | None,

@@ -1,7 +1,9 @@
 """`lxmgr file push|pull|edit|delete` (LXD's `lxc file`), over lxmgr.client.files.
 
-Remote paths are NAME/PATH. A recursive pull writes only names the server listed (never
-containing "/"), creates local symlinks as symlinks and never writes through one.
+Remote paths are NAME/PATH. A symlink named on the command line is followed inside the
+instance (the file it leads to is pulled or edited); a recursive pull writes only names the
+server listed (never containing "/"), recreates the symlinks of the tree as symlinks and
+never writes through one.
 """
 
 from __future__ import annotations
@@ -131,6 +133,9 @@ def _push_tree(app: Any, name: str, source: str, dest: str, perms: dict[str, Any
 def pull(sources: tuple[str, ...], target: str, recursive: bool, create_dirs: bool) -> None:
     """Pull files from an instance (TARGET `-` is stdout).
 
+    A symlink named on the command line is followed inside the instance: you get the file
+    it points to. Symlinks found in a directory pulled with -r are recreated as symlinks.
+
     \b
     Examples:
       lxmgr file pull web1/etc/hosts .
@@ -144,24 +149,36 @@ def pull(sources: tuple[str, ...], target: str, recursive: bool, create_dirs: bo
     for spec in sources:
         name, path = split_remote(spec)
         if target == "-":
-            from lxmgr.client import files
-
-            files.pull(app.client, name, path, sys.stdout.buffer)
+            _pull_stdout(app, name, path)
             continue
         dest = target
         if os.path.isdir(target):
             dest = os.path.join(target, os.path.basename(path.rstrip("/")) or name)
-        _pull_one(app, name, path, dest, recursive)
+        _pull_one(app, name, path, dest, recursive, follow=True)
 
 
-def _pull_one(app: Any, name: str, path: str, dest: str, recursive: bool) -> None:
+def _pull_stdout(app: Any, name: str, path: str) -> None:
+    from lxmgr.client import files
+
+    info = files.pull_follow(app.client, name, path, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    if info["type"] == "directory":
+        app.abort(f"'{path}' is a directory: pull it with -r into a local directory")
+
+
+def _pull_one(app: Any, name: str, path: str, dest: str, recursive: bool,
+              follow: bool = False) -> None:
+    """path into dest; follow: through symlinks (a path the user named, as lxc does for
+    `-` and -r; for a local target too, so that the user never gets a link that dangles
+    on the host), else a symlink is recreated as one (an entry of a tree, as lxc does)."""
     from lxmgr.client import files
 
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) \
         if not os.path.isdir(dest) else None
     try:
         with os.fdopen(fd, "wb") if fd is not None else open(os.devnull, "wb") as out:
-            info = files.pull(app.client, name, path, out)
+            get = files.pull_follow if follow else files.pull
+            info = get(app.client, name, path, out)
             if fd is not None and info["type"] == "file":
                 out.truncate()
                 os.fchmod(out.fileno(), info["mode"])
@@ -179,10 +196,11 @@ def _pull_one(app: Any, name: str, path: str, dest: str, recursive: bool) -> Non
     if not recursive:
         app.abort(f"'{path}' is a directory (use -r)")
     os.makedirs(dest, mode=info["mode"] | 0o700, exist_ok=True)
+    source = info.get("path", path)
     for entry in info["entries"]:
         if "/" in entry or entry in (".", ".."):
             continue
-        _pull_one(app, name, _join(path, entry), os.path.join(dest, entry), True)
+        _pull_one(app, name, _join(source, entry), os.path.join(dest, entry), True)
 
 
 @file.command()
@@ -200,7 +218,8 @@ def edit(spec: str) -> None:
     app, (name, path) = get_app(), split_remote(spec)
     with tempfile.NamedTemporaryFile(prefix="lxmgr-edit-") as tmp:
         if sys.stdin.isatty():
-            files.pull(app.client, name, path, tmp)
+            if files.pull_follow(app.client, name, path, tmp)["type"] == "directory":
+                app.abort(f"'{path}' is a directory")
             tmp.flush()
             editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
             if subprocess.call([*editor.split(), tmp.name]) != 0:
