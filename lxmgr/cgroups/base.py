@@ -118,6 +118,14 @@ def read_keyed(path: str) -> dict[str, str]:
     return {p[0]: p[1] for p in pairs if len(p) == 2}
 
 
+def read_cpu_stat_ns(directory: str) -> int | None:
+    """CPU time of a cgroup2 directory in ns: cpu.stat's usage_usec, which the kernel keeps
+    in every cgroup2 directory, with or without the cpu controller (cgroup-v2.rst, "Core
+    Interface Files"); None when there is no cpu.stat."""
+    usage = read_keyed(os.path.join(directory, "cpu.stat")).get("usage_usec")
+    return int(usage) * 1000 if usage is not None and usage.isdigit() else None
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `check` until true; KernelError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

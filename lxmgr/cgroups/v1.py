@@ -14,6 +14,7 @@ from lxmgr.cgroups.base import (
     CgroupDriver,
     Usage,
     online_cpus,
+    read_cpu_stat_ns,
     read_file,
     read_int,
     wait_for,
@@ -88,9 +89,17 @@ class V1Driver(CgroupDriver):
             memory_bytes=memory or 0,
             memory_peak_bytes=self._read(name, "memory", "memory.max_usage_in_bytes"),
             swap_bytes=max(0, memsw - (memory or 0)) if memsw is not None else None,
-            cpu_ns=self._read(name, "cpuacct", "cpuacct.usage") or 0,
+            cpu_ns=self._cpu_ns(name),
             processes=processes if processes is not None else len(self.pids(name)),
         )
+
+    def _cpu_ns(self, name: str) -> int:
+        """cpuacct.usage; without a cpuacct hierarchy, cpu.stat of the unified tree of a
+        hybrid host (the kernel accounts CPU time there whatever the controllers)."""
+        usage = self._read(name, "cpuacct", "cpuacct.usage")
+        if usage is None and self.layout.unified is not None:
+            usage = read_cpu_stat_ns(self.path(self.layout.unified, name))
+        return usage or 0
 
     def _read(self, name: str, controller: str, file: str) -> int | None:
         path = self._file(name, controller, file)

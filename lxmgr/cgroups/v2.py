@@ -14,6 +14,7 @@ from lxmgr.cgroups.base import (
     CgroupDriver,
     Usage,
     online_cpus,
+    read_cpu_stat_ns,
     read_file,
     read_int,
     read_keyed,
@@ -69,15 +70,15 @@ class V2Driver(CgroupDriver):
         return online_cpus()
 
     def usage(self, name: str) -> Usage:
-        """memory.current/peak, memory.swap.current, cpu.stat usage_usec, pids.current."""
+        """memory.current/peak, memory.swap.current, cpu.stat usage_usec (there even without
+        the cpu controller, as on a hybrid host's unified tree), pids.current."""
         path = self.path(self._tree, name)
-        usage_usec = read_keyed(os.path.join(path, "cpu.stat")).get("usage_usec", "0")
         processes = read_int(os.path.join(path, "pids.current"))
         return Usage(
             memory_bytes=read_int(os.path.join(path, "memory.current")) or 0,
             memory_peak_bytes=read_int(os.path.join(path, "memory.peak")),
             swap_bytes=read_int(os.path.join(path, "memory.swap.current")),
-            cpu_ns=int(usage_usec) * 1000,
+            cpu_ns=read_cpu_stat_ns(path) or 0,
             processes=processes if processes is not None else len(self.pids(name)),
         )
 

@@ -15,6 +15,7 @@ from lxmgr.api.envelope import sync_response
 from lxmgr.api.operation import format_time
 from lxmgr.daemon.responses import STATE_FIELDS
 from lxmgr.errors import InvalidConfig, LxmgrError, NotFound
+from lxmgr.instances import metrics_cgroup as mcg
 from lxmgr.instances.manager import Manager
 from lxmgr.model.config import expand
 from lxmgr.model.instance import InstanceSpec
@@ -33,19 +34,32 @@ def instance_state(manager: Manager, name: str, *, spec: InstanceSpec | None = N
     spec and expanded devices: when the caller has them already."""
     state = manager.state(name, spec=spec, devices=devices,
                           network="state.network" in fields)
+    memory = {"usage": state["memory"]["usage"],
+              "usage_peak": state["memory"].get("usage_peak", 0),
+              "swap_usage": state["memory"].get("swap_usage", 0),
+              "swap_usage_peak": 0, "total": 0}
+    if state["pid"]:
+        memory.update(_memory_state(manager, name))
     return {
         "status": state["status"],
         "status_code": STATUS_CODES.get(state["status"], 112),
         "pid": state["pid"],
         "processes": state["processes"] if state["pid"] else 0,
         "cpu": {"usage": state["cpu"]["usage"]},
-        "memory": {"usage": state["memory"]["usage"],
-                   "usage_peak": state["memory"].get("usage_peak", 0),
-                   "swap_usage": state["memory"].get("swap_usage", 0),
-                   "swap_usage_peak": 0, "total": 0},
+        "memory": memory,
         "disk": {} if "state.disk" in fields else None,
         "network": state.get("network", {}) if "state.network" in fields else None,
     }
+
+
+def _memory_state(manager: Manager, name: str) -> dict[str, int]:
+    """memory.total (the effective limit, host memory when unlimited, as LXD's
+    GetEffectiveMemoryLimit) and swap_usage_peak of a running instance; {} when its cgroup
+    is gone (stopped meanwhile)."""
+    try:
+        return mcg.read_memory_state(mcg.CgroupFiles(manager.cgroups, name))
+    except (LxmgrError, OSError, ValueError):
+        return {}
 
 
 def instance(manager: Manager, name: str, full: bool = False, *,

@@ -1,10 +1,12 @@
-"""READ-ONLY readers of an instance's cgroup files for the metrics, on v1 and v2 layouts.
+"""READ-ONLY readers of an instance's cgroup files for the metrics and the instance state, on
+v1 and v2 layouts.
 
 What `CgroupDriver.usage()` does not give: CPU time per CPU and mode, memory.stat details,
-the effective memory limit, OOM kills, effective CPUs and block I/O. The files are found
-through the driver's public paths (`hierarchies`, `path()`); nothing here writes, creates
-or removes anything. Parsers are pure (`parse_*`) and mirror LXD's `lxd/cgroup/abstraction.go`
-(GetCPUAcctUsageAll, GetMemoryStats, GetOOMKills, GetIOStats).
+the effective memory limit, the swap peak, OOM kills, effective CPUs and block I/O. The
+files are found through the driver's public paths (`hierarchies`, `path()`); nothing here
+writes, creates or removes anything. Parsers are pure (`parse_*`) and mirror LXD's
+`lxd/cgroup/abstraction.go` (GetCPUAcctUsageAll, GetMemoryStats, GetOOMKills, GetIOStats,
+GetEffectiveMemoryLimit, GetMemorySwapMaxUsage).
 Imports lxmgr.api.metrics and lxmgr.cgroups; never runtime or daemon.
 """
 
@@ -189,6 +191,29 @@ def read_memory_limit(files: CgroupFiles) -> int:
     if text is None or not text.isdigit():
         return host
     return min(int(text), host)
+
+
+def read_swap_peak(files: CgroupFiles) -> int | None:
+    """The most swap used at once: memory.swap.peak (v2, kernel 6.5+), or v1's
+    memory.memsw.max_usage_in_bytes minus memory.max_usage_in_bytes (LXD's
+    GetMemorySwapMaxUsage); None when the kernel does not tell."""
+    if files.v2:
+        text = files.read("memory", "memory.swap.peak")
+        return int(text) if text and text.isdigit() else None
+    memsw = files.read("memory", "memory.memsw.max_usage_in_bytes")
+    memory = files.read("memory", "memory.max_usage_in_bytes")
+    if not (memsw and memsw.isdigit() and memory and memory.isdigit()):
+        return None
+    return max(0, int(memsw) - int(memory))
+
+
+def read_memory_state(files: CgroupFiles) -> dict[str, int]:
+    """What LXD's InstanceState.memory adds to the driver's usage: `total` (the effective
+    limit, instances_state_total) and `swap_usage_peak`; {} without a memory controller,
+    as LXD's memoryState() leaves them at 0 then."""
+    if files.dir("memory") is None:
+        return {}
+    return {"total": read_memory_limit(files), "swap_usage_peak": read_swap_peak(files) or 0}
 
 
 def read_oom_kills(files: CgroupFiles) -> int | None:

@@ -1,4 +1,5 @@
-"""`lxmgr info`: status and resource usage of one instance (like `lxc info`)."""
+"""`lxmgr info`: status and resource usage of one instance (like `lxc info`), each
+usage beside its limit."""
 
 from __future__ import annotations
 
@@ -46,20 +47,75 @@ def _snapshots(snapshots: list[dict[str, Any]]) -> list[str]:
 
 
 def _resources(inst: dict[str, Any], state: dict[str, Any]) -> list[str]:
-    lines = ["", "Resources:", f"  Processes: {state.get('processes', 0)}"]
+    """lxc info's Resources section; each usage with its limit from the expanded config."""
+    config = inst.get("expanded_config") or {}
+    lines = ["", "Resources:",
+             f"  Processes: {state.get('processes', 0)} ({processes_limit(config)})"]
     cpu = (state.get("cpu") or {}).get("usage")
     if cpu is not None:
-        lines += ["  CPU usage:", f"    CPU usage (in seconds): {int(cpu) // 1_000_000_000}"]
+        lines += ["  CPU usage:", f"    CPU usage (in seconds): {format_cpu_seconds(cpu)} "
+                                  f"({cpu_limit(config)})"]
     memory = state.get("memory") or {}
-    if memory:
-        lines.append("  Memory usage:")
-        for key, label in (("usage", "Memory (current)"), ("usage_peak", "Memory (peak)"),
-                           ("swap_usage", "Swap (current)"), ("swap_usage_peak", "Swap (peak)")):
-            if memory.get(key):
-                lines.append(f"    {label}: {format_size(memory[key])}")
+    lines += ["  Memory usage:", f"    Memory (current): {format_size(memory.get('usage') or 0)}"
+                                 f" ({memory_limit(config, memory)})"]
+    for key, label in (("usage_peak", "Memory (peak)"), ("swap_usage", "Swap (current)"),
+                       ("swap_usage_peak", "Swap (peak)")):
+        if memory.get(key):
+            lines.append(f"    {label}: {format_size(memory[key])}")
     lines += _network(state.get("network") or {})
     lines += _lease_hint(inst, state)
     return lines
+
+
+def format_cpu_seconds(nanoseconds: int | float) -> str:
+    """CPU time as seconds with two decimals (lxc prints whole seconds: 0.9 s would be 0)."""
+    return f"{nanoseconds / 1e9:.2f}"
+
+
+def processes_limit(config: dict[str, str]) -> str:
+    """'limit N' from limits.processes, else 'unlimited'."""
+    value = config.get("limits.processes")
+    return f"limit {value}" if value else "unlimited"
+
+
+def cpu_limit(config: dict[str, str]) -> str:
+    """limits.cpu (a count or pinned CPUs) and a hard limits.cpu.allowance (quota/period)
+    as 'limit ...', a percentage allowance as the soft limit it is; else 'unlimited'."""
+    from lxmgr.errors import InvalidConfig
+    from lxmgr.model.units import parse_cpu_allowance, parse_limits_cpu
+
+    hard: list[str] = []
+    soft = ""
+    cpus, allowance = config.get("limits.cpu"), config.get("limits.cpu.allowance")
+    try:
+        if cpus:
+            picked = parse_limits_cpu(cpus)
+            count = picked if isinstance(picked, int) else len(picked)
+            text = f"{count} CPU{'' if count == 1 else 's'}"
+            hard.append(text if isinstance(picked, int) else f"{text}: {cpus}")
+        if allowance:
+            kind, amount, _period = parse_cpu_allowance(allowance)
+            if kind == "quota":
+                hard.append(allowance)
+            elif amount < 100:
+                soft = f"soft limit {amount}%"
+    except InvalidConfig:  # not lxmgr's validation (another server): show it as it is
+        hard = [value for value in (cpus, allowance) if value]
+    pieces = ([f"limit {', '.join(hard)}"] if hard else []) + ([soft] if soft else [])
+    return ", ".join(pieces) or "unlimited"
+
+
+def memory_limit(config: dict[str, str], memory: dict[str, Any]) -> str:
+    """limits.memory as the server applies it: memory.total is the effective limit (a
+    percentage resolved, capped by the host's memory, as LXD's GetEffectiveMemoryLimit);
+    'soft limit' when limits.memory.enforce is soft; else 'unlimited'."""
+    value = config.get("limits.memory")
+    if not value:
+        return "unlimited"
+    if config.get("limits.memory.enforce") == "soft":
+        return f"soft limit {value}"
+    total = memory.get("total")
+    return f"limit {format_size(total) if total else value}"
 
 
 def _lease_hint(inst: dict[str, Any], state: dict[str, Any]) -> list[str]:
@@ -96,7 +152,7 @@ def _network(network: dict[str, Any]) -> list[str]:
 @click.command()
 @click.argument("name", type=ON_SERVER, shell_complete=complete_instances)
 def info(name: str) -> None:
-    """Show an instance's status, processes, memory, CPU and network.
+    """Show an instance's status, processes, CPU, memory and network, with their limits.
 
     \b
     Examples:

@@ -222,8 +222,10 @@ def test_info(run: Run, fake: FakeClient) -> None:
     result = run("info", "c1")
     assert result.exit_code == 0, result.output
     for line in ("Name: c1", "Status: RUNNING", "PID: 4242", "Created: 2026/01/02 03:04 UTC",
-                 "Profiles: default, web", "  Processes: 12", "    CPU usage (in seconds): 5",
-                 "    Memory (current): 50.00MiB", "      IP address: 10.0.3.5/24 (global)"):
+                 "Profiles: default, web", "  Processes: 12 (unlimited)",
+                 "    CPU usage (in seconds): 5.00 (limit 2 CPUs)",
+                 "    Memory (current): 50.00MiB (limit 1GiB)",
+                 "      IP address: 10.0.3.5/24 (global)"):
         assert line in result.output.splitlines()
 
 
