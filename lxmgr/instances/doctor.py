@@ -2,13 +2,14 @@
 
 For each managed network: the bridge is up with its gateway, its dnsmasq is alive and
 answers a real DNS query, DHCP's udp/67 is bound by that dnsmasq, no other process holds
-53/67 on the gateway, no foreign firewall drops its forwarded or input traffic, and no
-route or address elsewhere overlaps its subnet; host-wide: the tools and ip_forward. Every
-Check (host.Check) carries a one-line detail and a concrete fix command.
+53/67 on the gateway, the host's own resolver sends the network's domain there (or what
+works instead), no foreign firewall drops its forwarded or input traffic, and no route or
+address elsewhere overlaps its subnet; host-wide: the tools and ip_forward. Every Check
+(host.Check) carries a one-line detail and a concrete fix command.
 
-Read-only: it reads /proc, netlink and `nft -j list ruleset`, sends one DNS query to each
-gateway (a local address), and never changes a link, table or process. Blocking: the daemon
-runs it in a thread. Acts in the caller's network namespace.
+Read-only: it reads /proc, netlink, `nft -j list ruleset` and `resolvectl dns|domain`, sends
+one DNS query to each gateway (a local address), and never changes a link, table or process.
+Blocking: the daemon runs it in a thread. Acts in the caller's network namespace.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def network_checks(drivers: Iterable[BridgeNetwork]) -> list[Check]:
         out.append(bridge)
         if bridge.ok and driver.has_dnsmasq:
             out += dnsmasq_checks(driver, sockets)
+            out.append(check_host_dns(driver))
         if ruleset_error:
             out.append(Check(f"{driver.name} firewall", False, ruleset_error,
                              f"run `{nft.NFT} -j list ruleset` as root", fatal=False))
@@ -240,6 +242,33 @@ def _check_dns(driver: BridgeNetwork, gateway: str) -> Check:
     ok = rcode in ("NOERROR", "NXDOMAIN")
     return Check(name, ok, f"{gateway}:53 answered {rcode} in {seconds * 1000:.0f} ms",
                  f"{RESTART}  # log: {driver.dnsmasq.log_file}")
+
+
+def check_host_dns(driver: BridgeNetwork) -> Check:
+    """Whether the host itself resolves NAME.<dns.domain>: where it runs systemd-resolved the
+    driver routed the domain to the bridge (LXD documents the same for lxdbr0); elsewhere
+    nothing can tell the host's resolver, and the one line says what works instead (not a
+    failure: containers resolve each other either way)."""
+    name = f"{driver.name} host dns"
+    domain, server = driver.settings.domain, driver.settings.dns_servers[0]
+    instead = (f"*.{domain} resolves on the host only by asking {server}: "
+               f"`dig @{server} NAME.{domain}`, or send {domain} to {server} in the host's "
+               "resolver")
+    tool, why = driver.resolver.availability()
+    if tool is None:
+        return Check(name, True, f"{why}; {instead}")
+    try:
+        servers, domains = driver.resolver.link_settings(driver.name)
+    except LxmgrError as err:
+        return Check(name, True, f"systemd-resolved does not answer ({err}); {instead}")
+    if server in servers and f"~{domain}" in domains:
+        return Check(name, True, f"systemd-resolved sends *.{domain} to {', '.join(servers)}")
+    want = " ".join(driver.settings.dns_servers)
+    return Check(name, False, f"systemd-resolved does not send *.{domain} to {server} "
+                 f"(link {driver.name}: dns {' '.join(servers) or 'none'}, domains "
+                 f"{' '.join(domains) or 'none'})",
+                 f"resolvectl dns {driver.name} {want} && resolvectl domain {driver.name} "
+                 f"'~{domain}'  # or {RESTART}")
 
 
 def _check_port(driver: BridgeNetwork, port: int, held: list[UdpSocket], mine: set[int],

@@ -1,15 +1,19 @@
 """Names between containers, as with LXD: from a neighbour, `web1` and `web1.lxmgr` resolve to
 web1's IPv4 lease. The network's dnsmasq hands out its dns.domain as the DHCP domain and
 search list, the image takes it as its search domain and answers no single label by LLMNR.
-On the hermetic test bridge of test_network.py (no NAT, no upstream DNS servers)."""
+On the hermetic test bridge of test_network.py (no NAT, no upstream DNS servers). The host
+resolves web1.lxmgr through systemd-resolved where it runs it, else `lxmgr doctor` says
+what works instead."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 
-from tests.system.test_network import net, wait_leases  # noqa: F401
+from lxmgr.net.resolved import HostResolver
+from tests.system.test_network import _resolve, gateway, net, wait_leases  # noqa: F401
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system]
 
@@ -48,3 +52,19 @@ def test_short_names_resolve_between_containers_over_ipv4(daemon, net) -> None: 
     # Single labels go to dnsmasq, not to LLMNR: resolved has it off on eth0.
     status = _exec(daemon, "web2", "resolvectl", "status", "eth0").stdout
     assert "-LLMNR" in status and "-mDNS" in status, status
+
+
+def test_the_host_resolves_the_domain_or_doctor_says_what_works(daemon, net) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    daemon.cli("launch", "debian", "web1", "-p", "default", "-p", "testnet")
+    lease = wait_leases(daemon, ["web1"])["web1"]
+    gw = gateway(daemon, net)
+    doctor = daemon.cli("doctor", check=False)
+    assert doctor.returncode == 0, doctor.stdout
+    line = next(x for x in doctor.stdout.splitlines() if f" {net} host dns: " in x)
+    if HostResolver().availability()[0] is not None:
+        assert line == f"[ OK ] {net} host dns: systemd-resolved sends *.lxmgr to {gw}"
+        assert socket.gethostbyname("web1.lxmgr") == lease
+    else:  # as on the CI machine: no systemd as init
+        assert line.startswith(f"[ OK ] {net} host dns: ")
+        assert f"`dig @{gw} NAME.lxmgr`" in line
+        assert _resolve(gw, "web1.lxmgr") == lease  # what the line says works, works

@@ -37,8 +37,10 @@ def doctor() -> None:
     """Check the host for network problems; print a fix for each.
 
     Looks at the bridge, dnsmasq (alive and answering), ports 53/67 taken by another
-    resolver, ip_forward, a FORWARD policy of DROP set by another firewall and routes that
-    collide with a network's subnet. Exits 1 when any check fails.
+    resolver, whether the host's own resolver (systemd-resolved) sends the network's domain
+    (web1.lxmgr) to it, or how to reach it where it cannot, ip_forward, a FORWARD policy of
+    DROP set by another firewall and routes that collide with a network's subnet. Exits 1
+    when any check fails.
 
     \b
     Examples:

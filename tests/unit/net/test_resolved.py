@@ -3,41 +3,14 @@ and the bridge driver's calls, on a recording fake command runner (resolved cann
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from lxmgr.errors import CommandError
 from lxmgr.net import resolved
 from lxmgr.net.bridge import BridgeNetwork
-
-TOOL = "/usr/bin/resolvectl"
-
-
-class FakeRun:
-    """Records every argv; answers from `replies` (argv[1] -> stdout) or fails from `fail`."""
-
-    def __init__(self, replies: dict[str, str] | None = None, fail: str = "") -> None:
-        self.calls: list[list[str]] = []
-        self.replies = replies or {}
-        self.fail = fail
-
-    def __call__(self, argv: Sequence[str]) -> str:
-        self.calls.append(list(argv))
-        if self.fail and argv[1] == self.fail:
-            raise CommandError(list(argv), 1, "Failed to set DNS configuration: Could not "
-                                              "activate remote peer 'org.freedesktop.resolve1'")
-        return self.replies.get(argv[1], "")
-
-
-def host(tmp_path: Path, run: FakeRun, *, present: bool = True, tool: str | None = TOOL,
-         same_netns: bool = True) -> resolved.HostResolver:
-    run_dir = tmp_path / "resolve"
-    if present:
-        run_dir.mkdir(exist_ok=True)
-    return resolved.HostResolver(run=run, run_dir=run_dir, which=lambda _name: tool,
-                                 same_netns=lambda: same_netns)
+from tests.fakes.resolvectl import TOOL, FakeRun
+from tests.fakes.resolvectl import fake_resolver as host
 
 
 def test_link_argvs_are_what_lxd_documents_for_lxdbr0() -> None:
