@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
+import subprocess
 import uuid
 
 import pytest
@@ -127,3 +129,24 @@ def test_info_shows_cpu_time_and_limits(daemon) -> None:  # type: ignore[no-unty
     assert re.search(r"^  Processes: \d+ \(unlimited\)$", info, re.M), info
     total = daemon.api("GET", "/1.0/instances/i1/state")["metadata"]["memory"]["total"]
     assert f"(limit {format_size(total)})" in info
+
+
+@pytest.mark.skipif(shutil.which("lxc") is None, reason="lxc is not installed")
+def test_lxc_pulls_through_symlinks(daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """LXD's own client follows a symlink with a GET of its target (lxc/file.go): the
+    target lxmgrd answers must lead it to the file, relative or absolute."""
+    env = {**os.environ, "LXD_CONF": str(tmp_path / "lxdconf")}
+    (tmp_path / "lxdconf").mkdir()
+
+    def lxc(*args: str) -> str:
+        return subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
+                              timeout=180, stdin=subprocess.DEVNULL, check=True).stdout
+
+    lxc("remote", "add", "lxm", f"unix://{daemon.socket}")
+    daemon.cli("launch", "debian", "l1")
+    daemon.cli("exec", "l1", "--", "ln", "-s", "/usr/lib/os-release", "/root/abs")
+    real = daemon.cli("exec", "l1", "--", "cat", "/usr/lib/os-release").stdout
+    assert lxc("file", "pull", "lxm:l1/etc/os-release", "-") == real
+    assert lxc("file", "pull", "lxm:l1/root/abs", "-") == real
+    usage = re.search(r"CPU usage \(in seconds\): (\d+)", lxc("info", "lxm:l1"))
+    assert usage is not None  # lxc reads cpu.usage in ns, whole seconds
