@@ -46,6 +46,9 @@ def test_cached_image_is_complete() -> None:
     assert (rootfs / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
             ).is_symlink()
     assert "DHCP=yes" in (rootfs / "etc/systemd/network/eth0.network").read_text()
+    sources = (rootfs / "etc/apt/sources.list").read_text()  # as Debian's official images
+    assert "deb http://deb.debian.org/debian bookworm-updates main" in sources
+    assert "deb http://security.debian.org/debian-security bookworm-security main" in sources
     assert not list((rootfs / "var/cache/apt/archives").glob("*.deb"))
     assert cache_store().get("debian/12").fingerprint == image.fingerprint
 
