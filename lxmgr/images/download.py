@@ -1,8 +1,11 @@
 """Simplestreams over HTTP: read a remote's index and products files, and download an image's
 files into a cache directory, verified, with progress and resume.
 
-Imports lxmgr.images.simplestreams, lxmgr.model.remote, lxmgr.errors; aiohttp as the client.
-Must not import the image store or the importer (lxmgr.images.lxdformat unpacks what
+Imports lxmgr.images.simplestreams, lxmgr.images.remotes (the recipe names an unreachable
+server's message offers instead), lxmgr.model.remote, lxmgr.errors; aiohttp as the client.
+A server that cannot be connected to (DNS, refused, connect timeout) is ServerUnreachable:
+one line naming the remote and host and what works without it. No error message carries a
+Python repr. Must not import the image store or the importer (lxmgr.images.lxdformat unpacks what
 fetch_image returns). Contract of the cache: cache_dir/<fingerprint>/<name> holds only files
 whose sha256 was verified; downloads in progress are '<name>.part' beside them and are resumed
 with an HTTP Range request (by a retry after a dropped connection, or by the next call). A file
@@ -18,8 +21,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from lxmgr.errors import InvalidConfig, LxmgrError, NotFound
+from lxmgr.images.remotes import recipe_names
 from lxmgr.images.simplestreams import (
     ROOTFS_TYPES,
     StreamFile,
@@ -38,7 +44,7 @@ from lxmgr.images.simplestreams import (
     parse_index,
     parse_product_candidates,
 )
-from lxmgr.model.remote import validate_remote_url
+from lxmgr.model.remote import unreachable_message, validate_remote_url
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,16 @@ LOCAL_NAMES = {"lxd.tar.xz": "lxd.tar.xz", "squashfs": "rootfs.squashfs",
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ServerUnreachable(LxmgrError):
+    """The image server could not be connected to; the message says what works without it."""
+
+    status = 503
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(unreachable_message(url, reason, recipe_names()))
+        self.url, self.reason = url, reason
 
 
 @dataclass(frozen=True)
@@ -104,10 +120,10 @@ async def fetch_products(remote_url: str, session: aiohttp.ClientSession | None 
     validate_remote_url(remote_url)
     base = remote_url.rstrip("/")
     async with _session(session) as s:
-        index = await _get_json(s, f"{base}/{INDEX_PATH}", MAX_INDEX_BYTES)
+        index = await _get_json(s, base, INDEX_PATH, MAX_INDEX_BYTES)
         found = []
         for path in parse_index(index):
-            data = await _get_json(s, f"{base}/{path}", MAX_PRODUCTS_BYTES)
+            data = await _get_json(s, base, path, MAX_PRODUCTS_BYTES)
             found += await asyncio.to_thread(
                 parse_product_candidates, data, default_os=default_os_for(base),
                 rootfs_preference=rootfs_preference)
@@ -132,8 +148,7 @@ async def fetch_image(remote_url: str, image: StreamImage, cache_dir: Path, *,
         async with _session(session) as s:
             for file, stage in zip(image.files, _stages(image), strict=True):
                 target = target_dir / LOCAL_NAMES[file.ftype]
-                job = _FileJob(s, f"{base}/{file.path}", file, target, stage, combined,
-                               progress, retries)
+                job = _FileJob(s, base, file, target, stage, combined, progress, retries)
                 paths.append(await job.run())
                 combined = job.running
         _check_fingerprint(image, combined)
@@ -158,10 +173,11 @@ class _FileJob:
     """One file into target: reuse a verified copy, else resume target.part, retrying after
     network errors. `running` ends as combined_before fed with this file's bytes."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, file: StreamFile,
+    def __init__(self, session: aiohttp.ClientSession, base: str, file: StreamFile,
                  target: Path, stage: str, combined_before: Any,
                  progress: ProgressCallback | None, retries: int) -> None:
-        self.session, self.url, self.file, self.target = session, url, file, target
+        self.session, self.server, self.file, self.target = session, base, file, target
+        self.url = f"{base}/{file.path}"
         self.part = target.with_name(target.name + ".part")
         self.stage, self.progress, self.retries = stage, progress, retries
         self.base = combined_before.copy()
@@ -185,7 +201,7 @@ class _FileJob:
             except _NETWORK_ERRORS as err:
                 failures = 0 if self.offset > before else failures + 1
                 if failures >= self.retries:
-                    raise LxmgrError(f"Failed to download '{self.url}': {_describe(err)}") \
+                    raise _failure(self.server, f"Failed to download '{self.url}'", err) \
                         from err
                 log.info("Download of %s interrupted at %d bytes (%s), resuming", self.url,
                          self.offset, _describe(err))
@@ -311,9 +327,43 @@ class _FileJob:
 
 
 def _describe(err: BaseException) -> str:
+    """Why a request failed, in words: no reprs (aiohttp's own text for a refused connection
+    ends in "[Connect call failed ('127.0.0.1', 9)]")."""
     if isinstance(err, aiohttp.ClientResponseError):
         return err.message
+    if isinstance(err, aiohttp.ClientConnectorCertificateError):
+        return f"certificate not trusted ({err.certificate_error.verify_message or 'TLS'})"
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return _os_reason(err.os_error)
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, OSError):
+        return _os_reason(err)
     return str(err) or type(err).__name__
+
+
+def _os_reason(err: OSError) -> str:
+    if isinstance(err, ssl.SSLError):
+        return f"TLS error ({getattr(err, 'reason', None) or err.strerror or 'handshake failed'})"
+    if isinstance(err.errno, int) and err.errno > 0:
+        return os.strerror(err.errno)
+    return err.strerror or str(err) or type(err).__name__
+
+
+def _unreachable(err: BaseException) -> bool:
+    """A failure to connect at all (name resolution, refused, no route, connect timeout),
+    as opposed to a server that answered badly."""
+    if isinstance(err, aiohttp.ClientSSLError):
+        return False
+    return isinstance(err, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def _failure(base: str, what: str, err: BaseException) -> LxmgrError:
+    """The error for a request that failed on the network: ServerUnreachable, or what and
+    why."""
+    if _unreachable(err):
+        return ServerUnreachable(base, _describe(err))
+    return LxmgrError(f"{what}: {_describe(err)}")
 
 
 @contextlib.asynccontextmanager
@@ -326,8 +376,9 @@ async def _session(session: aiohttp.ClientSession | None
         yield own
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, limit: int) -> Any:
-    """GET a JSON document of at most limit bytes, parsed in a thread."""
+async def _get_json(session: aiohttp.ClientSession, base: str, path: str, limit: int) -> Any:
+    """GET base/path, a JSON document of at most limit bytes, parsed in a thread."""
+    url = f"{base}/{path}"
     try:
         async with session.get(url, timeout=JSON_TIMEOUT) as resp:
             # Index and products are trusted only as far as TLS goes: no redirect to http://.
@@ -338,7 +389,7 @@ async def _get_json(session: aiohttp.ClientSession, url: str, limit: int) -> Any
                 raise LxmgrError(f"Failed to fetch '{url}': {resp.status} {resp.reason}")
             body = await _read_capped(resp, url, limit)
     except _NETWORK_ERRORS as err:
-        raise LxmgrError(f"Failed to fetch '{url}': {_describe(err)}") from err
+        raise _failure(base, f"Failed to fetch '{url}'", err) from err
     try:
         return await asyncio.to_thread(json.loads, body)
     except ValueError as err:

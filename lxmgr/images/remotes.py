@@ -1,7 +1,8 @@
 """User image remotes stored in one YAML file beside the built-in ones, and resolution of an
 image reference the user typed ('ubuntu:24.04', 'images:debian/12', 'debian') to a remote.
 
-Imports lxmgr.model.remote (the pure rules), lxmgr.images.simplestreams, lxmgr.errors.
+Imports lxmgr.model.remote (the pure rules), lxmgr.images.simplestreams, lxmgr.errors and
+lxmgr.paths (the built-in recipes, the names that work without a server).
 Synchronous small-file I/O (call through asyncio.to_thread from a coroutine). The file is
 written atomically (temp, fsync, rename) under an flock of a sidecar '.lock' file, read
 size-capped with yaml.safe_load, and every entry is validated again on load, so a hand-edited
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, NotFound
 from lxmgr.images.simplestreams import normalize_architecture
 from lxmgr.model.remote import (
@@ -160,6 +162,14 @@ def resolve_image_ref(path: Path, ref: str) -> tuple[Remote | None, str]:
     remotes = load_remotes(path)
     parsed: ImageRef = parse_image_ref(ref, remotes)
     return (remotes[parsed.remote] if parsed.remote else None), parsed.alias
+
+
+def recipe_names() -> list[str]:
+    """The built-in image recipes (images/<name>.yaml): local names that need no server."""
+    try:
+        return sorted(p.stem for p in paths.recipes_dir().glob("*.yaml") if p.is_file())
+    except OSError:
+        return []
 
 
 def host_architecture() -> str:

@@ -1,6 +1,7 @@
 """The local image store: images_dir()/<fingerprint>/{rootfs/, metadata.yaml}.
 
-Imports lxmgr.errors and lxmgr.paths. Aliases live in each image's metadata.yaml (one owner
+Imports lxmgr.errors, lxmgr.paths and lxmgr.model.remote (the message for a name no image
+has). Aliases live in each image's metadata.yaml (one owner
 per alias); metadata is written atomically (temp file + rename) and read size-capped with
 yaml.safe_load. Directories starting with '.' (builds in progress) are not images.
 """
@@ -20,6 +21,7 @@ import yaml
 
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, NotFound
+from lxmgr.model.remote import missing_stored_image_message
 
 METADATA = "metadata.yaml"
 MAX_METADATA_BYTES = 64 * 1024
@@ -117,7 +119,8 @@ class ImageStore:
                 return found[0]
             if len(found) > 1:
                 raise Conflict(f"Image prefix '{ref}' is ambiguous ({len(found)} images match)")
-        raise NotFound(f"Image '{ref}' not found")
+        raise NotFound(missing_stored_image_message(ref, [
+            name for i in images for name in (i.aliases or [i.fingerprint[:12]])]))
 
     def find_by_recipe(self, recipe_sha256: str) -> ImageInfo | None:
         """The newest image built from a recipe with that sha256, if any."""

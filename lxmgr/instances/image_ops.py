@@ -5,7 +5,9 @@ Pulls are async (aiohttp downloads); everything else blocks and runs in a worker
 The download and format modules are imported on first use: a Manager that never pulls
 (the supervisor's helpers, benchmarks) does not load aiohttp.
 A pulled image keeps where it came from (`source:` in its metadata.yaml) so `image
-refresh` can look for a newer build; cached downloads are removed once imported.
+refresh` can look for a newer build; cached downloads are removed once imported. A name
+found nowhere is NotFound listing what exists (missing_image); a server that cannot be
+reached is lxmgr.images.download.ServerUnreachable, saying what works without it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lxmgr.errors import LxmgrError, NotFound
 from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
 from lxmgr.model.image import TemplateContext, parse_templates, rules_for
 from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.remote import missing_image_message, server_label
 from lxmgr.model.server_config import server_value
 
 if TYPE_CHECKING:
@@ -37,13 +40,27 @@ def cache_dir() -> Path:
     return paths.root() / "cache" / "images"
 
 
+def missing_image(manager: Manager, ref: str) -> NotFound:
+    """The error for a local name that is neither an image nor a recipe: it lists the local
+    images' aliases (or short fingerprints) and the recipe names."""
+    from lxmgr.images.remotes import recipe_names
+
+    names = [name for image in manager.images.list()
+             for name in (image.aliases or [image.fingerprint[:12]])]
+    return NotFound(missing_image_message(ref, names + recipe_names()))
+
+
 async def find_remote_image(server: str, alias: str) -> StreamImage:
-    """The image alias (or fingerprint) names on server, for this architecture."""
+    """The image alias (or fingerprint) names on server, for this architecture; NotFound
+    names the server."""
     from lxmgr.images import download, simplestreams
     from lxmgr.images.remotes import host_architecture
 
     products = await download.fetch_products(server)
-    return simplestreams.find_image(products, alias, host_architecture())
+    try:
+        return simplestreams.find_image(products, alias, host_architecture())
+    except NotFound as err:
+        raise NotFound(f"{err} on image server {server_label(server)}") from None
 
 
 async def pull_image(manager: Manager, server: str, alias: str, *,

@@ -162,7 +162,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             try:
                 self.check_recipe(image)
             except NotFound:
-                raise NotFound(f"Image '{image}' not found") from None
+                raise image_ops.missing_image(self, image) from None
             return True
 
     def check_recipe(self, name: str) -> None:

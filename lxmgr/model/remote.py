@@ -62,6 +62,55 @@ BUILTIN: dict[str, Remote] = {
 }
 
 
+# What a user can launch from an image server, named when a local name is unknown.
+REMOTE_EXAMPLES = ("ubuntu:24.04", "images:debian/12")
+MAX_NAMES_SHOWN = 12
+
+
+def server_label(url: str) -> str:
+    """How messages name an image server: "'ubuntu' (cloud-images.ubuntu.com)" for a
+    built-in remote, else its host[:port]."""
+    url = url.rstrip("/")
+    try:
+        netloc = urlsplit(url).netloc or url
+    except ValueError:
+        netloc = url
+    for remote in BUILTIN.values():
+        if remote.url == url and not remote.is_server:
+            return f"'{remote.name}' ({netloc})"
+    return netloc
+
+
+def unreachable_message(url: str, reason: str, recipes: list[str]) -> str:
+    """One line: the image server cannot be reached, and what works without it."""
+    local = f"a local recipe ({', '.join(recipes)})" if recipes else "a local image"
+    return (f"Image server {server_label(url)} is unreachable ({reason}): without it, use "
+            f"{local}, `lxmgr image import`, or a reachable remote")
+
+
+def missing_image_message(ref: str, names: list[str]) -> str:
+    """One line for a local image name that exists nowhere: what does (local image aliases
+    and recipe names), and the remote form."""
+    remotes = f"a remote ({', '.join(REMOTE_EXAMPLES)})"
+    if not names:
+        return f"Image '{ref}' not found: there are no local images or recipes; use {remotes}"
+    return (f"Image '{ref}' not found: local images and recipes are {_listed(names)}; or use "
+            f"{remotes}")
+
+
+def missing_stored_image_message(ref: str, names: list[str]) -> str:
+    """One line for a name no stored image has (image verbs): the local images' names."""
+    if not names:
+        return f"Image '{ref}' not found: there are no local images"
+    return f"Image '{ref}' not found: local images are {_listed(names)}"
+
+
+def _listed(names: list[str]) -> str:
+    shown = sorted(set(names))
+    return ", ".join(shown[:MAX_NAMES_SHOWN]) + (", ..." if len(shown) > MAX_NAMES_SHOWN
+                                                  else "")
+
+
 class ImageRef(NamedTuple):
     """A resolved image reference: remote None means the local image store."""
 

@@ -192,3 +192,18 @@ async def test_vanished_file_leaves_nothing(server: SimpleStreamsServer, built: 
     assert left_in(tmp_path) == []
     with pytest.raises(InvalidConfig, match="Invalid image fingerprint"):
         await fetch_image(server.url, dataclasses.replace(image, fingerprint="../x"), tmp_path)
+
+
+async def test_a_stopped_server_is_unreachable_in_one_line(built: BuiltImage,
+                                                            tmp_path: Path) -> None:
+    async with SimpleStreamsServer(built.tree) as srv:
+        url, image = srv.url, await image_of(srv)
+    expected = (f"Image server {url.removeprefix('http://')} is unreachable (Connection "
+                "refused): without it, use a local recipe (debian), `lxmgr image import`, "
+                "or a reachable remote")
+    with pytest.raises(download.ServerUnreachable) as err:
+        await fetch_products(url)
+    assert str(err.value) == expected
+    with pytest.raises(download.ServerUnreachable) as err:
+        await fetch_image(url, image, tmp_path, retries=1)
+    assert str(err.value) == expected

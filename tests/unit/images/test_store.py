@@ -106,3 +106,12 @@ def test_metadata_is_safe_loaded(tmp_path: Path) -> None:
 def test_broken_entry_does_not_hide_others(store: ImageStore) -> None:
     (store.root / FP2 / "metadata.yaml").write_text("[unclosed")
     assert [i.fingerprint for i in store.list()] == [FP1]
+
+
+def test_a_missing_name_lists_the_local_images(store: ImageStore, tmp_path: Path) -> None:
+    with pytest.raises(NotFound) as err:
+        store.get("nosuch")
+    assert str(err.value) == ("Image 'nosuch' not found: local images are ac2222222222, "
+                              "debian, debian/12")
+    with pytest.raises(NotFound, match=r"^Image 'x' not found: there are no local images$"):
+        ImageStore(tmp_path / "empty").get("x")
