@@ -1,9 +1,9 @@
 """The local image store: images_dir()/<fingerprint>/{rootfs/, metadata.yaml}.
 
 Imports lxmgr.errors, lxmgr.paths and lxmgr.model.remote (the message for a name no image
-has). Aliases live in each image's metadata.yaml (one owner
-per alias); metadata is written atomically (temp file + rename) and read size-capped with
-yaml.safe_load. Directories starting with '.' (builds in progress) are not images.
+has). Aliases live in each image's metadata.yaml (one owner per alias); metadata is written
+atomically (temp file + rename) and read size-capped with yaml.safe_load. Directories
+starting with '.' (builds in progress) are not images.
 """
 
 from __future__ import annotations
