@@ -1,16 +1,23 @@
 """Every on-disk location lxmgr uses, rooted at $LXMGR_DIR (default /var/lib/lxmgr).
 
 Imports nothing from lxmgr. Functions, not constants, so tests can change LXMGR_DIR per test.
+
+The data lxmgr ships (images/ recipes, profiles/, templates/) lives at the top of the
+checkout, read there from a source tree or an editable install; a wheel carries copies as
+lxmgr/share/{images,profiles,templates} (setup.py's build step), read when present.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 from pathlib import Path
 
 DEFAULT_DIR = "/var/lib/lxmgr"
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout (or, installed, the site-packages dir)
+SHARE_DIR = PACKAGE_DIR / "share"  # only in an installed wheel
 
 
 def root() -> Path:
@@ -55,22 +62,40 @@ def idmaps_file() -> Path:
     return root() / "idmaps.json"
 
 
+def data_dir(name: str) -> Path:
+    """A shipped data directory (images, profiles, templates): the installed copy in
+    lxmgr/share/ when there is one, else the checkout's (a source tree, an editable
+    install: edits there take effect). Never the top of site-packages, where another
+    distribution may have put a directory of the same name."""
+    installed = SHARE_DIR / name
+    return installed if installed.is_dir() else SOURCE_ROOT / name
+
+
 def recipes_dir() -> Path:
-    """Built-in image recipes (images/*.yaml in the source tree or the installed share dir)."""
-    return Path(os.environ.get("LXMGR_RECIPES", SOURCE_ROOT / "images"))
+    """Built-in image recipes (images/*.yaml), or $LXMGR_RECIPES."""
+    return Path(os.environ.get("LXMGR_RECIPES") or data_dir("images"))
 
 
 def profiles_src_dir() -> Path:
-    """Built-in YAML profiles."""
-    return Path(os.environ.get("LXMGR_PROFILES", SOURCE_ROOT / "profiles"))
+    """Built-in YAML profiles, or $LXMGR_PROFILES."""
+    return Path(os.environ.get("LXMGR_PROFILES") or data_dir("profiles"))
 
 
 def templates_dir() -> Path:
-    return SOURCE_ROOT / "templates"
+    """jinja2 templates: host/ (dnsmasq)."""
+    return data_dir("templates")
 
 
 def child_pythonpath() -> str:
     """PYTHONPATH for our `python -S` children (supervisor, probes): this package and the
-    installed libraries, without running site and every .pth hook."""
-    parts = [str(SOURCE_ROOT), sysconfig.get_paths()["purelib"], os.environ.get("PYTHONPATH")]
+    library directories this interpreter reads (its site-packages; in a venv made with
+    --system-site-packages, the base interpreter's too), without running site and every
+    .pth hook."""
+    paths = sysconfig.get_paths()
+    parts = [str(SOURCE_ROOT), paths["purelib"], paths["platlib"]]
+    if not sys.flags.no_site:
+        import site
+
+        parts += site.getsitepackages()
+    parts.append(os.environ.get("PYTHONPATH", ""))
     return os.pathsep.join(dict.fromkeys(p for p in parts if p))
