@@ -1,0 +1,55 @@
+"""./install.sh, the users' install command (.ci/setup runs it too): options, one-line
+errors, and the commands it runs (--dry-run prints them)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "install.sh"), *args], capture_output=True, text=True,
+                          timeout=60, cwd="/")
+
+
+def test_help_names_the_steps_and_options() -> None:
+    proc = install("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage: ./install.sh [OPTIONS]")
+    for word in ("debootstrap", "dnsmasq-base", "nftables", "--editable", "--extras",
+                 "--no-apt", "--no-launcher", "--dry-run", "lxmgr daemon start"):
+        assert word in proc.stdout, word
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    for args, code, message in ((("--bogus",), 2, "Unknown option '--bogus'"),
+                                (("--python",), 2, "--python needs an interpreter"),
+                                (("--extras", "a;b", "--dry-run"), 1, "Invalid extras 'a;b'"),
+                                (("--python", "/nonexistent/python3", "--dry-run", "--no-apt"),
+                                 1, "Python interpreter '/nonexistent/python3' not found")):
+        proc = install(*args)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert proc.stderr.startswith(f"Error: {message}") and proc.stderr.count("\n") == 1
+        assert proc.stdout == ""
+
+
+def test_dry_run_prints_what_a_plain_install_runs() -> None:
+    proc = install("--dry-run", "--no-apt", "--python", sys.executable)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"+ {sys.executable} -m pip install ")
+    assert lines[0].endswith(" .") and " -e " not in lines[0]
+    assert lines[1] == f"+ {sys.executable} -P -m lxmgr.cli.launcher"
+    assert len(lines) == 2
+
+
+def test_dry_run_editable_with_extras_and_no_launcher() -> None:
+    proc = install("--dry-run", "--no-apt", "--python", sys.executable, "--editable",
+                   "--extras=test", "--no-launcher")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith(" -e .\\[test\\]")  # printf %q quoting
+    assert lines[1] == f"+ {sys.executable} -m compileall -q lxmgr"
+    assert len(lines) == 2
