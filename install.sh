@@ -28,7 +28,9 @@ Then: lxmgr daemon start && lxmgr launch debian web1
 
 Options:
   --python PYTHON  interpreter to install into (default: python3; Python >= 3.11)
-  --editable       install the checkout in place (pip -e: edits take effect at once)
+  --editable       install the checkout in place (pip -e: edits take effect at once);
+                   the default when this checkout is installed so already
+  --no-editable    install a copy even then
   --extras LIST    also install these extras of lxmgr (comma-separated, e.g. test)
   --no-apt         skip step 1 (install those packages another way)
   --no-launcher    skip step 3 (keep pip's console script)
@@ -43,7 +45,7 @@ die() { # a one-line error and exit 1 (2 for usage errors)
 }
 
 python=python3
-editable=0
+editable=""
 extras=""
 apt=1
 launcher=1
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
         --python) [ $# -ge 2 ] || die "--python needs an interpreter" 2; python=$2; shift ;;
         --python=*) python=${1#*=} ;;
         --editable) editable=1 ;;
+        --no-editable) editable=0 ;;
         --extras) [ $# -ge 2 ] || die "--extras needs a list" 2; extras=$2; shift ;;
         --extras=*) extras=${1#*=} ;;
         --no-apt) apt=0 ;;
@@ -99,12 +102,28 @@ if [ "$apt" = 1 ]; then
     fi
 fi
 
-# 2. the Python package (-P everywhere: not this checkout's lxmgr through the working directory)
+# 2. the Python package (-P wherever lxmgr is imported: the working directory is the checkout,
+# whose lxmgr is not necessarily the installed one)
 command -v "$python" >/dev/null || die "Python interpreter '$python' not found"
 "$python" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON[0]}, ${MIN_PYTHON[1]}))" ||
     die "lxmgr needs Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}; '$python' is $("$python" -c 'import sys; print(sys.version.split()[0])')"
 "$python" -m pip --version >/dev/null 2>&1 ||
     die "'$python' has no pip: install python3-pip (or leave out --no-apt)"
+# An editable install of this very checkout (a developer's, .ci/setup's) stays editable.
+if [ -z "$editable" ]; then
+    editable=0
+    if "$python" -P - "$(pwd)" 2>/dev/null <<'EOF'; then editable=1; fi
+import json, sys
+from importlib import metadata
+from pathlib import Path
+try:
+    info = json.loads(metadata.distribution("lxmgr").read_text("direct_url.json") or "{}")
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+sys.exit(not (info.get("dir_info", {}).get("editable")
+              and info.get("url") == Path(sys.argv[1]).as_uri()))
+EOF
+fi
 pip_flags=(--disable-pip-version-check --quiet)
 # Debian's own python3 is "externally managed" (PEP 668): lxmgr is a root-run system tool,
 # so install into it anyway rather than asking users to juggle a venv.

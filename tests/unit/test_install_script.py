@@ -3,6 +3,7 @@ errors, and the commands it runs (--dry-run prints them)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_bad_options_are_one_line_errors() -> None:
 
 
 def test_dry_run_prints_what_a_plain_install_runs() -> None:
-    proc = install("--dry-run", "--no-apt", "--python", sys.executable)
+    proc = install("--dry-run", "--no-apt", "--python", sys.executable, "--no-editable")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"+ {sys.executable} -m pip install ")
@@ -53,3 +54,18 @@ def test_dry_run_editable_with_extras_and_no_launcher() -> None:
     assert lines[0].endswith(" -e .\\[test\\]")  # printf %q quoting
     assert lines[1] == f"+ {sys.executable} -m compileall -q lxmgr"
     assert len(lines) == 2
+
+
+def test_an_editable_install_of_this_checkout_stays_editable() -> None:
+    """With neither --editable nor --no-editable, a second run keeps the first one's mode
+    (the tests' interpreter has whatever .ci/setup or a developer installed)."""
+    # asked from / with -P: pytest put the checkout (and its lxmgr.egg-info) on our sys.path
+    code = ("from importlib import metadata as m\ntry: print(m.distribution('lxmgr')"
+            ".read_text('direct_url.json') or '{}')\nexcept m.PackageNotFoundError: print('{}')")
+    url = json.loads(subprocess.run([sys.executable, "-P", "-c", code], cwd="/", check=True,
+                                    capture_output=True, text=True, timeout=60).stdout)
+    editable_here = bool(url.get("dir_info", {}).get("editable")) and \
+        url.get("url") == ROOT.as_uri()
+    proc = install("--dry-run", "--no-apt", "--python", sys.executable)
+    assert proc.returncode == 0, proc.stderr
+    assert (" -e ." in proc.stdout.splitlines()[0]) == editable_here
