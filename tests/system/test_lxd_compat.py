@@ -1,7 +1,12 @@
-"""An image built by lxmgr imports into LXD and back (when LXD is installed: a private,
-offline LXD from bench/api_lxd.py, removed afterwards): LXD computes the same fingerprint,
+"""An image built by lxmgr imports into LXD and back: LXD computes the same fingerprint,
 exports the same bytes, and lxmgr re-imports the same tree (minus /dev's device nodes,
-which images carry none of)."""
+which images carry none of).
+
+LXD is Debian 12's `lxd` package (.ci/setup installs it, starting none of its services).
+The test runs its own daemon the way bench/api.py does (bench/api_lxd.py's LxdSide): LXD_DIR
+in a private dir, a network namespace of its own with only lo, HTTP(S)_PROXY at a port
+where nothing listens (offline), then `lxd shutdown` and every trace of it removed; what
+could not be removed fails the test."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.mark.skipif(shutil.which("lxd") is None or shutil.which("lxc") is None,
-                    reason="LXD is not installed")
+                    reason="LXD is not installed (.ci/setup installs Debian's lxd)")
 def test_lxmgr_image_through_lxd_and_back() -> None:
     sys.path.insert(0, str(BENCH))
     try:
