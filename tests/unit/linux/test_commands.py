@@ -14,13 +14,19 @@ from lxmgr.linux import commands
 def test_cancel_stops_a_quiet_command_and_its_children() -> None:
     cancel = threading.Event()
     pids: list[str] = []
-    timer = threading.Timer(0.3, cancel.set)
-    timer.start()
+
+    def on_line(line: str) -> None:  # cancel once the child said who it is
+        pids.append(line)
+        threading.Timer(0.2, cancel.set).start()
+
     started = time.monotonic()
     with pytest.raises(Cancelled, match="sh was stopped"):
         # The child sleeps without printing: only the watcher can stop it.
-        commands.stream(["sh", "-c", "sleep 30 & echo $!; wait"], pids.append, cancel=cancel)
+        commands.stream(["sh", "-c", "sleep 30 & echo $!; wait"], on_line, cancel=cancel)
     assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5  # SIGTERM reached the grandchild; it may take a moment
+    while _alive(int(pids[0])) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not _alive(int(pids[0]))  # the grandchild went with the group
 
 
