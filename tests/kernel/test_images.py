@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -23,6 +20,7 @@ from lxmgr.images import debootstrap
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.images.store import ImageStore
 from tests.image_cache import cache_store, cached_debian_image
+from tests.local_servers import silent_port
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system, pytest.mark.timeout(600)]
 
@@ -98,7 +96,7 @@ def test_failed_build_leaves_nothing_and_names_its_log(tmp_path: Path) -> None:
 
 def test_cancelled_build_stops_debootstrap_and_leaves_nothing(tmp_path: Path) -> None:
     """A mirror that never answers: debootstrap waits quietly until the cancel event."""
-    with _silent_server() as port:
+    with silent_port() as port:
         cancel = threading.Event()
         store = ImageStore(tmp_path / "images")
         timer = threading.Timer(2.0, cancel.set)
@@ -115,33 +113,6 @@ def test_cancelled_build_stops_debootstrap_and_leaves_nothing(tmp_path: Path) ->
     assert _no_mounts_under(tmp_path)
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
-
-
-@contextlib.contextmanager
-def _silent_server() -> Iterator[int]:
-    """A TCP port on 127.0.0.1 that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 def test_interrupted_build_leaves_nothing(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Everything is removed afterwards, even when a test fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -123,24 +124,45 @@ class Daemon:
         self.log.close()
 
 
-@pytest.fixture
-def daemon() -> Iterator[Daemon]:
+@contextlib.contextmanager
+def private_state(prefix: str = "lxms", *, link_image: bool = True) -> Iterator[tuple[str, str]]:
+    """(state dir, cgroup base) of one test: /tmp/PREFIX-TAG, holding the cached debian image
+    (a link: imported/pulled/published images stay private to the test) unless link_image
+    is false (then not even made: the test's commands make it), and lxmgr-test-TAG; both are
+    removed afterwards, even when the test fails."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    cached_debian_image()
     tag = uuid.uuid4().hex[:8]
-    root = f"/tmp/lxms-{tag}"
-    link_cached_image(root)  # imported/pulled/published images stay private to the test
-    d = Daemon(root, f"lxmgr-test-{tag}")
+    root, base = f"/tmp/{prefix}-{tag}", f"lxmgr-test-{tag}"
+    if link_image:
+        cached_debian_image()
+        link_cached_image(root)
     try:
-        d.start()
-        yield d
+        yield root, base
     finally:
+        _remove_cgroup_base(base)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_daemon(prefix: str = "lxms", *, link_image: bool = True,
+                   env: dict[str, str] | None = None) -> Iterator[Daemon]:
+    """A started Daemon on private_state(); everything it made is deleted afterwards."""
+    with private_state(prefix, link_image=link_image) as (root, base):
+        os.makedirs(root, exist_ok=True)
+        d = Daemon(root, base)
+        d.env.update(env or {})
         try:
-            d.cleanup()
+            d.start()
+            yield d
         finally:
-            _remove_cgroup_base(f"lxmgr-test-{tag}")
-            shutil.rmtree(root, ignore_errors=True)
+            d.cleanup()
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    with running_daemon() as d:
+        yield d
 
 
 def _remove_cgroup_base(base: str) -> None:

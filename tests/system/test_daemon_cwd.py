@@ -7,20 +7,16 @@ execs into a container from there. `status` answers with LSB's codes all along (
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lxmgr.cli import launcher
-from tests.image_cache import cached_debian_image
-from tests.private_state import link_cached_image
-from tests.system.conftest import _remove_cgroup_base
+from tests.system.conftest import private_state
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system]
 
@@ -67,25 +63,16 @@ class User:
 
 @pytest.fixture
 def user(tmp_path: Path) -> Iterator[User]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    cached_debian_image()
-    tag = uuid.uuid4().hex[:8]
-    root, base = f"/tmp/lxms-{tag}", f"lxmgr-test-{tag}"
-    link_cached_image(root)
-    (tmp_path / "lxmgr").mkdir()
-    (tmp_path / "lxmgr" / "__init__.py").write_text(POISON)
-    u = User(root, tmp_path, base)
-    try:
-        yield u
-    finally:
-        try:  # a daemon again (a failed test may have stopped or killed it) to delete c1
+    with private_state() as (root, base):
+        (tmp_path / "lxmgr").mkdir()
+        (tmp_path / "lxmgr" / "__init__.py").write_text(POISON)
+        u = User(root, tmp_path, base)
+        try:
+            yield u
+        finally:  # a daemon again (a failed test may have stopped or killed it) to delete c1
             if u.run("daemon", "start", check=False).returncode == 0:
                 u.run("delete", "--force", "c1", check=False)
                 u.run("daemon", "stop", check=False)
-        finally:
-            _remove_cgroup_base(base)
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_daemon_from_a_directory_holding_an_lxmgr_folder(user: User) -> None:

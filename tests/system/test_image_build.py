@@ -7,78 +7,37 @@ that accepts connections and never answers (a build that waits until it is cance
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.system.conftest import Daemon, _remove_cgroup_base
+from tests.local_servers import silent_port
+from tests.system.conftest import Daemon, running_daemon
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 RECIPE = "name: {name}\nos: debian\nrelease: '12'\nsuite: bookworm\nmirror: {mirror}\n" \
          "packages: [systemd]\n"
 
 
-@contextlib.contextmanager
-def silent_port() -> Iterator[int]:
-    """A TCP port on 127.0.0.1 that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
-
-
 @pytest.fixture
-def recipes_daemon() -> Iterator[Daemon]:
+def recipes_daemon(tmp_path: Path) -> Iterator[Daemon]:
     """A daemon on an empty state dir whose recipes are this test's (no image at all)."""
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed")
-    tag = uuid.uuid4().hex[:8]
-    root = f"/tmp/lxmb-{tag}"
-    Path(root, "recipes").mkdir(parents=True)
     with silent_port() as port:
-        Path(root, "recipes", "broken.yaml").write_text(
+        (tmp_path / "broken.yaml").write_text(
             RECIPE.format(name="broken", mirror="http://127.0.0.1:9/debian"))
-        Path(root, "recipes", "hang.yaml").write_text(
+        (tmp_path / "hang.yaml").write_text(
             RECIPE.format(name="hang", mirror=f"http://127.0.0.1:{port}/debian"))
-        d = Daemon(root, f"lxmgr-test-{tag}")
-        d.env["LXMGR_RECIPES"] = f"{root}/recipes"
-        try:
-            d.start()
+        with running_daemon("lxmb", link_image=False,
+                            env={"LXMGR_RECIPES": str(tmp_path)}) as d:
             yield d
-        finally:
-            try:
-                d.cleanup()
-            finally:
-                _remove_cgroup_base(f"lxmgr-test-{tag}")
-                shutil.rmtree(root, ignore_errors=True)
 
 
 def _left_behind(d: Daemon) -> list[str]:

@@ -11,15 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.image_cache import cached_debian_image
-from tests.private_state import link_cached_image
-from tests.system.conftest import _remove_cgroup_base
+from tests.system.conftest import private_state
 
 ROOT = Path(__file__).resolve().parents[2]
 # what a fresh clone holds that a build reads (no tests, no bench, no build leftovers)
@@ -106,32 +103,26 @@ def _files(top: Path) -> list[str]:
 @pytest.mark.kernel
 @pytest.mark.system
 def test_wheel_daemon_serves_and_boots(venv: Venv, tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    cached_debian_image()
-    tag = uuid.uuid4().hex[:8]
-    root, base = f"/tmp/lxmw-{tag}", f"lxmgr-test-{tag}"
-    link_cached_image(root)
-    env = {"LXMGR_DIR": root, "LXMGR_CGROUP_BASE": base, "LXMGR_DEFAULT_NETWORK": "none"}
-    try:
-        assert venv.run("lxmgr", "daemon", "start", cwd=tmp_path, env=env).stdout \
-            .startswith("lxmgrd started")
-        pid = int(Path(root, "lxmgrd.pid").read_text())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert argv[:4] == [bytes(venv.bin / "python"), b"-P", b"-m", b"lxmgr.daemon"]
-        shown = venv.run("lxmgr", "profile", "show", "default", cwd=tmp_path, env=env).stdout
-        assert "name: default" in shown and "pool: default" in shown
-        venv.run("lxmgr", "launch", "debian", "w1", cwd=tmp_path, env=env)
-        out = venv.run("lxmgr", "exec", "w1", "--", "cat", "/proc/1/comm", cwd=tmp_path,
-                       env=env).stdout
-        assert out == "systemd\n"
-        venv.run("lxmgr", "delete", "--force", "w1", cwd=tmp_path, env=env)
-    finally:
+    with private_state("lxmw") as (root, base):
+        env = {"LXMGR_DIR": root, "LXMGR_CGROUP_BASE": base, "LXMGR_DEFAULT_NETWORK": "none"}
         try:
+            _serve_and_boot(venv, tmp_path, root, env)
+        finally:
             if venv.run("lxmgr", "daemon", "start", cwd=tmp_path, env=env,
                         check=False).returncode == 0:
                 venv.run("lxmgr", "delete", "--force", "w1", cwd=tmp_path, env=env, check=False)
                 venv.run("lxmgr", "daemon", "stop", cwd=tmp_path, env=env, check=False)
-        finally:
-            _remove_cgroup_base(base)
-            shutil.rmtree(root, ignore_errors=True)
+
+
+def _serve_and_boot(venv: Venv, cwd: Path, root: str, env: dict[str, str]) -> None:
+    assert venv.run("lxmgr", "daemon", "start", cwd=cwd, env=env).stdout \
+        .startswith("lxmgrd started")
+    pid = int(Path(root, "lxmgrd.pid").read_text())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[:4] == [bytes(venv.bin / "python"), b"-P", b"-m", b"lxmgr.daemon"]
+    shown = venv.run("lxmgr", "profile", "show", "default", cwd=cwd, env=env).stdout
+    assert "name: default" in shown and "pool: default" in shown
+    venv.run("lxmgr", "launch", "debian", "w1", cwd=cwd, env=env)
+    out = venv.run("lxmgr", "exec", "w1", "--", "cat", "/proc/1/comm", cwd=cwd, env=env).stdout
+    assert out == "systemd\n"
+    venv.run("lxmgr", "delete", "--force", "w1", cwd=cwd, env=env)

@@ -15,18 +15,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.system.conftest import ROOT, _remove_cgroup_base
+from tests.system.conftest import ROOT, private_state
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 README = Path(ROOT, "README.md")
@@ -84,10 +82,10 @@ def test_readme_commands_are_found() -> None:
 class Run:
     """This run's environment: a fresh LXMGR_DIR and the names swapped in."""
 
-    def __init__(self) -> None:
-        tag = uuid.uuid4().hex[:6]
-        self.root = f"/tmp/lxmr-{tag}"
-        self.cgroup_base = f"lxmgr-test-{tag}"
+    def __init__(self, root: str, cgroup_base: str) -> None:
+        tag = root.rsplit("-", 1)[-1]
+        self.root = root
+        self.cgroup_base = cgroup_base
         self.network = f"lxr{tag}"
         self.swaps = {"lxmgrbr0": self.network, "br1": f"lxr{tag}b",
                       "8080": str(_free_port())}
@@ -128,27 +126,23 @@ def _free_port() -> int:
 
 @pytest.fixture
 def run() -> Iterator[Run]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    r = Run()
-    try:
-        yield r
-    finally:
-        _clean(r)
+    with private_state("lxmr", link_image=False) as (root, base):
+        r = Run(root, base)
+        try:
+            yield r
+        finally:
+            _clean(r)
 
 
 def _clean(r: Run) -> None:
-    """Delete what the README made, stop the daemon it started, remove the state dir."""
-    try:
-        if r.answers():
-            for name in r.lxmgr_json("list"):  # type: ignore[attr-defined]
-                r.sh(f"lxmgr delete --force {name['name']}")
-            for name in (r.swaps["br1"], r.network):
-                r.sh(f"lxmgr profile device remove default eth0; lxmgr network delete {name}")
-            r.sh("lxmgr daemon stop")
-    finally:
-        _remove_cgroup_base(r.cgroup_base)
-        shutil.rmtree(r.root, ignore_errors=True)
+    """Delete what the README made and stop the daemon it started (private_state removes
+    the state dir and the cgroup base)."""
+    if r.answers():
+        for name in r.lxmgr_json("list"):  # type: ignore[attr-defined]
+            r.sh(f"lxmgr delete --force {name['name']}")
+        for name in (r.swaps["br1"], r.network):
+            r.sh(f"lxmgr profile device remove default eth0; lxmgr network delete {name}")
+        r.sh("lxmgr daemon stop")
 
 
 def test_readme_on_an_empty_machine(run: Run) -> None:
