@@ -124,7 +124,7 @@ sys.exit(not (info.get("dir_info", {}).get("editable")
               and info.get("url") == Path(sys.argv[1]).as_uri()))
 EOF
 fi
-pip_flags=(--disable-pip-version-check --quiet)
+pip_flags=(--disable-pip-version-check --quiet --root-user-action=ignore)
 # Debian's own python3 is "externally managed" (PEP 668): lxmgr is a root-run system tool,
 # so install into it anyway rather than asking users to juggle a venv.
 if "$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")))' 2>/dev/null; then
