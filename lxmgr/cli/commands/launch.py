@@ -16,7 +16,9 @@ from lxmgr.cli.options import get_app
 def launch(image: str, name: str | None, **options: Any) -> None:
     """Create an instance from IMAGE and start it.
 
-    NAME defaults to a generated one (adjective-animal).
+    NAME defaults to a generated one (adjective-animal). IMAGE is a local image or
+    recipe (debian: built with debootstrap the first time, about a minute; Ctrl-C cancels
+    the build and keeps nothing) or REMOTE:ALIAS from an image server (ubuntu:24.04).
 
     \b
     Examples:
