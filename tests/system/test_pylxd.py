@@ -56,6 +56,14 @@ class _Events:
 # on any other model still fail the test.
 @pytest.mark.filterwarnings(
     'ignore:Attempted to set unknown attribute .* on instance of "Snapshot":UserWarning')
+# pylxd's execute() calls ws4py's WebSocketManager.stop() (which closes its epoll) as soon as
+# stdout and stderr look finished, while the manager's run thread may still be between
+# reading a close frame and unregistering that socket: "ValueError: I/O operation on closed
+# epoll object" in that thread, seen about once in a dozen suites. The race is the client's
+# (the exec operation ends only after both sockets' close handshakes); other threads'
+# exceptions still fail the test.
+@pytest.mark.filterwarnings(
+    "ignore:Exception in thread WebSocketManager:pytest.PytestUnhandledThreadExceptionWarning")
 def test_pylxd_drives_lxmgr(daemon) -> None:  # type: ignore[no-untyped-def]
     client = pylxd.Client(endpoint=daemon.socket)
     assert client.trusted
