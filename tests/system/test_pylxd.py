@@ -59,7 +59,7 @@ class _Events:
 # pylxd's execute() calls ws4py's WebSocketManager.stop() (which closes its epoll) as soon as
 # stdout and stderr look finished, while the manager's run thread may still be between
 # reading a close frame and unregistering that socket: "ValueError: I/O operation on closed
-# epoll object" in that thread, seen about once in a dozen suites. The race is the client's
+# epoll object" in that thread (seen here once, in one full suite of two). The race is the client's
 # (the exec operation ends only after both sockets' close handshakes); other threads'
 # exceptions still fail the test.
 @pytest.mark.filterwarnings(
