@@ -63,6 +63,18 @@ class CommandError(LxmgrError):
         super().__init__(f"Command '{argv[0]}' failed with status {returncode}: {tail}")
 
 
+class CommandFailed(LxmgrError):
+    """An exec'd command could not be executed: exit_status is a shell's (127 not found,
+    126 not executable) and the message says why in one line. Raised by the supervisor's
+    control client in the daemon and by the exec client in the CLI."""
+
+    status = 400
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 class Cancelled(LxmgrError):
     """Work stopped because its operation was cancelled; what it made was removed."""
 

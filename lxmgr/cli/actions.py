@@ -47,8 +47,11 @@ def want_pty(force: bool, disable: bool) -> bool:
 def run_command(app: App, name: str, command: list[str], *, env: dict[str, str] | None = None,
                 user: int | None = None, group: int | None = None, cwd: str | None = None,
                 interactive: bool = False) -> int:
-    """Run command in name with this process's stdio; return its exit status."""
+    """Run command in name with this process's stdio; return its exit status. A command
+    that could not be executed aborts with its reason and lxc's status (127 not found, 126
+    not executable)."""
     from lxmgr.client.exec import build_exec_body, run_exec
+    from lxmgr.errors import CommandFailed
 
     environment = dict(env or {})
     width = height = None
@@ -57,5 +60,9 @@ def run_command(app: App, name: str, command: list[str], *, env: dict[str, str] 
         width, height = terminal_size(1)
     body = build_exec_body(command, environment=environment, interactive=interactive,
                            width=width, height=height, user=user, group=group, cwd=cwd)
-    with raw_mode(0) if interactive else contextlib.nullcontext():
-        return run_exec(app.client, name, body, size_fd=1 if interactive else None)
+    try:
+        with raw_mode(0) if interactive else contextlib.nullcontext():
+            return run_exec(app.client, name, body, size_fd=1 if interactive else None)
+    except CommandFailed as err:
+        sys.stdout.flush()
+        app.abort(str(err), err.exit_status)

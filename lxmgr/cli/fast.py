@@ -142,18 +142,13 @@ def parse_exec(args: list[str]) -> Runner | None:
     def run(app: Any) -> int:
         from lxmgr.cli.actions import run_command, want_pty
         from lxmgr.cli.terminal import parse_assignments
-        from lxmgr.client.exec import CommandFailed
 
         env = found.get("env")
         environment = parse_assignments(tuple(env), "environment variable") if env else {}
-        try:
-            status = run_command(app, names[0], command, env=environment, user=user,
-                                 group=group, cwd=_single(found.get("cwd")),
-                                 interactive=want_pty(bool(found.get("force_pty")),
-                                                      bool(found.get("no_pty"))))
-        except CommandFailed as err:  # as lxmgr.cli.commands.exec: the reason, lxc's status
-            sys.stdout.flush()
-            app.abort(str(err), err.exit_status)
+        status = run_command(app, names[0], command, env=environment, user=user, group=group,
+                             cwd=_single(found.get("cwd")),
+                             interactive=want_pty(bool(found.get("force_pty")),
+                                                  bool(found.get("no_pty"))))
         sys.stdout.flush()
         return status
 

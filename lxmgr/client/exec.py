@@ -21,6 +21,7 @@ import threading
 from lxmgr import errors
 from lxmgr.client.rest import Client, operation_id, quote
 from lxmgr.client.websocket import WebSocket
+from lxmgr.errors import CommandFailed
 
 TYPE_CHECKING = False  # no typing import at run time: ~10 ms of every CLI start (cli.fast)
 if TYPE_CHECKING:
@@ -31,14 +32,6 @@ if TYPE_CHECKING:
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 _CHUNK = 65536
-
-
-class CommandFailed(errors.LxmgrError):
-    """The server could not execute the command; exit_status is its return (127, 126)."""
-
-    def __init__(self, message: str, exit_status: int) -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
 
 
 def build_exec_body(command: list[str], *, environment: dict[str, str] | None = None,

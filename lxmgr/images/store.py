@@ -91,6 +91,11 @@ def info_from_metadata(fingerprint: str, image_path: Path, data: dict[str, Any])
     )
 
 
+def image_names(images: list[ImageInfo]) -> list[str]:
+    """How messages list images: their aliases, or a short fingerprint for one without."""
+    return [name for i in images for name in (i.aliases or [i.fingerprint[:12]])]
+
+
 class ImageStore:
     """Images under a directory (default paths.images_dir(), read at call time)."""
 
@@ -119,8 +124,7 @@ class ImageStore:
                 return found[0]
             if len(found) > 1:
                 raise Conflict(f"Image prefix '{ref}' is ambiguous ({len(found)} images match)")
-        raise NotFound(missing_stored_image_message(ref, [
-            name for i in images for name in (i.aliases or [i.fingerprint[:12]])]))
+        raise NotFound(missing_stored_image_message(ref, image_names(images)))
 
     def find_by_recipe(self, recipe_sha256: str) -> ImageInfo | None:
         """The newest image built from a recipe with that sha256, if any."""

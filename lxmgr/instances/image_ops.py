@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxmgr import paths
 from lxmgr.errors import LxmgrError, NotFound
-from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
+from lxmgr.images.store import ImageInfo, image_names, read_metadata, write_metadata
 from lxmgr.model.image import TemplateContext, parse_templates, rules_for
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.remote import missing_image_message, server_label
@@ -45,9 +45,8 @@ def missing_image(manager: Manager, ref: str) -> NotFound:
     images' aliases (or short fingerprints) and the recipe names."""
     from lxmgr.images.remotes import recipe_names
 
-    names = [name for image in manager.images.list()
-             for name in (image.aliases or [image.fingerprint[:12]])]
-    return NotFound(missing_image_message(ref, names + recipe_names()))
+    names = image_names(manager.images.list()) + recipe_names()
+    return NotFound(missing_image_message(ref, names))
 
 
 async def find_remote_image(server: str, alias: str) -> StreamImage:

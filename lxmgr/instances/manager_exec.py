@@ -10,9 +10,6 @@ from typing import Any
 
 from lxmgr.errors import Conflict, InvalidConfig
 from lxmgr.supervisor import control
-from lxmgr.supervisor.control import CommandFailed
-
-__all__ = ["CommandFailed", "ExecMixin"]
 
 log = logging.getLogger(__name__)
 

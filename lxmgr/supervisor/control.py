@@ -9,23 +9,12 @@ import os
 import socket
 from typing import Any
 
-from lxmgr.errors import Conflict, LxmgrError
+from lxmgr.errors import CommandFailed, Conflict, LxmgrError
 from lxmgr.supervisor import protocol
 
 
 class NotRunning(Conflict):
     """No supervisor answers for this instance."""
-
-
-class CommandFailed(LxmgrError):
-    """An exec'd command could not be executed: exit_status is a shell's (127 not found,
-    126 not executable) and the message says why in one line."""
-
-    status = 400
-
-    def __init__(self, message: str, exit_status: int) -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
 
 
 def _error(reply: dict[str, Any]) -> LxmgrError:

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
-from lxmgr.instances.manager_exec import CommandFailed
+from lxmgr.errors import CommandFailed, Conflict, InvalidConfig, LxmgrError
 from lxmgr.linux import libc
 from tests.kernel.conftest import exec_out
 

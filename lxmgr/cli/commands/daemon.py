@@ -68,15 +68,7 @@ def _is_lxmgrd(pid: int) -> bool:
 
 def answers(app: App) -> bool:
     """True when GET /1.0 succeeds on the socket."""
-    from lxmgr.client import Client
-    from lxmgr.errors import LxmgrError
-
-    try:
-        with Client(app.client.socket_path, timeout=2.0) as client:
-            client.query("GET", "/1.0")
-    except (LxmgrError, OSError):
-        return False
-    return True
+    return _probe(app) is True
 
 
 def _log_tail(lines: int = 5) -> str:

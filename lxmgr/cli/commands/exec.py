@@ -37,15 +37,9 @@ def exec_(name: str, command: tuple[str, ...], env: tuple[str, ...], user: int |
       lxmgr exec web1 --env DEBUG=1 --cwd /srv -- ./run.sh
       echo hello | lxmgr exec web1 -T -- cat
     """
-    from lxmgr.client.exec import CommandFailed
-
     app = get_app()
     environment = parse_assignments(env, "environment variable") if env else {}
-    try:
-        status = run_command(app, name, list(command), env=environment, user=user,
-                             group=group, cwd=cwd, interactive=want_pty(force_pty, no_pty))
-    except CommandFailed as err:  # not found (127), not executable (126): lxc's status
-        sys.stdout.flush()
-        app.abort(str(err), err.exit_status)
+    status = run_command(app, name, list(command), env=environment, user=user, group=group,
+                         cwd=cwd, interactive=want_pty(force_pty, no_pty))
     sys.stdout.flush()
     raise click.exceptions.Exit(status)

@@ -30,9 +30,8 @@ from lxmgr.daemon import responses, websocket
 from lxmgr.daemon.keys import MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.instances import exec_output_dir
-from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
+from lxmgr.errors import CommandFailed, Conflict, InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
-from lxmgr.instances.manager_exec import CommandFailed
 from lxmgr.linux import libc
 
 log = logging.getLogger(__name__)
