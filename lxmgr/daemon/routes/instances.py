@@ -91,8 +91,9 @@ async def create_instance(request: web.Request) -> web.Response:
                 ops.update(op, **progress_metadata(
                     p, "create_instance_from_image_unpack_progress"))
             await request.app[IMAGE_BUILDS].build(image, built)
-        op.may_cancel = False
-        ops.update(op)
+        if op.may_cancel:
+            op.may_cancel = False
+            ops.update(op)
         await asyncio.to_thread(manager.create, name, image, **args)
         events.lifecycle("instance-created", name)
         if start:
