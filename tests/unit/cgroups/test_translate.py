@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lxmgr.cgroups.translate import Write, translate_v1, translate_v2
-from lxmgr.errors import InvalidConfig
+from lxmgr.cgroups.translate import KEYS, Write, translate_v1, translate_v2
+from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.model import config as cfgmod
 
 GiB = 1 << 30
 HOST_MEM = 8 * GiB
@@ -73,6 +74,21 @@ def test_empty_config_resets_everything() -> None:
      {"memory/memory.max": str(GiB), "memory/memory.swap.max": "0"}),
     ({"limits.memory.swap": "true"}, {}, {}),
     ({"limits.processes": "20"}, {"pids/pids.max": "20"}, {"pids/pids.max": "20"}),
+    # LXD 5.0's ParseCPU: shares/weight minus (10 - priority), whatever the allowance.
+    ({"limits.cpu.priority": "10"}, {}, {}),
+    ({"limits.cpu.priority": "5"}, {"cpu/cpu.shares": "1019"}, {"cpu/cpu.weight": "95"}),
+    ({"limits.cpu.priority": "0"}, {"cpu/cpu.shares": "1014"}, {"cpu/cpu.weight": "90"}),
+    ({"limits.cpu.priority": "0", "limits.cpu.allowance": "50%"},
+     {"cpu/cpu.shares": "502"}, {"cpu/cpu.weight": "40"}),
+    ({"limits.cpu.priority": "0", "limits.cpu.allowance": "1%"},  # LXD's 0: the kernel minimum
+     {"cpu/cpu.shares": "2"}, {"cpu/cpu.weight": "1"}),
+    ({"limits.cpu.priority": "3", "limits.cpu.allowance": "25ms/100ms"},
+     {"cpu/cpu.cfs_quota_us": "25000", "cpu/cpu.shares": "1017"},
+     {"cpu/cpu.max": "25000 100000", "cpu/cpu.weight": "93"}),
+    ({"limits.memory.swap.priority": "10"}, {}, {}),
+    # Without swap the priority is moot (LXD: swappiness 0), so cgroup2 accepts it too.
+    ({"limits.memory.swap": "false", "limits.memory.swap.priority": "2"},
+     {"memory/memory.swappiness": "0"}, {"memory/memory.swap.max": "0"}),
 ])
 def test_key_table(config: dict[str, str], v1: dict[str, str], v2: dict[str, str]) -> None:
     assert table(translate_v1(config, 4, HOST_MEM)) == {**V1_DEFAULTS, **v1}
@@ -129,6 +145,11 @@ def test_host_cpus_as_a_list() -> None:
     ("limits.processes", "0"),
     ("limits.processes", "-5"),
     ("limits.processes", "many"),
+    ("limits.cpu.priority", "11"),
+    ("limits.cpu.priority", "-1"),
+    ("limits.cpu.priority", "high"),
+    ("limits.memory.swap.priority", "11"),
+    ("limits.memory.swap.priority", "1.5"),
 ])
 def test_bad_values_name_the_key(key: str, value: str) -> None:
     for translate in (translate_v1, translate_v2):
@@ -138,3 +159,59 @@ def test_bad_values_name_the_key(key: str, value: str) -> None:
 
 def test_empty_value_counts_as_unset() -> None:
     assert table(translate_v2({"limits.memory": ""}, 4, HOST_MEM)) == V2_DEFAULTS
+
+
+@pytest.mark.parametrize(("priority", "swappiness"), [("10", "60"), ("9", "61"), ("0", "70")])
+def test_v1_swap_priority_sets_swappiness(priority: str, swappiness: str) -> None:
+    writes = translate_v1({"limits.memory.swap.priority": priority}, 4, HOST_MEM)
+    assert table(writes) == {**V1_DEFAULTS, "memory/memory.swappiness": swappiness}
+    write = next(w for w in writes if w.file == "memory.swappiness")
+    assert (write.key, write.reset) == ("limits.memory.swap.priority", priority == "10")
+
+
+@pytest.mark.parametrize("priority", ["0", "9"])
+def test_v2_refuses_a_swap_priority_it_cannot_apply(priority: str) -> None:
+    config = {"limits.memory.swap.priority": priority, "limits.memory.swap": "true"}
+    with pytest.raises(NotSupported) as err:
+        translate_v2(config, 4, HOST_MEM)
+    assert str(err.value) == ("Cannot apply 'limits.memory.swap.priority': cgroup2 has no "
+                              "memory.swappiness (only the default 10 is accepted)")
+
+
+def test_cpu_priority_writes_name_their_key() -> None:
+    for translate, file in ((translate_v1, "cpu.shares"), (translate_v2, "cpu.weight")):
+        write = next(w for w in translate({"limits.cpu.priority": "4"}, 4, HOST_MEM)
+                     if w.file == file)
+        assert (write.key, write.reset) == ("limits.cpu.priority", False)
+        default = next(w for w in translate({"limits.cpu.priority": "10"}, 4, HOST_MEM)
+                       if w.file == file)
+        assert default.reset
+
+
+def test_tiny_percentage_is_not_taken_for_unset() -> None:
+    """0.5% truncates to 0: the minimum weight, never the 100% default."""
+    config = {"limits.cpu.allowance": "0.5%"}
+    assert table(translate_v1(config, 4, HOST_MEM))["cpu/cpu.shares"] == "2"
+    assert table(translate_v2(config, 4, HOST_MEM))["cpu/cpu.weight"] == "1"
+
+
+# A non-default value per key; each must change what the v1 driver writes (C20: every
+# declared limits.* key has a consumer).
+SAMPLES = {
+    "limits.cpu": "1",
+    "limits.cpu.allowance": "50%",
+    "limits.cpu.priority": "0",
+    "limits.memory": "1GiB",
+    "limits.memory.swap": "false",
+    "limits.memory.swap.priority": "0",
+    "limits.memory.enforce": "soft",
+    "limits.processes": "10",
+}
+
+
+def test_every_limits_key_is_translated() -> None:
+    assert set(KEYS) == {k for k in cfgmod.KEYS if k.startswith("limits.")} == set(SAMPLES)
+    for key, value in SAMPLES.items():
+        base = {"limits.memory": "2GiB"} if key == "limits.memory.enforce" else {}
+        before = table(translate_v1(base, 4, HOST_MEM))
+        assert table(translate_v1({**base, key: value}, 4, HOST_MEM)) != before, key

@@ -135,6 +135,38 @@ def test_apply_limits(drv: V1Driver) -> None:
     assert f("cpu", "cpu.shares") == "1024"
 
 
+def test_priorities_set_and_unset(drv: V1Driver) -> None:
+    """limits.cpu.priority -> cpu.shares, limits.memory.swap.priority -> memory.swappiness
+    (LXD 5.0's numbers); unsetting them writes the defaults back."""
+    drv.create("c1", *me())
+    cpu_h, memory_h = drv.layout.find("cpu"), drv.layout.find("memory")
+    assert cpu_h is not None and memory_h is not None
+    cpu, memory = drv.path(cpu_h, "c1"), drv.path(memory_h, "c1")
+    drv.apply_limits("c1", {"limits.cpu.priority": "2",
+                            "limits.memory.swap.priority": "4"})
+    assert read_file(f"{cpu}/cpu.shares") == "1016"
+    assert read_file(f"{memory}/memory.swappiness") == "66"
+    drv.apply_limits("c1", {"limits.cpu.priority": "2", "limits.cpu.allowance": "50%",
+                            "limits.memory.swap.priority": "4", "limits.memory.swap": "false"})
+    assert read_file(f"{cpu}/cpu.shares") == "504"
+    assert read_file(f"{memory}/memory.swappiness") == "0"
+    drv.apply_limits("c1", {})
+    assert read_file(f"{cpu}/cpu.shares") == "1024"
+    assert read_file(f"{memory}/memory.swappiness") == "60"
+
+
+def test_priority_without_its_controller(fakefs: FakeCgroupFs) -> None:
+    layout = v1_layout(fakefs)
+    drv = V1Driver(type(layout)(layout.mode, [h for h in layout.hierarchies
+                                              if h.name not in ("cpu", "memory")]), "b")
+    drv.create("c1", *me())
+    drv.apply_limits("c1", {"limits.cpu.priority": "10"})  # the default needs nothing
+    with pytest.raises(NotSupported, match="'limits.cpu.priority': the cpu controller"):
+        drv.apply_limits("c1", {"limits.cpu.priority": "5"})
+    with pytest.raises(NotSupported, match="'limits.memory.swap.priority': the memory"):
+        drv.apply_limits("c1", {"limits.memory.swap.priority": "5"})
+
+
 def test_apply_limits_default_cpus_come_from_base(drv: V1Driver, fakefs: FakeCgroupFs) -> None:
     drv.create("c1", *me())
     cpuset = drv.layout.find("cpuset")

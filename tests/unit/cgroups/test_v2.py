@@ -92,12 +92,42 @@ def test_apply_limits(drv: V2Driver) -> None:
     assert read_file(f"{path}/pids.max") == "max"
 
 
+def test_priorities_set_and_unset(drv: V2Driver) -> None:
+    """limits.cpu.priority -> cpu.weight (LXD 5.0's numbers); unset writes 100 back. The
+    swap priority has no cgroup2 file: its default and a moot value (no swap) are accepted."""
+    drv.create("c1", *me())
+    path = drv.path(drv.hierarchies[0], "c1")
+    drv.apply_limits("c1", {"limits.cpu.priority": "2", "limits.memory.swap.priority": "10"})
+    assert read_file(f"{path}/cpu.weight") == "92"
+    drv.apply_limits("c1", {"limits.cpu.priority": "2", "limits.cpu.allowance": "50%",
+                            "limits.memory.swap.priority": "3", "limits.memory.swap": "false"})
+    assert read_file(f"{path}/cpu.weight") == "42"
+    assert read_file(f"{path}/memory.swap.max") == "0"
+    assert not os.path.exists(f"{path}/memory.swappiness")
+    drv.apply_limits("c1", {})
+    assert read_file(f"{path}/cpu.weight") == "100"
+    assert read_file(f"{path}/memory.swap.max") == "max"
+
+
+def test_swap_priority_refused_before_any_write(drv: V2Driver) -> None:
+    drv.create("c1", *me())
+    path = drv.path(drv.hierarchies[0], "c1")
+    with pytest.raises(NotSupported, match="^Cannot apply 'limits.memory.swap.priority': "
+                                           "cgroup2 has no memory.swappiness"):
+        drv.apply_limits("c1", {"limits.cpu.priority": "0", "limits.processes": "5",
+                                "limits.memory.swap.priority": "9"})
+    assert read_file(f"{path}/cpu.weight") == "100"
+    assert read_file(f"{path}/pids.max") == "max"
+
+
 def test_apply_limits_without_controller(fakefs: FakeCgroupFs) -> None:
     drv = V2Driver(v2_layout(fakefs, ()), "b")  # like /sys/fs/cgroup/unified on hybrid
     drv.create("c1", *me())
     drv.apply_limits("c1", {})
     with pytest.raises(NotSupported, match="limits.memory"):
         drv.apply_limits("c1", {"limits.memory": "1GiB"})
+    with pytest.raises(NotSupported, match="'limits.cpu.priority': the cpu controller"):
+        drv.apply_limits("c1", {"limits.cpu.priority": "5"})
 
 
 def test_usage(drv: V2Driver) -> None:
