@@ -2,7 +2,8 @@
 
 A validator takes the string value and returns None, or raises InvalidConfig (or ValueError)
 with a reason; callers prefix the key name. Owns no registry (see config.py, devices.py).
-Imports only lxmgr.errors, lxmgr.model.units and the stdlib: no I/O.
+Imports only lxmgr.errors, lxmgr.model.units and the stdlib: no I/O (syscall names are
+looked up in libseccomp's table through pyseccomp, imported lazily: see _libseccomp).
 """
 
 from __future__ import annotations
@@ -194,11 +195,49 @@ is_mtu.__doc__ = "A network MTU (68 to 65535)."
 _SYSCALL_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+# Highest syscall number looked at for suggestions (x86_64 has ~460; libseccomp stops short).
+_SYSCALL_NR_MAX = 1024
+
+
+def _libseccomp():  # type: ignore[no-untyped-def]
+    """pyseccomp, imported here only: the one exception to this module's no-ctypes rule.
+    Which names a filter can take is libseccomp's table (runtime.security adds the rules);
+    resolving a name is a lookup in it, no kernel call and no file."""
+    import pyseccomp
+
+    return pyseccomp
+
+
+def unknown_syscalls(names: Iterable[str]) -> list[str]:
+    """The names libseccomp cannot resolve on this host (__NR_SCMP_ERROR, -1); names of
+    another ABI only (socketcall on x86_64: a negative pseudo number) are known."""
+    seccomp = _libseccomp()
+    return [name for name in names
+            if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) == -1]
+
+
+def _native_syscall_names() -> list[str]:
+    seccomp = _libseccomp()
+    names = []
+    for nr in range(_SYSCALL_NR_MAX):
+        try:
+            names.append(seccomp.resolve_syscall(seccomp.Arch.NATIVE, nr).decode())
+        except ValueError:  # a gap in the table
+            continue
+    return names
+
+
 def is_syscall_list(value: str) -> None:
-    """A newline-separated list of syscall names."""
-    for line in value.splitlines():
-        if line.strip() and not _SYSCALL_RE.fullmatch(line.strip()):
-            raise InvalidConfig(f"Invalid syscall name '{line.strip()}'")
+    """A newline-separated list of syscall names libseccomp knows (LXD passes its lines to
+    liblxc, which skips an unknown name silently; we refuse it)."""
+    names = [line.strip() for line in value.splitlines() if line.strip()]
+    for name in names:
+        if not _SYSCALL_RE.fullmatch(name):
+            raise InvalidConfig(f"Invalid syscall name '{name}'")
+    unknown = unknown_syscalls(names)
+    if unknown:
+        hint = did_you_mean(unknown[0], _native_syscall_names())
+        raise InvalidConfig(f"Unknown syscall '{unknown[0]}'{hint}")
 
 
 _LISTEN_RE = re.compile(r"^(tcp|udp):(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):(\d+)(?:-(\d+))?$")

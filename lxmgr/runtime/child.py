@@ -54,7 +54,7 @@ def start(plan: RuntimePlan, consoles: Consoles) -> int:
     userns_fd = None
     if plan.idmap is not None:
         userns_fd = open_userns_fd(plan.idmap.uid_map_text(), plan.idmap.gid_map_text())
-    flt = security.build_seccomp(plan.seccomp_deny)
+    flt = security.build_seccomp(plan)
     parent, child = sync.socketpair()
     try:
         pid = os.fork()

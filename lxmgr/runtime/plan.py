@@ -14,6 +14,7 @@ from typing import Any
 
 from lxmgr.linux import consts as c
 from lxmgr.model.idmap import IdMap
+from lxmgr.model.units import parse_bool
 
 CONTAINER_ENV_NAME = "lxmgr"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -34,16 +35,18 @@ CAPS_DROP_PRIVILEGED: tuple[tuple[str, str], ...] = CAPS_DROP_UNPRIVILEGED + (
     ("block_suspend", "host power management"),
 )
 
-# Syscalls denied with EPERM in every container (LXC/LXD defaults plus kexec_file_load).
+# The default seccomp deny list (security.syscalls.deny_default=true), LXD 5.0's
+# defaultSeccompPolicy (lxd/seccomp/seccomp.go, tag lxd-5.0.9): "[all] <name> errno 38", so
+# each fails with ENOSYS on every ABI the filter admits, plus "reject_force_umount" (liblxc
+# src/lxc/seccomp.c: umount2() with MNT_FORCE fails with EACCES). One row is ours.
 SECCOMP_DENY: tuple[tuple[str, str], ...] = (
     ("kexec_load", "loads a new kernel"),
-    ("kexec_file_load", "loads a new kernel"),
     ("open_by_handle_at", "bypasses path checks (the 'shocker' escape)"),
     ("init_module", "loads kernel code"),
     ("finit_module", "loads kernel code"),
     ("delete_module", "unloads kernel code"),
+    ("kexec_file_load", "loads a new kernel: kexec_load's twin (Linux 3.17), not in LXD's list"),
 )
-SECCOMP_DENY_COMPAT: tuple[str, ...] = ()  # foreign arches are rejected by the arch check
 
 # /proc files hidden behind /dev/null (Docker MaskedPaths, nspawn PROC_INACCESSIBLE_REG).
 PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats")
@@ -79,7 +82,9 @@ class RuntimePlan:
     cgroup_procs: list[str] = field(default_factory=list)
     cgroup_mounts: list[tuple[str, str, str]] = field(default_factory=list)
     caps_drop: list[str] = field(default_factory=list)
-    seccomp_deny: list[str] = field(default_factory=list)
+    seccomp_deny_default: bool = True  # SECCOMP_DENY and no forced umount
+    seccomp_deny: list[str] = field(default_factory=list)  # security.syscalls.deny: EPERM
+    seccomp_deny_compat: bool = False  # no 32-bit (i386, x32) syscalls on x86_64
     ttys: int = 1
     stop_signal: int = int(signal.SIGRTMIN) + 3
 
@@ -109,6 +114,11 @@ def stop_signal_for(init_target: str) -> int:
     return int(signal.SIGPWR)
 
 
+def seccomp_deny_list(value: str) -> list[str]:
+    """security.syscalls.deny: one syscall name a line; blank lines and repeats dropped."""
+    return list(dict.fromkeys(line.strip() for line in value.splitlines() if line.strip()))
+
+
 def build_plan(
     *,
     name: str,
@@ -126,9 +136,6 @@ def build_plan(
     privileged = idmap is None
     namespaces = c.ALL_NAMESPACES & ~c.CLONE_NEWUSER if privileged else c.ALL_NAMESPACES
     drops = CAPS_DROP_PRIVILEGED if privileged else CAPS_DROP_UNPRIVILEGED
-    deny = [row[0] for row in SECCOMP_DENY]
-    if config.get("security.syscalls.deny_default", "true") == "false":
-        deny = []
     # systemd's Container Interface: PID 1 gets container= and container_uuid= and nothing else.
     env = {"container": CONTAINER_ENV_NAME, "container_uuid": uuid}
     return RuntimePlan(
@@ -145,6 +152,8 @@ def build_plan(
         cgroup_procs=list(cgroup_procs),
         cgroup_mounts=list(cgroup_mounts),
         caps_drop=[row[0] for row in drops],
-        seccomp_deny=deny,
+        seccomp_deny_default=parse_bool(config.get("security.syscalls.deny_default", "true")),
+        seccomp_deny=seccomp_deny_list(config.get("security.syscalls.deny", "")),
+        seccomp_deny_compat=parse_bool(config.get("security.syscalls.deny_compat", "false")),
         stop_signal=stop_signal_for(init_target),
     )

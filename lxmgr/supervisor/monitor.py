@@ -55,7 +55,7 @@ class Monitor:
         self.stop_waiters: list[socket.socket] = []
         self.execs: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client)
         self.listener: socket.socket | None = None
-        self.filter = security.build_seccomp(self.plan.seccomp_deny)
+        self.filter = security.build_seccomp(self.plan)
         self.exit_reason = ""
         self.boots = 0
 

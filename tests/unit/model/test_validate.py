@@ -31,7 +31,8 @@ CASES: list[tuple[v.Validator, list[str], list[str]]] = [
      ["00:16:3e:aa:bb", "00-16-3e-aa-bb-cc", "zz:16:3e:aa:bb:cc"]),
     (v.is_interface_name, ["eth0", "veth1a2b", "br-lan.10"], ["", "a" * 16, "eth 0", "a/b", "a:b"]),
     (v.is_mtu, ["1500", "9000"], ["0", "67", "70000"]),
-    (v.is_syscall_list, ["keyctl", "keyctl\nadd_key\n", ""], ["key ctl", "Keyctl", "1abc"]),
+    (v.is_syscall_list, ["keyctl", "keyctl\nadd_key\n", "", " getcpu \n\nsocketcall"],
+     ["key ctl", "Keyctl", "1abc", "getcpu errno 1", "getcpux", "compat_sys_ioctl"]),
     (v.is_proxy_address,
      ["tcp:127.0.0.1:80", "udp:0.0.0.0:53", "tcp:[::1]:8080", "tcp:0.0.0.0:80-90",
       "unix:/run/app.sock", "unix:@abstract", "tcp:localhost:22"],
@@ -98,3 +99,13 @@ def test_int_rejects_non_ascii_digits() -> None:
 ])
 def test_did_you_mean(name: str, known: list[str], said: str) -> None:
     assert v.did_you_mean(name, known) == said
+
+
+def test_unknown_syscall_is_named_with_a_suggestion() -> None:
+    with pytest.raises(InvalidConfig) as err:
+        v.is_syscall_list("getcpu\nkexec_fileload\nalso_unknown")
+    assert str(err.value) == "Unknown syscall 'kexec_fileload': did you mean 'kexec_file_load'?"
+    with pytest.raises(InvalidConfig) as err:
+        v.is_syscall_list("compat_sys_ioctl")  # a kernel function, not a syscall name
+    assert str(err.value) == "Unknown syscall 'compat_sys_ioctl'"
+    assert v.unknown_syscalls(["getcpu", "socketcall", "nope"]) == ["nope"]

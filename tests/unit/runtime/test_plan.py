@@ -24,7 +24,8 @@ def test_unprivileged_plan() -> None:
     assert plan.namespaces & c.CLONE_NEWUSER
     assert plan.caps_drop == [row[0] for row in CAPS_DROP_UNPRIVILEGED]
     assert "sys_boot" not in plan.caps_drop  # reboot(2) in a userns only signals PID 1
-    assert plan.seccomp_deny == DENY
+    assert (plan.seccomp_deny_default, plan.seccomp_deny, plan.seccomp_deny_compat) == \
+        (True, [], False)
     assert plan.hostname == "c1"
     assert plan.init == ["/sbin/init"]
 
@@ -40,7 +41,8 @@ def test_privileged_plan() -> None:
     assert plan.caps_drop == [row[0] for row in CAPS_DROP_PRIVILEGED]
     assert {"sys_boot", "wake_alarm", "block_suspend"} <= set(plan.caps_drop)
     assert set(row[0] for row in CAPS_DROP_UNPRIVILEGED) <= set(plan.caps_drop)
-    assert plan.seccomp_deny == DENY
+    assert (plan.seccomp_deny_default, plan.seccomp_deny, plan.seccomp_deny_compat) == \
+        (True, [], False)
 
 
 def test_drop_lists_name_known_capabilities() -> None:
@@ -51,11 +53,19 @@ def test_drop_lists_name_known_capabilities() -> None:
 def test_seccomp_deny_list() -> None:
     assert {"kexec_load", "kexec_file_load", "open_by_handle_at", "init_module",
             "finit_module", "delete_module"} == set(DENY)
+    assert all(why for _name, why in SECCOMP_DENY)
 
 
-def test_deny_default_false_empties_deny_list() -> None:
-    assert make_plan(config={"security.syscalls.deny_default": "false"}).seccomp_deny == []
-    assert make_plan(config={"security.syscalls.deny_default": "true"}).seccomp_deny == DENY
+def test_seccomp_keys() -> None:
+    for value, applied in (("false", False), ("no", False), ("0", False), ("true", True),
+                           ("on", True)):
+        plan = make_plan(config={"security.syscalls.deny_default": value,
+                                 "security.syscalls.deny_compat": value})
+        assert plan.seccomp_deny_default is applied and plan.seccomp_deny_compat is applied
+    plan = make_plan(config={"security.syscalls.deny": "getcpu\n\n sethostname \ngetcpu\n"})
+    assert plan.seccomp_deny == ["getcpu", "sethostname"]
+    back = RuntimePlan.from_json(plan.to_json())
+    assert back == plan
 
 
 def test_env_is_exactly_the_container_interface() -> None:
