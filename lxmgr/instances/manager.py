@@ -14,6 +14,7 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Any
 
+from lxmgr import devices as devices_mod
 from lxmgr import paths
 from lxmgr.cgroups import base as cgroup_base
 from lxmgr.cgroups.detect import detect
@@ -102,6 +103,10 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
     def socket_path(self, name: str) -> str:
         return str(paths.instance_dir(name) / "supervisor.sock")
 
+    def device_context(self, name: str, expanded: dict[str, str]) -> devices_mod.InstanceContext:
+        return devices_mod.InstanceContext(
+            name=name, privileged=expanded.get("security.privileged") == "true")
+
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
         base = spec.config.get("volatile.idmap.base")
         if base is None:
@@ -136,6 +141,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded)
         self.networks.check_devices(devices)
+        devices_mod.validate_all(devices, self.device_context(spec.name, expanded))
         root_pool = next((d.get("pool") for d in devices.values()
                           if d.get("type") == "disk" and d.get("path") == "/"), None)
         spec.storage_pool, spec.storage_driver = self.pools.resolve(storage or root_pool)
@@ -284,13 +290,14 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             raise NotFound(f"Storage volume of instance '{spec.name}' is missing")
         rootfs = driver.rootfs_spec(spec.name, img.rootfs, idmap)
         init_target = files.find_init(rootfs)
+        run = devices_mod.start_all(_devices, self.device_context(spec.name, expanded))
         cg = self.cgroups
         plan = build_plan(
             name=spec.name, uuid=spec.config.get("volatile.uuid", str(uuidlib.uuid4())),
             config=expanded, storage_root=str(driver.volume_dir(spec.name)),
             rootfs=rootfs.target, rootfs_spec=files.spec_dict(rootfs), idmap=idmap,
             init_target=init_target, cgroup_procs=cg.procs_paths(spec.name),
-            cgroup_mounts=cg.container_mounts())
+            cgroup_mounts=cg.container_mounts(), disks=[d.to_dict() for d in run.disks])
         directory = paths.instance_dir(spec.name)
         limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
         return SupervisorConfig(

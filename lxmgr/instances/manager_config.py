@@ -3,12 +3,15 @@ proxy reloads). A mixin of Manager; it relies on the Manager's stores and helper
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
+from lxmgr import devices as devices_mod
 from lxmgr import paths
-from lxmgr.errors import InvalidConfig, LxmgrError
+from lxmgr.devices.disk import Disk
+from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
 from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.store import write_atomic
 from lxmgr.model import config as cfgmod
@@ -16,9 +19,11 @@ from lxmgr.model.devices import validate_devices
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
 from lxmgr.net.nic import NicSpec
+from lxmgr.runtime.disks import DiskMount
 from lxmgr.supervisor import control, protocol
 
 log = logging.getLogger(__name__)
+Devices = dict[str, dict[str, str]]
 
 
 class ConfigMixin:
@@ -51,13 +56,54 @@ class ConfigMixin:
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded, allow_volatile=True)
         self.networks.check_devices(devices)
+        ctx = self.device_context(name, expanded)
+        devices_mod.validate_all(devices, ctx)
         self.proxies.check_update(spec, old_devices, devices)  # 4xx: bad or port in use
         spec.config.update(self.networks.new_volatile(devices, spec.config))
         self.apply_live(name, expanded)
-        self._replug(spec, old_nics, self.networks.nics(spec, devices))
-        self._update_proxies(spec, devices)
-        self.store.save(spec)
+        with contextlib.ExitStack() as revert:
+            self._replug_disks(spec, old_devices, devices, ctx, revert)
+            self._replug(spec, old_nics, self.networks.nics(spec, devices))
+            self._update_proxies(spec, devices)
+            self.store.save(spec)
+            revert.pop_all()
         return cfgmod.restart_required(old_expanded, expanded)
+
+    def _replug_disks(self, spec: InstanceSpec, old: Devices, new: Devices,
+                      ctx: devices_mod.InstanceContext, revert: contextlib.ExitStack) -> None:
+        """Hot-unplug disk devices removed from (or changed on) a running instance, then
+        hot-plug the added and changed ones; each step is undone if a later one fails."""
+        def disks(devices: Devices) -> dict[str, DiskMount]:
+            return {n: Disk(n, d, ctx).mount() for n, d in devices.items()
+                    if d.get("type") == "disk" and d.get("path") != "/"}
+        before, after = disks(old), disks(new)
+        gone = [before[n] for n in sorted(before) if after.get(n) != before[n]]
+        added = [after[n] for n in sorted(after) if before.get(n) != after[n]]
+        if not gone and not added:
+            return
+        for disk in added:
+            Disk(disk.device, new[disk.device], ctx).validate()
+        try:
+            for disk in gone:
+                self._disk_call(spec.name, protocol.DISK_DETACH, disk)
+                revert.callback(self._disk_call, spec.name, protocol.DISK_ATTACH, disk)
+            for disk in added:
+                self._disk_call(spec.name, protocol.DISK_ATTACH, disk)
+                revert.callback(self._disk_call, spec.name, protocol.DISK_DETACH, disk)
+        except control.NotRunning:
+            return  # stopped meanwhile: the next start mounts what the config says
+
+    def _disk_call(self, name: str, cmd: str, disk: DiskMount) -> None:
+        try:
+            control.call(self.socket_path(name), cmd, wait=60, disk=disk.to_dict())
+        except control.NotRunning:
+            raise
+        except LxmgrError as err:
+            if "Unknown command" in str(err):
+                raise Conflict(f"Instance '{name}' runs under the supervisor of an older "
+                               "lxmgr that can't hot-plug disks: restart the instance "
+                               "first") from None
+            raise
 
     def _replug(self, spec: InstanceSpec, old: list[NicSpec], new: list[NicSpec]) -> None:
         """Hot-plug NICs added to a running instance, unplug removed or changed ones."""

@@ -97,9 +97,9 @@ class mount_attr(ctypes.Structure):  # noqa: N801 - kernel spelling
 
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
-                  userns_fd: int = 0) -> None:
+                  userns_fd: int = 0, propagation: int = 0) -> None:
     """mount_setattr(2)."""
-    attr = mount_attr(attr_set, attr_clr, 0, userns_fd)
+    attr = mount_attr(attr_set, attr_clr, propagation, userns_fd)
     _check(_syscall(c.SYS_mount_setattr, ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags),
                     ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
            "mount_setattr", path)
@@ -133,6 +133,16 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     how = open_how(flags, mode, resolve)
     return _check(_syscall(c.SYS_openat2, ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
                            ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+
+
+def statx_attributes(fd: int) -> tuple[int, int]:
+    """statx(2) of an fd (AT_EMPTY_PATH): (stx_attributes, stx_attributes_mask)."""
+    buf = ctypes.create_string_buffer(256)  # struct statx
+    _check(_syscall(c.SYS_statx, ctypes.c_int(fd), b"", ctypes.c_int(c.AT_EMPTY_PATH),
+                    ctypes.c_uint(0), buf), "statx")
+    attributes = int.from_bytes(buf.raw[8:16], "little")  # __u64 stx_attributes
+    mask = int.from_bytes(buf.raw[56:64], "little")  # __u64 stx_attributes_mask
+    return attributes, mask
 
 
 class _cap_header(ctypes.Structure):  # noqa: N801

@@ -9,23 +9,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from lxmgr.errors import InvalidConfig
+from lxmgr.errors import InvalidConfig, NotSupported
 from lxmgr.model import validate as v
 from lxmgr.model.config import to_config_value
 from lxmgr.model.units import parse_bool
 
 NIC_TYPES = ("bridged", "macvlan", "p2p", "physical", "ipvlan", "routed")
 
-_UNIX_KEYS: dict[str, v.Validator] = {
-    "source": v.optional(v.is_abs_path),
-    "path": v.optional(v.is_abs_path),
-    "major": v.optional(v.is_uint32),
-    "minor": v.optional(v.is_uint32),
-    "uid": v.optional(v.is_uint32),
-    "gid": v.optional(v.is_uint32),
-    "mode": v.optional(v.is_int_range(0, 0o7777)),
-    "required": v.optional(v.is_bool),
-}
+# LXD device types lxmgr does not implement: refused by name rather than accepted and ignored.
+UNSUPPORTED_TYPES = ("unix-char", "unix-block", "unix-hotplug", "gpu", "usb", "infiniband",
+                     "tpm", "pci")
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
+                "runbindable")
+# Where the runtime mounts its own filesystems: a disk there would be hidden or refused.
+_RESERVED_PATHS = ("/proc", "/sys")
 
 # type -> allowed keys (besides 'type') and their validators.
 DEVICE_KEYS: dict[str, dict[str, v.Validator]] = {
@@ -36,6 +33,10 @@ DEVICE_KEYS: dict[str, dict[str, v.Validator]] = {
         "pool": v.is_any,
         "size": v.optional(v.is_size),
         "readonly": v.optional(v.is_bool),
+        "required": v.optional(v.is_bool),
+        "recursive": v.optional(v.is_bool),
+        "shift": v.optional(v.is_bool),
+        "propagation": v.optional(v.is_one_of(*PROPAGATIONS)),
     },
     "nic": {
         "network": v.is_any,
@@ -55,8 +56,6 @@ DEVICE_KEYS: dict[str, dict[str, v.Validator]] = {
         "bind": v.optional(v.is_one_of("host", "instance")),
         "nat": v.optional(v.is_bool),
     },
-    "unix-char": _UNIX_KEYS,
-    "unix-block": _UNIX_KEYS,
 }
 
 _DEVICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
@@ -75,10 +74,21 @@ def _check_disk(dev: Mapping[str, str]) -> str | None:
         if dev.get("source"):
             return "the root disk can't have a 'source'"
         return None
+    if dev.get("pool"):
+        return "disks from custom storage volumes ('pool' with a volume 'source') are not " \
+            "supported yet; mount a host directory with 'source'"
     if not dev.get("source"):
         return "a disk other than the root disk needs a 'source'"
+    try:
+        v.is_abs_path(dev["source"])
+    except InvalidConfig as err:
+        return f"'source': {err}"
     if dev.get("size"):
         return "'size' only applies to the root disk"
+    path = dev["path"].rstrip("/")
+    for reserved in _RESERVED_PATHS:
+        if path == reserved or path.startswith(reserved + "/"):
+            return f"'path' can't be under {reserved} (lxmgr mounts it)"
     return None
 
 
@@ -101,18 +111,10 @@ def _check_proxy(dev: Mapping[str, str]) -> str | None:
     return None
 
 
-def _check_unix(dev: Mapping[str, str]) -> str | None:
-    if not dev.get("source") and not dev.get("path"):
-        return "needs a 'source' or a 'path'"
-    return None
-
-
 _RULES: dict[str, Callable[[Mapping[str, str]], str | None]] = {
     "disk": _check_disk,
     "nic": _check_nic,
     "proxy": _check_proxy,
-    "unix-char": _check_unix,
-    "unix-block": _check_unix,
 }
 
 
@@ -128,6 +130,8 @@ def validate_device(name: str, device: Mapping[str, object]) -> dict[str, str]:
         except InvalidConfig as err:
             raise InvalidConfig(f"Invalid device '{name}' key '{key}': {err}") from err
     dtype = dev.get("type", "")
+    if dtype in UNSUPPORTED_TYPES:
+        raise NotSupported(f"Invalid device '{name}': type '{dtype}' is not supported")
     if dtype not in DEVICE_KEYS:
         raise InvalidConfig(f"Invalid device '{name}': unknown type '{dtype}' "
                             f"(must be one of {', '.join(sorted(DEVICE_KEYS))})"

@@ -22,7 +22,7 @@ from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 from lxmgr.linux.idmapped import open_userns_fd, write_id_maps
 from lxmgr.model.rootfs import RootfsSpec
-from lxmgr.runtime import security, sync
+from lxmgr.runtime import disks, security, sync
 from lxmgr.runtime.devices import build_dev_ops
 from lxmgr.runtime.mounts import apply_all
 from lxmgr.runtime.plan import RuntimePlan
@@ -111,6 +111,8 @@ def _intermediate(plan: RuntimePlan, sock: socket.socket, userns_fd: int | None,
         libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE, None)
         step = f"mount the rootfs at {plan.rootfs}"
         mount_rootfs(RootfsSpec(**plan.rootfs_spec), userns_fd)
+        step = "prepare the disk devices"
+        prepared = disks.prepare([disks.DiskMount.from_dict(d) for d in plan.disks], userns_fd)
         step = "unshare the container namespaces"
         # One call: the new mount namespace is then owned by the new user namespace
         # (and CLONE_NEWNET after CLONE_NEWUSER gives a netns owned by it, see LXC start.c).
@@ -128,7 +130,7 @@ def _intermediate(plan: RuntimePlan, sock: socket.socket, userns_fd: int | None,
         step = "fork the container init"
         pid = os.fork()  # first child in the new pid namespace: PID 1
         if pid == 0:
-            _init(plan, sock, consoles, host_root, flt)
+            _init(plan, sock, consoles, host_root, flt, prepared)
         sync.send(sock, sync.INIT_PID, pid=pid)
         os._exit(0)
     except BaseException as err:  # noqa: BLE001 - report anything, then exit
@@ -137,7 +139,8 @@ def _intermediate(plan: RuntimePlan, sock: socket.socket, userns_fd: int | None,
 
 
 def _init(plan: RuntimePlan, sock: socket.socket, consoles: Consoles,
-          host_root: tuple[int, int], flt) -> None:  # type: ignore[no-untyped-def]
+          host_root: tuple[int, int], flt,  # type: ignore[no-untyped-def]
+          prepared: list[tuple[disks.DiskMount, int]]) -> None:
     """G, PID 1: filesystems, hostname, pivot, console, privileges, exec. Never returns."""
     step = "set up the container"
     try:
@@ -147,6 +150,8 @@ def _init(plan: RuntimePlan, sock: socket.socket, consoles: Consoles,
         ops = build_proc_sys_ops(plan) + build_dev_ops(plan.rootfs, consoles.console,
                                                        consoles.ttys, tty_gid)
         apply_all(ops, libc, root=plan.rootfs)
+        step = "mount the disk devices"
+        disks.attach_prepared(prepared, plan.rootfs)
         step = "set the hostname"
         libc.sethostname(plan.hostname)
         step = "pivot_root into the rootfs"

@@ -87,6 +87,7 @@ class RuntimePlan:
     seccomp_deny_compat: bool = False  # no 32-bit (i386, x32) syscalls on x86_64
     ttys: int = 1
     stop_signal: int = int(signal.SIGRTMIN) + 3
+    disks: list[dict[str, Any]] = field(default_factory=list)  # runtime.disks.DiskMount dicts
 
     @property
     def privileged(self) -> bool:
@@ -131,6 +132,7 @@ def build_plan(
     init_target: str,
     cgroup_procs: list[str],
     cgroup_mounts: list[tuple[str, str, str]],
+    disks: list[dict[str, Any]] | None = None,
 ) -> RuntimePlan:
     """Decide how to run the container from its expanded config; no I/O."""
     privileged = idmap is None
@@ -156,4 +158,5 @@ def build_plan(
         seccomp_deny=seccomp_deny_list(config.get("security.syscalls.deny", "")),
         seccomp_deny_compat=parse_bool(config.get("security.syscalls.deny_compat", "false")),
         stop_signal=stop_signal_for(init_target),
+        disks=list(disks or []),
     )

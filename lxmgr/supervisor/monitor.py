@@ -24,7 +24,7 @@ from typing import Any
 from lxmgr.cgroups.base import CgroupDriver, read_file
 from lxmgr.errors import LxmgrError
 from lxmgr.linux import libc
-from lxmgr.runtime import attach, child, security
+from lxmgr.runtime import attach, child, disks, security
 from lxmgr.supervisor import protocol
 from lxmgr.supervisor.config import ConsoleRing, SupervisorConfig
 from lxmgr.supervisor.console import ConsoleClients
@@ -187,6 +187,26 @@ class Monitor:
         self._start_relay()
         self._reply(conn, {"ok": True, "relay": self.relay_pidfd >= 0})
 
+    # -- disk devices: hot-plug into the running container, remembered for reboots ----------
+
+    def _disk(self, conn: socket.socket, cmd: str, msg: dict[str, Any]) -> None:
+        """Mount or unmount one disk device in the container (a forked helper joins its
+        mount namespace); the plan's disk list follows, so a reboot from inside keeps it."""
+        if self.status not in ("Running", "Frozen") or self.init_pid <= 0:
+            self._reply(conn, {"error": f"Instance is not running ({self.status})",
+                               "status": 409})
+            return
+        disk = disks.DiskMount.from_dict(msg["disk"])
+        idmap = self.plan.idmap
+        owner = (idmap.uid_base, idmap.gid_base) if idmap else (0, 0)
+        action = "attach" if cmd == protocol.DISK_ATTACH else "detach"
+        done = disks.in_container(self.init_pid, action, disk, disk.shift and idmap is not None,
+                                  owner)
+        self.plan.disks = [d for d in self.plan.disks if d.get("device") != disk.device]
+        if action == "attach":
+            self.plan.disks.append(disk.to_dict())
+        self._reply(conn, {"ok": True, "done": done})
+
     def _open_ptys(self, uid: int, tty_gid: int) -> child.Consoles:
         """Host ptys for /dev/console and /dev/ttyN, owned by the container root."""
         slaves = []
@@ -317,6 +337,8 @@ class Monitor:
             self._console_request(conn, cmd, msg, fds)
         elif cmd == protocol.RELOAD_PROXIES:
             self._reload_relay(conn)
+        elif cmd in (protocol.DISK_ATTACH, protocol.DISK_DETACH):
+            self._disk(conn, cmd, msg)
         else:
             self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400})
         return False

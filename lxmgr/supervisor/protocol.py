@@ -23,8 +23,10 @@ CONSOLE_CLEAR = "console_clear"
 CONSOLE_ATTACH = "console_attach"  # + fds [a stream socket]: bytes to and from /dev/console
 CONSOLE_RESIZE = "console_resize"  # {rows, cols}
 RELOAD_PROXIES = "reload_proxies"  # stop the proxy relay, start one for the current file
+DISK_ATTACH = "disk_attach"  # {disk: DiskMount dict} -> {mounted}: hot-plug, kept for reboots
+DISK_DETACH = "disk_detach"  # {disk: DiskMount dict} -> {unmounted}: hot-unplug
 COMMANDS = (GET_STATE, STOP, FREEZE, UNFREEZE, EXEC, CONSOLE_LOG, CONSOLE_CLEAR,
-            CONSOLE_ATTACH, CONSOLE_RESIZE, RELOAD_PROXIES)
+            CONSOLE_ATTACH, CONSOLE_RESIZE, RELOAD_PROXIES, DISK_ATTACH, DISK_DETACH)
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 3

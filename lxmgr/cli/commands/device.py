@@ -102,11 +102,15 @@ Decorator = Callable[[Callable[..., None]], Callable[..., None]]
 
 def _add(owner: DeviceOwner, name_arg: Decorator) -> click.Command:
     @click.command("add", help=_help(
-        owner, f"Add a device to {owner.a_noun}.\n\nTYPE is nic, disk, proxy, unix-char, "
-               "unix-block or none; KEY=VALUE are its keys, as in LXD.",
+        owner, f"Add a device to {owner.a_noun}.\n\nTYPE is nic, disk, proxy or none; "
+               "KEY=VALUE are its keys, as in LXD. A disk mounts a host directory or file "
+               "(source) at path, at once in a running instance; shift=true shows host owners "
+               "inside (idmapped), readonly=true, required=false (skip a missing source), "
+               "recursive=true, propagation=private|shared|slave|unbindable (r-prefixed: "
+               "recursive).",
         "add {n} eth1 nic network=lxmgrbr0 name=eth1",
         "add {n} http proxy listen=tcp:0.0.0.0:8080 connect=tcp:127.0.0.1:80",
-        "add {n} data disk source=/srv/data path=/data"))
+        "add {n} code disk source=$HOME/code path=/code shift=true"))
     @name_arg
     @click.argument("device")
     @click.argument("type_", metavar="TYPE")
