@@ -81,7 +81,7 @@ async def run(manager: Manager, events: EventBus) -> None:
         try:
             gone, running = await asyncio.to_thread(stopped_ephemerals, manager, running)
             for name in gone:
-                await asyncio.to_thread(manager.delete, name)
+                await asyncio.to_thread(manager.delete, name, ephemeral_stop=True)
                 events.lifecycle("instance-deleted", name)
                 log.info("Deleted stopped ephemeral instance %s", name)
             for name in await asyncio.to_thread(manager.networks.watch):

@@ -37,6 +37,7 @@ from lxmgr.instances.proxies import Proxies
 from lxmgr.instances.store import InstanceStore, write_atomic
 from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
+from lxmgr.model import units
 from lxmgr.model.devices import validate_devices
 from lxmgr.model.idmap import IdMap
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
@@ -238,9 +239,14 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
         driver.set_size(spec.name, parse_size(size))
 
-    def delete(self, name: str, force: bool = False) -> None:
-        """Delete a stopped instance (force: stop it first). Removes its volume only."""
+    def delete(self, name: str, force: bool = False, *, ephemeral_stop: bool = False) -> None:
+        """Delete a stopped instance (force: stop it first). Removes its volume only.
+        security.protection.delete refuses it before anything is stopped, except when a
+        stopped ephemeral instance goes (ephemeral_stop), as LXD 5.0's onStop deletes it
+        with force=true (lxd/instance/drivers/driver_lxc.go)."""
         spec = self.store.get(name)
+        if not ephemeral_stop and self._protected(spec):
+            raise InvalidConfig("Instance is protected")  # LXD 5.0's words (a 400 Failure)
         if self.is_running(name):
             if not force:
                 raise Conflict(f"Instance '{name}' is running: stop it first or use --force")
@@ -251,6 +257,14 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
         log.info("Deleted instance %s", name)
+
+    def _protected(self, spec: InstanceSpec) -> bool:
+        """security.protection.delete of the expanded config (a missing profile is skipped:
+        it must not make an instance undeletable)."""
+        known = self.profiles()
+        config, _ = cfgmod.expand([known[p] for p in spec.profiles if p in known],
+                                  spec.config, {})
+        return units.parse_bool(config.get("security.protection.delete") or "false")
 
     def _nic_specs_or_none(self, spec: InstanceSpec) -> list[NicSpec]:
         try:
@@ -373,7 +387,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             raise Conflict(f"Instance '{name}' is not running") from None
         self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
         if spec.ephemeral:
-            self.delete(name)
+            self.delete(name, ephemeral_stop=True)
 
     def restart(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> int:
         spec = self.store.get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import click
@@ -18,6 +19,9 @@ from lxmgr.cli.options import ON_SERVER, get_app
 def delete(names: tuple[str, ...], force: bool) -> None:
     """Delete instances (they must be stopped unless --force) or snapshots (NAME/SNAP).
 
+    An instance with security.protection.delete=true is refused, with or without --force,
+    and left as it is (snapshots are not protected).
+
     \b
     Examples:
       lxmgr delete web1
@@ -31,10 +35,24 @@ def delete(names: tuple[str, ...], force: bool) -> None:
             app.operate("DELETE", app.instance_path(instance, "snapshots", quote(snap, safe="")),
                         label=f"Deleting {name}")
             continue
-        status = app.query("GET", app.instance_path(name)).get("status", "")
+        info = app.query("GET", app.instance_path(name))
+        status = info.get("status", "")
+        if status != "Stopped" and not force:
+            app.abort(f"The instance '{name}' is currently {status.lower()}, stop it first "
+                      "or pass --force")
+        if is_protected(info):
+            # Checked before the stop: lxc stops a protected instance, then the server refuses
+            # the delete ("Instance is protected"); a refused delete here changes nothing.
+            app.abort(f"Failed deleting instance '{name}': Instance is protected (set "
+                      "security.protection.delete=false first)")
         if status != "Stopped":
-            if not force:
-                app.abort(f"The instance '{name}' is currently {status.lower()}, stop it first "
-                          "or pass --force")
             change_state(app, name, "stop", timeout=-1, force=True)
         app.operate("DELETE", app.instance_path(name), label=f"Deleting {name}")
+
+
+def is_protected(info: dict[str, Any]) -> bool:
+    """Whether the instance's expanded config sets security.protection.delete."""
+    from lxmgr.model.units import parse_bool
+
+    return parse_bool(str((info.get("expanded_config") or {}).get(
+        "security.protection.delete") or "false"))
