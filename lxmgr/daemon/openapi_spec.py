@@ -72,12 +72,13 @@ SNAPSHOT_POST = obj(name=STR, stateful=BOOL, expires_at=TIME)
 SNAPSHOT_PUT = obj(expires_at=TIME)
 BACKUP_POST = obj(name=STR, expires_at=TIME, instance_only=BOOL, container_only=BOOL,
                   optimized_storage=BOOL, compression_algorithm=STR)
+BACKUP_RENAME = obj(("name",), name=STR)
 PROFILE_PUT = obj(description=STR, config=STRING_MAP, devices=DEVICES)
 PROFILES_POST = obj(("name",), name=STR, description=STR, config=STRING_MAP, devices=DEVICES)
 IMAGE_SOURCE = obj(type={"type": "string", "enum": ["image", "recipe", "url"]}, name=STR,
                    server=STR, protocol=STR, alias=STR, fingerprint=STR, mode=STR)
 IMAGES_POST = obj(source=IMAGE_SOURCE, public=BOOL, auto_update=BOOL, filename=STR,
-                  properties=STRING_MAP,
+                  properties=STRING_MAP, compression_algorithm=STR,
                   aliases={"type": "array", "items": obj(name=STR, description=STR)})
 IMAGE_PUT = obj(properties=STRING_MAP, public=BOOL, auto_update=BOOL, expires_at=TIME)
 ALIASES_POST = obj(("name", "target"), name=STR, target=STR, description=STR)
@@ -179,6 +180,8 @@ def backup_endpoints() -> list[Endpoint]:
         Endpoint("POST", base, "Create a backup tarball", "async", BACKUP_POST,
                  body_required=False),
         Endpoint("GET", f"{base}/{{backup}}", "Show a backup"),
+        Endpoint("POST", f"{base}/{{backup}}", "Rename a backup", "async",
+                 BACKUP_RENAME),
         Endpoint("DELETE", f"{base}/{{backup}}", "Delete a backup", "async"),
         Endpoint("GET", f"{base}/{{backup}}/export", "Download a backup tarball", "raw"),
     ]
@@ -187,7 +190,7 @@ def backup_endpoints() -> list[Endpoint]:
 def image_endpoints() -> list[Endpoint]:
     base = "/1.0/images/{fingerprint}"
     return [
-        Endpoint("GET", "/1.0/images", "List images", query=LIST),
+        Endpoint("GET", "/1.0/images", "List images", query=(*LIST, "filter")),
         Endpoint("POST", "/1.0/images", "Upload, pull or build an image", "async",
                  IMAGES_POST, raw_body=True),
         Endpoint("GET", "/1.0/images/aliases", "List image aliases", query=("recursion",)),

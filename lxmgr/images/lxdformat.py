@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 METADATA = "metadata.yaml"
+# The store's metadata key naming an image's export compression (LXD's compression_algorithm
+# of a published image; absent: gzip, as LXD's default images.compression_algorithm).
+COMPRESSION_KEY = "compression_algorithm"
 MAX_LXD_METADATA_BYTES = 48 * 1024  # leaves room in the store's 64 KiB metadata.yaml
 TEMPLATE_TRIGGERS = frozenset({"create", "copy", "start", "rename"})
 # Debian architecture names (the store's) -> LXD's (shared/osarch).
@@ -402,13 +405,15 @@ def _count_listing_line(line: bytes, entries: int, size: int, src: Path,
     return entries, size
 
 
-def export_image(image: ImageInfo, dest_dir: Path, *, compression: str = "gzip") -> Path:
+def export_image(image: ImageInfo, dest_dir: Path, *, compression: str | None = None) -> Path:
     """Write a unified LXD tarball of image into dest_dir, named <LXD fingerprint><suffix>.
 
     The file name's stem is the fingerprint LXD computes (lxd_fingerprint([path])).
     Device nodes, fifos and sockets in the rootfs are left out (LXD images carry none).
+    compression None: the one recorded for the image at publish time, else gzip.
     """
     data = read_metadata(image.path)
+    compression = compression or str(data.get(COMPRESSION_KEY) or "gzip")
     trees = [("rootfs/", image.rootfs)]
     if (image.path / "templates").is_dir():
         trees.append(("templates/", image.path / "templates"))

@@ -17,14 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lxmgr.errors import Conflict
+from lxmgr.errors import Conflict, InvalidConfig
 from lxmgr.images.fingerprint import fingerprint_tree
+from lxmgr.images.lxdformat import COMPRESSION_KEY
 from lxmgr.images.store import ImageInfo, info_from_metadata, read_metadata, write_metadata
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.storage.copies import copy_dir
 
 log = logging.getLogger(__name__)
+COMPRESSIONS = ("gzip", "xz", "none")  # what lxmgr.images.archive_write writes
 
 
 class PublishMixin:
@@ -49,9 +51,16 @@ class PublishMixin:
             unshift_tree(dest, idmap)
 
     def publish(self, source: str, *, aliases: tuple[str, ...] = (),
-                properties: dict[str, str] | None = None) -> ImageInfo:
+                properties: dict[str, str] | None = None,
+                compression: str | None = None) -> ImageInfo:
         """A new image from instance NAME (stopped) or snapshot NAME/SNAP: its merged root
-        filesystem, the source image's templates and properties (plus `properties`)."""
+        filesystem, the source image's templates and properties (plus `properties`).
+
+        compression (LXD's compression_algorithm; None: gzip) is how the image is exported:
+        the store keeps a tree, so it is recorded in the image's metadata. Publishing a tree
+        that is already an image records the new choice on that image."""
+        if compression is not None:
+            check_compression(compression)
         name, snapshot = snapmod.split_ref(source)
         spec = self.get_snapshot(name, snapshot).instance if snapshot else self.store.get(name)
         if snapshot is None and self.is_running(name):
@@ -69,11 +78,13 @@ class PublishMixin:
                 copy_dir(base.path / "templates", staging / "templates")
             digest = fingerprint_tree(staging / "rootfs")
             write_metadata(staging, _metadata(read_metadata(base.path), source, digest.size,
-                                              properties or {}))
+                                              properties or {}, compression))
             final = self.images.root / digest.fingerprint
             if not final.exists():
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)
+            elif compression is not None:
+                write_metadata(final, {**read_metadata(final), COMPRESSION_KEY: compression})
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
@@ -84,12 +95,22 @@ class PublishMixin:
         return info_from_metadata(image.fingerprint, image.path, read_metadata(image.path))
 
 
-def _metadata(base: dict[str, Any], source: str, size: int,
-              properties: dict[str, str]) -> dict[str, Any]:
+def check_compression(compression: str) -> None:
+    """InvalidConfig unless the archive writer (lxmgr.images.archive_write) can produce it.
+    LXD also takes bzip2, lzma, zstd or any compressor on its PATH: those are refused."""
+    if compression not in COMPRESSIONS:
+        raise InvalidConfig(f"Unsupported compression algorithm '{compression}': use "
+                            f"{', '.join(COMPRESSIONS[:-1])} or {COMPRESSIONS[-1]}")
+
+
+def _metadata(base: dict[str, Any], source: str, size: int, properties: dict[str, str],
+              compression: str | None) -> dict[str, Any]:
     """The new image's metadata.yaml: the base image's, minus where it came from."""
     data = {k: v for k, v in base.items() if k not in (
         "aliases", "source", "cached", "auto_update", "last_update_check", "last_used_at",
-        "recipe", "recipe_sha256")}
+        "recipe", "recipe_sha256", COMPRESSION_KEY)}
+    if compression is not None:
+        data[COMPRESSION_KEY] = compression
     props = dict(base.get("properties") or {})
     props["description"] = properties.pop("description", None) or f"Published from {source}"
     props.update(properties)

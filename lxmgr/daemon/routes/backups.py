@@ -1,5 +1,6 @@
-"""/1.0/instances/{name}/backups: LXD's instance backups (create, list, show, delete, export),
-and imports: POST /1.0/instances with a backup tarball as the body (X-LXD-name, X-LXD-pool).
+"""/1.0/instances/{name}/backups: LXD's instance backups (create, list, show, rename, delete,
+export), and imports: POST /1.0/instances with a backup tarball as the body (X-LXD-name,
+X-LXD-pool).
 
 Backups are files in $LXMGR_DIR/backups/instances/<name>/<backup>.tar[.gz|.xz] with a small
 JSON record beside each; `lxmgr export` creates one, downloads it and deletes it, as lxc does.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -47,15 +49,29 @@ def _url(name: str, backup: str) -> str:
     return f"/1.0/instances/{name}/backups/{backup}"
 
 
+def _names(name: str) -> list[str]:
+    directory = backups_dir(name)
+    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+
+
+def backup_views(name: str) -> list[dict[str, Any]]:
+    """LXD's InstanceBackup objects of an instance (also InstanceFull's `backups`)."""
+    out = []
+    for backup in _names(name):
+        try:
+            out.append(_public(_record(name, backup)))
+        except NotFound:
+            continue  # deleted while we listed
+    return out
+
+
 @routes.get("/1.0/instances/{name}/backups")
 async def list_backups(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await asyncio.to_thread(request.app[MANAGER].get, name)
-    directory = backups_dir(name)
-    names = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
     if responses.recursion(request) == 0:
-        return responses.sync([_url(name, b) for b in names])
-    return responses.sync([_public(_record(name, b)) for b in names])
+        return responses.sync([_url(name, b) for b in await asyncio.to_thread(_names, name)])
+    return responses.sync(await asyncio.to_thread(backup_views, name))
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -91,9 +107,11 @@ async def create_backup(request: web.Request) -> web.Response:
         return {}
 
     # resources.backups holds the bare name: lxc 5.0 uses it as is, newer clients take
-    # path.Base() of it, which is the same.
+    # path.Base() of it, which is the same; clients with operation_metadata_entity_url
+    # read metadata.entity_url instead.
     op = request.app[OPERATIONS].create(f"Backing up instance {name}", work, resources={
-        "instances": [f"/1.0/instances/{name}"], "backups": [backup]})
+        "instances": [f"/1.0/instances/{name}"], "backups": [backup]},
+        metadata={"entity_url": _url(name, backup)})
     return responses.async_op(op)
 
 
@@ -106,6 +124,33 @@ async def get_backup(request: web.Request) -> web.Response:
     record = await asyncio.to_thread(_record, request.match_info["name"],
                                      request.match_info["backup"])
     return responses.sync(_public(record))
+
+
+@routes.post("/1.0/instances/{name}/backups/{backup}")
+async def rename_backup(request: web.Request) -> web.Response:
+    """LXD's backup rename ({"name": NEW}): the record and its tarball."""
+    name, backup = request.match_info["name"], request.match_info["backup"]
+    body = await json_body(request)
+    new = field(body, "name", str, "")
+    validate_snapshot_name(new)
+    record = await asyncio.to_thread(_record, name, backup)
+    directory = backups_dir(name)
+    if (directory / f"{new}.json").exists():
+        raise Conflict(f"Backup '{name}/{new}' already exists")
+
+    async def work(op: Operation) -> dict[str, Any]:
+        def rename() -> None:
+            suffix = str(record["file"]).removeprefix(backup)
+            os.rename(directory / str(record["file"]), directory / f"{new}{suffix}")
+            renamed = {**record, "name": new, "file": f"{new}{suffix}"}
+            (directory / f"{new}.json").write_text(json.dumps(renamed))
+            (directory / f"{backup}.json").unlink()
+        await asyncio.to_thread(rename)
+        return {"entity_url": _url(name, new)}
+
+    return responses.async_op(request.app[OPERATIONS].create(
+        f"Renaming backup {name}/{backup} to {new}", work,
+        resources={"instances": [f"/1.0/instances/{name}"], "backups": [backup]}))
 
 
 @routes.delete("/1.0/instances/{name}/backups/{backup}")

@@ -16,11 +16,13 @@ from lxmgr.daemon import responses
 from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
+from lxmgr.daemon.views import matches
 from lxmgr.errors import InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import ImageInfo
 from lxmgr.instances import image_ops
 from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.instances.manager import Manager
+from lxmgr.instances.manager_publish import check_compression
 
 routes = web.RouteTableDef()
 
@@ -56,10 +58,14 @@ def _index(manager: Manager) -> list[ImageInfo]:
 
 @routes.get("/1.0/images")
 async def list_images(request: web.Request) -> web.Response:
+    """The images, filtered by `filter=` (LXD's api_filtering: `field eq|ne value` on the
+    top-level fields, which is what lxc sends the server)."""
     level = responses.recursion(request)
+    expr = request.query.get("filter", "")
     images = await asyncio.to_thread(_index, request.app[MANAGER])
-    return responses.sync([render(i) if level else f"/1.0/images/{i.fingerprint}"
-                           for i in images])
+    rendered = [render(i) for i in images]
+    return responses.sync([r if level else f"/1.0/images/{r['fingerprint']}"
+                           for r in rendered if matches(r, expr)])
 
 
 @routes.post("/1.0/images")
@@ -90,13 +96,16 @@ async def _publish(request: web.Request, body: dict[str, Any], source: dict[str,
                             "publish")
     aliases = image_transfer.aliases_of(body.get("aliases"))
     properties = {str(k): str(v) for k, v in field(body, "properties", dict, {}).items()}
+    compression = field(body, "compression_algorithm", str, "") or None
+    if compression is not None:
+        check_compression(compression)
     instance, _, snap = name.partition("/")
     await asyncio.to_thread(manager.get_snapshot if snap else manager.get,
                             *((instance, snap) if snap else (instance,)))
 
     async def work(op: Operation) -> dict[str, Any]:
         image = await asyncio.to_thread(manager.publish, name, aliases=aliases,
-                                        properties=properties)
+                                        properties=properties, compression=compression)
         await asyncio.to_thread(_index, manager)
         return {"fingerprint": image.fingerprint, "size": image.size}
 

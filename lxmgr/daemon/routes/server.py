@@ -20,42 +20,77 @@ from lxmgr.model.server_config import validate_server_config
 
 routes = web.RouteTableDef()
 
-# Only what is really implemented: clients change request shapes per extension.
-API_EXTENSIONS = [
-    "instances",
-    "container_full",
-    "instance_create_start",
-    "instance_force_delete",
-    "operation_wait",
-    "container_exec_user_group_cwd",
-    "container_exec_recording",
-    "console",
-    "operation_metadata_entity_url",
-    "network",
-    "network_leases",
-    "network_state",
-    "snapshot_expiry",
-    "snapshot_expiry_creation",
-    "snapshot_scheduling",
-    "snapshot_schedule_aliases",
-    "api_filtering",
-    "container_backup",
-    "backup_compression_algorithm",
-    "storage",
-    "image_compression_algorithm",
-    "metrics",
-    "projects",
-    "resources",
-    "file_delete",
-    "file_append",
-    "file_symlinks",
-    "directory_manipulation",
-    "instance_file_head",
-    "instances_files_modify_permissions",
-    "certificate_token",  # POST /1.0/certificates {"token": true}: a token operation
-    "explicit_trust_token",  # {"trust_token": ...} (pylxd sends it instead of "password")
-    "instances_state_selective_recursion",  # recursion=2;fields=state.network
-]
+# What GET /1.0 advertises: LXD clients (lxc, pylxd, LXD's web UI) change request shapes per
+# entry, so each names the module that implements it (LXD's doc/api-extensions.md says what an
+# entry means) and tests/unit/daemon/test_api_extensions.py pins the list, imports each
+# module and names the test proving the entry. Add an entry only together with its code.
+EXTENSIONS: dict[str, str] = {
+    # /1.0/instances (LXD's name for what were containers)
+    "instances": "lxmgr.daemon.routes.instances",
+    # recursion=2: state, snapshots and backups of every instance in one answer
+    "container_full": "lxmgr.daemon.views",
+    # POST /1.0/instances {"start": true}: create and start in one operation
+    "instance_create_start": "lxmgr.daemon.routes.instances",
+    # DELETE /1.0/instances/NAME?force=1 stops a running instance first
+    "instance_force_delete": "lxmgr.daemon.routes.instances",
+    # GET /1.0/operations/ID/wait
+    "operation_wait": "lxmgr.daemon.routes.operations",
+    # exec's user, group and cwd
+    "container_exec_user_group_cwd": "lxmgr.daemon.routes.instance_exec",
+    # exec's record-output: files under /1.0/instances/NAME/logs/exec-output
+    "container_exec_recording": "lxmgr.daemon.routes.instance_exec",
+    # the console websocket (POST .../console), its log (GET/DELETE in routes.instances)
+    "console": "lxmgr.daemon.routes.instance_console",
+    # metadata.entity_url of the operations creating an instance or a backup
+    "operation_metadata_entity_url": "lxmgr.daemon.routes.instances",
+    # /1.0/networks: managed bridges (create, update, rename, delete)
+    "network": "lxmgr.daemon.routes.networks",
+    # GET /1.0/networks/NAME/leases
+    "network_leases": "lxmgr.daemon.routes.networks",
+    # GET /1.0/networks/NAME/state
+    "network_state": "lxmgr.daemon.routes.networks",
+    # snapshots.expiry, expires_at (PUT/PATCH a snapshot), removed by lifecycle's minutely task
+    "snapshot_expiry": "lxmgr.daemon.routes.snapshots",
+    # expires_at when creating a snapshot
+    "snapshot_expiry_creation": "lxmgr.daemon.routes.snapshots",
+    # snapshots.schedule, snapshots.schedule.stopped, snapshots.pattern
+    "snapshot_scheduling": "lxmgr.instances.lifecycle",
+    # filter= on GET /1.0/instances and GET /1.0/images (views.matches)
+    "api_filtering": "lxmgr.daemon.views",
+    # /1.0/instances/NAME/backups (create, list, show, rename, delete, export), imports
+    "container_backup": "lxmgr.daemon.routes.backups",
+    # a backup's compression_algorithm: gzip, xz or none
+    "backup_compression_algorithm": "lxmgr.daemon.routes.backups",
+    # /1.0/storage-pools: pools and the instance volumes they hold (no custom volumes)
+    "storage": "lxmgr.daemon.routes.storage",
+    # compression_algorithm of POST /1.0/images from an instance: the image's export format
+    "image_compression_algorithm": "lxmgr.instances.manager_publish",
+    # GET /1.0/metrics (OpenMetrics text)
+    "metrics": "lxmgr.daemon.routes.metrics",
+    # /1.0/projects: the default project only (creating others is refused)
+    "projects": "lxmgr.daemon.routes.projects",
+    # GET /1.0/resources and /1.0/storage-pools/NAME/resources
+    "resources": "lxmgr.daemon.routes.server",
+    # DELETE /1.0/instances/NAME/files
+    "file_delete": "lxmgr.daemon.routes.instance_files",
+    # X-LXD-write: overwrite|append
+    "file_append": "lxmgr.instances.files_api",
+    # X-LXD-type: symlink
+    "file_symlinks": "lxmgr.instances.files_api",
+    # X-LXD-type: directory (create, list)
+    "directory_manipulation": "lxmgr.instances.files_api",
+    # HEAD /1.0/instances/NAME/files
+    "instance_file_head": "lxmgr.daemon.routes.instance_files",
+    # X-LXD-modify-perm: mode, uid, gid of an existing file
+    "instances_files_modify_permissions": "lxmgr.instances.files_api",
+    # POST /1.0/certificates {"token": true}: a token operation
+    "certificate_token": "lxmgr.daemon.routes.certificates",
+    # {"trust_token": ...} (pylxd sends it instead of "password")
+    "explicit_trust_token": "lxmgr.daemon.routes.certificates",
+    # recursion=2;fields=state.network (responses.state_fields)
+    "instances_state_selective_recursion": "lxmgr.daemon.responses",
+}
+API_EXTENSIONS = list(EXTENSIONS)
 
 
 @routes.get("/")
