@@ -1,16 +1,26 @@
 """Host readiness: what the runtime needs from the kernel and the host, with the fix for
-each problem (point 12 of the runtime issue), and the fixes LXD's packaging applies."""
+each problem (point 12 of the runtime issue), and the fixes LXD's packaging applies; and
+the kernel modules an instance asks for (linux.kernel_modules), loaded before it starts."""
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 from dataclasses import dataclass
 
 from lxmgr.cgroups.base import read_file
 from lxmgr.cgroups.detect import detect
-from lxmgr.errors import HostNotReady, KernelError
+from lxmgr.errors import CommandError, HostNotReady, KernelError
+from lxmgr.linux import commands
+from lxmgr.model.validate import parse_kernel_modules
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.storage.mount import supports_idmapped_overlay
 
+log = logging.getLogger(__name__)
+
+SYS_MODULE = "/sys/module"  # one directory per loaded (or built-in, with parameters) module
+MODPROBE_TIMEOUT = 60.0
 KEYS_LIMITS = {"maxkeys": 2000, "maxbytes": 2_000_000}  # LXD's production settings
 INOTIFY_INSTANCES = 1024  # LXD's packaging value; the default 128 stops ~18 containers
 
@@ -116,3 +126,43 @@ def ensure_host_ready() -> list[Check]:
         if not check.ok and check.fatal:
             raise HostNotReady(f"Host not ready: {check.name}: {check.detail} (fix: {check.fix})")
     return checks
+
+
+
+def load_kernel_modules(value: str) -> None:
+    """linux.kernel_modules: load each comma-separated module on the host, in order, before
+    the instance starts; HostNotReady names the first that cannot be loaded (LXD: "Failed to
+    load kernel module '%s'", lxd/instance/drivers/driver_lxc.go startCommon)."""
+    for name in parse_kernel_modules(value):
+        load_kernel_module(name)
+
+
+def load_kernel_module(name: str) -> None:
+    """One module, as LXD's util.LoadModule (lxd/util/kernel.go): nothing to do when
+    /sys/module/NAME exists, else `modprobe -b NAME`.
+
+    modprobe, not init_module(2)/finit_module(2) ourselves: kmod owns that job. It resolves
+    the name through modules.alias and modules.dep of the running kernel, loads dependencies
+    first, decompresses .ko.xz/.zst, honours built-in modules and the options, install rules
+    and blacklists of /etc/modprobe.d (-b: a blacklisted module stays out, as the host's
+    admin decided)."""
+    if os.path.isdir(os.path.join(SYS_MODULE, name.replace("-", "_"))):
+        return
+    argv = [_modprobe(), "-b", "--", name]
+    try:
+        commands.run(argv, timeout=MODPROBE_TIMEOUT)
+    except CommandError as err:
+        lines = err.stderr.strip().splitlines()
+        log.error("%s failed: %s", " ".join(argv), err.stderr.strip())
+        if err.returncode == 127:  # commands.run: not found
+            reason = "modprobe is not installed (Debian package kmod)"
+        else:
+            reason = lines[-1] if lines else f"modprobe exited with status {err.returncode}"
+        raise HostNotReady(f"Failed to load kernel module '{name}': {reason}") from err
+    log.info("Loaded kernel module %s", name)
+
+
+def _modprobe() -> str:
+    """modprobe from PATH, else from the sbin directories a daemon's PATH may lack."""
+    return shutil.which("modprobe") or shutil.which("modprobe", path="/usr/sbin:/sbin") \
+        or "modprobe"

@@ -23,7 +23,7 @@ from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import files, image_ops
 from lxmgr.instances.db import Database
-from lxmgr.instances.host import ensure_host_ready
+from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
 from lxmgr.instances.manager_backup import BackupMixin
 from lxmgr.instances.manager_config import ConfigMixin
 from lxmgr.instances.manager_exec import ExecMixin
@@ -343,6 +343,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         if not self._host_checked:
             ensure_host_ready()
             self._host_checked = True
+        load_kernel_modules(self.expanded(spec)[0].get("linux.kernel_modules", ""))
         image_ops.apply_image_templates(self, spec, "start")
         sup = self.build_supervisor_config(spec)
         cfg_path = paths.instance_dir(name) / "supervisor.json"

@@ -240,6 +240,28 @@ def is_syscall_list(value: str) -> None:
         raise InvalidConfig(f"Unknown syscall '{unknown[0]}'{hint}")
 
 
+# A module's name as the kernel keeps it: MODULE_NAME_LEN is 64 - sizeof(unsigned long) with
+# the NUL included (include/linux/module.h); '-' and '_' are the same to modprobe. A leading
+# '-' is refused: modprobe would read the name as an option.
+_KERNEL_MODULE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,54}$")
+
+
+def parse_kernel_modules(value: str) -> list[str]:
+    """linux.kernel_modules: the comma-separated names (spaces around them ignored, as LXD
+    trims them); raises InvalidConfig naming the first invalid one."""
+    names = [name.strip() for name in value.split(",")] if value.strip() else []
+    for name in names:
+        if not _KERNEL_MODULE_RE.fullmatch(name):
+            raise InvalidConfig(f"Invalid kernel module name '{name}' (letters, digits, _ "
+                                "and -, at most 55 characters)")
+    return names
+
+
+def is_kernel_module_list(value: str) -> None:
+    """A comma-separated list of kernel module names ('br_netfilter,nf_nat')."""
+    parse_kernel_modules(value)
+
+
 _LISTEN_RE = re.compile(r"^(tcp|udp):(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):(\d+)(?:-(\d+))?$")
 
 
