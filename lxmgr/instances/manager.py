@@ -39,7 +39,7 @@ from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
 from lxmgr.model import units
 from lxmgr.model.devices import validate_devices
-from lxmgr.model.idmap import IdMap
+from lxmgr.model.idmap import IdMap, IdmapRequest
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.profile import Profile
 from lxmgr.net.nic import NicSpec
@@ -116,14 +116,22 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         return IdMap(int(base), int(spec.config.get("volatile.idmap.gid_base", base)), size)
 
     def _allocate_idmap(self, config: dict[str, str]) -> IdMap | None:
-        """Privileged: none. Isolated: a range no other instance uses. Else the shared one."""
-        if config.get("security.privileged") == "true":
+        """The map of a new instance with effective config `config` (LXD's findIdmap).
+        Privileged: none. Isolated: security.idmap.size ids (65536) from security.idmap.base,
+        which must lie in root's subordinate ids clear of every other map, or else the first
+        free range. Else the map non-isolated instances share."""
+        request = IdmapRequest.from_config(config)
+        if request.privileged:
             return None
         uid_range, gid_range = idmaps.ensure_subids()
-        if config.get("security.idmap.isolated") == "true":
-            used = {m.uid_base for n in self.store.names() if (m := self._idmap(self.store.get(n)))}
-            return idmaps.pick_isolated(uid_range, gid_range, used)
-        return idmaps.shared_mapping(uid_range, gid_range)
+        shared = idmaps.shared_mapping(uid_range, gid_range)
+        if not request.isolated:
+            return shared
+        used = {n: m for n in self.store.names() if (m := self._idmap(self.store.get(n)))}
+        if request.base is not None:
+            return idmaps.place_isolated(request.base, request.map_size, *idmaps.root_subids(),
+                                         shared, used)
+        return idmaps.pick_isolated(uid_range, gid_range, used.values(), request.map_size)
 
     # -- create / delete ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from lxmgr.model.devices import validate_devices
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
 from lxmgr.net.nic import NicSpec
+from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.disks import DiskMount
 from lxmgr.supervisor import control, protocol
 
@@ -55,6 +56,7 @@ class ConfigMixin:
             old_devices = {}
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded, allow_volatile=True)
+        idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
         self.networks.check_devices(devices)
         ctx = self.device_context(name, expanded)
         devices_mod.validate_all(devices, ctx)
@@ -204,6 +206,7 @@ class ConfigMixin:
             expanded, _ = cfgmod.expand([known[p] for p in spec.profiles], spec.config,
                                         spec.devices)
             cfgmod.validate_config(expanded, allow_volatile=True)
+            idmaps.check_change(spec.name, self._idmap(spec), self.expanded(spec)[0], expanded)
         self.db.profile_save(profile)
         for spec in users:
             self.apply_live(spec.name, self.expanded(spec)[0])

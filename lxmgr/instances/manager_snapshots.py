@@ -23,6 +23,7 @@ from lxmgr.instances import files, image_ops
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.snapshot import SnapshotSpec
+from lxmgr.runtime import idmap as idmaps
 from lxmgr.storage import base as storage_base
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,9 @@ class SnapshotMixin:
             description=src.description if description is None else description)
         spec.image_fingerprint = src.image_fingerprint
         spec.config.update({k: src.config[k] for k in _IDMAP_KEYS if k in src.config})
+        # The copy's files are the source's: a config asking another map is refused.
+        idmaps.check_change(target, self._idmap(spec), self.expanded(src)[0],
+                            self.expanded(spec)[0])
         spec.config["volatile.uuid"] = str(uuidlib.uuid4())
         spec.config.update(self.networks.new_volatile(self.expanded(spec)[1], spec.config))
         snapshots = [] if instance_only or snapshot else self.db.snapshots(name)

@@ -1,15 +1,21 @@
-"""PURE user-namespace id mapping: container ids [0, size) -> host ids [base, base + size).
+"""PURE user-namespace id mapping: container ids [0, size) -> host ids [base, base + size),
+and what an instance's config asks of its map (IdmapRequest).
 
 Imports only lxmgr.errors. The same map text is written to /proc/<pid>/uid_map and gid_map.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxmgr.errors import InvalidConfig
 
 MAX_ID = 2**32 - 1  # (uid_t)-1 is reserved by the kernel
+DEFAULT_SIZE = 65536  # LXD's size of an isolated map when security.idmap.size is unset
+# The keys that decide an instance's map (LXD's findIdmap reads the same, plus raw.idmap).
+IDMAP_KEYS = ("security.privileged", "security.idmap.isolated", "security.idmap.base",
+              "security.idmap.size")
 
 
 @dataclass(frozen=True)
@@ -49,3 +55,74 @@ class IdMap:
             raise InvalidConfig(f"Container {kind} {value} is outside the idmap "
                                 f"(size {self.size})")
         return value
+
+
+def describe_ids(idmap: IdMap | None) -> str:
+    """'host ids 1065536-1131071' (gids too when they differ), or 'host root' (privileged)."""
+    if idmap is None:
+        return "host root (the instance is privileged)"
+    uids = f"{idmap.uid_base}-{idmap.uid_base + idmap.size - 1}"
+    if idmap.gid_base == idmap.uid_base:
+        return f"host ids {uids}"
+    return f"host uids {uids} and gids {idmap.gid_base}-{idmap.gid_base + idmap.size - 1}"
+
+
+def overlaps(a: IdMap, b: IdMap) -> bool:
+    """Whether two maps share a host uid or a host gid."""
+    return (a.uid_base < b.uid_base + b.size and b.uid_base < a.uid_base + a.size) or \
+        (a.gid_base < b.gid_base + b.size and b.gid_base < a.gid_base + a.size)
+
+
+@dataclass(frozen=True)
+class IdmapRequest:
+    """What an instance's effective config asks of its map, as LXD's findIdmap
+    (lxd/instance/drivers/driver_lxc.go) reads it: privileged instances have none; others
+    share one map unless security.idmap.isolated; an isolated map has security.idmap.size ids
+    (65536 when unset) from security.idmap.base (the same host id for uids and gids) or from
+    the first free range. LXD ignores base and size without isolated: lxmgr refuses them."""
+
+    privileged: bool
+    isolated: bool
+    base: int | None = None
+    size: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> IdmapRequest:
+        """The request of an effective (expanded) config; InvalidConfig for base or size that
+        would be ignored, or a size of 0."""
+        privileged = config.get("security.privileged") == "true"
+        isolated = config.get("security.idmap.isolated") == "true"
+        numbers: dict[str, int | None] = {}
+        for key in ("security.idmap.base", "security.idmap.size"):
+            raw = config.get(key) or ""
+            if not raw:
+                numbers[key] = None
+                continue
+            if not raw.isdigit() or int(raw) > MAX_ID:
+                raise InvalidConfig(f"Invalid {key} '{raw}': expected an unsigned 32-bit "
+                                    "integer")
+            numbers[key] = int(raw)
+            if privileged:
+                raise InvalidConfig(f"Invalid {key}: a privileged instance has no id map")
+            if not isolated:
+                raise InvalidConfig(f"Invalid {key}: it needs security.idmap.isolated=true")
+        if numbers["security.idmap.size"] == 0:
+            raise InvalidConfig("Invalid security.idmap.size 0: a map needs at least 1 id")
+        return cls(privileged, isolated, numbers["security.idmap.base"],
+                   numbers["security.idmap.size"])
+
+    @property
+    def map_size(self) -> int:
+        return self.size or DEFAULT_SIZE
+
+    def satisfied_by(self, current: IdMap | None, shared: IdMap) -> bool:
+        """Whether an existing instance's map (None: privileged) is what this asks, given
+        the map non-isolated instances share."""
+        if self.privileged or current is None:
+            return self.privileged and current is None
+        if not self.isolated:
+            return current == shared
+        if self.base is not None and (current.uid_base, current.gid_base) != \
+                (self.base, self.base):
+            return False
+        return current != shared and current.size == self.map_size

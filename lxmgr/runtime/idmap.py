@@ -1,14 +1,17 @@
-"""User-namespace id ranges: /etc/subuid parsing and per-instance allocation.
-Pure parsers plus the one host write LXD's packaging also does (a default subuid range)."""
+"""User-namespace id ranges: /etc/subuid parsing and per-instance allocation (the shared
+map, isolated maps found or placed at security.idmap.base, the refusal of a map change).
+Pure parsers plus reads of /etc/subuid|subgid and the one host write LXD's packaging also
+does (a default subuid range)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lxmgr.errors import HostNotReady
-from lxmgr.model.idmap import IdMap
+from lxmgr.errors import Conflict, HostNotReady, InvalidConfig, NotSupported
+from lxmgr.model.idmap import IDMAP_KEYS, IdMap, IdmapRequest, describe_ids, overlaps
 
 DEFAULT_RANGE = (1000000, 1000000000)  # LXD's fallback when root has no subuid entry
 SIZE = 65536
@@ -49,17 +52,85 @@ def ensure_subids(etc: str = "/etc") -> tuple[SubIdRange, SubIdRange]:
     return ranges[0], ranges[1]
 
 
-def pick_isolated(uid_range: SubIdRange, gid_range: SubIdRange,
-                  used_bases: set[int]) -> IdMap:
-    """A 65536-id block no other instance uses (security.idmap.isolated=true). The first
-    block stays for the shared default map."""
-    blocks = min(uid_range.count, gid_range.count) // SIZE
-    for i in range(1, blocks):
-        offset = i * SIZE
-        if uid_range.start + offset not in used_bases:
-            return IdMap(uid_range.start + offset, gid_range.start + offset, SIZE)
-    raise HostNotReady("No free id range left for an isolated container: "
-                       "enlarge root's ranges in /etc/subuid and /etc/subgid")
+def root_subids(etc: str = "/etc") -> tuple[list[SubIdRange], list[SubIdRange]]:
+    """All of root's subordinate uid and gid ranges, adjacent or overlapping ones merged."""
+    out = []
+    for kind in ("subuid", "subgid"):
+        path = os.path.join(etc, kind)
+        text = Path(path).read_text() if os.path.exists(path) else ""
+        merged: list[SubIdRange] = []
+        for r in sorted(parse_subid(text), key=lambda r: r.start):
+            if merged and r.start <= merged[-1].start + merged[-1].count:
+                last = merged.pop()
+                end = max(last.start + last.count, r.start + r.count)
+                r = SubIdRange(last.start, end - last.start)
+            merged.append(r)
+        out.append(merged)
+    return out[0], out[1]
+
+
+def pick_isolated(uid_range: SubIdRange, gid_range: SubIdRange, used: Iterable[IdMap],
+                  size: int = SIZE) -> IdMap:
+    """The first `size` ids (at the same offset in both ranges) no instance's map uses
+    (security.idmap.isolated=true without a base; LXD's findIdmap searches the same way).
+    The first SIZE ids stay for the shared default map."""
+    offset = SIZE
+    taken = sorted({(m.uid_base - uid_range.start, m.uid_base + m.size - uid_range.start)
+                    for m in used} |
+                   {(m.gid_base - gid_range.start, m.gid_base + m.size - gid_range.start)
+                    for m in used})
+    for low, high in taken:
+        if high <= offset:
+            continue
+        if low >= offset + size:
+            break
+        offset = high
+    if offset + size > min(uid_range.count, gid_range.count):
+        raise HostNotReady(f"No free range of {size} ids left for an isolated container: "
+                           "enlarge root's ranges in /etc/subuid and /etc/subgid")
+    return IdMap(uid_range.start + offset, gid_range.start + offset, size)
+
+
+def place_isolated(base: int, size: int, uid_ranges: list[SubIdRange],
+                   gid_ranges: list[SubIdRange], shared: IdMap,
+                   used: Mapping[str, IdMap]) -> IdMap:
+    """The map security.idmap.base asks for: uids and gids from base (as LXD maps them),
+    inside one of root's ranges in /etc/subuid and /etc/subgid (InvalidConfig) and sharing
+    no id with the shared map or another instance's map (Conflict). LXD checks neither."""
+    last = base + size - 1
+    for kind, ranges in (("subuid", uid_ranges), ("subgid", gid_ranges)):
+        if not any(r.start <= base and last < r.start + r.count for r in ranges):
+            raise InvalidConfig(f"Invalid security.idmap.base {base}: host ids {base}-{last} "
+                                f"are not inside one of root's ranges in /etc/{kind}")
+    idmap = IdMap(base, base, size)
+    if overlaps(idmap, shared):
+        raise Conflict(f"Invalid security.idmap.base {base}: host ids {base}-{last} overlap "
+                       f"the map instances without isolation share ({describe_ids(shared)})")
+    for name, other in sorted(used.items()):
+        if other != shared and overlaps(idmap, other):
+            raise Conflict(f"Invalid security.idmap.base {base}: host ids {base}-{last} "
+                           f"overlap those of instance '{name}' ({describe_ids(other)})")
+    return idmap
+
+
+def check_change(name: str, current: IdMap | None, old: Mapping[str, str],
+                 new: Mapping[str, str]) -> None:
+    """Refuse (NotSupported) an effective config change that asks instance `name` for
+    another id map than `current` (None: privileged): its files belong to that map.
+
+    LXD accepts the change and shifts the instance's files at its next start
+    (volatile.idmap.next); lxmgr has no re-shifting of volumes and snapshots, so the map
+    stays what creation chose. Changes that keep the map (or touch no idmap key) pass."""
+    changed = [key for key in IDMAP_KEYS if old.get(key) != new.get(key)]
+    if not changed:
+        return
+    request = IdmapRequest.from_config(new)
+    kept = current is None if request.privileged else \
+        request.satisfied_by(current, shared_mapping(*ensure_subids()))
+    if not kept:
+        raise NotSupported(f"Instance '{name}' cannot change {changed[0]}: its files belong "
+                           f"to {describe_ids(current)} and lxmgr does not shift them to "
+                           "another id map")
 
 
 def shared_mapping(uid_range: SubIdRange, gid_range: SubIdRange) -> IdMap:
