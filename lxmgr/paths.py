@@ -71,6 +71,11 @@ def data_dir(name: str) -> Path:
     return installed if installed.is_dir() else SOURCE_ROOT / name
 
 
+def hosts_file() -> str:
+    """The hosts file whose lxmgr block names the instances (LXMGR_HOSTS_FILE in tests)."""
+    return os.environ.get("LXMGR_HOSTS_FILE") or "/etc/hosts"
+
+
 def recipes_dir() -> Path:
     """Built-in image recipes (images/*.yaml), or $LXMGR_RECIPES."""
     return Path(os.environ.get("LXMGR_RECIPES") or data_dir("images"))

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# Daemons and managers in tests keep their instance names in a hosts file of their own, never
+# in the machine's /etc/hosts (lxmgr.net.hosts); every process the tests start inherits this.
+_HOSTS_DIR = tempfile.TemporaryDirectory(prefix="lxmgr-test-hosts-")
+os.environ.setdefault("LXMGR_HOSTS_FILE", os.path.join(_HOSTS_DIR.name, "hosts"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _HOSTS_DIR.cleanup()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

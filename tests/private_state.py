@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.image_cache import cached_debian_image
+from tests.image_cache import cached_debian_image, cached_image
 
 
 @contextlib.contextmanager
@@ -42,8 +42,9 @@ def private_manager(monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator:  
         shutil.rmtree(root, ignore_errors=True)  # the symlink goes, not the cached image
 
 
-def link_cached_image(root: str) -> None:
-    """root/images/<fp> -> the cached debian image: a private store that starts with it."""
-    image = cached_debian_image()
-    os.makedirs(f"{root}/images", mode=0o711)
+def link_cached_image(root: str, recipe: str = "debian") -> None:
+    """root/images/<fp> -> the cached image of recipe (debian unless said): a private store
+    that starts with it."""
+    image = cached_debian_image() if recipe == "debian" else cached_image(recipe)
+    os.makedirs(f"{root}/images", mode=0o711, exist_ok=True)
     os.symlink(image.path, f"{root}/images/{image.fingerprint}")

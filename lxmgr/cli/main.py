@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "operation": "operation:operation",
     "daemon": "daemon:daemon",
     "doctor": "doctor:doctor",
+    "dev": "dev:dev",
 }
 
 

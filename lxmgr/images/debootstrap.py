@@ -35,6 +35,7 @@ import yaml
 from lxmgr import paths
 from lxmgr.errors import Cancelled, CommandError, InvalidConfig, LxmgrError, NotFound
 from lxmgr.images import customize, progress
+from lxmgr.images import recipe as recipe_mod
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.images.recipe import Recipe, debootstrap_argv, parse
 from lxmgr.images.store import (
@@ -74,7 +75,13 @@ def recipe_path(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def load_recipe(path: Path) -> tuple[Recipe, str]:
-    """(validated recipe, sha256 of the file bytes)."""
+    """(validated recipe, sha256 identifying it): of the file bytes, and for a recipe that
+    `extends` another (in the same directory) of its parent's identity plus its own bytes."""
+    data, digest = _load_data(path, seen=())
+    return parse(data, host_arch=host_arch()), digest
+
+
+def _load_data(path: Path, seen: tuple[str, ...]) -> tuple[object, str]:
     raw = path.read_bytes()[: MAX_RECIPE_BYTES + 1]
     if len(raw) > MAX_RECIPE_BYTES:
         raise InvalidConfig(f"Image recipe '{path}' is larger than {MAX_RECIPE_BYTES} bytes")
@@ -82,7 +89,20 @@ def load_recipe(path: Path) -> tuple[Recipe, str]:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as err:
         raise InvalidConfig(f"Image recipe '{path}' is not valid YAML: {err}") from err
-    return parse(data, host_arch=host_arch()), hashlib.sha256(raw).hexdigest()
+    digest = hashlib.sha256(raw).hexdigest()
+    parent = recipe_mod.extends(data)
+    if parent is None:
+        return data, digest
+    if parent in seen or parent == path.stem:
+        raise InvalidConfig(f"Image recipe '{path.stem}' extends itself (through '{parent}')")
+    parent_path = path.parent / f"{parent}.yaml"
+    if not parent_path.is_file():
+        raise NotFound(f"Image recipe '{parent}' (extended by '{path.stem}') not found")
+    parent_data, parent_digest = _load_data(parent_path, (*seen, path.stem))
+    if not isinstance(parent_data, dict) or not isinstance(data, dict):
+        raise InvalidConfig(f"Invalid recipe '{path.stem}': expected a mapping at the top level")
+    merged = recipe_mod.merge(parent_data, data)
+    return merged, hashlib.sha256(f"{parent_digest}\n".encode() + raw).hexdigest()
 
 
 def build(recipe: str | os.PathLike[str], progress_cb: ProgressCallback | None = None, *,

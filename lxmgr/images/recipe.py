@@ -24,7 +24,12 @@ _ARCH_RE = re.compile(r"^[a-z0-9]+$")
 _COMPONENT_RE = re.compile(r"^[a-z0-9][a-z0-9/_-]{0,63}$")
 _KEYS = {"name", "os", "release", "suite", "mirror", "variant", "architecture", "aliases",
          "packages", "mask_units", "mask_generators", "enable_units", "files", "description",
-         "apt_sources"}
+         "apt_sources", "extends"}
+# Lists a recipe with `extends` adds to its parent's; `files` replace a parent file at the
+# same path. Every other field is the child's own when it sets it, else the parent's, except
+# `aliases` and `description`, which are never inherited (they name one image).
+_MERGED_LISTS = ("packages", "mask_units", "mask_generators", "enable_units", "apt_sources")
+_NOT_INHERITED = ("aliases", "description", "extends")
 SOURCES_LIST = "/etc/apt/sources.list"  # apt_sources replace debootstrap's one line here
 
 
@@ -99,6 +104,37 @@ def parse(data: object, *, host_arch: str) -> Recipe:
         description=_text(data, "description", default=f"{name} image"),
         apt_sources=apt_sources,
     )
+
+
+def extends(data: object) -> str | None:
+    """The parent recipe named by `extends`, if any."""
+    if not isinstance(data, Mapping) or "extends" not in data:
+        return None
+    parent = data["extends"]
+    if not isinstance(parent, str) or not _NAME_RE.match(parent):
+        raise InvalidConfig(f"Invalid recipe field 'extends': '{parent}' is not a recipe name")
+    return parent
+
+
+def merge(parent: Mapping[str, object], child: Mapping[str, object]) -> dict[str, object]:
+    """The data of a recipe that `extends` parent (both plain YAML data)."""
+    out: dict[str, object] = {k: v for k, v in parent.items() if k not in _NOT_INHERITED}
+    for key, value in child.items():
+        if key == "extends":
+            continue
+        if key in _MERGED_LISTS and isinstance(value, list):
+            before = out.get(key, [])
+            before = before if isinstance(before, list) else []
+            out[key] = before + [item for item in value if item not in before]
+        elif key == "files" and isinstance(value, list):
+            paths = {f.get("path") for f in value if isinstance(f, Mapping)}
+            before = out.get("files", [])
+            before = before if isinstance(before, list) else []
+            out["files"] = [f for f in before if not isinstance(f, Mapping)
+                            or f.get("path") not in paths] + value
+        else:
+            out[key] = value
+    return out
 
 
 def debootstrap_argv(recipe: Recipe, target: str) -> list[str]:

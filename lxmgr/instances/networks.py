@@ -12,8 +12,10 @@ import ipaddress
 import logging
 import random
 import threading
+import time
 from typing import Any
 
+from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.db import Database
 from lxmgr.model.instance import InstanceSpec
@@ -24,6 +26,7 @@ from lxmgr.model.network import (
 )
 from lxmgr.model.profile import Profile
 from lxmgr.net import base as net_base
+from lxmgr.net import hosts
 from lxmgr.net.bridge import BridgeNetwork
 from lxmgr.net.nic import NicSpec, build_nic, build_volatile
 
@@ -146,7 +149,30 @@ class Networks:
                 except LxmgrError as err:
                     log.error("Network '%s': dnsmasq could not be restarted: %s",
                               driver.name, err)
+        self.update_hosts()
         return restarted
+
+    def hosts_entries(self) -> list[tuple[str, str]]:
+        """(address, NAME.DOMAIN) of every current lease on networks whose names the host
+        resolver cannot be told to ask dnsmasq for (no systemd-resolved)."""
+        entries = []
+        now = time.time()
+        for driver in self.drivers():
+            if not driver.has_dnsmasq or driver.resolver.availability()[0] is not None:
+                continue
+            for lease in driver.leases():
+                if lease.hostname and (lease.expiry == 0 or lease.expiry > now):
+                    entries.append((lease.ip, f"{lease.hostname}.{driver.settings.domain}"))
+        return entries
+
+    def update_hosts(self) -> None:
+        """Keep the hosts file's lxmgr block naming the instances (`ssh web1.lxmgr` from the
+        host works without systemd-resolved); called by the daemon's watch loop."""
+        try:
+            if hosts.write(paths.hosts_file(), self.hosts_entries()):
+                log.info("Updated the instance names in %s", paths.hosts_file())
+        except (OSError, LxmgrError) as err:
+            log.warning("Could not update %s: %s", paths.hosts_file(), err)
 
     def stop_services(self) -> None:
         for name in self.names():

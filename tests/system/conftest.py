@@ -91,9 +91,9 @@ class Daemon:
     def cli_argv(self) -> list[str]:
         return [self.launcher]
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) \
-            -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*self.cli_argv, *args], env=self.env,
+    def cli(self, *args: str, input: str | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.cli_argv, *args], env={**self.env, **(env or {})},
                               input=input, capture_output=True, text=True, timeout=180,
                               cwd=ROOT)
         if check and proc.returncode != 0:

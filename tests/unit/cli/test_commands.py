@@ -73,7 +73,8 @@ def test_verb_list_is_complete() -> None:
                              "delete", "list", "info", "exec", "shell", "console", "config",
                              "profile", "network", "image", "operation", "daemon",
                              "doctor", "snapshot", "restore", "copy", "move", "rename", "storage",
-                             "remote", "publish", "export", "import", "monitor", "file"}
+                             "remote", "publish", "export", "import", "monitor", "file",
+                             "dev"}
 
 
 def test_storage_verbs(run: Run, fake: FakeClient) -> None:

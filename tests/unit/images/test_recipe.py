@@ -126,3 +126,44 @@ def test_debootstrap_argv() -> None:
     assert debootstrap_argv(r, "/t/rootfs") == [
         "debootstrap", "--variant=minbase", "--arch=amd64", "--include=systemd,dbus",
         "bookworm", "/t/rootfs", "http://deb.debian.org/debian"]
+
+
+def test_debian_dev_extends_debian(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lxmgr.images.debootstrap import load_recipe, recipe_path
+
+    base, base_sha = load_recipe(recipe_path("debian"))
+    dev, dev_sha = load_recipe(recipe_path("debian-dev"))
+    assert dev.name == "debian-dev" and dev.aliases == ("debian-dev",)
+    assert dev.packages[: len(base.packages)] == base.packages
+    assert {"openssh-server", "sudo"} <= set(dev.packages)
+    assert dev.suite == base.suite and dev.apt_sources == base.apt_sources
+    assert set(base.enable_units) < set(dev.enable_units)
+    assert [f.path for f in base.files] == [f.path for f in dev.files][: len(base.files)]
+    assert dev_sha != base_sha
+    # The parent's bytes are part of the child's identity: a changed parent rebuilds it.
+    for name in ("debian", "debian-dev"):
+        (tmp_path / f"{name}.yaml").write_bytes(recipe_path(name).read_bytes())
+    (tmp_path / "debian.yaml").write_text((tmp_path / "debian.yaml").read_text() + "\n# x\n")
+    assert load_recipe(tmp_path / "debian-dev.yaml")[1] != dev_sha
+
+
+def test_extends_rules(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lxmgr.errors import NotFound
+    from lxmgr.images.debootstrap import load_recipe
+    from lxmgr.images.recipe import merge
+
+    merged = merge({"name": "a", "aliases": ["a"], "description": "A", "packages": ["x", "y"],
+                    "files": [{"path": "/f", "content": "1"}, {"path": "/g", "content": "2"}]},
+                   {"name": "b", "packages": ["y", "z"], "files": [{"path": "/f",
+                                                                   "content": "3"}]})
+    assert merged == {"name": "b", "packages": ["x", "y", "z"],
+                      "files": [{"path": "/g", "content": "2"}, {"path": "/f", "content": "3"}]}
+    (tmp_path / "loop.yaml").write_text("extends: loop\nname: loop\n")
+    with pytest.raises(InvalidConfig, match="extends itself"):
+        load_recipe(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nothere\nname: orphan\n")
+    with pytest.raises(NotFound, match="'nothere' .extended by 'orphan'. not found"):
+        load_recipe(tmp_path / "orphan.yaml")
+    (tmp_path / "bad.yaml").write_text("extends: ../etc\nname: bad\n")
+    with pytest.raises(InvalidConfig, match="'extends'"):
+        load_recipe(tmp_path / "bad.yaml")
