@@ -72,9 +72,11 @@ def detached(disk: DiskMount, userns_fd: int | None) -> int | None:
             return None
         raise InvalidConfig(f"Failed to mount {disk.describe()}: the source does not "
                            "exist") from None
-    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+    # A unix socket (a desktop's Wayland or PulseAudio socket) binds like a file: connect()
+    # from inside reaches the host's listener.
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
         raise InvalidConfig(f"Failed to mount {disk.describe()}: the source is neither "
-                           "a directory nor a file")
+                           "a directory, a file nor a unix socket")
     rec = c.AT_RECURSIVE if disk.recursive else 0
     fd = libc.open_tree(c.AT_FDCWD, disk.source, c.OPEN_TREE_CLONE | c.OPEN_TREE_CLOEXEC | rec)
     try:
