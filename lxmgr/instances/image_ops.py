@@ -27,6 +27,7 @@ from lxmgr.model.image import TemplateContext, parse_templates, rules_for
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.remote import missing_image_message, server_label
 from lxmgr.model.server_config import server_value
+from lxmgr.model.units import parse_bool
 
 if TYPE_CHECKING:
     from lxmgr.images.simplestreams import StreamImage
@@ -157,7 +158,7 @@ async def image_duties(manager: Manager, now: float | None = None) -> list[str]:
     each."""
     config = await asyncio.to_thread(manager.db.server_config)
     interval = int(server_value(config, "images.auto_update_interval")) * 3600
-    update_cached = server_value(config, "images.auto_update_cached") == "true"
+    update_cached = parse_bool(server_value(config, "images.auto_update_cached") or "false")
     expiry = int(server_value(config, "images.remote_cache_expiry")) * 86400
     now = now or time.time()
     done = []
@@ -241,8 +242,8 @@ def apply_image_templates(manager: Manager, spec: InstanceSpec, trigger: str) ->
     expanded, devices = manager.expanded(spec)
     context = TemplateContext(
         name=spec.name, architecture=image.architecture,
-        privileged=expanded.get("security.privileged") == "true", ephemeral=spec.ephemeral,
-        config=expanded, devices=devices)
+        privileged=parse_bool(expanded.get("security.privileged") or "false"),
+        ephemeral=spec.ephemeral, config=expanded, devices=devices)
     from lxmgr.images.templates import apply_templates
 
     written = apply_templates(image.path, rules, trigger, Path(top), context, uid=uid,

@@ -106,7 +106,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
     def device_context(self, name: str, expanded: dict[str, str]) -> devices_mod.InstanceContext:
         return devices_mod.InstanceContext(
-            name=name, privileged=expanded.get("security.privileged") == "true")
+            name=name, privileged=units.parse_bool(expanded.get("security.privileged") or "false"))
 
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
         base = spec.config.get("volatile.idmap.base")

@@ -23,6 +23,7 @@ from lxmgr.instances import files, image_ops
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.snapshot import SnapshotSpec
+from lxmgr.model.units import parse_bool
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.storage import base as storage_base
 
@@ -138,7 +139,7 @@ class SnapshotMixin:
         name, snapshot = snapmod.split_ref(source)
         src = self.get_snapshot(name, snapshot).instance if snapshot else self.store.get(name)
         driver = self._driver_for_snapshots(src)
-        if src.config.get("security.idmap.isolated") == "true":
+        if parse_bool(src.config.get("security.idmap.isolated") or "false"):
             raise NotSupported(f"Copying '{name}' is not supported yet: it has an isolated "
                                "idmap (its files would need shifting to a new range)")
         own = {k: v for k, v in src.config.items() if not k.startswith("volatile.")}
@@ -228,7 +229,7 @@ class SnapshotMixin:
                 schedule = snapmod.parse_schedule(expanded.get("snapshots.schedule", ""))
                 if schedule is None or not snapmod.schedule_due(schedule, now):
                     continue
-                if expanded.get("snapshots.schedule.stopped") != "true" and \
+                if not parse_bool(expanded.get("snapshots.schedule.stopped") or "false") and \
                         not self.is_running(name):
                     continue
                 taken.append((name, self.snapshot(name, now=now).name))

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxmgr.errors import InvalidConfig
+from lxmgr.model.units import parse_bool
 
 MAX_ID = 2**32 - 1  # (uid_t)-1 is reserved by the kernel
 DEFAULT_SIZE = 65536  # LXD's size of an isolated map when security.idmap.size is unset
@@ -90,8 +91,8 @@ class IdmapRequest:
     def from_config(cls, config: Mapping[str, str]) -> IdmapRequest:
         """The request of an effective (expanded) config; InvalidConfig for base or size that
         would be ignored, or a size of 0."""
-        privileged = config.get("security.privileged") == "true"
-        isolated = config.get("security.idmap.isolated") == "true"
+        privileged = _is_true(config, "security.privileged")
+        isolated = _is_true(config, "security.idmap.isolated")
         numbers: dict[str, int | None] = {}
         for key in ("security.idmap.base", "security.idmap.size"):
             raw = config.get(key) or ""
@@ -126,3 +127,8 @@ class IdmapRequest:
                 (self.base, self.base):
             return False
         return current != shared and current.size == self.map_size
+
+
+def _is_true(config: Mapping[str, str], key: str) -> bool:
+    """A boolean key as LXD reads it (true/1/yes/on); unset or empty is false."""
+    return parse_bool(config.get(key) or "false")
