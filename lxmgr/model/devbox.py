@@ -15,6 +15,9 @@ DEFAULT_IMAGE = "debian-dev"
 USER_KEY = "user.lxmgr.dev"  # the instance config key naming the box's user
 HOME_DEVICE = "home"
 KEYS_DIR = "/etc/ssh/authorized_keys"  # AuthorizedKeysFile of the debian-dev recipe
+GUI_DIR = "/mnt/.lxmgr-gui"  # where the host's desktop sockets appear in the box
+GUI_PREFIX = "gui-"  # device names of those sockets
+GUI_PROFILE = "/etc/profile.d/lxmgr-gui.sh"  # login shells find them through this
 # useradd's rule on Debian (NAME_REGEX of adduser.conf, plus upper case and '.').
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 _SAFE_PATH_RE = re.compile(r"^/[^\0\n:]*$")
@@ -54,7 +57,35 @@ def box_devices(user: DevUser) -> dict[str, dict[str, str]]:
                           "shift": "true"}}
 
 
-def provision_script(user: DevUser) -> str:
+def gui_devices(sockets: dict[str, str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The box's devices and environment for the host's desktop sockets, given as kind ->
+    host path: 'wayland' ($XDG_RUNTIME_DIR/wayland-N), 'x11' (/tmp/.X11-unix/XN), 'pulse'
+    ($XDG_RUNTIME_DIR/pulse/native), 'pipewire' ($XDG_RUNTIME_DIR/pipewire-0). Each socket
+    is bind-mounted (shifted: it stays the user's; required=false: a box whose desktop went
+    away still boots), and the variables point programs at it."""
+    devices: dict[str, dict[str, str]] = {}
+    env: dict[str, str] = {}
+    for kind, source in sorted(sockets.items()):
+        base = source.rsplit("/", 1)[-1]
+        if kind == "x11":
+            path = f"/tmp/.X11-unix/{base}"
+            env["DISPLAY"] = f":{base.removeprefix('X')}"
+        else:
+            path = f"{GUI_DIR}/{'pulse-native' if kind == 'pulse' else base}"
+            env[{"wayland": "WAYLAND_DISPLAY", "pulse": "PULSE_SERVER",
+                 "pipewire": "PIPEWIRE_REMOTE"}[kind]] = \
+                f"unix:{path}" if kind == "pulse" else path
+        devices[f"{GUI_PREFIX}{kind}"] = {"type": "disk", "source": source, "path": path,
+                                          "shift": "true", "required": "false"}
+    return devices, env
+
+
+def gui_profile(env: dict[str, str]) -> str:
+    """/etc/profile.d text exporting env (empty without sockets)."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+
+
+def provision_script(user: DevUser, gui_env: dict[str, str] | None = None) -> str:
     """A /bin/sh script run as root in the box (the user's public keys on stdin). It can run
     again: an existing account with the same uid is updated, one with another uid refused."""
     q = shlex.quote
@@ -92,7 +123,8 @@ fi
 install -d -m 0755 {q(KEYS_DIR)}
 cat > {q(keys)}
 chmod 0644 {q(keys)}
-"""
+""" + (f"printf %s {q(gui_profile(gui_env))} > {GUI_PROFILE}\n" if gui_env else
+       f"rm -f {GUI_PROFILE}\n")
 
 
 def public_keys(texts: list[str]) -> str:

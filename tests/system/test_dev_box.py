@@ -180,3 +180,51 @@ def test_dev_up_refuses_root_and_unknown_users(devd) -> None:  # type: ignore[no
     nobody = devd.cli("dev", "up", "dev2", "--user", "no-such-user-x", check=False)
     assert nobody.returncode == 1 and "User 'no-such-user-x' not found" in nobody.stderr
     assert devd.api("GET", "/1.0/instances")["metadata"] == []
+
+
+def test_desktop_sockets_reach_the_host(devd, host_user: HostUser) -> None:  # type: ignore[no-untyped-def]
+    """A Wayland-like socket in the user's runtime dir is reachable from the box, as the user,
+    and login shells are told where it is."""
+    import socket
+    import threading
+
+    runtime = host_user.home.parent.parent / "run"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, host_user.uid, host_user.gid)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(runtime / "wayland-0"))
+    os.chown(runtime / "wayland-0", host_user.uid, host_user.gid)
+    server.listen(1)
+    server.settimeout(60)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+            with conn:
+                got.append(conn.recv(100))
+        except OSError:
+            pass
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        up = subprocess.run([*devd.cli_argv, "dev", "up", "dev3"],
+                            env={**devd.env, "SUDO_USER": host_user.name,
+                                 "XDG_RUNTIME_DIR": str(runtime)},
+                            capture_output=True, text=True, timeout=300, check=False)
+        assert up.returncode == 0, up.stderr
+        devices = devd.api("GET", "/1.0/instances/dev3")["metadata"]["devices"]
+        assert devices["gui-wayland"]["path"] == "/mnt/.lxmgr-gui/wayland-0"
+        profile = devd.cli("exec", "dev3", "--", "cat", "/etc/profile.d/lxmgr-gui.sh").stdout
+        assert profile == "export WAYLAND_DISPLAY=/mnt/.lxmgr-gui/wayland-0\n"
+        perl = ("use Socket; socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die; "
+                "connect($s, pack_sockaddr_un($ENV{WAYLAND_DISPLAY})) or die \"$!\"; "
+                "syswrite($s, q{hello from the box});")
+        run = devd.cli("exec", "dev3", "--user", str(host_user.uid), "--group",
+                       str(host_user.gid), "--", "sh", "-c",
+                       f". /etc/profile.d/lxmgr-gui.sh && perl -e '{perl}'", check=False)
+        assert run.returncode == 0, run.stderr
+        thread.join(10)
+        assert got == [b"hello from the box"]
+    finally:
+        server.close()

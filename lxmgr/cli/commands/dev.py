@@ -75,6 +75,37 @@ def read_public_keys(home: str) -> str:
     return devbox.public_keys(texts)
 
 
+def desktop_sockets(user: devbox.DevUser) -> dict[str, str]:
+    """The user's desktop sockets on this host (kind -> path): Wayland, X11, PulseAudio,
+    PipeWire; their runtime dir is $XDG_RUNTIME_DIR when it is theirs, else /run/user/UID."""
+    import glob
+    import stat
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or ""
+    try:
+        if not runtime or os.stat(runtime).st_uid != user.uid:
+            runtime = f"/run/user/{user.uid}"
+    except OSError:
+        runtime = f"/run/user/{user.uid}"
+    candidates = {
+        "wayland": sorted(p for p in glob.glob(f"{runtime}/wayland-[0-9]*")
+                          if not p.endswith(".lock")),
+        "x11": sorted(glob.glob("/tmp/.X11-unix/X[0-9]*")),
+        "pulse": [f"{runtime}/pulse/native"],
+        "pipewire": [f"{runtime}/pipewire-0"],
+    }
+    found = {}
+    for kind, paths in candidates.items():
+        for path in paths:
+            try:
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    found[kind] = path
+                    break
+            except OSError:
+                continue
+    return found
+
+
 @dev.command("up")
 @click.argument("name")
 @click.argument("image", required=False, default=devbox.DEFAULT_IMAGE)
@@ -99,21 +130,23 @@ def up(name: str, image: str, user_name: str | None) -> None:
     if not os.path.isdir(user.home):
         app.abort(f"Home directory {user.home} of user '{user.name}' does not exist")
     keys = read_public_keys(user.home)
+    gui, gui_env = devbox.gui_devices(desktop_sockets(user))
     try:
         info = app.query("GET", app.instance_path(name))
     except NotFound:
         info = None
     if info is None:
-        _create(app, name, image, user)
+        _create(app, name, image, user, gui)
         info = app.query("GET", app.instance_path(name))
     else:
         owner = (info.get("config") or {}).get(devbox.USER_KEY)
         if owner and owner != user.name:
             app.abort(f"Dev box '{name}' belongs to user '{owner}'")
+        _update_gui(app, name, info, gui)
     if info.get("status") != "Running":
         app.echo(f"Starting {name}")
         change_state(app, name, "start")
-    _provision(app, name, user, keys)
+    _provision(app, name, user, keys, gui_env)
     address = _wait_address(app, name)
     if address is None:
         app.echo(f"Ready: lxmgr dev shell {name} (the box has no IPv4 address for ssh)")
@@ -128,21 +161,37 @@ def up(name: str, image: str, user_name: str | None) -> None:
                                          f"  ({host} does not resolve on this host yet)"))
 
 
-def _create(app: App, name: str, image: str, user: devbox.DevUser) -> None:
+def _create(app: App, name: str, image: str, user: devbox.DevUser,
+            gui: dict[str, dict[str, str]]) -> None:
     from lxmgr.cli.commands.init import build_create_body
 
     app.echo(f"Creating {name}")
     body = build_create_body(image, name, server=app.server)
     body["config"].update(devbox.box_config(user))
-    body["devices"].update(devbox.box_devices(user))
+    body["devices"].update({**devbox.box_devices(user), **gui})
     app.operate("POST", "/1.0/instances", body=body, label=f"Creating {name}")
 
 
-def _provision(app: App, name: str, user: devbox.DevUser, keys: str) -> None:
+def _update_gui(app: App, name: str, info: dict[str, Any],
+                gui: dict[str, dict[str, str]]) -> None:
+    """Give an existing box today's desktop sockets (hot-plugged when it runs)."""
+    devices = dict(info.get("devices") or {})
+    current = {k: v for k, v in devices.items() if k.startswith(devbox.GUI_PREFIX)}
+    if current == gui:
+        return
+    devices = {k: v for k, v in devices.items() if not k.startswith(devbox.GUI_PREFIX)}
+    body = {"config": info.get("config") or {}, "devices": {**devices, **gui},
+            "profiles": info.get("profiles") or [], "description": info.get("description", "")}
+    body["config"] = {k: v for k, v in body["config"].items() if not k.startswith("volatile.")}
+    app.operate("PUT", app.instance_path(name), body=body, label=f"Updating {name}")
+
+
+def _provision(app: App, name: str, user: devbox.DevUser, keys: str,
+               gui_env: dict[str, str]) -> None:
     """Run the account script as root in the box; abort with its last error line."""
     from lxmgr.client.exec import build_exec_body, run_exec
 
-    body = build_exec_body(["sh", "-c", devbox.provision_script(user)])
+    body = build_exec_body(["sh", "-c", devbox.provision_script(user, gui_env)])
     with tempfile.TemporaryFile() as inp, tempfile.TemporaryFile() as out:
         inp.write(keys.encode())
         inp.seek(0)

@@ -43,3 +43,20 @@ def test_script_is_valid_sh_with_quoted_values() -> None:
 def test_public_keys_dedup_and_drop_comments() -> None:
     assert devbox.public_keys(["ssh-ed25519 AAA a@h\n# c\n\n", "ssh-ed25519 AAA a@h\n",
                                "ssh-rsa BBB\n"]) == "ssh-ed25519 AAA a@h\nssh-rsa BBB\n"
+
+
+def test_gui_sockets_become_optional_shifted_disks_and_variables() -> None:
+    devices, env = devbox.gui_devices({
+        "wayland": "/run/user/1000/wayland-0", "x11": "/tmp/.X11-unix/X1",
+        "pulse": "/run/user/1000/pulse/native", "pipewire": "/run/user/1000/pipewire-0"})
+    assert devices["gui-wayland"] == {"type": "disk", "source": "/run/user/1000/wayland-0",
+                                      "path": "/mnt/.lxmgr-gui/wayland-0", "shift": "true",
+                                      "required": "false"}
+    assert devices["gui-x11"]["path"] == "/tmp/.X11-unix/X1"
+    assert env == {"WAYLAND_DISPLAY": "/mnt/.lxmgr-gui/wayland-0", "DISPLAY": ":1",
+                   "PULSE_SERVER": "unix:/mnt/.lxmgr-gui/pulse-native",
+                   "PIPEWIRE_REMOTE": "/mnt/.lxmgr-gui/pipewire-0"}
+    script = devbox.provision_script(ALICE, env)
+    assert "export WAYLAND_DISPLAY=/mnt/.lxmgr-gui/wayland-0" in script
+    assert devbox.gui_devices({}) == ({}, {})
+    assert "rm -f /etc/profile.d/lxmgr-gui.sh" in devbox.provision_script(ALICE, {})
