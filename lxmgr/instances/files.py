@@ -86,23 +86,27 @@ def write_instance_files(spec: RootfsSpec, idmap: IdMap | None, name: str) -> No
     hosts = (f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost "
              "ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
     for rel, text in (("etc/hostname", f"{name}\n"), ("etc/hosts", hosts)):
-        _write_file(spec, idmap, rel, text)
+        write_file(spec, idmap, rel, text)
 
 
-def _write_file(spec: RootfsSpec, idmap: IdMap | None, rel: str, text: str) -> None:
+def write_file(spec: RootfsSpec, idmap: IdMap | None, rel: str, text: str, *,
+               parents: list[str] | None = None) -> None:
+    """Write rel (relative to the rootfs) before the instance ever ran; the directories in
+    parents (outermost first, default: rel's own) are made when missing."""
     # overlay: write into upper, owned as the container root sees it; dir: into the copy,
     # which stays owned by host root when it is used through an idmapped mount.
     top = spec.upper if spec.kind == "overlay" else spec.source
     shifted = idmap is not None and not (spec.kind == "bind" and spec.idmap_lower)
     uid = idmap.uid_base if shifted and idmap else 0
     gid = idmap.gid_base if shifted and idmap else 0
-    parent = os.path.dirname(rel)
-    parent_path = os.path.join(top, parent)
-    if not os.path.isdir(parent_path):
-        os.mkdir(parent_path, 0o755)
-        os.chown(parent_path, uid, gid)
-    if os.path.islink(parent_path):
-        raise InvalidConfig(f"Refusing to write {rel}: /{parent} is a symlink in the rootfs")
+    for parent in parents or [os.path.dirname(rel)]:
+        parent_path = os.path.join(top, parent)
+        if os.path.islink(parent_path):
+            raise InvalidConfig(f"Refusing to write {rel}: /{parent} is a symlink in the "
+                                "rootfs")
+        if not os.path.isdir(parent_path):
+            os.mkdir(parent_path, 0o755)
+            os.chown(parent_path, uid, gid)
     path = os.path.join(top, rel)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o644)

@@ -21,7 +21,7 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeSetupError
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
-from lxmgr.instances import files, image_ops
+from lxmgr.instances import cloudinit, files, image_ops
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
 from lxmgr.instances.manager_backup import BackupMixin
@@ -208,6 +208,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
                               ephemeral=ephemeral, storage=storage, description=description)
         expanded, _ = self.expanded(spec)
         img = self.images.get(image)
+        cloudinit.check_image(expanded, img.rootfs, image)
         spec.image_fingerprint = img.fingerprint
         image_ops.mark_used(img)
         driver = self.pools.driver_for(spec)
@@ -228,6 +229,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             self._apply_root_size(spec, driver)
             rootfs = driver.rootfs_spec(name, img.rootfs, idmap)
             files.write_instance_files(rootfs, idmap, name)
+            cloudinit.write_seed(rootfs, idmap, name, spec.config["volatile.uuid"], expanded)
             image_ops.apply_image_templates(self, spec, "create")
             revert.pop_all()
         log.info("Created instance %s from %s", name, img.fingerprint[:12])

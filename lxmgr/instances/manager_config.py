@@ -12,6 +12,7 @@ from lxmgr import devices as devices_mod
 from lxmgr import paths
 from lxmgr.devices.disk import Disk
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
+from lxmgr.instances import cloudinit
 from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.store import write_atomic
 from lxmgr.model import config as cfgmod
@@ -56,6 +57,7 @@ class ConfigMixin:
             old_devices = {}
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded, allow_volatile=True)
+        cloudinit.check_unchanged(old_expanded, expanded, name)
         idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
         self.networks.check_devices(devices)
         ctx = self.device_context(name, expanded)
