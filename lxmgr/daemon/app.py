@@ -33,6 +33,7 @@ from lxmgr.daemon.routes import (
     server,
     snapshots,
     storage,
+    storage_volumes,
 )
 from lxmgr.errors import LxmgrError
 from lxmgr.instances import lifecycle
@@ -78,6 +79,7 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[HTTPS] = HttpsListener()  # core.https_address; attached to the runner by lxmgrd
     for module in (server, instances, instance_state, instance_exec, instance_console,
                    instance_files, snapshots, backups, profiles, images, networks, storage,
+                   storage_volumes,
                    operations, events, projects, metrics, openapi, certificates):
         app.router.add_routes(module.routes)
     if background:

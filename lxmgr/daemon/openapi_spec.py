@@ -87,6 +87,15 @@ NETWORKS_POST = obj(("name",), name=STR, type={"type": "string", "enum": ["bridg
                     description=STR, config=STRING_MAP)
 POOLS_POST = obj(("name", "driver"), name=STR, driver={
     "type": "string", "enum": ["dir", "overlay", "btrfs"]}, description=STR, config=STRING_MAP)
+VOLUME_SOURCE = obj(type={"type": "string", "enum": ["copy"]}, pool=STR, name=STR,
+                   volume_only=BOOL)
+VOLUMES_POST = obj(("name",), name=STR, type={"type": "string", "enum": ["custom"]},
+                   config=STRING_MAP, description=STR,
+                   content_type={"type": "string", "enum": ["filesystem"]}, source=VOLUME_SOURCE)
+VOLUME_PUT = obj(config=STRING_MAP, description=STR, restore=STR)
+VOLUME_RENAME = obj(("name",), name=STR, pool=STR, migration=BOOL)
+VOLUME_SNAPSHOT_POST = obj(name=STR)
+VOLUME_SNAPSHOT_PUT = obj(description=STR)
 PROJECTS_POST = obj(("name",), name=STR, description=STR, config=STRING_MAP)
 SERVER_PUT = obj(config=STRING_MAP)
 
@@ -248,7 +257,37 @@ def storage_endpoints() -> list[Endpoint]:
                  body=CONFIG_PUT),
         Endpoint("DELETE", base, "Delete an unused storage pool"),
         Endpoint("GET", f"{base}/resources", "Space used and available"),
-        Endpoint("GET", f"{base}/volumes", "List volumes", query=("recursion",)),
+        Endpoint("GET", f"{base}/volumes", "List volumes (instances', custom volumes and "
+                 "their snapshots)", query=("recursion",)),
+        Endpoint("POST", f"{base}/volumes", "Create or copy a custom volume (`type: custom`)",
+                 "sync", VOLUMES_POST),
+    ]
+
+
+def volume_endpoints() -> list[Endpoint]:
+    base = "/1.0/storage-pools/{name}/volumes/custom"
+    vol, snaps = f"{base}/{{volume}}", f"{base}/{{volume}}/snapshots"
+    snap = f"{snaps}/{{snapshot}}"
+    return [
+        Endpoint("GET", base, "List custom volumes and their snapshots", query=("recursion",)),
+        Endpoint("POST", base, "Create a custom volume (sync), or copy one (`source`, async)",
+                 "sync", VOLUMES_POST),
+        Endpoint("GET", vol, "Show a custom volume and what uses it"),
+        Endpoint("PUT", vol, "Replace a volume's config and description, or restore a "
+                 "snapshot (`restore`)", body=VOLUME_PUT),
+        Endpoint("PATCH", vol, "Merge into a volume's config", body=VOLUME_PUT),
+        Endpoint("POST", vol, "Rename a volume not mounted by a running instance", "created",
+                 VOLUME_RENAME),
+        Endpoint("DELETE", vol, "Delete a volume no instance or profile uses"),
+        Endpoint("GET", snaps, "List a volume's snapshots", query=("recursion",)),
+        Endpoint("POST", snaps, "Take a read-only snapshot", "async", VOLUME_SNAPSHOT_POST,
+                 body_required=False),
+        Endpoint("GET", snap, "Show a volume snapshot"),
+        Endpoint("PUT", snap, "Set a volume snapshot's description", body=VOLUME_SNAPSHOT_PUT),
+        Endpoint("PATCH", snap, "Set a volume snapshot's description",
+                 body=VOLUME_SNAPSHOT_PUT),
+        Endpoint("POST", snap, "Rename a volume snapshot", "async", RENAME),
+        Endpoint("DELETE", snap, "Delete a volume snapshot", "async"),
     ]
 
 
@@ -295,7 +334,8 @@ def endpoints() -> list[Endpoint]:
     """Every documented endpoint, area by area."""
     return [*server_endpoints(), *instance_endpoints(), *file_endpoints(), *snapshot_endpoints(),
             *backup_endpoints(), *image_endpoints(), *profile_endpoints(),
-            *network_endpoints(), *storage_endpoints(), *operation_endpoints(),
+            *network_endpoints(), *storage_endpoints(), *volume_endpoints(),
+            *operation_endpoints(),
             *project_endpoints(), *certificate_endpoints()]
 
 

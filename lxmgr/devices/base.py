@@ -8,6 +8,7 @@ Imports model, runtime's plain data types, paths and errors; no orchestration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,6 +21,9 @@ class InstanceContext:
 
     name: str
     privileged: bool
+    # (pool, volume) -> the custom volume's host directory; NotFound naming the pool or the
+    # volume (lxmgr.instances.volumes.Volumes.host_path). None: no volumes to mount.
+    volume_path: Callable[[str, str], str] | None = None
 
 
 @dataclass

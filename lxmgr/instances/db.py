@@ -89,6 +89,17 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL DEFAULT ''
     );
     """,
+    # Custom storage volumes and their snapshots ("vol/snap"), lxmgr.instances.volume_records.
+    """
+    CREATE TABLE storage_volumes (
+        pool TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (pool, name)
+    );
+    """,
 )
 
 

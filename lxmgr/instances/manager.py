@@ -35,6 +35,7 @@ from lxmgr.instances.pools import Pools
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.proxies import Proxies
 from lxmgr.instances.store import InstanceStore, write_atomic
+from lxmgr.instances.volumes import Volumes
 from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
 from lxmgr.model import units
@@ -65,6 +66,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self._own_db = db is None
         self.db = db or Database()
         self.pools = Pools(self.db, storage)
+        self.volumes = Volumes(self.db, self.pools, self.is_running)  # custom volumes
         self.store = InstanceStore(self.db)
         self.images = ImageStore()
         self.networks = Networks(self.db)
@@ -106,7 +108,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
     def device_context(self, name: str, expanded: dict[str, str]) -> devices_mod.InstanceContext:
         return devices_mod.InstanceContext(
-            name=name, privileged=units.parse_bool(expanded.get("security.privileged") or "false"))
+            name=name, privileged=units.parse_bool(expanded.get("security.privileged") or "false"),
+            volume_path=self.volumes.host_path)
 
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
         base = spec.config.get("volatile.idmap.base")

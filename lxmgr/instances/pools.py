@@ -22,6 +22,7 @@ from typing import Any
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances.db import Database
+from lxmgr.instances.volume_records import VolumeRecords
 from lxmgr.model import validate as v
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.storage import base as storage_base
@@ -151,6 +152,9 @@ class Pools:
             raise Conflict("The default storage pool cannot be deleted")
         if users:
             raise Conflict(f"Storage pool '{name}' is used by instance {users[0]}")
+        volumes = [r["name"] for r in VolumeRecords(self.db).list(name) if "/" not in r["name"]]
+        if volumes:
+            raise Conflict(f"Storage pool '{name}' holds storage volume {volumes[0]}")
         if pool["driver"] == "btrfs":
             self._delete_btrfs(name, pool["config"])
         else:

@@ -13,6 +13,7 @@ from lxmgr.errors import InvalidConfig, NotSupported
 from lxmgr.model import validate as v
 from lxmgr.model.config import to_config_value
 from lxmgr.model.units import parse_bool
+from lxmgr.model.volume import validate_volume_name
 
 NIC_TYPES = ("bridged", "macvlan", "p2p", "physical", "ipvlan", "routed")
 
@@ -74,21 +75,40 @@ def _check_disk(dev: Mapping[str, str]) -> str | None:
         if dev.get("source"):
             return "the root disk can't have a 'source'"
         return None
-    if dev.get("pool"):
-        return "disks from custom storage volumes ('pool' with a volume 'source') are not " \
-            "supported yet; mount a host directory with 'source'"
-    if not dev.get("source"):
-        return "a disk other than the root disk needs a 'source'"
-    try:
-        v.is_abs_path(dev["source"])
-    except InvalidConfig as err:
-        return f"'source': {err}"
+    reason = _check_volume_source(dev) if dev.get("pool") else _check_host_source(dev)
+    if reason:
+        return reason
     if dev.get("size"):
         return "'size' only applies to the root disk"
     path = dev["path"].rstrip("/")
     for reserved in _RESERVED_PATHS:
         if path == reserved or path.startswith(reserved + "/"):
             return f"'path' can't be under {reserved} (lxmgr mounts it)"
+    return None
+
+
+def _check_host_source(dev: Mapping[str, str]) -> str | None:
+    if not dev.get("source"):
+        return "a disk other than the root disk needs a 'source'"
+    try:
+        v.is_abs_path(dev["source"])
+    except InvalidConfig as err:
+        return f"'source': {err}"
+    return None
+
+
+def _check_volume_source(dev: Mapping[str, str]) -> str | None:
+    """A custom storage volume of `pool`, named by `source` (LXD's disk from a volume)."""
+    if not dev.get("source"):
+        return "a disk with a 'pool' needs the storage volume's name in 'source'"
+    try:
+        validate_volume_name(dev["source"])
+    except InvalidConfig as err:
+        return f"'source': {err}"
+    for key, why in (("shift", "its files are always mapped to the instance's ids"),
+                     ("required", "a missing volume always fails the start")):
+        if dev.get(key) and not parse_bool(dev[key]):
+            return f"'{key}' can't be false for a storage volume ({why})"
     return None
 
 

@@ -220,10 +220,7 @@ class BtrfsDriver(StorageDriver):
         if size_bytes is not None and size_bytes <= 0:
             raise InvalidConfig(f"Invalid size {size_bytes} for volume '{name}'")
         with translated(f"Failed to set the size of volume '{name}'"):
-            if not utils.quota_enabled(self.pool_dir()):
-                log.info("Enabling btrfs quotas on pool '%s'", self.pool_dir())
-                utils.enable_quota(self.pool_dir())
-            utils.set_limit(vol, size_bytes)
+            utils.limit_subvolume(self.pool_dir(), vol, size_bytes)
 
     def volume_usage(self, name: str) -> int | None:
         """Bytes the volume references (shared image data included); None without quotas."""
@@ -265,20 +262,11 @@ class BtrfsDriver(StorageDriver):
         return snap
 
     def _limit_of(self, vol: Path) -> int | None:
-        if not utils.quota_enabled(self.pool_dir()):
-            return None
-        group = utils.qgroup_of(vol)
-        return group.max_referenced if group else None
+        return utils.limit_of(self.pool_dir(), vol)
 
     def _delete_subvolume(self, path: Path) -> None:
         """Delete a subvolume tree and (with quotas on) its qgroup; missing is fine."""
-        if not path.exists():
-            return
-        quota = utils.quota_enabled(self.pool_dir())
-        subvol = btrfs.subvol_id(path) if quota else 0
-        utils.delete_subvolume_tree(path)
-        if quota:
-            utils.destroy_qgroup(self.pool_dir(), subvol)
+        utils.delete_subvolume_and_qgroup(self.pool_dir(), path)
 
     @staticmethod
     def _refuse_mounted(path: Path) -> None:

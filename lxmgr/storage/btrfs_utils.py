@@ -174,6 +174,34 @@ def set_limit(path: Path, size_bytes: int | None) -> None:
     commands.run(build_limit_argv(path, size_bytes))
 
 
+def limit_subvolume(pool: Path, path: Path, size_bytes: int | None) -> None:
+    """Limit the referenced bytes of the subvolume at path (None: no limit), enabling
+    quotas on the pool first when they are off (costly, see above)."""
+    if not quota_enabled(pool):
+        log.info("Enabling btrfs quotas on pool '%s'", pool)
+        enable_quota(pool)
+    set_limit(path, size_bytes)
+
+
+def limit_of(pool: Path, path: Path) -> int | None:
+    """The referenced-bytes limit of the subvolume at path; None without one or quotas."""
+    if not quota_enabled(pool):
+        return None
+    group = qgroup_of(path)
+    return group.max_referenced if group else None
+
+
+def delete_subvolume_and_qgroup(pool: Path, path: Path) -> None:
+    """Delete a subvolume tree and (with quotas on) its qgroup; missing is fine."""
+    if not path.exists():
+        return
+    quota = quota_enabled(pool)
+    subvol = btrfs.subvol_id(path) if quota else 0
+    delete_subvolume_tree(path)
+    if quota:
+        destroy_qgroup(pool, subvol)
+
+
 def destroy_qgroup(pool: Path, subvol_id: int) -> None:
     """Best effort: drop the qgroup of a deleted subvolume (the kernel refuses while the
     cleaner still owns the subvolume; newer kernels drop it themselves when done)."""

@@ -1,5 +1,6 @@
 """/1.0/storage-pools: named pools (create, show, update the description, delete) and their
-resources (space), as LXD's API has them; and the instance volumes a pool holds."""
+resources (space), as LXD's API has them; and the volumes a pool holds (its instances' and
+its custom volumes, routes.storage_volumes)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from aiohttp import web
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import EVENTS, MANAGER
 from lxmgr.daemon.responses import field, json_body
+from lxmgr.daemon.routes import storage_volumes
 from lxmgr.errors import InvalidConfig
 from lxmgr.instances.manager import Manager
+from lxmgr.instances.volumes import volume_url
 
 routes = web.RouteTableDef()
 
@@ -32,9 +35,11 @@ def used_by(manager: Manager, pool: str) -> list[str]:
 
 def render(manager: Manager, name: str) -> dict[str, Any]:
     pool = manager.pools.get(name)
+    volumes = [volume_url(name, r["name"]) for r in manager.volumes.list(name)
+               if "/" not in r["name"]]  # LXD's used_by lists the pool's custom volumes too
     return {"name": name, "driver": pool["driver"], "description": pool["description"],
             "config": dict(pool["config"]), "status": "Created", "locations": ["none"],
-            "used_by": used_by(manager, name)}
+            "used_by": used_by(manager, name) + volumes}
 
 
 @routes.get("/1.0/storage-pools")
@@ -121,5 +126,5 @@ async def list_volumes(request: web.Request) -> web.Response:
             out.append({"name": inst, "type": "container", "content_type": "filesystem",
                         "config": {}, "description": "", "used_by": [url],
                         "location": "none"} if level else path)
-        return out
+        return out + storage_volumes.listing(manager, name, level)  # LXD: by type, name
     return responses.sync(await asyncio.to_thread(listing))

@@ -22,6 +22,8 @@ GOOD = {
     "code": {"type": "disk", "path": "/code", "source": "/home/me/code", "shift": "true",
              "recursive": "true", "propagation": "rslave", "required": "false"},
     "conf": {"type": "disk", "path": "/etc/app.conf", "source": "/srv/app.conf"},
+    "vol": {"type": "disk", "path": "/srv/shared", "pool": "default", "source": "shared-1",
+            "readonly": "true", "shift": "true"},
 }
 
 
@@ -51,8 +53,20 @@ BAD = [
                                    "propagation": "sideways"}, r"key 'propagation'"),
     ("disk bad shift", "d", {"type": "disk", "path": "/d", "source": "/s", "shift": "yes!"},
      r"key 'shift'"),
-    ("custom volume disk", "d", {"type": "disk", "path": "/d", "pool": "p", "source": "vol"},
-     r"custom storage volumes .* not supported yet"),
+    ("volume disk without source", "d", {"type": "disk", "path": "/d", "pool": "p"},
+     r"^Invalid device 'd': a disk with a 'pool' needs the storage volume's name in "
+     r"'source'$"),
+    ("volume disk with a path source", "d", {"type": "disk", "path": "/d", "pool": "p",
+                                             "source": "/srv/data"},
+     r"^Invalid device 'd': 'source': Invalid volume name '/srv/data'"),
+    ("volume disk unshifted", "d", {"type": "disk", "path": "/d", "pool": "p",
+                                    "source": "vol", "shift": "false"}, r"'shift' can't be"),
+    ("volume disk optional", "d", {"type": "disk", "path": "/d", "pool": "p", "source": "vol",
+                                   "required": "false"}, r"'required' can't be false"),
+    ("volume disk with size", "d", {"type": "disk", "path": "/d", "pool": "p",
+                                    "source": "vol", "size": "1GiB"}, r"only applies to the root"),
+    ("volume disk under /proc", "d", {"type": "disk", "path": "/proc/v", "pool": "p",
+                                      "source": "vol"}, r"can't be under /proc"),
     ("unknown key", "root", {"type": "disk", "path": "/", "pool": "p", "color": "red"},
      r"^Invalid device 'root': unknown key 'color' for type 'disk'$"),
     ("key of another type", "eth0", {"type": "nic", "network": "br", "path": "/"},
