@@ -263,6 +263,11 @@ class CgroupDriver(ABC):
         log.debug("cgroup %s/%s: %s", self.base, name, write.describe())
         write_file(os.path.join(directory, write.file), write.value, missing_ok=write.reset)
 
+    def apply_devices(self, name: str, rules: Sequence[str]) -> None:
+        """Make the container's device access list exactly `rules` (cgroup v1 syntax, see
+        lxmgr.cgroups.devices); at boot before the container runs, and again on hot-plug."""
+        raise NotSupported(f"The {self.name} cgroup driver has no device access list")
+
     def pids(self, name: str) -> list[int]:
         """Every pid in the container's subtree, in any hierarchy."""
         found: set[int] = set()

@@ -7,6 +7,7 @@ v1 usage files. Imports base, detect, translate and lxmgr.errors.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -21,9 +22,12 @@ from lxmgr.cgroups.base import (
     write_file,
 )
 from lxmgr.cgroups.detect import Hierarchy, Layout
+from lxmgr.cgroups.devices import apply_v1, attach_program, parse_rules
 from lxmgr.cgroups.translate import Write, translate_v1
-from lxmgr.errors import NotSupported
+from lxmgr.errors import KernelError, NotSupported
 from lxmgr.model.units import parse_cpuset
+
+log = logging.getLogger(__name__)
 
 # systemd inside the container expects a small tmpfs it can populate and later remount ro;
 # it must be handed over rw.
@@ -135,6 +139,28 @@ class V1Driver(CgroupDriver):
     def kill(self, name: str, timeout: float = 10.0) -> None:
         """No cgroup.kill in v1: freeze, SIGKILL each pid, thaw, until empty."""
         self._kill_loop(name, timeout, can_freeze=self._hierarchy("freezer") is not None)
+
+    def apply_devices(self, name: str, rules: Sequence[str]) -> None:
+        """devices.deny/devices.allow in the devices hierarchy and, on a hybrid host, the
+        same list as a BPF program on the unified tree: the kernel consults both
+        (security/device_cgroup.c devcgroup_check_permission), so either alone already
+        enforces it. Without a devices hierarchy the program is the only guard and must
+        attach; with one, a kernel that refuses BPF is only logged."""
+        parsed = parse_rules(rules)
+        devices = self._controller_dir("devices", name)
+        if devices is not None:
+            apply_v1(devices, parsed)
+        if self.layout.unified is None:
+            if devices is None:
+                log.warning("No devices controller and no cgroup2 tree: the device access "
+                            "list of '%s' is not enforced", name)
+            return
+        try:
+            attach_program(self.path(self.layout.unified, name), parsed)
+        except KernelError as err:
+            if devices is None:
+                raise
+            log.warning("%s (the devices controller enforces the list)", err)
 
     def container_mounts(self) -> list[tuple[str, str, str]]:
         """tmpfs, then unified, name=systemd and every controller hierarchy by its dir name."""

@@ -22,6 +22,7 @@ from lxmgr.cgroups.base import (
     write_file,
 )
 from lxmgr.cgroups.detect import Hierarchy, Layout, read_controllers
+from lxmgr.cgroups.devices import attach_program, parse_rules
 from lxmgr.cgroups.translate import Write, translate_v2
 from lxmgr.errors import NotSupported
 from lxmgr.model.units import parse_cpuset
@@ -114,6 +115,11 @@ class V2Driver(CgroupDriver):
             return
         write_file(path, "1")
         wait_for(lambda: not self.pids(name), timeout, f"cgroup '{self.base}/{name}' to empty")
+
+    def apply_devices(self, name: str, rules: Sequence[str]) -> None:
+        """A BPF_PROG_TYPE_CGROUP_DEVICE program on the container's cgroup (cgroup2 has no
+        devices files), replaced whole on each change."""
+        attach_program(self.path(self._tree, name), parse_rules(rules))
 
     def container_mounts(self) -> list[tuple[str, str, str]]:
         """One cgroup2 mount at /sys/fs/cgroup (nsdelegate is ignored outside the init ns)."""

@@ -55,6 +55,23 @@ PROC_READ_ONLY_FILES = ("sysrq-trigger",)
 
 # Device nodes bind-mounted from the host /dev (systemd CONTAINER_INTERFACE list).
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+# The device access list of every container (its cgroup's, lxmgr.cgroups.devices): the nodes
+# above and its ptys, nothing else; devices add their own rows (RuntimePlan.device_rules).
+# LXD applies the same list to privileged containers (driver_lxc.go, "Configure devices
+# cgroup"), LXC's common.conf to all; lxmgr applies it to all, without the rows for nodes
+# it does not give containers (/dev/fuse, /dev/net/tun: unix-char devices add them).
+DEVICE_RULES = [
+    "c *:* m",  # mknod of any char device (not its use), as LXC and LXD allow
+    "b *:* m",  # mknod of any block device (not its use)
+    "c 1:3 rwm",  # /dev/null
+    "c 1:5 rwm",  # /dev/zero
+    "c 1:7 rwm",  # /dev/full
+    "c 1:8 rwm",  # /dev/random
+    "c 1:9 rwm",  # /dev/urandom
+    "c 5:0 rwm",  # /dev/tty
+    "c 5:2 rwm",  # /dev/ptmx (pts/ptmx of the container's devpts)
+    "c 136:* rwm",  # /dev/pts/*, and /dev/console and /dev/ttyN (host ptys bound in)
+]
 DEV_SYMLINKS = (
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
@@ -87,6 +104,9 @@ class RuntimePlan:
     seccomp_deny_compat: bool = False  # no 32-bit (i386, x32) syscalls on x86_64
     ttys: int = 1
     stop_signal: int = int(signal.SIGRTMIN) + 3
+    # device name -> its device cgroup rules (unix-char, unix-block, gpu), on top of
+    # DEVICE_RULES; the supervisor keeps it current across hot-plugs.
+    device_rules: dict[str, list[str]] = field(default_factory=dict)
     disks: list[dict[str, Any]] = field(default_factory=list)  # runtime.disks.DiskMount dicts
 
     @property
@@ -102,6 +122,11 @@ class RuntimePlan:
         idmap = data.pop("idmap")
         data["cgroup_mounts"] = [tuple(m) for m in data["cgroup_mounts"]]
         return cls(idmap=IdMap(**idmap) if idmap else None, **data)
+
+    def cgroup_device_rules(self) -> list[str]:
+        """The container's whole device access list: DEVICE_RULES, then its devices'."""
+        return DEVICE_RULES + [r for name in sorted(self.device_rules)
+                               for r in self.device_rules[name]]
 
     def describe(self) -> str:
         mode = "privileged" if self.privileged else f"idmap {self.idmap}"
@@ -133,6 +158,7 @@ def build_plan(
     cgroup_procs: list[str],
     cgroup_mounts: list[tuple[str, str, str]],
     disks: list[dict[str, Any]] | None = None,
+    device_rules: dict[str, list[str]] | None = None,
 ) -> RuntimePlan:
     """Decide how to run the container from its expanded config; no I/O."""
     privileged = idmap is None
@@ -159,4 +185,5 @@ def build_plan(
         seccomp_deny_compat=parse_bool(config.get("security.syscalls.deny_compat", "false")),
         stop_signal=stop_signal_for(init_target),
         disks=list(disks or []),
+        device_rules={k: list(v) for k, v in (device_rules or {}).items()},
     )
