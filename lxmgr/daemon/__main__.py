@@ -89,6 +89,9 @@ async def serve(sock: socket.socket) -> None:
     except LxmgrError as err:
         log.error("Networks: %s", err)
     app = create_app(manager)
+    stop = asyncio.Event()  # SIGTERM/SIGINT (containers keep running) or PUT /internal/shutdown
+    from lxmgr.daemon.routes.internal import EXIT
+    app[EXIT] = stop
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     # The HTTPS listener of core.https_address (lxmgr.daemon.https), if set, and the trust
@@ -100,7 +103,6 @@ async def serve(sock: socket.socket) -> None:
     await restore_tokens(app)
     await web.SockSite(runner, sock).start()
     log.info("lxmgrd %s listening on %s", __version__, sock.getsockname() or "(activated)")
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -24,6 +24,7 @@ from lxmgr.daemon.routes import (
     instance_files,
     instance_state,
     instances,
+    internal,
     metrics,
     networks,
     openapi,
@@ -80,7 +81,7 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     for module in (server, instances, instance_state, instance_exec, instance_console,
                    instance_files, snapshots, backups, profiles, images, networks, storage,
                    storage_volumes,
-                   operations, events, projects, metrics, openapi, certificates):
+                   operations, events, projects, metrics, openapi, certificates, internal):
         app.router.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_lifecycle_tasks)

@@ -1,6 +1,7 @@
-"""`lxmgr daemon start|stop|status`: run lxmgrd detached, with a pid file and a log.
+"""`lxmgr daemon start|stop|status|shutdown`: run lxmgrd detached, with a pid file and a log;
+`shutdown` stops the instances in order through the API, then lxmgrd (host shutdown).
 
-Does not need the API except to see that a started daemon answers. The daemon runs as
+The others do not need the API except to see that a started daemon answers. The daemon runs as
 `python -P -m lxmgr.daemon` (what the `lxmgrd` script runs) with this interpreter, in its own
 session, so it outlives the shell and never imports from the caller's directory (it then
 moves to / itself); its output goes to $LXMGR_DIR/logs/lxmgrd.log. `status` answers with
@@ -81,13 +82,14 @@ def _log_tail(lines: int = 5) -> str:
 
 @click.group()
 def daemon() -> None:
-    """Start, stop and check lxmgrd (without systemd).
+    """Start, stop and check lxmgrd (without systemd); shut the instances down.
 
     \b
     Examples:
       lxmgr daemon start
       lxmgr daemon status
       lxmgr daemon stop
+      lxmgr daemon shutdown
     """
 
 
@@ -155,6 +157,49 @@ def stop(timeout: float) -> None:
         time.sleep(0.05)
     pid_file().unlink(missing_ok=True)
     app.echo(f"lxmgrd stopped (pid {pid})")
+
+
+@daemon.command()
+@click.option("--timeout", type=float, default=0, show_default=True,
+              help="Seconds to wait for the instances to stop (0: as long as it takes).")
+def shutdown(timeout: float) -> None:
+    """Stop every running instance in order, then lxmgrd (at host shutdown).
+
+    As `lxd shutdown` (PUT /internal/shutdown): instances stop in
+    boot.stop.priority order, highest first, those of equal priority in
+    parallel; each gets boot.host_shutdown_timeout seconds (default 30) to
+    shut down cleanly before it is killed. Each is recorded as running, so the
+    next lxmgrd start brings it back unless boot.autostart=false. Then lxmgrd
+    exits. systemd/lxmgr-startup.service runs this when the host shuts down;
+    `lxmgr daemon stop` instead leaves the instances running.
+
+    \b
+    Examples:
+      lxmgr daemon shutdown
+      lxmgr daemon shutdown --timeout 600
+    """
+    from lxmgr.client import Client
+    from lxmgr.client.rest import DaemonNotRunning
+
+    app = get_app()
+    pid = read_pid()
+    socket_path = app.client.socket_path
+    try:
+        with Client(socket_path, timeout=timeout or None) as client:
+            result = client.query("PUT", "/internal/shutdown") or {}
+    except DaemonNotRunning:
+        app.abort(f"lxmgrd is not running (socket {socket_path}): nothing was stopped")
+    except TimeoutError:
+        app.abort(f"lxmgrd did not finish the shutdown within {timeout:g}s (it goes on)")
+    stopped = result.get("stopped") or []
+    app.echo(f"Stopped {len(stopped)} instance(s){': ' if stopped else ''}"
+             f"{', '.join(stopped)}; lxmgrd exits")
+    if pid is not None:  # started by `lxmgr daemon start`: its pid file goes with it
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and not _is_zombie(pid) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid_file().unlink(missing_ok=True)
 
 
 def _is_zombie(pid: int) -> bool:
