@@ -27,6 +27,7 @@ from lxmgr.runtime.devices import build_dev_ops
 from lxmgr.runtime.mounts import apply_all
 from lxmgr.runtime.plan import RuntimePlan
 from lxmgr.runtime.rootfs import (
+    build_nesting_ops,
     build_proc_sys_ops,
     check_pivoted,
     check_rootfs,
@@ -149,6 +150,7 @@ def _init(plan: RuntimePlan, sock: socket.socket, consoles: Consoles,
         step = "mount /proc, /sys, /dev and cgroups"
         ops = build_proc_sys_ops(plan) + build_dev_ops(plan.rootfs, consoles.console,
                                                        consoles.ttys, tty_gid)
+        ops += build_nesting_ops(plan)
         apply_all(ops, libc, root=plan.rootfs)
         step = "mount the disk devices"
         disks.attach_prepared(prepared, plan.rootfs)

@@ -108,6 +108,7 @@ class RuntimePlan:
     # DEVICE_RULES; the supervisor keeps it current across hot-plugs.
     device_rules: dict[str, list[str]] = field(default_factory=dict)
     disks: list[dict[str, Any]] = field(default_factory=list)  # runtime.disks.DiskMount dicts
+    nesting: bool = False  # security.nesting: clean proc and sysfs at /dev/.lxc (as LXD)
 
     @property
     def privileged(self) -> bool:
@@ -185,5 +186,6 @@ def build_plan(
         seccomp_deny_compat=parse_bool(config.get("security.syscalls.deny_compat", "false")),
         stop_signal=stop_signal_for(init_target),
         disks=list(disks or []),
+        nesting=parse_bool(config.get("security.nesting") or "false"),
         device_rules={k: list(v) for k, v in (device_rules or {}).items()},
     )

@@ -114,11 +114,29 @@ def build_proc_sys_ops(plan: RuntimePlan) -> list[MountOp]:
     ops += [Bind(f"{r}/proc/{p}", f"{r}/proc/{p}", readonly=True, is_file=True,
                  extra_flags=NOSUID_NODEV_NOEXEC)
             for p in PROC_READ_ONLY_FILES if os.path.exists(f"/proc/{p}")]
-    ops += [
-        Mount("sysfs", f"{r}/sys", c.MS_RDONLY | NOSUID_NODEV_NOEXEC, None, "sysfs"),
-    ]
+    if plan.nesting:
+        # A read-only mount of a read-write superblock: the sysfs at /dev/.lxc/sys (same
+        # network namespace, same superblock) must be read-write for nested mounts.
+        ops += [Mount("sysfs", f"{r}/sys", NOSUID_NODEV_NOEXEC, None, "sysfs"),
+                Bind(f"{r}/sys", f"{r}/sys", readonly=True, extra_flags=NOSUID_NODEV_NOEXEC)]
+    else:
+        ops += [Mount("sysfs", f"{r}/sys", c.MS_RDONLY | NOSUID_NODEV_NOEXEC, None, "sysfs")]
     ops += build_cgroup_ops(plan)
     return ops
+
+
+def build_nesting_ops(plan: RuntimePlan) -> list[MountOp]:
+    """security.nesting: a proc and a sysfs with nothing mounted over them, at /dev/.lxc/proc
+    and /dev/.lxc/sys, as LXD adds for nested containers (lxd/instance/drivers/
+    driver_lxc.go, "lxc.mount.entry = /proc dev/.lxc/proc proc create=dir,optional"). A
+    user namespace made inside may mount proc or sysfs only where one is fully visible
+    (the kernel's mount_too_revealing()); the container's own /proc has masks and /sys is
+    read-only, both locked once copied into a nested mount namespace. Made after /dev."""
+    if not plan.nesting:
+        return []
+    dev = f"{plan.rootfs}/dev/.lxc"
+    return [Mount("proc", f"{dev}/proc", NOSUID_NODEV_NOEXEC, None, "proc"),
+            Mount("sysfs", f"{dev}/sys", NOSUID_NODEV_NOEXEC, None, "sysfs")]
 
 
 def build_cgroup_ops(plan: RuntimePlan) -> list[MountOp]:
