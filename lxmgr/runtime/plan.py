@@ -108,6 +108,9 @@ class RuntimePlan:
     # DEVICE_RULES; the supervisor keeps it current across hot-plugs.
     device_rules: dict[str, list[str]] = field(default_factory=dict)
     disks: list[dict[str, Any]] = field(default_factory=list)  # runtime.disks.DiskMount dicts
+    # [source, target] binds of lxcfs files over /proc and /sys (runtime.lxcfs), set by the
+    # manager when an lxcfs answers; empty: the container sees the kernel's own files.
+    lxcfs: list[list[str]] = field(default_factory=list)
     nesting: bool = False  # security.nesting: clean proc and sysfs at /dev/.lxc (as LXD)
 
     @property

@@ -6,6 +6,7 @@ table); in-container steps run in PID 1 before it execs init. Imports linux, err
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 
@@ -14,8 +15,11 @@ from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 from lxmgr.linux.idmapped import idmapped_clone
 from lxmgr.model.rootfs import RootfsSpec
+from lxmgr.runtime import lxcfs
 from lxmgr.runtime.mounts import NOSUID_NODEV_NOEXEC, Bind, Mount, MountOp
 from lxmgr.runtime.plan import PROC_MASKED, PROC_READ_ONLY_FILES, RuntimePlan
+
+log = logging.getLogger(__name__)
 
 
 def check_rootfs(plan: RuntimePlan) -> None:
@@ -94,7 +98,8 @@ def mount_rootfs(spec: RootfsSpec, userns_fd: int | None) -> None:
 
 
 def build_proc_sys_ops(plan: RuntimePlan) -> list[MountOp]:
-    """Self-bind, /proc with dangerous paths masked or read-only, /sys read-only, cgroups."""
+    """Self-bind, /proc with dangerous paths masked or read-only, /sys read-only, cgroups,
+    then lxcfs's files over /proc and /sys."""
     r = plan.rootfs
     ops: list[MountOp] = [
         # The rootfs came from a more privileged mount namespace, so it is locked in ours:
@@ -122,7 +127,27 @@ def build_proc_sys_ops(plan: RuntimePlan) -> list[MountOp]:
     else:
         ops += [Mount("sysfs", f"{r}/sys", c.MS_RDONLY | NOSUID_NODEV_NOEXEC, None, "sysfs")]
     ops += build_cgroup_ops(plan)
+    ops += build_lxcfs_ops(plan)
     return ops
+
+
+def build_lxcfs_ops(plan: RuntimePlan) -> list[MountOp]:
+    """lxcfs's files bound over the container's /proc files and /sys/devices/system/cpu
+    (plan.lxcfs, runtime.lxcfs), those the kernel has. Where LXC runs its lxcfs mount hook:
+    last, once /proc, /sys and the cgroups are mounted (lxc_setup() in src/lxc/conf.c: the
+    automatic mounts, the cgroup ones, then the "mount" hooks). None, with a warning in the
+    supervisor's log, when that lxcfs stopped answering since the plan was made (it died or
+    was unmounted): the container then boots with the kernel's own files."""
+    if not plan.lxcfs:
+        return []
+    problem = lxcfs.unusable(plan.lxcfs[0][0])
+    if problem:
+        log.warning("Container %s boots without lxcfs (it sees the host's /proc files): %s",
+                    plan.name, problem)
+        return []
+    r = plan.rootfs
+    return [Bind(source, f"{r}{target}", is_file=not os.path.isdir(target))
+            for source, target in plan.lxcfs if os.path.exists(target)]
 
 
 def build_nesting_ops(plan: RuntimePlan) -> list[MountOp]:
