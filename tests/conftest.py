@@ -11,6 +11,10 @@ import pytest
 # in the machine's /etc/hosts (lxmgr.net.hosts); every process the tests start inherits this.
 _HOSTS_DIR = tempfile.TemporaryDirectory(prefix="lxmgr-test-hosts-")
 os.environ.setdefault("LXMGR_HOSTS_FILE", os.path.join(_HOSTS_DIR.name, "hosts"))
+# Nor do they start an lxcfs or use the machine's (lxmgr.instances.lxcfs): containers see the
+# kernel's /proc files unless a test points LXMGR_LXCFS at the session's private lxcfs
+# (tests/kernel/test_lxcfs.py).
+os.environ.setdefault("LXMGR_LXCFS", "none")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,10 +1,11 @@
-"""The checks behind `lxmgr doctor` (GET /1.0/doctor): why a container has no network.
+"""The checks behind `lxmgr doctor` (GET /1.0/doctor): why a container has no network (and
+whether an lxcfs gives containers their own /proc/meminfo, cpuinfo, uptime: instances.lxcfs).
 
 For each managed network: the bridge is up with its gateway, its dnsmasq is alive and
 answers a real DNS query, DHCP's udp/67 is bound by that dnsmasq, no other process holds
 53/67 on the gateway, the host's own resolver sends the network's domain there (or what
 works instead), no foreign firewall drops its forwarded or input traffic, and no route or
-address elsewhere overlaps its subnet; host-wide: the tools and ip_forward. Every Check
+address elsewhere overlaps its subnet; host-wide: the tools, lxcfs and ip_forward. Every Check
 (host.Check) carries a one-line detail and a concrete fix command.
 
 Read-only: it reads /proc, netlink, `nft -j list ruleset` and `resolvectl dns|domain`, sends
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lxmgr.errors import LxmgrError, NotFound
+from lxmgr.instances import lxcfs
 from lxmgr.instances.doctor_parse import (
     IN,
     OUT,
@@ -50,10 +52,11 @@ PROBE_NAME = "lxmgr-doctor"  # queried as lxmgr-doctor.<dns.domain>: NXDOMAIN is
 
 
 def diagnose(drivers: Iterable[BridgeNetwork]) -> list[Check]:
-    """Host-wide checks (tools, ip_forward), then network_checks() for every network."""
+    """Host-wide checks (tools, lxcfs, ip_forward), then network_checks() for every network."""
     drivers = list(drivers)
     checks = [_check_tool("dnsmasq", dnsmasq.DNSMASQ, "apt-get install dnsmasq-base"),
-              _check_tool("nft", nft.NFT, "apt-get install nftables")]
+              _check_tool("nft", nft.NFT, "apt-get install nftables"),
+              lxcfs.check()]
     checks += forwarding_checks(drivers)
     return checks + network_checks(drivers)
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from lxmgr import paths
 from lxmgr.errors import Conflict, LxmgrError, NotFound
+from lxmgr.instances import lxcfs
 from lxmgr.instances.events import EventBus
 from lxmgr.instances.manager import Manager
 from lxmgr.model.units import parse_bool
@@ -201,8 +202,32 @@ def stopped_ephemerals(manager: Manager, running_before: set[str]) -> tuple[list
 
 
 async def run(manager: Manager, events: EventBus) -> None:
-    """Autostart, then every few seconds remove ephemeral instances that stopped and
-    restart any network's dnsmasq that died (the daemon supervises them)."""
+    """lxcfs, autostart, then every few seconds remove ephemeral instances that stopped and
+    restart lxcfs or any network's dnsmasq that died (the daemon supervises them); at the
+    end, stop lxcfs when no instance runs any more."""
+    duty = lxcfs.Supervisor()
+    try:
+        await _lxcfs_duty(duty)  # first: the autostarted instances get its files
+        await _watch(manager, events, duty)
+    finally:
+        await asyncio.to_thread(_release_lxcfs, manager)
+
+
+async def _lxcfs_duty(duty: lxcfs.Supervisor) -> None:
+    report = await asyncio.to_thread(duty.ensure)
+    if report:
+        log.log(*report)
+
+
+def _release_lxcfs(manager: Manager) -> None:
+    try:
+        names = manager.list()
+        lxcfs.release(any(s not in (None, "Stopped") for s in manager.statuses_fast(names)))
+    except LxmgrError as err:
+        log.warning("lxcfs: %s", err)
+
+
+async def _watch(manager: Manager, events: EventBus, duty: lxcfs.Supervisor) -> None:
     await asyncio.to_thread(manager.pools.mount_all)  # btrfs loop pools, after a reboot
     await autostart(manager, events)
     await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
@@ -227,6 +252,7 @@ async def run(manager: Manager, events: EventBus) -> None:
                 log.warning("Network '%s': dnsmasq had died and was restarted", name)
         except LxmgrError as err:
             log.warning("Lifecycle watch: %s", err)
+        await _lxcfs_duty(duty)
         await asyncio.sleep(WATCH_INTERVAL)
 
 

@@ -21,7 +21,7 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeSetupError
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
-from lxmgr.instances import cloudinit, files, image_ops
+from lxmgr.instances import cloudinit, files, image_ops, lxcfs
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
 from lxmgr.instances.manager_backup import BackupMixin
@@ -325,6 +325,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             rootfs=rootfs.target, rootfs_spec=files.spec_dict(rootfs), idmap=idmap,
             init_target=init_target, cgroup_procs=cg.procs_paths(spec.name),
             cgroup_mounts=cg.container_mounts(), disks=[d.to_dict() for d in run.disks])
+        plan.lxcfs = lxcfs.plan_binds(spec.name)
         directory = paths.instance_dir(spec.name)
         limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
         return SupervisorConfig(
