@@ -24,6 +24,7 @@ from lxmgr.runtime.disks import DiskMount
 class Disk(Device):
     type = "disk"
     hotplug = True
+    applied_by = "lxmgr.instances.manager"  # the root disk's size (Manager._apply_root_size)
 
     @property
     def is_root(self) -> bool:

@@ -9,13 +9,13 @@ from lxmgr.devices.base import Device
 class Nic(Device):
     type = "nic"
     hotplug = True
-    applied_by = "lxmgr.instances.networks"
+    applied_by = "lxmgr.net.nic, lxmgr.instances.networks"
 
 
 class Proxy(Device):
     type = "proxy"
     hotplug = True
-    applied_by = "lxmgr.instances.proxies"
+    applied_by = "lxmgr.net.proxy, lxmgr.instances.proxies"
 
 
 class NoDevice(Device):

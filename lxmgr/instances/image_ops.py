@@ -251,3 +251,15 @@ def apply_image_templates(manager: Manager, spec: InstanceSpec, trigger: str) ->
     log.info("Templates (%s) of image %s written into %s: %s", trigger,
              image.fingerprint[:12], spec.name, ", ".join(written) or "none")
     return written
+
+
+def image_config(image: ImageInfo) -> dict[str, str]:
+    """The image.* keys of a new instance: a copy of its image's properties (architecture,
+    os, release, description and any other), as LXD copies them at create time."""
+    props = read_metadata(image.path).get("properties")
+    merged: dict[str, str] = {"architecture": image.architecture, "os": image.os,
+                              "release": image.release, "description": image.description}
+    if isinstance(props, dict):
+        merged.update({str(k): str(v) for k, v in props.items() if v is not None})
+    return {f"image.{k}": v for k, v in sorted(merged.items())
+            if v and k and "\0" not in v}

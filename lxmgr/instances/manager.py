@@ -213,6 +213,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         img = self.images.get(image)
         cloudinit.check_image(expanded, img.rootfs, image)
         spec.image_fingerprint = img.fingerprint
+        spec.config.update(image_ops.image_config(img))
         image_ops.mark_used(img)
         driver = self.pools.driver_for(spec)
         if self.store.exists(name) or driver.volume_exists(name):

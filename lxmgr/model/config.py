@@ -102,10 +102,52 @@ PREFIX_KEYS: dict[str, Key] = {
     # Newlines would let a value escape into the next line of generated config (LXD CVE, 2026);
     # NUL cannot be passed through execve at all.
     "environment.": Key("environment.*", v.is_no_control("\n", "\r", "\0"), None, True,
-                        "Environment variables of the instance and of exec sessions"),
+                        "Environment variables of exec sessions (PID 1 gets systemd's "
+                        "container interface only, as services never see PID 1's)"),
     "image.": Key("image.*", v.is_any, None, True, "Copy of the source image's properties"),
     "user.": Key("user.*", v.is_any, None, True, "Free-form user key/value storage"),
     "volatile.": Key("volatile.*", v.is_any, None, True, "Internal state written by lxmgr"),
+}
+
+# Where each key takes effect: the module that reads it to act (a unit test checks every
+# registered key is listed and named in that module's source). A key nothing applies must
+# not be registered: refused as unknown instead of stored and ignored.
+APPLIED_BY: dict[str, str] = {
+    "boot.autostart": "lxmgr.instances.lifecycle",
+    "boot.autostart.delay": "lxmgr.instances.lifecycle",
+    "boot.autostart.priority": "lxmgr.instances.lifecycle",
+    "boot.host_shutdown_timeout": "lxmgr.instances.lifecycle",
+    "boot.stop.priority": "lxmgr.instances.lifecycle",
+    "cloud-init.user-data": "lxmgr.instances.cloudinit",
+    "cloud-init.vendor-data": "lxmgr.instances.cloudinit",
+    "cloud-init.network-config": "lxmgr.instances.cloudinit",
+    "limits.cpu": "lxmgr.cgroups.translate",
+    "limits.cpu.allowance": "lxmgr.cgroups.translate",
+    "limits.cpu.priority": "lxmgr.cgroups.translate",
+    "limits.memory": "lxmgr.cgroups.translate",
+    "limits.memory.enforce": "lxmgr.cgroups.translate",
+    "limits.memory.swap": "lxmgr.cgroups.translate",
+    "limits.memory.swap.priority": "lxmgr.cgroups.translate",
+    "limits.processes": "lxmgr.cgroups.translate",
+    "linux.kernel_modules": "lxmgr.instances.manager",
+    "security.privileged": "lxmgr.model.idmap",
+    "security.nesting": "lxmgr.runtime.plan",
+    "security.idmap.isolated": "lxmgr.model.idmap",
+    "security.idmap.base": "lxmgr.model.idmap",
+    "security.idmap.size": "lxmgr.model.idmap",
+    "security.protection.delete": "lxmgr.instances.manager",
+    "security.syscalls.deny_default": "lxmgr.runtime.plan",
+    "security.syscalls.deny_compat": "lxmgr.runtime.plan",
+    "security.syscalls.deny": "lxmgr.runtime.plan",
+    "snapshots.schedule": "lxmgr.instances.manager_snapshots",
+    "snapshots.schedule.stopped": "lxmgr.instances.manager_snapshots",
+    "snapshots.pattern": "lxmgr.instances.manager_snapshots",
+    "snapshots.expiry": "lxmgr.instances.manager_snapshots",
+    "environment.": "lxmgr.daemon.routes.instance_exec",
+    "image.": "lxmgr.instances.image_ops",
+    # Free-form and internal keys: storing them is what they are for.
+    "user.": "lxmgr.model.config",
+    "volatile.": "lxmgr.model.config",
 }
 
 VOLATILE_PREFIX = "volatile."
