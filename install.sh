@@ -8,9 +8,11 @@ set -euo pipefail
 # dnsmasq-base serves DHCP/DNS on managed bridges, nftables routes and NATs them,
 # btrfs-progs makes btrfs pools, squashfs-tools reads and writes LXD's squashfs images,
 # xz-utils and zstd unpack image tarballs, libseccomp2 is loaded by pyseccomp,
-# ca-certificates checks image servers' HTTPS; python3-pip installs lxmgr itself.
+# ca-certificates checks image servers' HTTPS, lxcfs gives containers a /proc/meminfo,
+# cpuinfo, uptime... of their own limits (lxmgrd uses Debian's lxcfs.service when it runs,
+# else starts its own); python3-pip installs lxmgr itself.
 APT_PACKAGES=(debootstrap dnsmasq-base nftables btrfs-progs squashfs-tools xz-utils zstd
-              libseccomp2 ca-certificates python3 python3-pip)
+              libseccomp2 ca-certificates lxcfs python3 python3-pip)
 MIN_PYTHON=(3 11)
 
 usage() {

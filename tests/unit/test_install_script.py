@@ -19,7 +19,7 @@ def install(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_names_the_steps_and_options() -> None:
     proc = install("--help")
     assert proc.returncode == 0 and proc.stdout.startswith("Usage: ./install.sh [OPTIONS]")
-    for word in ("debootstrap", "dnsmasq-base", "nftables", "--editable", "--extras",
+    for word in ("debootstrap", "dnsmasq-base", "nftables", "lxcfs", "--editable", "--extras",
                  "--no-apt", "--no-launcher", "--dry-run", "lxmgr daemon start"):
         assert word in proc.stdout, word
 
