@@ -1,5 +1,6 @@
 """`lxmgr storage ...`: storage pools (`lxc storage`): list, create, show, info, set the
-description, delete. Talks to /1.0/storage-pools only; the daemon validates pool config."""
+description, delete; `lxmgr storage volume ...` (storage_volume.py) for custom volumes. Talks
+to /1.0/storage-pools only; the daemon validates pool config."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import quote
 
 import click
 
+from lxmgr.cli.commands.storage_volume import volume
 from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import format_size, parse_assignments, render, render_yaml
 
@@ -27,7 +29,11 @@ def storage() -> None:
       lxmgr storage list
       lxmgr storage create fast btrfs size=20GiB
       lxmgr launch debian web1 -s fast
+      lxmgr storage volume create fast data
     """
+
+
+storage.add_command(volume)
 
 
 @storage.command("list")
