@@ -64,7 +64,7 @@ _KEY_LIST = [
         "Higher means less likely to be swapped out (0-10)"),
     Key("limits.processes", v.optional(v.is_int_range(1, v.INT64_MAX)), None, True,
         "Maximum number of processes (pids.max)"),
-    Key("linux.kernel_modules", v.is_any, None, False,
+    Key("linux.kernel_modules", v.optional(v.is_kernel_module_list), None, False,
         "Comma-separated kernel modules to load on the host before start"),
     # security.*: decided when the instance starts (namespaces, idmap, seccomp).
     Key("security.privileged", v.optional(v.is_bool), "false", False,

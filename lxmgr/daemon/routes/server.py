@@ -89,6 +89,13 @@ EXTENSIONS: dict[str, str] = {
     "explicit_trust_token": "lxmgr.daemon.routes.certificates",
     # recursion=2;fields=state.network (responses.state_fields)
     "instances_state_selective_recursion": "lxmgr.daemon.responses",
+    # boot.host_shutdown_timeout, boot.stop.priority: the host-shutdown sequence
+    "container_host_shutdown_timeout": "lxmgr.instances.lifecycle",
+    "container_stop_priority": "lxmgr.instances.lifecycle",
+    # security.protection.delete
+    "container_protection_delete": "lxmgr.instances.manager",
+    # security.idmap.base
+    "id_map_base": "lxmgr.model.idmap",
 }
 API_EXTENSIONS = list(EXTENSIONS)
 

@@ -70,6 +70,14 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
                              "test_pylxd_over_https_with_a_trust_token"),
     "instances_state_selective_recursion": (
         "tests/integration/test_api.py::test_instance_lifecycle",),
+    "container_host_shutdown_timeout": (
+        "tests/system/test_host_shutdown.py::test_shutdown_in_priority_order_then_restore",),
+    "container_stop_priority": (
+        "tests/system/test_host_shutdown.py::test_shutdown_in_priority_order_then_restore",),
+    "container_protection_delete": (
+        "tests/system/test_protection.py::test_protected_instance_is_not_deleted",
+        "tests/system/test_protection.py::test_lxc_client_shows_lxd_message"),
+    "id_map_base": ("tests/kernel/test_idmap.py::test_base_and_size_are_the_map_of_init",),
 }
 
 # Deliberately not advertised, and why (LXD's doc/api-extensions.md):

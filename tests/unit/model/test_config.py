@@ -38,7 +38,7 @@ KEY_CASES = {
     "limits.memory.swap": ("false", "never"),
     "limits.memory.swap.priority": ("0", "-1"),
     "limits.processes": ("500", "0"),
-    "linux.kernel_modules": ("overlay,br_netfilter", None),
+    "linux.kernel_modules": ("overlay,br_netfilter", "-r"),
     "security.privileged": ("false", "root"),
     "security.nesting": ("true", "deep"),
     "security.idmap.isolated": ("true", "yes please"),
