@@ -276,8 +276,8 @@ def volume_endpoints() -> list[Endpoint]:
         Endpoint("PUT", vol, "Replace a volume's config and description, or restore a "
                  "snapshot (`restore`)", body=VOLUME_PUT),
         Endpoint("PATCH", vol, "Merge into a volume's config", body=VOLUME_PUT),
-        Endpoint("POST", vol, "Rename a volume not mounted by a running instance", "created",
-                 VOLUME_RENAME),
+        Endpoint("POST", vol, "Rename a volume not mounted by a running instance (201), or "
+                 "move it to another pool (`pool`: an operation)", "created", VOLUME_RENAME),
         Endpoint("DELETE", vol, "Delete a volume no instance or profile uses"),
         Endpoint("GET", snaps, "List a volume's snapshots", query=("recursion",)),
         Endpoint("POST", snaps, "Take a read-only snapshot", "async", VOLUME_SNAPSHOT_POST,

@@ -209,15 +209,38 @@ class Volumes:
             revert.pop_all()
         log.info("Renamed storage volume %s/%s to %s", pool, name, new)
 
-    def _repoint_users(self, pool: str, old: str, new: str) -> None:
-        """Disk devices of instances and profiles naming old name new instead."""
+    def move(self, pool: str, name: str, target_pool: str, new: str) -> None:
+        """Move a volume no running instance mounts to another pool (a copy with its
+        snapshots, then the source deleted, as LXD's storagePoolVolumeTypePostMove); its
+        users' disks follow."""
+        self.get(pool, name)
+        if self.running_users(pool, name):
+            raise InvalidConfig("Volume is still in use by running instances")  # LXD's words
+        with contextlib.ExitStack() as revert:
+            self.copy(target_pool, new, pool, name)
+            revert.callback(self._drop, target_pool, new)
+            self._repoint_users(pool, name, new, target_pool)
+            revert.callback(self._repoint_users, target_pool, new, name, pool)
+            self.storage(pool).delete(name)
+            self.records.remove(pool, name)
+            revert.pop_all()
+        log.info("Moved storage volume %s/%s to %s/%s", pool, name, target_pool, new)
+
+    def _drop(self, pool: str, name: str) -> None:
+        self.storage(pool).delete(name)
+        self.records.remove(pool, name)
+
+    def _repoint_users(self, pool: str, old: str, new: str, new_pool: str = "") -> None:
+        """Disk devices of instances and profiles naming volume old of pool name new (of
+        new_pool, default the same pool) instead."""
+        target = new_pool or pool
         for spec in self.db.instance_specs():
             if uses(spec.devices, pool, old):
-                spec.devices = _repointed(spec.devices, pool, old, new)
+                spec.devices = _repointed(spec.devices, pool, old, target, new)
                 self.db.instance_save(spec)
         for profile in self.db.profiles().values():
             if uses(profile.devices, pool, old):
-                profile.devices = _repointed(profile.devices, pool, old, new)
+                profile.devices = _repointed(profile.devices, pool, old, target, new)
                 self.db.profile_save(profile)
 
     def restore(self, pool: str, name: str, snapshot: str) -> None:
@@ -285,9 +308,10 @@ class Volumes:
             storage.set_size(name, parse_size(config["size"]))
 
 
-def _repointed(devices: Devices, pool: str, old: str, new: str) -> dict[str, dict[str, str]]:
+def _repointed(devices: Devices, pool: str, old: str, new_pool: str,
+               new: str) -> dict[str, dict[str, str]]:
     named = set(uses(devices, pool, old))
-    return {dev: ({**d, "source": new} if dev in named else dict(d))
+    return {dev: ({**d, "pool": new_pool, "source": new} if dev in named else dict(d))
             for dev, d in devices.items()}
 
 

@@ -142,6 +142,33 @@ async def test_volume_disk_refusals_and_pool_delete(api, tmp_path) -> None:  # t
     await call(api, "DELETE", "/1.0/storage-pools/p1")
 
 
+async def test_move_to_another_pool(api, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    manager = api.server.app[MANAGER]
+    await call(api, "POST", "/1.0/storage-pools", {"name": "p1", "driver": "dir",
+                                                   "config": {"source": str(tmp_path / "p")}},
+               status=201)
+    await call(api, "POST", VOLS, {"name": "v", "description": "mine"})
+    Path(manager.volumes.host_path("default", "v"), "f").write_text("kept\n")
+    await wait(api, await call(api, "POST", f"{VOLS}/v/snapshots", {"name": "s0"}, status=202))
+    await call(api, "POST", "/1.0/profiles", {"name": "uses", "devices": {
+        "d": {"type": "disk", "pool": "default", "source": "v", "path": "/d"}}}, status=201)
+    await wait(api, await call(api, "POST", f"{VOLS}/v", {"name": "m", "pool": "p1"},
+                               status=202))
+    await call(api, "GET", f"{VOLS}/v", status=404)
+    moved = "/1.0/storage-pools/p1/volumes/custom/m"
+    vol = (await call(api, "GET", moved))["metadata"]
+    assert vol["description"] == "mine" and vol["used_by"] == ["/1.0/profiles/uses"]
+    assert (await call(api, "GET", f"{moved}/snapshots"))["metadata"] == [
+        f"{moved}/snapshots/s0"]
+    assert Path(manager.volumes.host_path("p1", "m"), "f").read_text() == "kept\n"
+    profile = (await call(api, "GET", "/1.0/profiles/uses"))["metadata"]
+    assert profile["devices"]["d"] == {"type": "disk", "pool": "p1", "source": "m",
+                                       "path": "/d"}
+    await call(api, "DELETE", "/1.0/profiles/uses")
+    await call(api, "DELETE", moved)
+    await call(api, "DELETE", "/1.0/storage-pools/p1")
+
+
 @pytest.mark.parametrize("method,path,body,status,message", [
     ("POST", "/1.0/storage-pools/default/volumes", {"name": "x", "type": "container"}, 400,
      'Currently not allowed to create storage volumes of type "container"'),
@@ -174,8 +201,8 @@ async def test_bad_requests_on_a_volume(api) -> None:  # type: ignore[no-untyped
     bad = await call(api, "POST", f"{VOLS}/v/snapshots", {"expires_at": "2030-01-01T00:00:00Z"},
                      status=501)
     assert "Expiry" in bad["error"]
-    bad = await call(api, "POST", f"{VOLS}/v", {"name": "w", "pool": "other"}, status=501)
-    assert "between pools" in bad["error"]
+    bad = await call(api, "POST", f"{VOLS}/v", {"name": "w", "pool": "other"}, status=404)
+    assert bad["error"] == "Storage pool 'other' not found"
     bad = await call(api, "PUT", f"{VOLS}/v", {"restore": "nope"}, status=404)
     assert bad["error"] == "Storage volume snapshot 'v/nope' not found in pool 'default'"
     await call(api, "DELETE", f"{VOLS}/v")

@@ -61,7 +61,7 @@ EXTENSIONS: dict[str, str] = {
     "container_backup": "lxmgr.daemon.routes.backups",
     # a backup's compression_algorithm: gzip, xz or none
     "backup_compression_algorithm": "lxmgr.daemon.routes.backups",
-    # /1.0/storage-pools: pools and the instance volumes they hold (no custom volumes)
+    # /1.0/storage-pools: pools, the instance volumes they hold and custom volumes
     "storage": "lxmgr.daemon.routes.storage",
     # compression_algorithm of POST /1.0/images from an instance: the image's export format
     "image_compression_algorithm": "lxmgr.instances.manager_publish",
@@ -96,6 +96,13 @@ EXTENSIONS: dict[str, str] = {
     "container_protection_delete": "lxmgr.instances.manager",
     # security.idmap.base
     "id_map_base": "lxmgr.model.idmap",
+    # /1.0/storage-pools/POOL/volumes/custom/NAME/snapshots: read-only volume snapshots
+    "storage_api_volume_snapshots": "lxmgr.daemon.routes.storage_volumes",
+    # POST /1.0/storage-pools/POOL/volumes/custom/NAME {"name": ...}: rename a custom volume
+    "storage_api_volume_rename": "lxmgr.daemon.routes.storage_volumes",
+    # copy (source.type copy) and move (POST {"pool": ...}) custom volumes within and
+    # between pools
+    "storage_api_local_volume_handling": "lxmgr.instances.volumes",
 }
 API_EXTENSIONS = list(EXTENSIONS)
 

@@ -1,8 +1,9 @@
 """/1.0/storage-pools/{name}/volumes/custom: custom storage volumes and their snapshots, in
 LXD 5.0's shapes (shared/api/storage_pool_volume.go, storage_pool_volume_snapshot.go) and
 answers (lxd/storage_volumes.go, storage_volumes_snapshot.go): create, update, restore and
-delete answer at once; copies and snapshot changes are operations; a rename answers 201 with
-the new URL. Each change publishes LXD's storage-volume-* lifecycle event."""
+delete answer at once; copies, moves to another pool and snapshot changes are operations; a
+rename answers 201 with the new URL. Each change publishes LXD's storage-volume-* lifecycle
+event."""
 
 from __future__ import annotations
 
@@ -202,14 +203,28 @@ async def rename_volume(request: web.Request) -> web.Response:
     body = await json_body(request)
     if field(body, "migration", bool, False):
         raise NotSupported("Migrating storage volumes is not supported")
-    target = field(body, "pool", str, "")
-    if target and target != pool:
-        raise NotSupported("Moving storage volumes between pools is not supported (copy "
-                           "the volume, then delete it)")
+    target = field(body, "pool", str, "") or pool
     new = field(body, "name", str, "")
-    await asyncio.to_thread(manager.volumes.rename, pool, name, new)
-    _changed(request, "storage-volume-renamed", pool, new, old_name=name)
-    return responses.sync({}, status=201, headers={"Location": volume_url(pool, new)})
+    if target == pool:
+        await asyncio.to_thread(manager.volumes.rename, pool, name, new)
+        _changed(request, "storage-volume-renamed", pool, new, old_name=name)
+        return responses.sync({}, status=201, headers={"Location": volume_url(pool, new)})
+
+    def check() -> None:
+        validate_volume_name(new)
+        manager.volumes.get(pool, name)
+        if any(r["name"] == new for r in manager.volumes.list(target)):
+            raise Conflict(f"Storage volume '{new}' already exists in pool '{target}'")
+    await asyncio.to_thread(check)
+
+    async def work(op: Operation) -> None:  # a move to another pool: copy, then delete
+        await asyncio.to_thread(manager.volumes.move, pool, name, target, new)
+        _changed(request, "storage-volume-created", target, new, type=VOLUME_TYPE)
+        _changed(request, "storage-volume-deleted", pool, name)
+
+    op = request.app[OPERATIONS].create(f"Moving storage volume {pool}/{name} to {target}",
+                                        work, resources=_resources(pool, name))
+    return responses.async_op(op)
 
 
 @routes.delete(f"{BASE}/{{volume}}")

@@ -16,6 +16,8 @@ from lxmgr.daemon.routes.server import API_EXTENSIONS, EXTENSIONS
 ROOT = Path(__file__).resolve().parents[3]
 EXT = "tests/integration/test_api_extensions.py"
 FILES = "tests/kernel/test_files_api.py"
+VOLS = "tests/integration/test_storage_volumes_api.py"
+LXC_VOLS = "tests/system/test_lxc_storage_volumes.py::test_lxc_storage_volume_flow"
 
 # extension -> the tests that show it through the API, in the order GET /1.0 serves them
 PROVEN_BY: dict[str, tuple[str, ...]] = {
@@ -78,6 +80,10 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
         "tests/system/test_protection.py::test_protected_instance_is_not_deleted",
         "tests/system/test_protection.py::test_lxc_client_shows_lxd_message"),
     "id_map_base": ("tests/kernel/test_idmap.py::test_base_and_size_are_the_map_of_init",),
+    "storage_api_volume_snapshots": (f"{VOLS}::test_volume_lifecycle", LXC_VOLS),
+    "storage_api_volume_rename": (f"{VOLS}::test_volume_lifecycle", LXC_VOLS),
+    "storage_api_local_volume_handling": (f"{VOLS}::test_volume_lifecycle",
+                                          f"{VOLS}::test_move_to_another_pool", LXC_VOLS),
 }
 
 # Deliberately not advertised, and why (LXD's doc/api-extensions.md):
