@@ -118,6 +118,10 @@ class Daemon:
         for url in self.api("GET", "/1.0/networks")["metadata"]:
             self.api("DELETE", url, check=False)
         for url in self.api("GET", "/1.0/storage-pools")["metadata"]:  # loop files, mounts
+            listing = self.api("GET", f"{url}/volumes/custom", check=False) or {}
+            for vol in listing.get("metadata") or []:  # a pool holding volumes stays
+                if "/snapshots/" not in vol:
+                    self.api("DELETE", vol, check=False)
             if not url.endswith("/default"):
                 self.api("DELETE", url, check=False)
         self.stop()
