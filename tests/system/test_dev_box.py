@@ -78,6 +78,7 @@ def devd(host_user: HostUser) -> Iterator:  # type: ignore[type-arg]
     """A daemon whose default profile puts eth0 on a hermetic test bridge."""
     with running_daemon("lxdv") as d:
         d.env["LXMGR_HOSTS_FILE"] = f"{d.root}/hosts"
+        d.env["LXMGR_LXCFS"] = ""  # lxmgrd's own lxcfs, as on a user's host (stopped at exit)
         d.stop()
         d.start()
         link_cached_image(d.root, "debian-dev")
@@ -139,7 +140,7 @@ def _wait_for_name(hosts: str, name: str, timeout: float = 10) -> None:
 
 def test_dev_up_then_ssh_as_yourself(devd, host_user: HostUser) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
-    up = _dev_up(devd, host_user, "dev1")
+    up = _dev_up(devd, host_user, "dev1", "-c", "limits.memory=512MiB")
     print(f"dev up: {time.monotonic() - started:.2f} s\n{up.stdout}")
     assert up.returncode == 0, up.stderr
     # The namespace's /etc/hosts was bound before the daemon replaced the file (by rename,
@@ -148,12 +149,14 @@ def test_dev_up_then_ssh_as_yourself(devd, host_user: HostUser) -> None:  # type
     hosts = f"{devd.root}/hosts"
     _wait_for_name(hosts, "dev1.lxmgr")
     run = _ssh(host_user, hosts, "dev1.lxmgr",
-               "id -un; id -u; pwd; cat code/main.c; sudo -n id -u; echo built > code/out.o")
+               "id -un; id -u; pwd; cat code/main.c; free -m | awk '/^Mem:/ {print \"mem\", $2}'; "
+               "sudo -n id -u; echo built > code/out.o")
     print(f"dev up to a first ssh: {time.monotonic() - started:.2f} s")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[:3] == [host_user.name, str(host_user.uid), str(host_user.home)], lines
     assert "int main" in run.stdout and lines[-1] == "0"  # sudo -n: no password asked
+    assert "mem 512" in lines  # free -m shows the box's limit (lxcfs)
     out = host_user.home / "code" / "out.o"
     assert out.read_text() == "built\n"
     assert (out.stat().st_uid, out.stat().st_gid) == (host_user.uid, host_user.gid)

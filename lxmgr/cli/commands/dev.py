@@ -111,7 +111,12 @@ def desktop_sockets(user: devbox.DevUser) -> dict[str, str]:
 @click.argument("image", required=False, default=devbox.DEFAULT_IMAGE)
 @click.option("--user", "user_name", metavar="USER",
               help="Host user to copy (default: $SUDO_USER, else you).")
-def up(name: str, image: str, user_name: str | None) -> None:
+@click.option("-c", "--config", "config", multiple=True, metavar="KEY=VALUE",
+              help="Config key of the box (repeatable), e.g. limits.memory=4GiB.")
+@click.option("-p", "--profile", "profiles", multiple=True, metavar="PROFILE",
+              help="Profile of a new box (repeatable; default: default).")
+def up(name: str, image: str, user_name: str | None, config: tuple[str, ...],
+       profiles: tuple[str, ...]) -> None:
     """Create or start dev box NAME from IMAGE (default: debian-dev, built on first use).
 
     The box's user is USER with the same uid, gid and shell, passwordless sudo and the
@@ -121,6 +126,7 @@ def up(name: str, image: str, user_name: str | None) -> None:
     \b
     Examples:
       sudo lxmgr dev up dev1
+      sudo lxmgr dev up dev1 -c limits.memory=4GiB -c limits.cpu=2
       lxmgr dev up dev2 debian-dev --user alice
     """
     app = get_app()
@@ -136,13 +142,13 @@ def up(name: str, image: str, user_name: str | None) -> None:
     except NotFound:
         info = None
     if info is None:
-        _create(app, name, image, user, gui)
+        _create(app, name, image, user, gui, config, profiles)
         info = app.query("GET", app.instance_path(name))
     else:
         owner = (info.get("config") or {}).get(devbox.USER_KEY)
         if owner and owner != user.name:
             app.abort(f"Dev box '{name}' belongs to user '{owner}'")
-        _update_gui(app, name, info, gui)
+        _update(app, name, info, gui, config)
     if info.get("status") != "Running":
         app.echo(f"Starting {name}")
         change_state(app, name, "start")
@@ -162,25 +168,32 @@ def up(name: str, image: str, user_name: str | None) -> None:
 
 
 def _create(app: App, name: str, image: str, user: devbox.DevUser,
-            gui: dict[str, dict[str, str]]) -> None:
+            gui: dict[str, dict[str, str]], config: tuple[str, ...],
+            profiles: tuple[str, ...]) -> None:
     from lxmgr.cli.commands.init import build_create_body
 
     app.echo(f"Creating {name}")
-    body = build_create_body(image, name, server=app.server)
+    body = build_create_body(image, name, server=app.server, config=config,
+                             profiles=profiles)
     body["config"].update(devbox.box_config(user))
     body["devices"].update({**devbox.box_devices(user), **gui})
     app.operate("POST", "/1.0/instances", body=body, label=f"Creating {name}")
 
 
-def _update_gui(app: App, name: str, info: dict[str, Any],
-                gui: dict[str, dict[str, str]]) -> None:
-    """Give an existing box today's desktop sockets (hot-plugged when it runs)."""
+def _update(app: App, name: str, info: dict[str, Any], gui: dict[str, dict[str, str]],
+            config: tuple[str, ...]) -> None:
+    """Give an existing box today's desktop sockets (hot-plugged when it runs) and the
+    -c keys (live ones apply at once)."""
+    from lxmgr.cli.terminal import parse_assignments
+
     devices = dict(info.get("devices") or {})
     current = {k: v for k, v in devices.items() if k.startswith(devbox.GUI_PREFIX)}
-    if current == gui:
+    changes = parse_assignments(config, "config") if config else {}
+    old = info.get("config") or {}
+    if current == gui and all(old.get(k) == v for k, v in changes.items()):
         return
     devices = {k: v for k, v in devices.items() if not k.startswith(devbox.GUI_PREFIX)}
-    body = {"config": info.get("config") or {}, "devices": {**devices, **gui},
+    body = {"config": {**old, **changes}, "devices": {**devices, **gui},
             "profiles": info.get("profiles") or [], "description": info.get("description", "")}
     body["config"] = {k: v for k, v in body["config"].items() if not k.startswith("volatile.")}
     app.operate("PUT", app.instance_path(name), body=body, label=f"Updating {name}")
