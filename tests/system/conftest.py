@@ -144,6 +144,7 @@ def private_state(prefix: str = "lxms", *, link_image: bool = True) -> Iterator[
     try:
         yield root, base
     finally:
+        _stop_lxcfs(root)
         _remove_cgroup_base(base)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -167,6 +168,20 @@ def running_daemon(prefix: str = "lxms", *, link_image: bool = True,
 def daemon() -> Iterator[Daemon]:
     with running_daemon() as d:
         yield d
+
+
+def _stop_lxcfs(root: str) -> None:
+    """The lxcfs a test daemon told to run its own (LXMGR_LXCFS unset) started in root, should
+    it still run: a daemon stops it at exit only when no instance runs, a killed one never.
+    Only a process whose command line names root's mount point is signalled."""
+    from lxmgr.instances import lxcfs
+
+    state = Path(root)
+    try:
+        lxcfs.Lxcfs(state / "lxcfs", state / "run" / "lxcfs.pid",
+                    state / "logs" / "lxcfs.log").stop()
+    except Exception as err:  # noqa: BLE001
+        print(f"cleanup of the lxcfs in {root} failed: {err}")
 
 
 def _remove_cgroup_base(base: str) -> None:
