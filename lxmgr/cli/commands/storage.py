@@ -107,7 +107,9 @@ def info(name: str) -> None:
              f"  driver: {pool.get('driver', '')}", f"  name: {name}",
              f"  space used: {format_size(int(space.get('used') or 0))}",
              f"  total space: {format_size(int(space.get('total') or 0))}", "used by:"]
-    lines += [f"  instances: {u.rsplit('/', 1)[-1]}" for u in pool.get("used_by") or []]
+    for url in pool.get("used_by") or []:
+        kind = "volumes" if "/volumes/" in url else "instances"  # custom volumes' URLs
+        lines.append(f"  {kind}: {url.rsplit('/', 1)[-1]}")
     app.echo("\n".join(lines))
 
 

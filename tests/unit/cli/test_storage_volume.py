@@ -111,3 +111,13 @@ def test_attach_and_detach(run: Run, fake: FakeClient) -> None:
     result = run("storage", "volume", "detach", "default", "data", "web1")
     assert result.exit_code == 1 and "No device of instance 'web1' uses storage volume" in \
         result.output
+
+
+def test_pool_info_names_instances_and_volumes(run: Run, fake: FakeClient) -> None:
+    fake.answers[("GET", "/1.0/storage-pools/default")] = {
+        "name": "default", "driver": "dir", "description": "",
+        "used_by": ["/1.0/instances/web1", f"{VOLS}/data"]}
+    fake.answers[("GET", "/1.0/storage-pools/default/resources")] = {
+        "space": {"used": 1, "total": 2}}
+    out = ok(run("storage", "info", "default"))
+    assert out.splitlines()[-3:] == ["used by:", "  instances: web1", "  volumes: data"]
