@@ -110,3 +110,41 @@ def test_btrfs_volume_size_is_a_quota_inside(manager, tmp_path: Path) -> None:  
         manager.volumes.update(pool, "small", {})  # the limit goes with the key
         manager.start(name)
         sh(manager, name, "dd if=/dev/zero of=/shared/big bs=1M count=64 conv=fsync 2>&1")
+
+
+def test_btrfs_snapshots_are_read_only_subvolumes(manager, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from lxmgr.linux import btrfs
+    from lxmgr.storage import btrfs_utils
+
+    with pool_of(manager, "btrfs", tmp_path) as pool:
+        vols = manager.volumes
+        vols.create(pool, "data", {"size": "64MiB"})
+        host = Path(vols.host_path(pool, "data"))
+        assert btrfs.is_subvolume(host) and host.stat().st_mode & 0o7777 == 0o711
+        (host / "f").write_text("one\n")
+        vols.snapshot(pool, "data", "s0")
+        snap = vols.storage(pool).existing("data", "s0")
+        assert btrfs.is_subvolume(snap) and btrfs_utils.is_readonly(snap)
+        with pytest.raises(OSError):
+            (snap / "g").write_text("no\n")
+        (host / "f").write_text("two\n")
+        vols.restore(pool, "data", "s0")
+        host = Path(vols.host_path(pool, "data"))
+        assert (host / "f").read_text() == "one\n" and not btrfs_utils.is_readonly(host)
+        assert btrfs_utils.limit_of(vols.storage(pool).pool_dir, host) == 64 << 20
+        vols.copy(pool, "copy", pool, "data")  # within the pool: snapshots of subvolumes
+        copy = Path(vols.host_path(pool, "copy"))
+        assert btrfs.is_subvolume(copy) and (copy / "f").read_text() == "one\n"
+        assert btrfs_utils.is_readonly(vols.storage(pool).existing("copy", "s0"))
+        vols.create("default", "plain")  # from another pool: a new subvolume, filled
+        Path(vols.host_path("default", "plain"), "p").write_text("p\n")
+        vols.copy(pool, "imported", "default", "plain")
+        imported = Path(vols.host_path(pool, "imported"))
+        assert btrfs.is_subvolume(imported) and (imported / "p").read_text() == "p\n"
+        assert imported.stat().st_mode & 0o7777 == 0o711
+        for name in ("data", "copy", "imported"):
+            vols.delete(pool, name)
+        vols.delete("default", "plain")
+        left = sorted(p.name for p in (vols.storage(pool).pool_dir / "custom").iterdir())
+        assert left == [] and not (vols.storage(pool).pool_dir / "custom-snapshots" /
+                                   "data").exists()
