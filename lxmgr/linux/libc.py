@@ -191,3 +191,10 @@ def set_process_name(name: str) -> None:
 def gettid() -> int:
     """gettid(2): the calling thread's id (per-thread /proc/self/task/<tid> entries)."""
     return int(_libc.gettid())
+
+
+def setfsids(uid: int, gid: int) -> tuple[int, int]:
+    """setfsuid(2) and setfsgid(2): the ids file creation and access checks use; returns
+    the previous (uid, gid). Leaving fsuid 0 drops the effective filesystem capabilities
+    (CAP_CHOWN, CAP_DAC_OVERRIDE, ...) until it is set back to 0."""
+    return int(_libc.setfsuid(uid)), int(_libc.setfsgid(gid))

@@ -1,4 +1,5 @@
-"""Disk devices inside a container: a host directory or file mounted at a path of its root.
+"""Disk devices inside a container: a host directory or file mounted at a path of its root
+(and, for unix-char, unix-block and gpu devices, a device node lxmgr made on the host).
 
 At boot and for hot-plug alike the mount is a detached clone of the source (open_tree(2) with
 OPEN_TREE_CLONE), given its read-only flag, idmapping and propagation on the detached tree
@@ -48,8 +49,13 @@ class DiskMount:
     propagation: str = "private"
     shift: bool = False  # idmapped through the container's user namespace
     required: bool = True
+    # The source is a device node made for the container (lxmgr.runtime.nodes), bound onto
+    # a file: unix-char, unix-block and gpu devices. A disk's source never is one.
+    is_node: bool = False
 
     def describe(self) -> str:
+        if self.is_node:
+            return f"device '{self.device}' node {self.path}"
         flags = [f for f, on in (("ro", self.readonly), ("rec", self.recursive),
                                  ("shift", self.shift)) if on]
         return f"disk '{self.device}' {self.source} -> {self.path}" + \
@@ -72,9 +78,14 @@ def detached(disk: DiskMount, userns_fd: int | None) -> int | None:
             return None
         raise InvalidConfig(f"Failed to mount {disk.describe()}: the source does not "
                            "exist") from None
+    if disk.is_node:
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise InvalidConfig(f"Failed to mount {disk.describe()}: {disk.source} is not "
+                                "a device node")
     # A unix socket (a desktop's Wayland or PulseAudio socket) binds like a file: connect()
     # from inside reaches the host's listener.
-    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
+    elif not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+              or stat.S_ISSOCK(st.st_mode)):
         raise InvalidConfig(f"Failed to mount {disk.describe()}: the source is neither "
                            "a directory, a file nor a unix socket")
     rec = c.AT_RECURSIVE if disk.recursive else 0
@@ -137,14 +148,30 @@ def open_target(root_fd: int, disk: DiskMount, is_dir: bool, owner: tuple[int, i
 
 def _create(dir_fd: int, name: str, is_dir: bool, owner: tuple[int, int]) -> None:
     try:
-        if is_dir:
-            os.mkdir(name, 0o755, dir_fd=dir_fd)
-        else:
-            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
-                             | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd))
+        try:
+            _make(dir_fd, name, is_dir)
+        except OSError as err:
+            if err.errno != errno.EOVERFLOW:
+                raise
+            # A filesystem mounted in the container's user namespace (its /dev tmpfs)
+            # refuses files from an id it cannot map, such as the hot-plug helper's host
+            # root (fs/namei.c may_o_create): create them as the container's root.
+            previous = libc.setfsids(*owner)
+            try:
+                _make(dir_fd, name, is_dir)
+            finally:
+                libc.setfsids(*previous)
     except FileExistsError:
         return  # made meanwhile: the caller opens (and checks) it
     os.chown(name, owner[0], owner[1], dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _make(dir_fd: int, name: str, is_dir: bool) -> None:
+    if is_dir:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+    else:
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd))
 
 
 def _move(src: int, disk: DiskMount, root_fd: int, owner: tuple[int, int]) -> None:
@@ -191,11 +218,13 @@ def attach_prepared(prepared: list[tuple[DiskMount, int]], rootfs: str) -> None:
         os.close(root_fd)
 
 
-def detach(path: str, root_fd: int) -> bool:
+def detach(path: str, root_fd: int, remove_file: bool = False) -> bool:
     """Unmount the disk at path beneath root_fd, lazily (open files inside keep working);
     False when nothing is mounted there. The target is resolved with the same rules as for
     mounting and unmounted as the cwd ("."), so neither a symlink swapped in meanwhile nor
-    the container's own /proc (where a host helper has no /proc/self) is involved."""
+    the container's own /proc (where a host helper has no /proc/self) is involved.
+    remove_file: then remove the empty file mounted on (a device node's mount point in
+    /dev, as LXD's deviceHandleMounts removes it)."""
     rel = path.strip("/")
     try:
         fd = libc.openat2(root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -218,7 +247,11 @@ def detach(path: str, root_fd: int) -> bool:
                                   | os.O_DIRECTORY | os.O_CLOEXEC, 0, RESOLVE)
             try:
                 os.fchdir(parent)
-                libc.umount2(os.path.basename(rel), c.MNT_DETACH | c.UMOUNT_NOFOLLOW)
+                name = os.path.basename(rel)
+                libc.umount2(name, c.MNT_DETACH | c.UMOUNT_NOFOLLOW)
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if remove_file and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    os.unlink(name, dir_fd=parent)
             finally:
                 os.close(parent)
                 os.chdir("/")
@@ -248,7 +281,8 @@ def in_container(init_pid: int, action: str, disk: DiskMount, shift: bool,
             libc.setns(mnt_fd, c.CLONE_NEWNS)  # our root and cwd become the container's
             root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             if action == "detach":
-                done = detach(disk.path, root_fd)
+                done = detach(disk.path, root_fd,
+                              remove_file=disk.is_node and disk.path.startswith("/dev/"))
             elif src is None:
                 done = False
             else:

@@ -25,7 +25,7 @@ from lxmgr.cgroups.base import CgroupDriver, read_file
 from lxmgr.errors import LxmgrError
 from lxmgr.linux import libc
 from lxmgr.runtime import attach, child, disks, security
-from lxmgr.supervisor import protocol
+from lxmgr.supervisor import devices, protocol
 from lxmgr.supervisor.config import ConsoleRing, SupervisorConfig
 from lxmgr.supervisor.console import ConsoleClients
 
@@ -72,6 +72,7 @@ class Monitor:
         self.cgroups.create(plan.name, uid, gid)
         try:
             self.cgroups.apply_limits(plan.name, self.cfg.limits)
+            self.cgroups.apply_devices(plan.name, plan.cgroup_device_rules())
             consoles = self._open_ptys(uid, gid + 5)
             self.init_pid = child.start(plan, consoles)
         except BaseException:
@@ -207,6 +208,23 @@ class Monitor:
             self.plan.disks.append(disk.to_dict())
         self._reply(conn, {"ok": True, "done": done})
 
+    def _device(self, conn: socket.socket, cmd: str, msg: dict[str, Any]) -> None:
+        """Plug or unplug one unix-char, unix-block or gpu device (supervisor.devices)."""
+        if self.status not in ("Running", "Frozen") or self.init_pid <= 0:
+            self._reply(conn, {"error": f"Instance is not running ({self.status})",
+                               "status": 409})
+            return
+        name = str(msg["device"])
+        if cmd == protocol.DEVICE_ATTACH:
+            idmap = self.plan.idmap
+            owner = (idmap.uid_base, idmap.gid_base) if idmap else (0, 0)
+            mounts = [disks.DiskMount.from_dict(d) for d in msg.get("disks") or []]
+            devices.attach(self.plan, self.cgroups, self.init_pid, owner, name, mounts,
+                           [str(r) for r in msg.get("rules") or []])
+        else:
+            devices.detach(self.plan, self.cgroups, self.init_pid, name)
+        self._reply(conn, {"ok": True})
+
     def _open_ptys(self, uid: int, tty_gid: int) -> child.Consoles:
         """Host ptys for /dev/console and /dev/ttyN, owned by the container root."""
         slaves = []
@@ -339,6 +357,8 @@ class Monitor:
             self._reload_relay(conn)
         elif cmd in (protocol.DISK_ATTACH, protocol.DISK_DETACH):
             self._disk(conn, cmd, msg)
+        elif cmd in (protocol.DEVICE_ATTACH, protocol.DEVICE_DETACH):
+            self._device(conn, cmd, msg)
         else:
             self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400})
         return False

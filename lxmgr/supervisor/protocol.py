@@ -25,8 +25,13 @@ CONSOLE_RESIZE = "console_resize"  # {rows, cols}
 RELOAD_PROXIES = "reload_proxies"  # stop the proxy relay, start one for the current file
 DISK_ATTACH = "disk_attach"  # {disk: DiskMount dict} -> {mounted}: hot-plug, kept for reboots
 DISK_DETACH = "disk_detach"  # {disk: DiskMount dict} -> {unmounted}: hot-unplug
+# unix-char, unix-block, gpu: {device, disks: [DiskMount dicts with is_node], rules: [device
+# cgroup rules]} -> plugged (access list, then mounts); DEVICE_DETACH {device} -> unplugged
+DEVICE_ATTACH = "device_attach"
+DEVICE_DETACH = "device_detach"
 COMMANDS = (GET_STATE, STOP, FREEZE, UNFREEZE, EXEC, CONSOLE_LOG, CONSOLE_CLEAR,
-            CONSOLE_ATTACH, CONSOLE_RESIZE, RELOAD_PROXIES, DISK_ATTACH, DISK_DETACH)
+            CONSOLE_ATTACH, CONSOLE_RESIZE, RELOAD_PROXIES, DISK_ATTACH, DISK_DETACH,
+            DEVICE_ATTACH, DEVICE_DETACH)
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 3
