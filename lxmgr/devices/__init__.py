@@ -8,10 +8,13 @@ from collections.abc import Mapping
 
 from lxmgr.devices.base import Device, InstanceContext, RunConfig
 from lxmgr.devices.disk import Disk
+from lxmgr.devices.gpu import Gpu
 from lxmgr.devices.network import Nic, NoDevice, Proxy
+from lxmgr.devices.unix import UnixBlock, UnixChar
 from lxmgr.errors import NotSupported
 
-DEVICES: dict[str, type[Device]] = {cls.type: cls for cls in (Disk, Nic, Proxy, NoDevice)}
+DEVICES: dict[str, type[Device]] = {cls.type: cls for cls in (
+    Disk, Nic, Proxy, NoDevice, UnixChar, UnixBlock, Gpu)}
 
 __all__ = ["DEVICES", "Device", "InstanceContext", "RunConfig", "load", "start_all",
            "validate_all"]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from lxmgr.model.idmap import IdMap
 from lxmgr.runtime.disks import DiskMount
 
 
@@ -21,6 +22,9 @@ class InstanceContext:
 
     name: str
     privileged: bool
+    # The container's id map, to own device nodes as its ids (None: privileged, or
+    # not allocated yet when an instance is being created).
+    idmap: IdMap | None = None
     # (pool, volume) -> the custom volume's host directory; NotFound naming the pool or the
     # volume (lxmgr.instances.volumes.Volumes.host_path). None: no volumes to mount.
     volume_path: Callable[[str, str], str] | None = None
@@ -31,9 +35,12 @@ class RunConfig:
     """What starting a device asks of the runtime (merged into the RuntimePlan)."""
 
     disks: list[DiskMount] = field(default_factory=list)
+    # device name -> device cgroup rules ("c 226:0 rwm") its nodes need
+    cgroup_devices: dict[str, list[str]] = field(default_factory=dict)
 
     def merge(self, other: RunConfig) -> None:
         self.disks += other.disks
+        self.cgroup_devices.update(other.cgroup_devices)
 
 
 class Device:
@@ -57,3 +64,6 @@ class Device:
     def start(self) -> RunConfig:
         """What the runtime must set up for this device when the instance starts."""
         return RunConfig()
+
+    def stop(self) -> None:
+        """Host-side cleanup once the device has left the running instance (hot-unplug)."""

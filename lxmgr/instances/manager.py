@@ -107,16 +107,22 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         return str(paths.instance_dir(name) / "supervisor.sock")
 
     def device_context(self, name: str, expanded: dict[str, str]) -> devices_mod.InstanceContext:
+        privileged = units.parse_bool(expanded.get("security.privileged") or "false")
         return devices_mod.InstanceContext(
-            name=name, privileged=units.parse_bool(expanded.get("security.privileged") or "false"),
-            volume_path=self.volumes.host_path)
+            name=name, privileged=privileged, volume_path=self.volumes.host_path,
+            idmap=None if privileged else self._idmap_of(expanded))
 
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
-        base = spec.config.get("volatile.idmap.base")
+        return self._idmap_of(spec.config)
+
+    @staticmethod
+    def _idmap_of(config: dict[str, str]) -> IdMap | None:
+        """The map volatile.idmap.* records (None: privileged, or not allocated yet)."""
+        base = config.get("volatile.idmap.base")
         if base is None:
             return None
-        size = int(spec.config.get("volatile.idmap.size", idmaps.SIZE))
-        return IdMap(int(base), int(spec.config.get("volatile.idmap.gid_base", base)), size)
+        size = int(config.get("volatile.idmap.size", idmaps.SIZE))
+        return IdMap(int(base), int(config.get("volatile.idmap.gid_base", base)), size)
 
     def _allocate_idmap(self, config: dict[str, str]) -> IdMap | None:
         """The map of a new instance with effective config `config` (LXD's findIdmap).
@@ -325,7 +331,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             config=expanded, storage_root=str(driver.volume_dir(spec.name)),
             rootfs=rootfs.target, rootfs_spec=files.spec_dict(rootfs), idmap=idmap,
             init_target=init_target, cgroup_procs=cg.procs_paths(spec.name),
-            cgroup_mounts=cg.container_mounts(), disks=[d.to_dict() for d in run.disks])
+            cgroup_mounts=cg.container_mounts(), disks=[d.to_dict() for d in run.disks],
+            device_rules=run.cgroup_devices)
         plan.lxcfs = lxcfs.plan_binds(spec.name)
         directory = paths.instance_dir(spec.name)
         limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}

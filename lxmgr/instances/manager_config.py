@@ -12,7 +12,7 @@ from lxmgr import devices as devices_mod
 from lxmgr import paths
 from lxmgr.devices.disk import Disk
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
-from lxmgr.instances import cloudinit
+from lxmgr.instances import cloudinit, device_nodes
 from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.store import write_atomic
 from lxmgr.model import config as cfgmod
@@ -67,6 +67,7 @@ class ConfigMixin:
         self.apply_live(name, expanded)
         with contextlib.ExitStack() as revert:
             self._replug_disks(spec, old_devices, devices, ctx, revert)
+            device_nodes.replug(self.socket_path(name), old_devices, devices, ctx, revert)
             self._replug(spec, old_nics, self.networks.nics(spec, devices))
             self._update_proxies(spec, devices)
             self.store.save(spec)

@@ -12,14 +12,14 @@ from collections.abc import Callable, Mapping
 from lxmgr.errors import InvalidConfig, NotSupported
 from lxmgr.model import validate as v
 from lxmgr.model.config import to_config_value
+from lxmgr.model.devices_unix import GPU_KEYS, UNIX_KEYS, check_gpu, check_unix
 from lxmgr.model.units import parse_bool
 from lxmgr.model.volume import validate_volume_name
 
 NIC_TYPES = ("bridged", "macvlan", "p2p", "physical", "ipvlan", "routed")
 
 # LXD device types lxmgr does not implement: refused by name rather than accepted and ignored.
-UNSUPPORTED_TYPES = ("unix-char", "unix-block", "unix-hotplug", "gpu", "usb", "infiniband",
-                     "tpm", "pci")
+UNSUPPORTED_TYPES = ("unix-hotplug", "usb", "infiniband", "tpm", "pci")
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
                 "runbindable")
 # Where the runtime mounts its own filesystems: a disk there would be hidden or refused.
@@ -57,6 +57,9 @@ DEVICE_KEYS: dict[str, dict[str, v.Validator]] = {
         "bind": v.optional(v.is_one_of("host", "instance")),
         "nat": v.optional(v.is_bool),
     },
+    "unix-char": UNIX_KEYS,
+    "unix-block": UNIX_KEYS,
+    "gpu": GPU_KEYS,
 }
 
 _DEVICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
@@ -135,6 +138,9 @@ _RULES: dict[str, Callable[[Mapping[str, str]], str | None]] = {
     "disk": _check_disk,
     "nic": _check_nic,
     "proxy": _check_proxy,
+    "unix-char": check_unix,
+    "unix-block": check_unix,
+    "gpu": check_gpu,
 }
 
 

@@ -1,0 +1,170 @@
+"""unix-char devices and the device access list on real containers: nodes at boot with
+uid/gid/mode as seen inside (the host node owned by the mapped ids, as LXD makes it),
+hot-plugged and unplugged live (also across a reboot from inside), and nodes the list
+does not allow staying unusable even when a disk device brings them in.
+
+Harmless nodes only: char 1:3 (/dev/null) under another name, and char 60:N (a major
+reserved for local use, no driver): the list allowing it makes open() fail with ENXIO
+("No such device or address"), the list refusing it with EPERM ("Operation not
+permitted") before any driver is asked."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lxmgr import paths
+from lxmgr.cgroups.devices import attached_programs
+from tests.kernel.conftest import exec_out, wait_running
+
+pytestmark = pytest.mark.kernel
+
+ALLOWED_NO_DRIVER = "No such device or address"
+REFUSED = "Operation not permitted"
+LOCAL0 = {"type": "unix-char", "path": "/dev/local0", "major": "60", "minor": "0",
+          "mode": "0666"}
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    """A host directory holding nodes, for a disk device: 60:0, 60:1 and null (1:3)."""
+    src = tmp_path / "share"
+    src.mkdir()
+    for name, minor in (("local0", 0), ("local1", 1)):
+        os.mknod(src / name, stat.S_IFCHR | 0o666, os.makedev(60, minor))
+    os.mknod(src / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    for node in src.iterdir():
+        os.chmod(node, 0o666)  # mknod applied the umask
+    return src
+
+
+def _open(mgr, name: str, path: str) -> str:  # type: ignore[no-untyped-def]
+    """'ok', or dd's reason for not opening path read-write inside the container."""
+    code, _, err = exec_out(mgr, name, ["dd", f"if={path}", f"of={path}", "count=0",
+                                        "conv=notrunc", "status=none"])
+    return "ok" if code == 0 else err.strip()
+
+
+def _cgroup_dirs(mgr, name: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The container's cgroup in the devices hierarchy and the cgroup2 tree, when present."""
+    dirs = {}
+    for h in mgr.cgroups.hierarchies:
+        if "devices" in h.controllers:
+            dirs["v1"] = mgr.cgroups.path(h, name)
+        elif h.version == 2:
+            dirs["v2"] = mgr.cgroups.path(h, name)
+    return dirs
+
+
+def _new(mgr, devices: dict[str, dict[str, str]]) -> str:  # type: ignore[no-untyped-def]
+    name = f"u{uuid.uuid4().hex[:8]}"
+    mgr.create(name, "debian", devices=devices)
+    return name
+
+
+def test_nodes_at_boot_owner_mode_and_access_list(manager, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                 share: Path) -> None:
+    os.mknod(tmp_path / "nullalias", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    name = _new(manager, {
+        "alias": {"type": "unix-char", "source": str(tmp_path / "nullalias"),
+                  "path": "/dev/mynull", "uid": "1000", "gid": "1000", "mode": "0620"},
+        "local": LOCAL0,
+        "share": {"type": "disk", "source": str(share), "path": "/mnt/share"},
+    })
+    manager.start(name)
+    assert wait_running(manager, name) == "running"
+    code, out, err = exec_out(manager, name, ["stat", "-c", "%t:%T %u:%g %a %F",
+                                              "/dev/mynull", "/dev/local0"])
+    assert code == 0, err
+    assert out.split("\n")[:2] == ["1:3 1000:1000 620 character special file",
+                                   "3c:0 0:0 666 character special file"]
+    # mode 0620 for 1000:1000: the owner writes, a stranger is refused by the mode.
+    code, _, err = exec_out(manager, name, [
+        "setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
+        "sh", "-c", "echo hi > /dev/mynull"])
+    assert code == 0, err
+    code, _, err = exec_out(manager, name, [
+        "setpriv", "--reuid", "2000", "--regid", "2000", "--clear-groups",
+        "cat", "/dev/mynull"])
+    assert code != 0 and "Permission denied" in err
+    # The host node LXD-style: in the instance's devices dir, owned by the mapped ids.
+    idmap = manager._idmap(manager.get(name))
+    host = paths.instance_dir(name) / "devices" / "alias" / "dev-mynull"
+    st = host.stat()
+    assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+        idmap.uid_base + 1000, idmap.gid_base + 1000, 0o620)
+    # The access list: the device's node is allowed (no driver: ENXIO); the same major's
+    # next minor, brought in by a disk device, is refused; null is allowed by default.
+    assert _open(manager, name, "/dev/local0").endswith(ALLOWED_NO_DRIVER)
+    assert _open(manager, name, "/mnt/share/local0").endswith(ALLOWED_NO_DRIVER)
+    assert _open(manager, name, "/mnt/share/local1").endswith(REFUSED)
+    assert _open(manager, name, "/mnt/share/null") == "ok"
+    dirs = _cgroup_dirs(manager, name)
+    if "v1" in dirs:
+        listed = Path(dirs["v1"], "devices.list").read_text().split("\n")
+        assert "c 60:0 rwm" in listed and "c 1:3 rwm" in listed
+        assert not any(line.startswith(("a ", "c 60:1")) for line in listed)
+    if "v2" in dirs:
+        assert len(attached_programs(dirs["v2"])) == 1
+
+
+def _reboot(mgr, name: str) -> None:  # type: ignore[no-untyped-def]
+    pid = mgr.state(name)["pid"]
+    exec_out(mgr, name, ["systemctl", "reboot"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = mgr.state(name)
+        if state["status"] == "Running" and state["pid"] != pid:
+            break
+        time.sleep(0.05)
+    assert wait_running(mgr, name) == "running"
+
+
+def test_hotplug_unplug_and_reboot(manager, container: str, share: Path) -> None:  # type: ignore[no-untyped-def]
+    devices = {**manager.get(container).devices,
+               "share": {"type": "disk", "source": str(share), "path": "/mnt/share"}}
+    manager.update(container, devices=devices)
+    assert _open(manager, container, "/mnt/share/local0").endswith(REFUSED)
+    assert _open(manager, container, "/dev/local0").endswith("No such file or directory")
+    devices["local"] = LOCAL0
+    manager.update(container, devices=devices)
+    code, out, err = exec_out(manager, container, ["stat", "-c", "%t:%T %a", "/dev/local0"])
+    assert code == 0 and out.strip() == "3c:0 666", err
+    assert _open(manager, container, "/dev/local0").endswith(ALLOWED_NO_DRIVER)
+    assert _open(manager, container, "/mnt/share/local0").endswith(ALLOWED_NO_DRIVER)
+    assert _open(manager, container, "/mnt/share/local1").endswith(REFUSED)
+    # The container's own child cgroups (systemd's) get the addition too.
+    dirs = _cgroup_dirs(manager, container)
+    for top in [d for k, d in dirs.items() if k == "v1"]:
+        for dirpath, _dirs, _files in os.walk(top):
+            assert "c 60:0 rwm" in Path(dirpath, "devices.list").read_text().split("\n")
+    # A reboot from inside keeps the plugged device (the supervisor's plan has it).
+    _reboot(manager, container)
+    assert _open(manager, container, "/dev/local0").endswith(ALLOWED_NO_DRIVER)
+    # Unplug: the node leaves the container and the list, its host directory goes.
+    devices.pop("local")
+    manager.update(container, devices=devices)
+    code, _, _ = exec_out(manager, container, ["test", "-e", "/dev/local0"])
+    assert code != 0
+    assert _open(manager, container, "/mnt/share/local0").endswith(REFUSED)
+    assert not (paths.instance_dir(container) / "devices" / "local").exists()
+    for top in [d for k, d in dirs.items() if k == "v1"]:
+        assert "c 60:0 rwm" not in Path(top, "devices.list").read_text().split("\n")
+
+
+def test_missing_node_refused_or_skipped(manager, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    missing = str(tmp_path / "nothing")
+    with pytest.raises(Exception, match=f"Missing source path '{missing}' for device 'n'"):
+        _new(manager, {"n": {"type": "unix-char", "source": missing, "path": "/dev/n"}})
+    name = _new(manager, {"n": {"type": "unix-char", "source": missing, "path": "/dev/n",
+                                "required": "false"}})
+    manager.start(name)
+    assert wait_running(manager, name) == "running"
+    code, _, _ = exec_out(manager, name, ["test", "-e", "/dev/n"])
+    assert code != 0
