@@ -168,3 +168,67 @@ def test_missing_node_refused_or_skipped(manager, tmp_path: Path) -> None:  # ty
     assert wait_running(manager, name) == "running"
     code, _, _ = exec_out(manager, name, ["test", "-e", "/dev/n"])
     assert code != 0
+
+
+def test_privileged_mknod_allowed_but_not_use(manager) -> None:  # type: ignore[no-untyped-def]
+    """A privileged container may mknod any node (LXD's 'c *:* m'), but opening one its
+    list does not allow fails with EPERM."""
+    name = f"p{uuid.uuid4().hex[:8]}"
+    manager.create(name, "debian", config={"security.privileged": "true"})
+    manager.start(name)
+    assert wait_running(manager, name) == "running"
+    code, _, err = exec_out(manager, name, ["sh", "-c", "mknod /root/local1 c 60 1 && "
+                                            "mknod /root/null c 1 3 && chmod 666 /root/*"])
+    assert code == 0, err
+    assert _open(manager, name, "/root/local1").endswith(REFUSED)
+    assert _open(manager, name, "/root/null") == "ok"
+
+
+def test_gpu_nodes_on_a_fake_sysfs(manager, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """This host has no GPU: a gpu device on a fake /sys/class/drm whose card0 and
+    renderD128 carry the numbers 60:2 and 60:3 (harmless), with /dev/dri nodes of mode
+    0660 and 0666, booted and hot-plugged on a real container."""
+    from lxmgr.devices.gpu import Gpu
+
+    sys_root, dev_root = tmp_path / "sys", tmp_path / "dev"
+    device = sys_root / "devices" / "pci0000:00" / "0000:00:02.0"
+    (sys_root / "bus" / "pci").mkdir(parents=True)
+    (sys_root / "class" / "drm").mkdir(parents=True)
+    (device / "drm").mkdir(parents=True)
+    (device / "subsystem").symlink_to(sys_root / "bus" / "pci")
+    (device / "vendor").write_text("0x8086\n")
+    (device / "device").write_text("0x46a6\n")
+    (dev_root / "dri").mkdir(parents=True)
+    for node, minor, mode in (("card0", 2, 0o660), ("renderD128", 3, 0o666)):
+        (device / "drm" / node).mkdir()
+        (device / "drm" / node / "dev").write_text(f"60:{minor}\n")
+        (device / "drm" / node / "device").symlink_to(device)
+        (sys_root / "class" / "drm" / node).symlink_to(device / "drm" / node)
+        (dev_root / "dri" / node).write_text("")
+        os.chmod(dev_root / "dri" / node, mode)
+    monkeypatch.setattr(Gpu, "sysfs", str(sys_root))
+    monkeypatch.setattr(Gpu, "dev", str(dev_root))
+    name = _new(manager, {"gpu": {"type": "gpu", "gid": "44"}})
+    manager.start(name)
+    assert wait_running(manager, name) == "running"
+    code, out, err = exec_out(manager, name, ["stat", "-c", "%n %t:%T %u:%g %a",
+                                              "/dev/dri/card0", "/dev/dri/renderD128"])
+    assert code == 0, err
+    assert out.split("\n")[:2] == ["/dev/dri/card0 3c:2 0:44 660",
+                                   "/dev/dri/renderD128 3c:3 0:44 666"]
+    assert _open(manager, name, "/dev/dri/renderD128").endswith(ALLOWED_NO_DRIVER)
+    # Unplug, then plug the one card again by its PCI address.
+    spec = manager.get(name)
+    devices = {k: v for k, v in spec.devices.items() if k != "gpu"}
+    manager.update(name, devices=devices)
+    code, _, _ = exec_out(manager, name, ["test", "-e", "/dev/dri/card0"])
+    assert code != 0
+    manager.update(name, devices={**devices, "igpu": {"type": "gpu", "pci": "00:02.0"}})
+    assert _open(manager, name, "/dev/dri/card0").endswith(ALLOWED_NO_DRIVER)
+    with pytest.raises(Exception, match="Failed to find the GPU of device 'other': no DRM "
+                                        "card matches id=1"):
+        manager.update(name, devices={**devices, "other": {"type": "gpu", "id": "1"}})
+    assert "other" not in manager.get(name).devices
+    # The refused update unplugged igpu first; its revert plugged it back.
+    assert _open(manager, name, "/dev/dri/card0").endswith(ALLOWED_NO_DRIVER)
