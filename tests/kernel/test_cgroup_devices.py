@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lxmgr.cgroups import Layout, detect, load
 from lxmgr.cgroups.devices import apply_v1, attach_program, attached_programs, parse_rules
 from lxmgr.runtime.plan import DEVICE_RULES
 
@@ -61,15 +62,17 @@ def nodes(tmp_path: Path) -> dict[str, str]:
     return {name: str(tmp_path / name) for name in made}
 
 
-def opens_in(cgroup: str, paths: list[str]) -> dict[str, str]:
-    """Open each path read-write from a child that joined `cgroup`: 'ok' or the errno name."""
+def opens_in(cgroup: str | list[str], paths: list[str]) -> dict[str, str]:
+    """Open each path read-write from a child that joined `cgroup` (or each of a list):
+    'ok' or the errno name."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
-            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
+            for directory in [cgroup] if isinstance(cgroup, str) else cgroup:
+                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
             result = {}
             for path in paths:
                 try:
@@ -139,3 +142,53 @@ def test_v1_list_and_hotplug(cgroup_v1: str, nodes: dict[str, str]) -> None:
     for path in (cgroup_v1, copy, own):
         assert opens_in(path, [nodes["local"]]) == {nodes["local"]: "EPERM"}
     assert opens_in(copy, [nodes["null"]]) == {nodes["null"]: "ok"}
+
+
+@pytest.fixture
+def driver_v2() -> Iterator:  # type: ignore[type-arg]
+    """The v2 driver on this host's cgroup2 tree (on a hybrid host, the unified one)."""
+    layout = detect()
+    if os.geteuid() != 0 or layout.unified is None:
+        pytest.skip("needs root and a cgroup2 tree")
+    drv = load("v2", f"lxmgr-test-{uuid.uuid4().hex[:8]}", Layout("unified", [layout.unified]))
+    try:
+        yield drv
+    finally:
+        drv.delete("c1")
+        drv.delete_base()
+
+
+def test_v2_driver_applies_the_list(driver_v2, nodes: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    driver_v2.create("c1", 0, 0)
+    path = driver_v2.path(driver_v2.hierarchies[0], "c1")
+    driver_v2.apply_devices("c1", [*DEVICE_RULES, "c 60:0 rwm"])
+    assert opens_in(path, [nodes["null"], nodes["local"], "/dev/null"]) == {
+        nodes["null"]: "ok", nodes["local"]: "ENXIO", "/dev/null": "ok"}
+    driver_v2.apply_devices("c1", DEVICE_RULES)
+    assert opens_in(path, [nodes["local"]]) == {nodes["local"]: "EPERM"}
+    assert len(attached_programs(path)) == 1
+
+
+def test_v1_driver_on_a_hybrid_host_applies_both(nodes: dict[str, str]) -> None:
+    layout = detect()
+    if os.geteuid() != 0 or layout.driver_name != "v1" or layout.unified is None \
+            or layout.find("devices") is None:
+        pytest.skip("needs root on a hybrid host with the devices controller")
+    drv = load("v1", f"lxmgr-test-{uuid.uuid4().hex[:8]}", layout)
+    try:
+        drv.create("c1", 0, 0)
+        drv.apply_devices("c1", [*DEVICE_RULES, "c 60:0 rwm"])
+        v1 = drv.path(layout.find("devices"), "c1")
+        v2 = drv.path(layout.unified, "c1")
+        assert "c 60:0 rwm" in Path(v1, "devices.list").read_text().split("\n")
+        assert len(attached_programs(v2)) == 1
+        # Each alone enforces the list: a child in only one of them is refused all the same.
+        for only in (v1, v2):
+            assert opens_in(only, [nodes["local"], nodes["null"]]) == {
+                nodes["local"]: "ENXIO", nodes["null"]: "ok"}
+        drv.apply_devices("c1", DEVICE_RULES)
+        for only in (v1, v2):
+            assert opens_in(only, [nodes["local"]]) == {nodes["local"]: "EPERM"}
+    finally:
+        drv.delete("c1")
+        drv.delete_base()
