@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from lxmgr import paths
 from lxmgr.cgroups.base import read_file
 from lxmgr.cgroups.detect import detect
 from lxmgr.errors import CommandError, HostNotReady, KernelError
@@ -66,6 +67,7 @@ def check_host(fix: bool = False) -> list[Check]:
     checks.append(_check_subids(fix))
     checks.append(_check_inotify(fix))
     checks.append(_check_keys(fix))
+    checks.append(_check_state_dir(fix))
     return checks
 
 
@@ -117,6 +119,27 @@ def _check_keys(fix: bool, root: str = "/proc/sys/kernel/keys") -> Check:
                                           for name, want in KEYS_LIMITS.items())
                  + " (systemd takes keys in every container, charged to one host uid)",
                  fatal=False)
+
+
+def _check_state_dir(fix: bool) -> Check:
+    """Unprivileged containers' root (a high host uid) must traverse every directory down to
+    their rootfs under $LXMGR_DIR, or the kernel refuses the rootfs bind with EACCES. Our own
+    state dir gets LXD's 0711 (search only); a parent is the admin's: we name it."""
+    state = os.path.realpath(paths.root())
+    if not os.path.isdir(state):
+        return Check("state directory", True, f"{state} (made when first used)")
+    if fix and not os.stat(state).st_mode & 0o001:
+        os.chmod(state, os.stat(state).st_mode | 0o711)
+    current = state
+    while True:
+        if not os.stat(current).st_mode & 0o001:
+            return Check("state directory", False,
+                         f"{current} is not searchable by others (mode "
+                         f"{oct(os.stat(current).st_mode & 0o7777)}): unprivileged containers "
+                         f"cannot reach their rootfs under {state}", f"chmod o+x {current}")
+        if current == "/":
+            return Check("state directory", True, f"{state} is reachable by containers")
+        current = os.path.dirname(current)
 
 
 def ensure_host_ready() -> list[Check]:
