@@ -74,15 +74,18 @@ def test_nodes_at_boot_owner_mode_and_access_list(manager, tmp_path: Path,  # ty
         "alias": {"type": "unix-char", "source": str(tmp_path / "nullalias"),
                   "path": "/dev/mynull", "uid": "1000", "gid": "1000", "mode": "0620"},
         "local": LOCAL0,
+        "blk": {"type": "unix-block", "path": "/dev/blk0", "major": "60", "minor": "5"},
         "share": {"type": "disk", "source": str(share), "path": "/mnt/share"},
     })
     manager.start(name)
     assert wait_running(manager, name) == "running"
     code, out, err = exec_out(manager, name, ["stat", "-c", "%t:%T %u:%g %a %F",
-                                              "/dev/mynull", "/dev/local0"])
+                                              "/dev/mynull", "/dev/local0", "/dev/blk0"])
     assert code == 0, err
-    assert out.split("\n")[:2] == ["1:3 1000:1000 620 character special file",
-                                   "3c:0 0:0 666 character special file"]
+    assert out.split("\n")[:3] == ["1:3 1000:1000 620 character special file",
+                                   "3c:0 0:0 666 character special file",
+                                   "3c:5 0:0 660 block special file"]  # LXD's default mode
+    assert _open(manager, name, "/dev/blk0").endswith(ALLOWED_NO_DRIVER)
     # mode 0620 for 1000:1000: the owner writes, a stranger is refused by the mode.
     code, _, err = exec_out(manager, name, [
         "setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
@@ -108,7 +111,7 @@ def test_nodes_at_boot_owner_mode_and_access_list(manager, tmp_path: Path,  # ty
     dirs = _cgroup_dirs(manager, name)
     if "v1" in dirs:
         listed = Path(dirs["v1"], "devices.list").read_text().split("\n")
-        assert "c 60:0 rwm" in listed and "c 1:3 rwm" in listed
+        assert "c 60:0 rwm" in listed and "b 60:5 rwm" in listed and "c 1:3 rwm" in listed
         assert not any(line.startswith(("a ", "c 60:1")) for line in listed)
     if "v2" in dirs:
         assert len(attached_programs(dirs["v2"])) == 1
