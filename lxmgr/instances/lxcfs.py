@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,10 @@ FOREIGN = (Path("/var/lib/lxcfs"), Path("/var/snap/lxd/common/var/lib/lxcfs"))
 # on here so loadavg follows the container like the other files do).
 OPTIONS = ("-l",)
 START_TIMEOUT = 5.0
+PROBE_TIMEOUT = 2.0  # for a stat of one of its files
 STOP_TIMEOUT = 5.0
+EXIT_GRACE = 0.2  # after it unmounted itself
+HUNG_STOP_TIMEOUT = 1.0  # a hung lxcfs may not act on SIGTERM: SIGKILL it sooner
 MAX_STACKED = 8  # lxcfs mounts stacked at our mount point that stop() detaches at most
 RETRY_INTERVAL = 30.0  # between failed starts (no /dev/fuse, ...), each failure logged once
 MOUNTINFO = "/proc/self/mountinfo"
@@ -69,8 +73,36 @@ def mounted() -> set[str]:
         return set()
 
 
+def _real(path: Path) -> str:
+    """path as mountinfo spells it, without touching the filesystem mounted there (a hung
+    FUSE server would block any lookup that reaches it)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
 def _answers(path: Path, mounts: set[str]) -> bool:
-    return os.path.realpath(path) in mounts and rt.unusable(f"{path}{rt.PROC}/meminfo") is None
+    return _real(path) in mounts and _probe(f"{path}{rt.PROC}/meminfo") is None
+
+
+_stuck: dict[str, threading.Thread] = {}  # probes of a hung lxcfs that never returned
+
+
+def _probe(path: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """rt.unusable() with a deadline: a hung lxcfs (stopped, deadlocked) blocks a stat of its
+    files until it dies, and the daemon's loop must go on. The blocked thread is left
+    behind (nothing can interrupt it); while it is, the path counts as not answering."""
+    if path in _stuck:
+        if _stuck[path].is_alive():
+            return f"{path}: no answer"
+        del _stuck[path]
+    result: list[str | None] = []
+    probe = threading.Thread(target=lambda: result.append(rt.unusable(path)),
+                             name="lxcfs-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    if probe.is_alive():
+        _stuck[path] = probe
+        return f"{path}: no answer within {timeout:g}s"
+    return result[0]
 
 
 def find() -> Path | None:
@@ -127,7 +159,7 @@ class Lxcfs:
         return pid if str(self.mount).encode() in argv else None
 
     def is_mounted(self) -> bool:
-        return os.path.realpath(self.mount) in mounted()
+        return _real(self.mount) in mounted()
 
     def answers(self) -> bool:
         return _answers(self.mount, mounted())
@@ -181,13 +213,19 @@ class Lxcfs:
             return ""
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM our lxcfs (it unmounts itself), SIGKILL after timeout; then detach what
-        is left mounted at our mount point (a killed lxcfs's stale mount)."""
+        """SIGTERM our lxcfs: it unmounts itself, then waits for its load-average thread's
+        next round (up to 5 s) before it exits, so once the mount is gone the rest is
+        SIGKILLed; SIGKILL too after timeout. Then detach what is left mounted at our mount
+        point (a killed lxcfs's stale mount)."""
         pid = self.pid()
         if pid is not None:
             log.debug("stop lxcfs %d (%s)", pid, self.mount)
             _signal(pid, signal.SIGTERM)
-            if not _wait_gone(pid, timeout):
+            _signal(pid, signal.SIGCONT)  # a stopped one handles its SIGTERM at once
+            deadline = time.monotonic() + timeout
+            while self.is_mounted() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not _wait_gone(pid, EXIT_GRACE):
                 _signal(pid, signal.SIGKILL)
                 _wait_gone(pid, timeout)
         for _ in range(MAX_STACKED):
@@ -233,14 +271,18 @@ class Supervisor:
         lxcfs = own()
         if not os.access(lxcfs.binary, os.X_OK):
             return self._failed(f"{lxcfs.binary} is not installed (apt-get install lxcfs)")
-        died = lxcfs.is_mounted() or lxcfs.pid() is not None
+        hung = lxcfs.pid() is not None  # alive but not answering
+        died = hung or lxcfs.is_mounted()
         try:
+            if hung:
+                lxcfs.stop(timeout=HUNG_STOP_TIMEOUT)
             pid = lxcfs.start()
         except LxmgrError as err:
             return self._failed(str(err))
         self._last_error = ""
         if died:
-            return logging.WARNING, (f"lxcfs had died and was restarted (pid {pid}, "
+            what = "stopped answering" if hung else "had died"
+            return logging.WARNING, (f"lxcfs {what} and was restarted (pid {pid}, "
                                      f"{lxcfs.mount}): the containers that ran meanwhile see "
                                      "ENOTCONN in its files until they restart")
         return logging.INFO, f"lxcfs started (pid {pid}, {lxcfs.mount})"

@@ -15,13 +15,14 @@ Not taken from the hook: the bind of <lxcfs> itself at the container's /var/lib/
 nested LXC), and its cgroup tree, which the hook skips too when the container has a cgroup
 namespace, as ours always do.
 
-build_binds() and parse_mounts() are PURE; unusable() stats one file. Imports nothing from
+build_binds() and parse_mounts() are PURE; unusable() reads one file. Imports nothing from
 lxmgr: the manager (instances/lxcfs.py) and the container's init (runtime/rootfs.py) use it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 
 PROC = "/proc"
@@ -82,9 +83,16 @@ def _unescape(path: str) -> str:
 def unusable(path: str) -> str | None:
     """Why the lxcfs file at `path` cannot be bound, or None when it answers. A dead lxcfs
     leaves its mount behind answering ENOTCONN ('Transport endpoint is not connected'); a
-    bind of one of its files would fail the same way and stop the boot."""
+    bind of one of its files would fail the same way and stop the boot. An open and a read
+    reach lxcfs itself (its files are direct_io), where a stat may be answered from the
+    kernel's attribute cache."""
     try:
-        os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.read(fd, 1)
+        finally:
+            os.close(fd)
     except OSError as err:
         return f"{path}: {err.strerror or err}"
     return None

@@ -154,3 +154,30 @@ def test_supervised_lxcfs_dies_and_comes_back(manager, monkeypatch) -> None:  # 
     finally:
         own.stop()
     assert not own.is_mounted() and own.pid() is None
+
+
+def test_a_hung_lxcfs_is_replaced(manager, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A stopped (or deadlocked) lxcfs blocks every read of its files: the daemon's check
+    gives up after PROBE_TIMEOUT, kills it and starts another, and its loop goes on."""
+    if not os.access(lxcfs.LXCFS, os.X_OK) or not os.path.exists("/dev/fuse"):
+        pytest.skip(f"needs {lxcfs.LXCFS} and /dev/fuse")
+    monkeypatch.delenv(lxcfs.ENV)
+    monkeypatch.setattr(lxcfs, "FOREIGN", ())
+    duty = lxcfs.Supervisor()
+    own = lxcfs.own()
+    try:
+        assert duty.ensure() is not None
+        pid = own.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        report = duty.ensure()
+        assert report is not None and report[1].startswith("lxcfs stopped answering and was "
+                                                           "restarted (pid ")
+        assert time.monotonic() - started < lxcfs.PROBE_TIMEOUT + lxcfs.HUNG_STOP_TIMEOUT + 2
+        assert own.pid() not in (None, pid) and lxcfs.check().ok
+        assert not Path(f"/proc/{pid}/cmdline").exists() or \
+            Path(f"/proc/{pid}/cmdline").read_bytes() == b""  # gone (or a zombie)
+    finally:
+        own.stop()
+    assert not own.is_mounted() and own.pid() is None
