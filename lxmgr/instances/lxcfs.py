@@ -48,7 +48,7 @@ FOREIGN = (Path("/var/lib/lxcfs"), Path("/var/snap/lxd/common/var/lib/lxcfs"))
 # on here so loadavg follows the container like the other files do).
 OPTIONS = ("-l",)
 START_TIMEOUT = 5.0
-PROBE_TIMEOUT = 2.0  # for a stat of one of its files
+PROBE_TIMEOUT = 2.0  # for a read of one of its files
 STOP_TIMEOUT = 5.0
 EXIT_GRACE = 0.2  # after it unmounted itself
 HUNG_STOP_TIMEOUT = 1.0  # a hung lxcfs may not act on SIGTERM: SIGKILL it sooner
@@ -87,7 +87,7 @@ _stuck: dict[str, threading.Thread] = {}  # probes of a hung lxcfs that never re
 
 
 def _probe(path: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """rt.unusable() with a deadline: a hung lxcfs (stopped, deadlocked) blocks a stat of its
+    """rt.unusable() with a deadline: a hung lxcfs (stopped, deadlocked) blocks a read of its
     files until it dies, and the daemon's loop must go on. The blocked thread is left
     behind (nothing can interrupt it); while it is, the path counts as not answering."""
     if path in _stuck:
@@ -326,7 +326,9 @@ def check() -> Check:
     if value:
         return Check("lxcfs", False, f"no lxcfs answers at {value} ({ENV})",
                      f"start lxcfs at {value} or unset {ENV}", fatal=False)
-    where = f"stale mount at {ours.mount} (it died)" if ours.is_mounted() else "not running"
+    pid = ours.pid()
+    where = (f"pid {pid} does not answer at {ours.mount}" if pid is not None else
+             f"stale mount at {ours.mount} (it died)" if ours.is_mounted() else "not running")
     return Check("lxcfs", False, f"{where}: containers see the host's memory, CPUs and uptime",
                  fix, fatal=False)
 
