@@ -91,6 +91,8 @@ def test_limits_show_inside(manager, session_lxcfs, monkeypatch) -> None:  # typ
     tasks = inside(manager, name, "cut -d' ' -f4 /proc/loadavg").split("/")[1]
     host_tasks = Path("/proc/loadavg").read_text().split()[3].split("/")[1]
     assert int(tasks) < int(host_tasks)  # lxcfs -l: the container's tasks only
+    assert inside(manager, name, "head -1 /proc/swaps").startswith("Filename")
+    assert inside(manager, name, "wc -l < /proc/diskstats").isdigit()
     binds = inside(manager, name, "grep ' - fuse.lxcfs ' /proc/self/mountinfo | cut -d' ' -f5")
     assert binds.split() == ["/proc/cpuinfo", "/proc/diskstats", "/proc/loadavg",
                              "/proc/meminfo", "/proc/slabinfo", "/proc/stat", "/proc/swaps",
