@@ -8,11 +8,13 @@ Imports model, runtime's plain data types, paths and errors; no orchestration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lxmgr.model.idmap import IdMap
+from lxmgr.net.nic import NicSpec
+from lxmgr.net.proxy import ProxySpec
 from lxmgr.runtime.disks import DiskMount
 
 
@@ -28,6 +30,10 @@ class InstanceContext:
     # (pool, volume) -> the custom volume's host directory; NotFound naming the pool or the
     # volume (lxmgr.instances.volumes.Volumes.host_path). None: no volumes to mount.
     volume_path: Callable[[str, str], str] | None = None
+    # The instance's (expanded) config: NICs read their volatile.<device>.hwaddr there.
+    config: Mapping[str, str] = field(default_factory=dict)
+    # A managed network -> its bridge (NotFound naming the network); None: not resolvable.
+    bridge_of: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -35,11 +41,15 @@ class RunConfig:
     """What starting a device asks of the runtime (merged into the RuntimePlan)."""
 
     disks: list[DiskMount] = field(default_factory=list)
+    nics: list[NicSpec] = field(default_factory=list)  # veths plugged in after PID 1 exists
+    proxies: list[ProxySpec] = field(default_factory=list)  # relayed or DNATed ports
     # device name -> device cgroup rules ("c 226:0 rwm") its nodes need
     cgroup_devices: dict[str, list[str]] = field(default_factory=dict)
 
     def merge(self, other: RunConfig) -> None:
         self.disks += other.disks
+        self.nics += other.nics
+        self.proxies += other.proxies
         self.cgroup_devices.update(other.cgroup_devices)
 
 

@@ -110,7 +110,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         privileged = units.parse_bool(expanded.get("security.privileged") or "false")
         return devices_mod.InstanceContext(
             name=name, privileged=privileged, volume_path=self.volumes.host_path,
-            idmap=None if privileged else self._idmap_of(expanded))
+            idmap=None if privileged else self._idmap_of(expanded), config=expanded,
+            bridge_of=self.networks.bridge_of)
 
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
         return self._idmap_of(spec.config)
@@ -340,16 +341,15 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             plan=plan, cgroup_driver=cg.name, cgroup_base=self.cgroup_base, limits=limits,
             socket=self.socket_path(spec.name), state_file=str(directory / "state.json"),
             console_log=str(directory / "console.log"),
-            nics_file=self._write_nics(spec, _devices),
-            proxies_file=self.proxies.write(spec, _devices))  # Conflict: port in use
+            nics_file=self._write_nics(spec, run.nics),
+            proxies_file=self.proxies.write(spec, _devices, run.proxies))  # Conflict: in use
 
     def _nic_specs(self, spec: InstanceSpec) -> list[NicSpec]:
         return self.networks.nics(spec, self.expanded(spec)[1])
 
-    def _write_nics(self, spec: InstanceSpec, devices: dict[str, dict[str, str]]) -> str:
-        """The NIC specs the supervisor's attach hook reads (after every boot); static
-        addresses are reserved in the networks' DHCP servers first."""
-        nics = self.networks.nics(spec, devices)
+    def _write_nics(self, spec: InstanceSpec, nics: list[NicSpec]) -> str:
+        """The NIC specs (the nic devices' RunConfig) the supervisor's attach hook reads
+        after every boot; static addresses are reserved in the networks' DHCP servers first."""
         others = [(s, self._nic_specs(s)) for s in self.db.instance_specs() if s.name != spec.name]
         if nics:
             self.networks.reserve(spec, nics, others)

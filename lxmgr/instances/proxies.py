@@ -34,10 +34,13 @@ class Proxies:
     def __init__(self, networks: Networks) -> None:
         self.networks = networks
 
-    def write(self, spec: InstanceSpec, devices: Devices) -> str:
+    def write(self, spec: InstanceSpec, devices: Devices,
+              proxies: list[ProxySpec] | None = None) -> str:
         """At start (none of the instance's ports are held by it): check every device and
-        probe every port, apply the nat ones, write proxies.json; returns its path."""
-        proxies = proxymod.build_proxies(devices)
+        probe every port, apply the nat ones, write proxies.json; returns its path. proxies:
+        the devices' ProxySpecs when the caller has them (the device layer's RunConfig)."""
+        if proxies is None:
+            proxies = proxymod.build_proxies(devices)
         self.check(spec, devices, probe=proxies)
         self.set_forwards(spec.name, self._dnats(spec, devices, proxies))
         path = paths.instance_dir(spec.name) / "proxies.json"
