@@ -196,11 +196,11 @@ def build_v1_writes(current: Sequence[DeviceRule],
     return writes
 
 
-def read_v1_list(cgroup_dir: str) -> list[DeviceRule]:
-    """The cgroup's devices.list."""
+def read_v1_list(cgroup_dir: str) -> list[DeviceRule] | None:
+    """The cgroup's devices.list; None when the cgroup is gone."""
     text = read_file(os.path.join(cgroup_dir, "devices.list"))
     if text is None:
-        raise KernelError(f"No devices.list in '{cgroup_dir}'")
+        return None
     return [parse_rule(line) for line in text.splitlines() if line.strip()]
 
 
@@ -210,15 +210,20 @@ def apply_v1(cgroup_dir: str, rules: Sequence[DeviceRule]) -> None:
     down, never its additions (security/device_cgroup.c: propagate_exception): descendants
     still holding an unchanged copy of their parent's list (made by the container's init
     after boot) get the same additions; ones with a list of their own are left alone."""
+    top = read_v1_list(cgroup_dir)
+    if top is None:
+        raise KernelError(f"No devices.list in '{cgroup_dir}'")
     targets = [cgroup_dir]
-    before = {cgroup_dir: read_v1_list(cgroup_dir)}
+    before = {cgroup_dir: top}
     for dirpath, dirnames, _files in os.walk(cgroup_dir):
         for sub in sorted(dirnames):
             path = os.path.join(dirpath, sub)
-            before[path] = read_v1_list(path)
-            if dirpath in targets and before[path] == before[dirpath]:
+            listed = read_v1_list(path)
+            if listed is not None and dirpath in targets and listed == before[dirpath]:
+                before[path] = listed
                 targets.append(path)
     for path in targets:
         for file, value in build_v1_writes(before[path], rules):
             log.debug("cgroup %s: %s <- %s", path, file, value)
-            write_file(os.path.join(path, file), value)
+            # a child cgroup the container's init removed meanwhile is fine
+            write_file(os.path.join(path, file), value, missing_ok=path != cgroup_dir)
