@@ -127,6 +127,21 @@ def _check_nic(dev: Mapping[str, str]) -> str | None:
     return None
 
 
+def _unsupported(dtype: str, dev: Mapping[str, str]) -> str | None:
+    """What LXD has and lxmgr does not set up (lxmgr.net.nic.build_nic, net.proxy.build_proxy):
+    refused by name when the device is written, for profiles as for instances."""
+    if dtype == "nic" and dev.get("nictype") and dev["nictype"] != "bridged":
+        return f"nictype '{dev['nictype']}' is not supported (only 'bridged' or a managed " \
+            "'network')"
+    if dtype == "proxy":
+        if dev.get("bind", "host") != "host":
+            return "bind 'instance' is not supported (listen on the host, connect inside)"
+        for key in ("listen", "connect"):
+            if not dev[key].startswith(("tcp:", "udp:")):
+                return f"'{key}' {dev[key]}: only tcp and udp are supported"
+    return None
+
+
 def _check_proxy(dev: Mapping[str, str]) -> str | None:
     nat = parse_bool(dev["nat"]) if dev.get("nat") else False
     if nat and (dev["listen"].startswith("unix:") or dev["connect"].startswith("unix:")):
@@ -174,6 +189,9 @@ def validate_device(name: str, device: Mapping[str, object]) -> dict[str, str]:
             validator(dev.get(key, ""))
         except (InvalidConfig, ValueError) as err:
             raise InvalidConfig(f"Invalid device '{name}' key '{key}': {err}") from err
+    missing = _unsupported(dtype, dev)
+    if missing:
+        raise NotSupported(f"Invalid device '{name}': {missing}")
     rule = _RULES.get(dtype)
     reason = rule(dev) if rule else None
     if reason:

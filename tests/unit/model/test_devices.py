@@ -14,10 +14,8 @@ GOOD = {
              "ipv4.address": "10.10.0.5", "limits.ingress": "100Mbit", "limits.egress": "1Gbit",
              "mtu": "1500", "host_name": "vethweb0"},
     "eth1": {"type": "nic", "nictype": "bridged", "parent": "br0"},
-    "eth2": {"type": "nic", "nictype": "p2p"},
     "web": {"type": "proxy", "listen": "tcp:0.0.0.0:8080", "connect": "tcp:127.0.0.1:80",
             "bind": "host", "nat": "false"},
-    "sock": {"type": "proxy", "listen": "unix:/run/host.sock", "connect": "unix:/run/app.sock"},
     "masked": {"type": "none"},
     "code": {"type": "disk", "path": "/code", "source": "/home/me/code", "shift": "true",
              "recursive": "true", "propagation": "rslave", "required": "false"},
@@ -105,8 +103,6 @@ BAD = [
      {"type": "proxy", "listen": "0.0.0.0:80", "connect": "tcp:1.2.3.4:80"}, r"key 'listen'"),
     ("proxy bad bind", "p", {"type": "proxy", "listen": "tcp:0.0.0.0:80",
                              "connect": "tcp:1.2.3.4:80", "bind": "both"}, r"key 'bind'"),
-    ("proxy nat unix", "p", {"type": "proxy", "listen": "unix:/a", "connect": "unix:/b",
-                             "nat": "true"}, r"'nat' needs tcp or udp"),
     ("structured value", "d", {"type": "disk", "path": "/", "pool": ["a"]}, r"key 'pool'"),
 ]
 
