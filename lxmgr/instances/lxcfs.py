@@ -35,6 +35,7 @@ from lxmgr.errors import CommandError, KernelError, LxmgrError
 from lxmgr.instances.host import Check
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
+from lxmgr.linux.children import Children, send_signal
 from lxmgr.runtime import lxcfs as rt
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ MAX_STACKED = 8  # lxcfs mounts stacked at our mount point that stop() detaches 
 RETRY_INTERVAL = 30.0  # between failed starts (no /dev/fuse, ...), each failure logged once
 MOUNTINFO = "/proc/self/mountinfo"
 RESTART = "systemctl restart lxmgr.service"
-_children: dict[int, subprocess.Popen[bytes]] = {}  # lxcfs processes we started: reaped
+_children = Children()  # lxcfs processes we started: reaped
 
 
 def setting() -> str:
@@ -150,7 +151,7 @@ class Lxcfs:
 
     def pid(self) -> int | None:
         """Our lxcfs's pid if it is running, else None."""
-        _reap()
+        _children.reap()
         try:
             pid = int(self.pid_file.read_text().strip())
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -184,7 +185,7 @@ class Lxcfs:
                                         start_new_session=True, close_fds=True, cwd="/")
             except OSError as err:
                 raise CommandError(argv, 127, f"{self.binary}: {err.strerror}") from err
-        _children[proc.pid] = proc
+        _children.add(proc)
         self.pid_file.write_text(f"{proc.pid}\n")  # lxcfs writes the same once it runs
         self._wait_started(proc, argv, offset)
         _protect(proc.pid)
@@ -196,7 +197,7 @@ class Lxcfs:
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
-                _children.pop(proc.pid, None)
+                _children.forget(proc.pid)
                 raise CommandError(argv, code, self._log_since(offset) or "lxcfs exited")
             if self.answers():
                 return
@@ -220,14 +221,14 @@ class Lxcfs:
         pid = self.pid()
         if pid is not None:
             log.debug("stop lxcfs %d (%s)", pid, self.mount)
-            _signal(pid, signal.SIGTERM)
-            _signal(pid, signal.SIGCONT)  # a stopped one handles its SIGTERM at once
+            send_signal(pid, signal.SIGTERM)
+            send_signal(pid, signal.SIGCONT)  # a stopped one handles its SIGTERM at once
             deadline = time.monotonic() + timeout
             while self.is_mounted() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if not _wait_gone(pid, EXIT_GRACE):
-                _signal(pid, signal.SIGKILL)
-                _wait_gone(pid, timeout)
+            if not _children.wait_gone(pid, EXIT_GRACE):
+                send_signal(pid, signal.SIGKILL)
+                _children.wait_gone(pid, timeout)
         for _ in range(MAX_STACKED):
             if not self.is_mounted():
                 break
@@ -331,37 +332,3 @@ def check() -> Check:
              f"stale mount at {ours.mount} (it died)" if ours.is_mounted() else "not running")
     return Check("lxcfs", False, f"{where}: containers see the host's memory, CPUs and uptime",
                  fix, fatal=False)
-
-
-def _reap() -> None:
-    for pid, proc in list(_children.items()):
-        if proc.poll() is not None:
-            del _children[pid]
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    proc = _children.get(pid)
-    if proc is not None:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        _children.pop(pid, None)
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.02)
-    return False

@@ -25,6 +25,7 @@ import jinja2
 
 from lxmgr import paths
 from lxmgr.errors import CommandError, InvalidConfig
+from lxmgr.linux.children import Children, send_signal
 from lxmgr.model.network import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ RELOAD_TIMEOUT = 2.0
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # Popen handles of dnsmasq processes this process started, so dead ones get reaped.
-_children: dict[int, subprocess.Popen[bytes]] = {}
+_children = Children()
 
 
 def state_dir(network_name: str) -> Path:
@@ -176,7 +177,7 @@ class Dnsmasq:
 
     def pid(self) -> int | None:
         """Our dnsmasq's pid if it is running, else None."""
-        _reap()
+        _children.reap()
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -208,7 +209,7 @@ class Dnsmasq:
                                         start_new_session=True, close_fds=True)
             except OSError as err:
                 raise CommandError(argv, 127, f"{self.binary}: {err.strerror}") from err
-        _children[proc.pid] = proc
+        _children.add(proc)
         _write_atomic(self.pid_file, f"{proc.pid}\n")
         self._wait_started(proc, argv, offset)
         return proc.pid
@@ -222,7 +223,7 @@ class Dnsmasq:
             code = proc.poll()
             text = self._log_since(offset)
             if code is not None:
-                _children.pop(proc.pid, None)
+                _children.forget(proc.pid)
                 self.pid_file.unlink(missing_ok=True)
                 raise CommandError(argv, code, text or "dnsmasq exited")
             if f"read {self.hosts_file}" in text:
@@ -244,10 +245,10 @@ class Dnsmasq:
         pid = self.pid()
         if pid is not None:
             log.debug("stop dnsmasq %d (%s)", pid, self.dir)
-            _signal(pid, signal.SIGTERM)
-            if not _wait_gone(pid, timeout):
-                _signal(pid, signal.SIGKILL)
-                _wait_gone(pid, timeout)
+            send_signal(pid, signal.SIGTERM)
+            if not _children.wait_gone(pid, timeout):
+                send_signal(pid, signal.SIGKILL)
+                _children.wait_gone(pid, timeout)
         self.pid_file.unlink(missing_ok=True)
 
     def reload(self) -> None:
@@ -256,7 +257,7 @@ class Dnsmasq:
         if pid is None:
             return
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        _signal(pid, signal.SIGHUP)
+        send_signal(pid, signal.SIGHUP)
         # Return once the new reservations are loaded, so a caller that starts an instance
         # right after reserve() never races the reload (dnsmasq handles signals lazily).
         deadline = time.monotonic() + RELOAD_TIMEOUT
@@ -290,37 +291,3 @@ class Dnsmasq:
             return parse_leases(self.leases_file.read_text())
         except FileNotFoundError:
             return []
-
-
-def _reap() -> None:
-    for pid, proc in list(_children.items()):
-        if proc.poll() is not None:
-            del _children[pid]
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    proc = _children.get(pid)
-    if proc is not None:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        _children.pop(pid, None)
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.02)
-    return False
