@@ -48,9 +48,13 @@ class Daemon:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"lxmgrd exited with {self.proc.returncode}")
-            if self.api("GET", "/1.0", check=False) is not None:
-                return
+                tail = Path(self.root, "lxmgrd-test.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"lxmgrd exited with {self.proc.returncode}:\n{tail}")
+            try:
+                if self.api("GET", "/1.0", check=False) is not None:
+                    return
+            except ConnectionResetError:
+                pass  # it exited with our request in its backlog: the poll above says why
             time.sleep(0.05)
         raise RuntimeError("lxmgrd did not answer within 30 s")
 
