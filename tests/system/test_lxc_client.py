@@ -111,3 +111,24 @@ def test_lxc_lists_and_revokes_trust_tokens(lxc, daemon) -> None:  # type: ignor
     assert [line.split(",")[0] for line in rows.splitlines()] == ["tok-b"]
     assert [t["name"] for t in daemon.api("GET", "/1.0/certificates?recursion=1")[
         "metadata"]] == []
+
+
+def test_lxc_shares_a_host_directory(lxc, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The dev-VM user's first step as an LXD user types it: `lxc config device add ... disk`
+    with shift=true on a running container, then removed; a bad one is refused by name."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "main.c").write_text("int main(void) { return 0; }\n")
+    os.chown(code / "main.c", 1000, 1000)
+    lxc("launch", "lxm:debian", "lxm:ld1")
+    lxc("config", "device", "add", "lxm:ld1", "code", "disk", f"source={code}", "path=/code",
+        "shift=true")
+    assert lxc("exec", "lxm:ld1", "--", "stat", "-c", "%u", "/code/main.c").stdout == "1000\n"
+    assert "shift: \"true\"" in lxc("config", "device", "show", "lxm:ld1").stdout
+    bad = lxc("config", "device", "add", "lxm:ld1", "bad", "disk", "source=/nonexistent",
+              "path=/x", check=False)
+    assert bad.returncode != 0 and "Missing source path '/nonexistent'" in bad.stderr
+    lxc("config", "device", "remove", "lxm:ld1", "code")
+    assert lxc("exec", "lxm:ld1", "--", "test", "-e", "/code/main.c", check=False
+               ).returncode == 1
+    lxc("delete", "lxm:ld1", "--force")

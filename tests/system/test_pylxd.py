@@ -180,3 +180,32 @@ def test_pylxd_over_https_with_a_trust_token(daemon, tmp_path, monkeypatch) -> N
         assert [c["name"] for c in certs] == ["pylxd-tls"]
     finally:
         gc.collect()
+
+
+def test_pylxd_hot_plugs_a_disk(daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pylxd script sharing a host directory with a running instance: devices edited on
+    the object and saved are mounted at once, and unmounted when removed."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "f").write_text("shared\n")
+    client = pylxd.Client(endpoint=daemon.socket)
+    inst = client.instances.create(
+        {"name": "py2", "source": {"type": "image", "alias": "debian"}}, wait=True)
+    try:
+        inst.start(wait=True)
+        inst.devices["code"] = {"type": "disk", "source": str(code), "path": "/code",
+                                "readonly": "true"}
+        inst.save(wait=True)
+        assert inst.execute(["cat", "/code/f"]).stdout == "shared\n"
+        assert inst.execute(["touch", "/code/g"]).exit_code != 0  # readonly
+        del inst.devices["code"]
+        inst.save(wait=True)
+        assert inst.execute(["test", "-e", "/code/f"]).exit_code == 1
+        inst.devices["bad"] = {"type": "unix-hotplug", "vendorid": "1234"}
+        with pytest.raises(pylxd.exceptions.LXDAPIException, match="'unix-hotplug' is not "
+                                                                    "supported"):
+            inst.save(wait=True)
+    finally:
+        inst.stop(wait=True, force=True)
+        inst.delete(wait=True)
+        gc.collect()
