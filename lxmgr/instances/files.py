@@ -97,8 +97,8 @@ def write_file(spec: RootfsSpec, idmap: IdMap | None, rel: str, text: str, *,
     # which stays owned by host root when it is used through an idmapped mount.
     top = spec.upper if spec.kind == "overlay" else spec.source
     shifted = idmap is not None and not (spec.kind == "bind" and spec.idmap_lower)
-    uid = idmap.uid_base if shifted and idmap else 0
-    gid = idmap.gid_base if shifted and idmap else 0
+    uid = idmap.host_uid(0) if shifted and idmap else 0
+    gid = idmap.host_gid(0) if shifted and idmap else 0
     for parent in parents or [os.path.dirname(rel)]:
         parent_path = os.path.join(top, parent)
         if os.path.islink(parent_path):

@@ -238,7 +238,7 @@ def apply_image_templates(manager: Manager, spec: InstanceSpec, trigger: str) ->
     rootfs = manager.pools.driver_for(spec).rootfs_spec(spec.name, image.rootfs, idmap)
     top = rootfs.upper if rootfs.kind == "overlay" else rootfs.source
     shifted = idmap is not None and not (rootfs.kind == "bind" and rootfs.idmap_lower)
-    uid, gid = (idmap.uid_base, idmap.gid_base) if shifted and idmap else (0, 0)
+    uid, gid = (idmap.host_uid(0), idmap.host_gid(0)) if shifted and idmap else (0, 0)
     expanded, devices = manager.expanded(spec)
     context = TemplateContext(
         name=spec.name, architecture=image.architecture,

@@ -1,5 +1,6 @@
 """User-namespace id ranges: /etc/subuid parsing and per-instance allocation (the shared
-map, isolated maps found or placed at security.idmap.base, the refusal of a map change).
+map, isolated maps found or placed at security.idmap.base, raw.idmap's host ids kept out of
+every instance's range, the refusal of a map change).
 Pure parsers plus reads of /etc/subuid|subgid and the one host write LXD's packaging also
 does (a default subuid range)."""
 
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lxmgr.errors import Conflict, HostNotReady, InvalidConfig, NotSupported
-from lxmgr.model.idmap import IDMAP_KEYS, IdMap, IdmapRequest, describe_ids, overlaps
+from lxmgr.model.idmap import (
+    IDMAP_KEYS,
+    IdMap,
+    IdmapRequest,
+    describe_ids,
+    describe_raw,
+    overlaps,
+)
 
 DEFAULT_RANGE = (1000000, 1000000000)  # LXD's fallback when root has no subuid entry
 SIZE = 65536
@@ -73,12 +81,18 @@ def pick_isolated(uid_range: SubIdRange, gid_range: SubIdRange, used: Iterable[I
                   size: int = SIZE) -> IdMap:
     """The first `size` ids (at the same offset in both ranges) no instance's map uses
     (security.idmap.isolated=true without a base; LXD's findIdmap searches the same way).
-    The first SIZE ids stay for the shared default map."""
+    The first SIZE ids stay for the shared default map, and host ids an instance's raw.idmap
+    maps in are not given to another."""
     offset = SIZE
+    used = list(used)
     taken = sorted({(m.uid_base - uid_range.start, m.uid_base + m.size - uid_range.start)
                     for m in used} |
                    {(m.gid_base - gid_range.start, m.gid_base + m.size - gid_range.start)
-                    for m in used})
+                    for m in used} |
+                   {(h - uid_range.start, h + n - uid_range.start)
+                    for m in used for h, n in m.raw_ranges("uid")} |
+                   {(h - gid_range.start, h + n - gid_range.start)
+                    for m in used for h, n in m.raw_ranges("gid")})
     for low, high in taken:
         if high <= offset:
             continue
@@ -107,10 +121,39 @@ def place_isolated(base: int, size: int, uid_ranges: list[SubIdRange],
         raise Conflict(f"Invalid security.idmap.base {base}: host ids {base}-{last} overlap "
                        f"the map instances without isolation share ({describe_ids(shared)})")
     for name, other in sorted(used.items()):
-        if other != shared and overlaps(idmap, other):
+        if other.base_map != shared and overlaps(idmap, other):
             raise Conflict(f"Invalid security.idmap.base {base}: host ids {base}-{last} "
                            f"overlap those of instance '{name}' ({describe_ids(other)})")
+        for entry in other.raw:
+            if entry[1] < base + size and base < entry[1] + entry[3]:
+                raise Conflict(f"Invalid security.idmap.base {base}: host ids {base}-{last} "
+                               f"overlap the raw.idmap of instance '{name}' "
+                               f"('{describe_raw(entry)}')")
     return idmap
+
+
+def check_raw(idmap: IdMap, shared: IdMap, others: Mapping[str, IdMap]) -> None:
+    """raw.idmap's host ids must be no instance's own: outside the map instances without
+    isolation share and the isolated range of each of the other instances, `others`
+    (Conflict naming the entry and the instance). LXD only checks the instance's own range
+    (IdMap does that too); sharing one host id between instances through raw.idmap is what
+    it is for.
+
+    The host ids need not be in root's ranges in /etc/subuid and /etc/subgid (LXD's docs ask
+    that of non-snap installs, whose LXC may write the map through newuidmap): lxmgr writes
+    uid_map as host root, whom the kernel lets map any id (user_namespaces(7), "Defining
+    user and group ID mappings"), as LXD's snap does."""
+    others = [("the map instances without isolation share", shared)] + \
+        [(f"instance '{n}'", m) for n, m in sorted(others.items()) if m.base_map != shared]
+    for entry in idmap.raw:
+        kind, host, _, count = entry
+        for one in ("uid", "gid") if kind == "both" else (kind,):
+            for who, other in others:
+                base = other.uid_base if one == "uid" else other.gid_base
+                if host < base + other.size and base < host + count:
+                    raise Conflict(f"Invalid raw.idmap entry '{describe_raw(entry)}': host "
+                                   f"{one}s {host}-{host + count - 1} belong to {who} "
+                                   f"({describe_ids(other.base_map)})")
 
 
 def check_change(name: str, current: IdMap | None, old: Mapping[str, str],

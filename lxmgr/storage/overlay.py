@@ -10,6 +10,7 @@ storage_dir()/shifted/ and shared by every instance with that idmap.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 
@@ -21,10 +22,14 @@ from lxmgr.storage.shift import shifted_copy
 
 
 def shifted_dir(image_rootfs: str | os.PathLike[str], idmap: IdMap) -> Path:
-    """storage_dir()/shifted/<fingerprint>-<uid_base>[-<gid_base>] for an image rootfs."""
+    """storage_dir()/shifted/<fingerprint>-<uid_base>[-<gid_base>][-r<hash>] for an image
+    rootfs; the hash names the raw.idmap entries, which move some owners elsewhere."""
     fingerprint = Path(image_rootfs).parent.name
     suffix = f"{idmap.uid_base}" if idmap.uid_base == idmap.gid_base else \
         f"{idmap.uid_base}-{idmap.gid_base}"
+    if idmap.raw:
+        text = idmap.uid_map_text() + "/" + idmap.gid_map_text()
+        suffix += "-r" + hashlib.sha256(text.encode()).hexdigest()[:16]
     return paths.storage_dir() / "shifted" / f"{fingerprint}-{suffix}"
 
 

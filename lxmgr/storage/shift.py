@@ -1,10 +1,11 @@
 """Fallback for kernels without idmapped mounts: copy a tree and shift its owners on disk.
 
-Imports lxmgr.linux, lxmgr.model, lxmgr.errors. shift_tree() lchowns every entry by the idmap
-base and repairs what chown(2) destroys: the kernel clears setuid/setgid bits and drops the
-security.capability xattr on chown, so both are restored; file capabilities are rewritten as
-v3 with rootid = container root, else they would be ignored inside the userns. POSIX ACL
-entries naming a user or group are shifted as well. Hard links are shifted once.
+Imports lxmgr.linux, lxmgr.model, lxmgr.errors. shift_tree() lchowns every entry into the
+idmap (base + id, or the host id a raw.idmap entry gives) and repairs what chown(2) destroys:
+the kernel clears setuid/setgid bits and drops the security.capability xattr on chown, so
+both are restored; file capabilities are rewritten as v3 with rootid = container root, else
+they would be ignored inside the userns. POSIX ACL entries naming a user or group are
+shifted as well. Hard links are shifted once.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def shifted_copy(image_rootfs: Path, dest: Path, idmap: IdMap) -> None:
 
 
 def shift_tree(root: Path, idmap: IdMap) -> None:
-    """Add idmap's bases to the owner of every entry under root (root included)."""
+    """Move the owner of every entry under root (root included) into idmap: base + id, or
+    the host id a raw.idmap entry gives it."""
     seen: set[tuple[int, int]] = set()
     root_dev = os.lstat(root).st_dev
     for dirpath, dirnames, filenames in os.walk(root):
@@ -87,7 +89,7 @@ def shift_caps(value: bytes, idmap: IdMap) -> bytes:
     (magic,) = struct.unpack_from("<I", value)
     revision, flags = magic & VFS_CAP_REVISION_MASK, magic & ~VFS_CAP_REVISION_MASK
     if revision == VFS_CAP_REVISION_2 and len(value) >= 20:
-        rootid = idmap.uid_base
+        rootid = idmap.host_uid(0)
     elif revision == VFS_CAP_REVISION_3 and len(value) >= 24:
         rootid = idmap.host_uid(struct.unpack_from("<I", value, 20)[0])
     else:

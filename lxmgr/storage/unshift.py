@@ -37,11 +37,6 @@ _ACL_ENTRY = struct.Struct("<HHI")
 Target = int | str  # an open fd, or /proc/self/fd/N for an O_PATH fd
 
 
-def container_id(host_id: int, base: int, size: int) -> int | None:
-    """host_id moved back into a container's range [0, size), None when outside it."""
-    return host_id - base if base <= host_id < base + size else None
-
-
 def unshift_caps(value: bytes, idmap: IdMap) -> bytes | None:
     """The inverse of shift.shift_caps: a v3 value whose rootid is container root becomes v2,
     another in-range rootid is unshifted; None (drop the caps) for a rootid outside the map
@@ -54,7 +49,7 @@ def unshift_caps(value: bytes, idmap: IdMap) -> bytes | None:
         return value[:20]
     if revision != VFS_CAP_REVISION_3 or len(value) < 24:
         return None
-    rootid = container_id(struct.unpack_from("<I", value, 20)[0], idmap.uid_base, idmap.size)
+    rootid = idmap.container_uid(struct.unpack_from("<I", value, 20)[0])
     if rootid is None:
         return None
     if rootid == 0:
@@ -69,9 +64,9 @@ def unshift_acl(value: bytes, idmap: IdMap) -> bytes:
     for off in range(_ACL_HEADER.size, len(value) - _ACL_ENTRY.size + 1, _ACL_ENTRY.size):
         tag, perm, ident = _ACL_ENTRY.unpack_from(value, off)
         if tag == ACL_USER:
-            ident = _or_overflow(container_id(ident, idmap.uid_base, idmap.size))
+            ident = _or_overflow(idmap.container_uid(ident))
         elif tag == ACL_GROUP:
-            ident = _or_overflow(container_id(ident, idmap.gid_base, idmap.size))
+            ident = _or_overflow(idmap.container_gid(ident))
         out += _ACL_ENTRY.pack(tag, perm, ident)
     return bytes(out)
 
@@ -93,8 +88,8 @@ class Owners:
         """(uid, gid) to write for an entry whose stat is st."""
         if self.idmap is None:
             return st.st_uid, st.st_gid
-        uid = container_id(st.st_uid, self.idmap.uid_base, self.idmap.size)
-        gid = container_id(st.st_gid, self.idmap.gid_base, self.idmap.size)
+        uid = self.idmap.container_uid(st.st_uid)
+        gid = self.idmap.container_gid(st.st_gid)
         if uid is None or gid is None:
             self.overflows += 1
             self.example = self.example or f"'{where}' ({st.st_uid}:{st.st_gid})"

@@ -66,14 +66,16 @@ class Monitor:
         the manager's job on a start (it plugs them in-process right after, pyroute2
         loaded); after a reboot from inside, ours (the manager is not involved)."""
         plan = self.plan
-        uid = plan.idmap.uid_base if plan.idmap else 0
-        gid = plan.idmap.gid_base if plan.idmap else 0
+        idmap = plan.idmap  # the container's root and its tty group (5), on the host
+        uid = idmap.host_uid(0) if idmap else 0
+        gid = idmap.host_gid(0) if idmap else 0
+        tty_gid = idmap.host_gid(5) if idmap and idmap.size > 5 else gid + 5
         self.cgroups.delete(plan.name)  # leftovers of an earlier boot (reboot) reset systemd
         self.cgroups.create(plan.name, uid, gid)
         try:
             self.cgroups.apply_limits(plan.name, self.cfg.limits)
             self.cgroups.apply_devices(plan.name, plan.cgroup_device_rules())
-            consoles = self._open_ptys(uid, gid + 5)
+            consoles = self._open_ptys(uid, tty_gid)
             self.init_pid = child.start(plan, consoles)
         except BaseException:
             self._close_ptys()
@@ -199,7 +201,7 @@ class Monitor:
             return
         disk = disks.DiskMount.from_dict(msg["disk"])
         idmap = self.plan.idmap
-        owner = (idmap.uid_base, idmap.gid_base) if idmap else (0, 0)
+        owner = (idmap.host_uid(0), idmap.host_gid(0)) if idmap else (0, 0)
         action = "attach" if cmd == protocol.DISK_ATTACH else "detach"
         done = disks.in_container(self.init_pid, action, disk, disk.shift and idmap is not None,
                                   owner)
@@ -217,7 +219,7 @@ class Monitor:
         name = str(msg["device"])
         if cmd == protocol.DEVICE_ATTACH:
             idmap = self.plan.idmap
-            owner = (idmap.uid_base, idmap.gid_base) if idmap else (0, 0)
+            owner = (idmap.host_uid(0), idmap.host_gid(0)) if idmap else (0, 0)
             mounts = [disks.DiskMount.from_dict(d) for d in msg.get("disks") or []]
             devices.attach(self.plan, self.cgroups, self.init_pid, owner, name, mounts,
                            [str(r) for r in msg.get("rules") or []])
