@@ -21,7 +21,7 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeSetupError
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
-from lxmgr.instances import cloudinit, files, image_ops, lxcfs
+from lxmgr.instances import cloudinit, files, image_ops, lxcfs, raw_idmap
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
 from lxmgr.instances.manager_backup import BackupMixin
@@ -40,7 +40,7 @@ from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
 from lxmgr.model import units
 from lxmgr.model.devices import validate_devices
-from lxmgr.model.idmap import IdMap, IdmapRequest
+from lxmgr.model.idmap import IdMap, IdmapRequest, parse_raw_idmap
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.profile import Profile
 from lxmgr.net.nic import NicSpec
@@ -114,34 +114,47 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             bridge_of=self.networks.bridge_of)
 
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
-        return self._idmap_of(spec.config)
+        return self._idmap_of(self.expanded(spec)[0])
 
     @staticmethod
     def _idmap_of(config: dict[str, str]) -> IdMap | None:
-        """The map volatile.idmap.* records (None: privileged, or not allocated yet)."""
+        """The map volatile.idmap.* records with the raw.idmap entries of config, an
+        effective config (None: privileged, or not allocated yet)."""
         base = config.get("volatile.idmap.base")
         if base is None:
             return None
         size = int(config.get("volatile.idmap.size", idmaps.SIZE))
-        return IdMap(int(base), int(config.get("volatile.idmap.gid_base", base)), size)
+        return IdMap(int(base), int(config.get("volatile.idmap.gid_base", base)), size,
+                     parse_raw_idmap(config.get("raw.idmap") or ""))
+
+    def _check_raw_change(self, spec: InstanceSpec, old: dict[str, str],
+                          new: dict[str, str], *, copy: bool = False) -> None:
+        """Refuse a raw.idmap change spec's files cannot follow (instances.raw_idmap)."""
+        raw_idmap.check_change(self, spec, old, new, copy=copy)
 
     def _allocate_idmap(self, config: dict[str, str]) -> IdMap | None:
         """The map of a new instance with effective config `config` (LXD's findIdmap).
         Privileged: none. Isolated: security.idmap.size ids (65536) from security.idmap.base,
         which must lie in root's subordinate ids clear of every other map, or else the first
-        free range. Else the map non-isolated instances share."""
+        free range. Else the map non-isolated instances share. raw.idmap's entries come on
+        top, their host ids clear of every instance's range."""
         request = IdmapRequest.from_config(config)
         if request.privileged:
             return None
         uid_range, gid_range = idmaps.ensure_subids()
         shared = idmaps.shared_mapping(uid_range, gid_range)
-        if not request.isolated:
-            return shared
         used = {n: m for n in self.store.names() if (m := self._idmap(self.store.get(n)))}
-        if request.base is not None:
-            return idmaps.place_isolated(request.base, request.map_size, *idmaps.root_subids(),
-                                         shared, used)
-        return idmaps.pick_isolated(uid_range, gid_range, used.values(), request.map_size)
+        if not request.isolated:
+            idmap = shared
+        elif request.base is not None:
+            idmap = idmaps.place_isolated(request.base, request.map_size,
+                                          *idmaps.root_subids(), shared, used)
+        else:
+            idmap = idmaps.pick_isolated(uid_range, gid_range, used.values(), request.map_size)
+        if request.raw:
+            idmap = IdMap(idmap.uid_base, idmap.gid_base, idmap.size, request.raw)
+            idmaps.check_raw(idmap, shared, used)
+        return idmap
 
     # -- create / delete ---------------------------------------------------------------------
 

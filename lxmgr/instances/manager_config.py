@@ -59,6 +59,7 @@ class ConfigMixin:
         cfgmod.validate_config(expanded, allow_volatile=True)
         cloudinit.check_unchanged(old_expanded, expanded, name)
         idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
+        self._check_raw_change(spec, old_expanded, expanded)
         self.networks.check_devices(devices)
         ctx = self.device_context(name, expanded)
         devices_mod.validate_all(devices, ctx)
@@ -210,6 +211,7 @@ class ConfigMixin:
                                         spec.devices)
             cfgmod.validate_config(expanded, allow_volatile=True)
             idmaps.check_change(spec.name, self._idmap(spec), self.expanded(spec)[0], expanded)
+            self._check_raw_change(spec, self.expanded(spec)[0], expanded)
         self.db.profile_save(profile)
         for spec in users:
             self.apply_live(spec.name, self.expanded(spec)[0])

@@ -154,6 +154,7 @@ class SnapshotMixin:
         # The copy's files are the source's: a config asking another map is refused.
         idmaps.check_change(target, self._idmap(spec), self.expanded(src)[0],
                             self.expanded(spec)[0])
+        self._check_raw_change(spec, self.expanded(src)[0], self.expanded(spec)[0], copy=True)
         spec.config["volatile.uuid"] = str(uuidlib.uuid4())
         spec.config.update(self.networks.new_volatile(self.expanded(spec)[1], spec.config))
         snapshots = [] if instance_only or snapshot else self.db.snapshots(name)

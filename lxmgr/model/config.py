@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from lxmgr.errors import InvalidConfig
 from lxmgr.model import snapshot
 from lxmgr.model import validate as v
+from lxmgr.model.idmap import is_raw_idmap
 
 if TYPE_CHECKING:
     from lxmgr.model.profile import Profile
@@ -66,6 +67,12 @@ _KEY_LIST = [
         "Maximum number of processes (pids.max)"),
     Key("linux.kernel_modules", v.optional(v.is_kernel_module_list), None, False,
         "Comma-separated kernel modules to load on the host before start"),
+    # raw.*: low-level additions to what lxmgr generates.
+    Key("raw.idmap", v.optional(is_raw_idmap), None, False,
+        "Host ids mapped straight into the container, a line each: 'uid|gid|both HOST "
+        "CONTAINER' (ids or ranges A-B, e.g. 'both 1000 1000'); not host root nor another "
+        "instance's range; taken at the next start (overlay: while stopped, when no file "
+        "there changes owner; refused without idmapped mounts)"),
     # security.*: decided when the instance starts (namespaces, idmap, seccomp).
     Key("security.privileged", v.optional(v.is_bool), "false", False,
         "Run without a user namespace (root in the instance is root on the host)"),
@@ -130,6 +137,7 @@ APPLIED_BY: dict[str, str] = {
     "limits.memory.swap.priority": "lxmgr.cgroups.translate",
     "limits.processes": "lxmgr.cgroups.translate",
     "linux.kernel_modules": "lxmgr.instances.manager",
+    "raw.idmap": "lxmgr.model.idmap",
     "security.privileged": "lxmgr.model.idmap",
     "security.nesting": "lxmgr.runtime.plan",
     "security.idmap.isolated": "lxmgr.model.idmap",

@@ -39,6 +39,7 @@ KEY_CASES = {
     "limits.memory.swap.priority": ("0", "-1"),
     "limits.processes": ("500", "0"),
     "linux.kernel_modules": ("overlay,br_netfilter", "-r"),
+    "raw.idmap": ("both 1000 1000\nuid 50-60 500-510\n", "both 0 0"),
     "security.privileged": ("false", "root"),
     "security.nesting": ("true", "deep"),
     "security.idmap.isolated": ("true", "yes please"),

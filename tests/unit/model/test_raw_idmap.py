@@ -10,6 +10,7 @@ import re
 import pytest
 
 from lxmgr.errors import InvalidConfig
+from lxmgr.model.config import validate_key
 from lxmgr.model.idmap import IdMap, IdmapRequest, describe_raw, parse_raw_idmap
 from lxmgr.runtime.plan import RuntimePlan
 
@@ -47,6 +48,13 @@ def test_parse_refuses_naming_the_line(text: str, message: str) -> None:
         parse_raw_idmap(text)
     assert str(err.value).startswith("Invalid raw.idmap line ")
     assert "\n" not in str(err.value)
+
+
+def test_the_config_key_validates_its_lines() -> None:
+    validate_key("raw.idmap", "both 1000 1000")
+    with pytest.raises(InvalidConfig, match=r"^Invalid config key 'raw.idmap': Invalid "
+                                            r"raw.idmap line 1 'both 1000 x'"):
+        validate_key("raw.idmap", "both 1000 x")
 
 
 def test_no_raw_entries_is_todays_map() -> None:
