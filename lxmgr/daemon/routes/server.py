@@ -94,6 +94,8 @@ EXTENSIONS: dict[str, str] = {
     "container_stop_priority": "lxmgr.instances.lifecycle",
     # security.protection.delete
     "container_protection_delete": "lxmgr.instances.manager",
+    # security.idmap.isolated, security.idmap.size, raw.idmap
+    "id_map": "lxmgr.model.idmap",
     # security.idmap.base
     "id_map_base": "lxmgr.model.idmap",
     # /1.0/storage-pools/POOL/volumes/custom/NAME/snapshots: read-only volume snapshots

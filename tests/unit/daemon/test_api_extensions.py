@@ -79,6 +79,8 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
     "container_protection_delete": (
         "tests/system/test_protection.py::test_protected_instance_is_not_deleted",
         "tests/system/test_protection.py::test_lxc_client_shows_lxd_message"),
+    "id_map": ("tests/kernel/test_idmap.py::test_size_alone_is_honoured_with_a_found_base",
+               "tests/kernel/test_raw_idmap.py::test_host_uid_1000_is_uid_1000_inside"),
     "id_map_base": ("tests/kernel/test_idmap.py::test_base_and_size_are_the_map_of_init",),
     "storage_api_volume_snapshots": (f"{VOLS}::test_volume_lifecycle", LXC_VOLS),
     "storage_api_volume_rename": (f"{VOLS}::test_volume_lifecycle", LXC_VOLS),
