@@ -62,7 +62,10 @@ class ConfigMixin:
         self._check_raw_change(spec, old_expanded, expanded)
         self.networks.check_devices(devices)
         ctx = self.device_context(name, expanded)
-        devices_mod.validate_all(devices, ctx)
+        # Host-side checks for what this update adds or changes: a disk whose source went
+        # away since must not block an unrelated change (its next start says so).
+        devices_mod.validate_all({n: d for n, d in devices.items() if old_devices.get(n) != d},
+                                 ctx)
         self.proxies.check_update(spec, old_devices, devices)  # 4xx: bad or port in use
         spec.config.update(self.networks.new_volatile(devices, spec.config))
         self.apply_live(name, expanded)

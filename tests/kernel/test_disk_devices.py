@@ -140,3 +140,15 @@ def test_bad_sources_refused(manager, share: Path) -> None:  # type: ignore[no-u
     manager.start(name)
     assert wait_running(manager, name) == "running"
     assert not _mounted(manager, name, "/code")
+
+
+def test_a_vanished_source_blocks_the_start_not_other_changes(manager, share: Path) -> None:  # type: ignore[no-untyped-def]
+    name = _new(manager, {"code": {"type": "disk", "source": str(share), "path": "/code"}})
+    for path in sorted(share.rglob("*"), reverse=True):
+        path.unlink()
+    share.rmdir()
+    manager.update_config(name, {"user.note": "source moved"})  # unrelated: accepted
+    assert manager.get(name).config["user.note"] == "source moved"
+    with pytest.raises(LxmgrError, match=f"Missing source path '{share}' for disk 'code'"):
+        manager.start(name)
+    assert not manager.is_running(name)
