@@ -52,8 +52,8 @@ async def test_an_unreachable_server_fails_the_create_in_one_line(api, tree) -> 
     async with SimpleStreamsServer(tree) as srv:
         url = srv.url
     said = (f"Image server {url.removeprefix('http://')} is unreachable (Connection refused): "
-            "without it, use a local recipe (debian), `lxmgr image import`, or a reachable "
-            "remote")
+            "without it, use a local recipe (debian, debian-dev), `lxmgr image import`, or a "
+            "reachable remote")
     op = await wait(api, await call(api, "POST", "/1.0/instances", _create("debian/12", url),
                                     status=202), ok=False)
     assert (op["status"], op["err"]) == ("Failure", said)

@@ -199,8 +199,8 @@ async def test_a_stopped_server_is_unreachable_in_one_line(built: BuiltImage,
     async with SimpleStreamsServer(built.tree) as srv:
         url, image = srv.url, await image_of(srv)
     expected = (f"Image server {url.removeprefix('http://')} is unreachable (Connection "
-                "refused): without it, use a local recipe (debian), `lxmgr image import`, "
-                "or a reachable remote")
+                "refused): without it, use a local recipe (debian, debian-dev), `lxmgr image "
+                "import`, or a reachable remote")
     with pytest.raises(download.ServerUnreachable) as err:
         await fetch_products(url)
     assert str(err.value) == expected

@@ -64,8 +64,8 @@ def test_image_errors_say_what_to_do(daemon, tmp_path) -> None:  # type: ignore[
 
         assert cli("remote", "add", "dead", f"http://127.0.0.1:{port}").returncode == 0
         unreachable = (f"Image server 127.0.0.1:{port} is unreachable (Connection refused): "
-                       "without it, use a local recipe (debian), `lxmgr image import`, or a "
-                       "reachable remote")
+                       "without it, use a local recipe (debian, debian-dev), `lxmgr image "
+                       "import`, or a reachable remote")
         for args in (("launch", "dead:debian/12", "web3"), ("init", "dead:debian/12", "web3")):
             proc = cli(*args)
             assert (proc.returncode, proc.stderr) == (1, f"Error: {unreachable}\n")

@@ -182,6 +182,7 @@ def test_pylxd_over_https_with_a_trust_token(daemon, tmp_path, monkeypatch) -> N
         gc.collect()
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # pylxd's execute(), as above
 def test_pylxd_hot_plugs_a_disk(daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A pylxd script sharing a host directory with a running instance: devices edited on
     the object and saved are mounted at once, and unmounted when removed."""
