@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lxmgr.model.idmap import IdMap
+from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.net.nic import NicSpec
 from lxmgr.net.proxy import ProxySpec
 from lxmgr.runtime.disks import DiskMount
@@ -34,12 +35,18 @@ class InstanceContext:
     config: Mapping[str, str] = field(default_factory=dict)
     # A managed network -> its bridge (NotFound naming the network); None: not resolvable.
     bridge_of: Callable[[str], str] | None = None
+    # The root volume as the storage driver mounts it (the root disk's start); None: not
+    # known here (validation only).
+    rootfs: Callable[[], RootfsSpec] | None = None
+    # A pool name -> whether its driver applies a root disk's `size` (btrfs qgroups).
+    pool_has_quotas: Callable[[str], bool] | None = None
 
 
 @dataclass
 class RunConfig:
     """What starting a device asks of the runtime (merged into the RuntimePlan)."""
 
+    rootfs: RootfsSpec | None = None  # the root disk's volume (as Incus's RunConfig.RootFS)
     disks: list[DiskMount] = field(default_factory=list)
     nics: list[NicSpec] = field(default_factory=list)  # veths plugged in after PID 1 exists
     proxies: list[ProxySpec] = field(default_factory=list)  # relayed or DNATed ports
@@ -47,6 +54,7 @@ class RunConfig:
     cgroup_devices: dict[str, list[str]] = field(default_factory=dict)
 
     def merge(self, other: RunConfig) -> None:
+        self.rootfs = other.rootfs or self.rootfs
         self.disks += other.disks
         self.nics += other.nics
         self.proxies += other.proxies

@@ -1,4 +1,6 @@
-"""disk devices: the root disk (its pool's volume, mounted by the storage driver), host
+"""disk devices: the root disk (its pool's volume: start() gives the storage driver's
+RootfsSpec the runtime mounts as the container's root, and `size` needs a pool with
+quotas), host
 directories or files, and custom storage volumes (`pool` + `source=VOLUME`) mounted at a
 path inside (LXD's doc/reference/devices_disk.md).
 
@@ -26,6 +28,14 @@ class Disk(Device):
     hotplug = True
     applied_by = "lxmgr.instances.manager"  # the root disk's size (Manager._apply_root_size)
 
+    def _validate_root(self) -> None:
+        """`size` is a quota only some drivers apply: refused elsewhere, not ignored."""
+        pool = self.config.get("pool", "")
+        if self.config.get("size") and self.ctx.pool_has_quotas is not None and pool \
+                and not self.ctx.pool_has_quotas(pool):
+            raise NotSupported(f"Invalid device '{self.name}': 'size' needs a storage pool "
+                               f"with quotas (btrfs); pool '{pool}' has none")
+
     @property
     def is_root(self) -> bool:
         return self.config.get("path") == "/"
@@ -52,7 +62,8 @@ class Disk(Device):
 
     def validate(self) -> None:
         if self.is_root:
-            return  # the storage pool's volume; the pool is checked by Pools.resolve
+            self._validate_root()  # the pool itself is checked by Pools.resolve
+            return
         if self.is_volume:
             self._volume_path()
             return  # inside the state directory by design: only the volume is exposed
@@ -81,6 +92,6 @@ class Disk(Device):
 
     def start(self) -> RunConfig:
         if self.is_root:
-            return RunConfig()
+            return RunConfig(rootfs=self.ctx.rootfs() if self.ctx.rootfs else None)
         self.validate()
         return RunConfig(disks=[self.mount()])

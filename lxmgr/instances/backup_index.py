@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.model.devices import root_disk
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.snapshot import SnapshotSpec, parse_time, validate_snapshot_name
 
@@ -104,8 +105,7 @@ def _definition(spec: InstanceSpec, architecture: str, expand: Expand | None,
     expanded, expanded_devices = expand(spec) if expand else (dict(spec.config), devices)
     expanded = {**expanded, **{k: v for k, v in config.items() if k.startswith("volatile.")}}
     expanded_devices = {k: dict(v) for k, v in expanded_devices.items()}
-    if not any(d.get("type") == "disk" and d.get("path") == "/"
-               for d in expanded_devices.values()):
+    if root_disk(expanded_devices) is None:
         # LXD finds the instance's pool through its root disk: every real instance has one.
         expanded_devices.setdefault("root", {"path": "/", "pool": pool, "type": "disk"})
     return {"architecture": architecture, "config": config, "devices": devices,

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import uuid as uuidlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,14 @@ from lxmgr import devices as devices_mod
 from lxmgr import paths
 from lxmgr.cgroups import base as cgroup_base
 from lxmgr.cgroups.detect import detect
-from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound, RuntimeSetupError
+from lxmgr.errors import (
+    Conflict,
+    InvalidConfig,
+    LxmgrError,
+    NotFound,
+    NotSupported,
+    RuntimeSetupError,
+)
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import cloudinit, files, image_ops, lxcfs, raw_idmap
@@ -39,10 +47,11 @@ from lxmgr.instances.volumes import Volumes
 from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
 from lxmgr.model import units
-from lxmgr.model.devices import validate_devices
+from lxmgr.model.devices import root_disk, validate_devices
 from lxmgr.model.idmap import IdMap, IdmapRequest, parse_raw_idmap
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
 from lxmgr.model.profile import Profile
+from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
@@ -106,12 +115,23 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
     def socket_path(self, name: str) -> str:
         return str(paths.instance_dir(name) / "supervisor.sock")
 
-    def device_context(self, name: str, expanded: dict[str, str]) -> devices_mod.InstanceContext:
+    def device_context(self, name: str, expanded: dict[str, str], *,
+                       rootfs: Callable[[], RootfsSpec] | None = None
+                       ) -> devices_mod.InstanceContext:
         privileged = units.parse_bool(expanded.get("security.privileged") or "false")
         return devices_mod.InstanceContext(
             name=name, privileged=privileged, volume_path=self.volumes.host_path,
             idmap=None if privileged else self._idmap_of(expanded), config=expanded,
-            bridge_of=self.networks.bridge_of)
+            bridge_of=self.networks.bridge_of, rootfs=rootfs,
+            pool_has_quotas=self._pool_has_quotas)
+
+    def _pool_has_quotas(self, pool: str) -> bool:
+        """Whether pool's driver applies a root disk's `size` (unknown pools: say yes and
+        let Pools.resolve name them)."""
+        try:
+            return self.pools.driver(pool).can_limit_size
+        except NotFound:
+            return True
 
     def _idmap(self, spec: InstanceSpec) -> IdMap | None:
         return self._idmap_of(self.expanded(spec)[0])
@@ -174,8 +194,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         cfgmod.validate_config(expanded)
         self.networks.check_devices(devices)
         devices_mod.validate_all(devices, self.device_context(spec.name, expanded))
-        root_pool = next((d.get("pool") for d in devices.values()
-                          if d.get("type") == "disk" and d.get("path") == "/"), None)
+        root = root_disk(devices)
+        root_pool = root[1].get("pool") if root else None
         spec.storage_pool, spec.storage_driver = self.pools.resolve(storage or root_pool)
         if self.store.exists(name):
             raise Conflict(f"Instance '{name}' already exists")
@@ -261,14 +281,13 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
     def _apply_root_size(self, spec: InstanceSpec, driver: storage_base.StorageDriver) -> None:
         """The root disk's `size` as a quota where the driver has one (btrfs qgroups)."""
-        size = next((d.get("size") for d in self.expanded(spec)[1].values()
-                     if d.get("type") == "disk" and d.get("path") == "/"), None)
+        root = root_disk(self.expanded(spec)[1])
+        size = root[1].get("size") if root else None
         if not size:
             return
-        if not driver.can_limit_size:
-            log.warning("Instance '%s': root disk size %s ignored: the %s driver has no "
-                        "quotas", spec.name, size, driver.name)
-            return
+        if not driver.can_limit_size:  # refused by the root disk's validate() before
+            raise NotSupported(f"Invalid device '{root[0] if root else 'root'}': 'size' "
+                               f"needs a storage pool with quotas; {driver.name} has none")
         from lxmgr.model.units import parse_size
 
         driver.set_size(spec.name, parse_size(size))
@@ -336,9 +355,15 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         driver = self.pools.driver_for(spec)
         if not driver.volume_exists(spec.name):
             raise NotFound(f"Storage volume of instance '{spec.name}' is missing")
-        rootfs = driver.rootfs_spec(spec.name, img.rootfs, idmap)
+        def root_volume() -> RootfsSpec:
+            return driver.rootfs_spec(spec.name, img.rootfs, idmap)
+
+        run = devices_mod.start_all(_devices, self.device_context(spec.name, expanded,
+                                                                  rootfs=root_volume))
+        # The root disk's volume; an instance created without one (--no-profiles) still has
+        # its volume in the pool it was created on (LXD refuses creating such an instance).
+        rootfs = run.rootfs or root_volume()
         init_target = files.find_init(rootfs)
-        run = devices_mod.start_all(_devices, self.device_context(spec.name, expanded))
         cg = self.cgroups
         plan = build_plan(
             name=spec.name, uuid=spec.config.get("volatile.uuid", str(uuidlib.uuid4())),

@@ -27,6 +27,7 @@ from lxmgr import paths
 from lxmgr.errors import Conflict, NotFound
 from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
 from lxmgr.model import config as cfgmod
+from lxmgr.model.devices import root_disk
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.storage import base as storage_base
 from lxmgr.storage.shift import copy_tree, shift_tree
@@ -85,8 +86,8 @@ class BackupMixin:
         image = self.empty_image()
         spec = contents.instance_spec(name=target)
         if storage is None:  # the source's pool when this host has one by that name
-            pool = next((d.get("pool") for d in spec.devices.values()
-                         if d.get("type") == "disk" and d.get("path") == "/"), None)
+            root = root_disk(spec.devices)
+            pool = root[1].get("pool") if root else None
             if pool and pool not in {p["name"] for p in self.pools.list()}:
                 spec.devices["root"] = {"type": "disk", "path": "/", "pool": "default"}
         spec.config = cfgmod.validate_config(spec.config)

@@ -46,3 +46,11 @@ def test_nic_and_proxy_come_from_the_device_layer(manager) -> None:  # type: ign
         for name in manager.list():
             manager.delete(name, force=True)
         manager.networks.delete("lxdl0", [])
+
+
+def test_root_disk_size_needs_a_pool_with_quotas(manager) -> None:  # type: ignore[no-untyped-def]
+    """Before: a root `size` on the overlay pool was logged and ignored."""
+    with pytest.raises(NotSupported, match="'size' needs a storage pool with quotas"):
+        manager.create("rs1", "debian", devices={
+            "root": {"type": "disk", "path": "/", "pool": "default", "size": "1GiB"}})
+    assert manager.list() == []
