@@ -102,7 +102,8 @@ Decorator = Callable[[Callable[..., None]], Callable[..., None]]
 
 def _add(owner: DeviceOwner, name_arg: Decorator) -> click.Command:
     @click.command("add", help=_help(
-        owner, f"Add a device to {owner.a_noun}.\n\nTYPE is nic, disk, proxy or none; "
+        owner, f"Add a device to {owner.a_noun}.\n\nTYPE is disk, nic, proxy, unix-char, "
+               "unix-block, gpu or none; "
                "KEY=VALUE are its keys, as in LXD. A disk mounts a host directory or file "
                "(source) at path, at once in a running instance; shift=true shows host owners "
                "inside (idmapped), readonly=true, required=false (skip a missing source), "
@@ -110,7 +111,9 @@ def _add(owner: DeviceOwner, name_arg: Decorator) -> click.Command:
                "recursive).",
         "add {n} eth1 nic network=lxmgrbr0 name=eth1",
         "add {n} http proxy listen=tcp:0.0.0.0:8080 connect=tcp:127.0.0.1:80",
-        "add {n} code disk source=$HOME/code path=/code shift=true"))
+        "add {n} code disk source=$HOME/code path=/code shift=true",
+        "add {n} data disk pool=default source=data path=/srv/data",
+        "add {n} fuse unix-char source=/dev/fuse"))
     @name_arg
     @click.argument("device")
     @click.argument("type_", metavar="TYPE")
