@@ -4,9 +4,10 @@ A script polling `lxmgr list --format json` or running `lxmgr exec NAME -- true`
 should pay for starting Python and one request, not also ~15-20 ms for importing click and
 building the command tree (and, on a 2-CPU host, not steal that CPU from the containers
 booting). main() recognises a small, unambiguous subset of the arguments of list, start,
-stop and exec and runs the same bodies the click commands run (lxmgr.cli.listing,
-lxmgr.cli.actions). Anything else (other verbs, global options, --help, `--`-less exec,
-an option it does not know, a malformed value, shell completion) goes to the click CLI in
+stop, exec and `config device add|remove` and runs the same bodies the click commands run
+(lxmgr.cli.listing, lxmgr.cli.actions, lxmgr.cli.device_edit). Anything else (other verbs,
+global options, --help, `--`-less exec, an option it does not know, a malformed value, shell
+completion) goes to the click CLI in
 lxmgr.cli.main, which owns every usage message. tests/unit/cli/test_fast.py runs both
 paths on the same arguments and compares what reaches the daemon and the output. The
 `lxmgr` launcher (lxmgr.cli.launcher) runs this module without `site`, loaded here only
@@ -155,11 +156,36 @@ def parse_exec(args: list[str]) -> Runner | None:
     return run
 
 
+def parse_config(args: list[str]) -> Runner | None:
+    """`config device add NAME DEVICE TYPE [KEY=VALUE]...` and `config device remove NAME
+    DEVICE...` (a script hot-plugging disks); other config verbs are the click CLI's."""
+    if len(args) < 4 or args[0] != "device" or any(arg.startswith("-") for arg in args):
+        return None
+    verb, name, rest = args[1], args[2], args[3:]
+    if verb == "add" and len(rest) >= 2:
+        def run(app: Any) -> int:
+            from lxmgr.cli import device_edit
+
+            device_edit.add(app, device_edit.instance_owner(), name, rest[0], rest[1],
+                            tuple(rest[2:]))
+            return 0
+        return run
+    if verb == "remove":
+        def run_remove(app: Any) -> int:
+            from lxmgr.cli import device_edit
+
+            device_edit.remove(app, device_edit.instance_owner(), name, tuple(rest))
+            return 0
+        return run_remove
+    return None
+
+
 PARSERS: dict[str, Callable[[list[str]], Runner | None]] = {  # annotation: not evaluated
     "list": parse_list,
     "start": parse_start,
     "stop": parse_stop,
     "exec": parse_exec,
+    "config": parse_config,
 }
 
 

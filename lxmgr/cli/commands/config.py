@@ -4,7 +4,6 @@ the server's (a KEY with a dot where the instance NAME would be, as lxc reads it
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -12,24 +11,14 @@ from lxmgr.cli.app import App
 from lxmgr.cli.commands.device import DeviceOwner, device_group
 from lxmgr.cli.commands.trust import trust
 from lxmgr.cli.completion import complete_instances
+from lxmgr.cli.objects import PUT_FIELDS, get_object, instance_put, put_object
+from lxmgr.cli.objects import get_instance as _get
+from lxmgr.cli.objects import save_instance as _save
 from lxmgr.cli.options import ON_SERVER, RemoteRef, get_app
 from lxmgr.cli.terminal import parse_assignments, parse_yaml, render_yaml
 
-# The writable part of an instance (InstancePut), in `lxc config show` order.
-PUT_FIELDS = ("architecture", "config", "devices", "ephemeral", "profiles", "stateful",
-              "description")
-
 # `config set NAME KEY=VALUE` or `config set KEY=VALUE` (server key, its value may hold ':')
 SERVER_OR_KEY = RemoteRef(filters=True)
-
-
-def instance_put(inst: dict[str, Any], expanded: bool = False) -> dict[str, Any]:
-    """The InstancePut fields of an instance (expanded config/devices on request)."""
-    put = {key: inst[key] for key in PUT_FIELDS if key in inst}
-    if expanded:
-        put["config"] = inst.get("expanded_config", put.get("config", {}))
-        put["devices"] = inst.get("expanded_devices", put.get("devices", {}))
-    return put
 
 
 def edit_text(app: App, text: str, what: str) -> str:
@@ -40,26 +29,6 @@ def edit_text(app: App, text: str, what: str) -> str:
     if edited is None:
         app.abort(f"No changes to {what}")
     return edited
-
-
-def get_object(app: App, path: str) -> tuple[dict[str, Any], str]:
-    """GET path: the object and its ETag ('' when the server sent none)."""
-    response = app.client.request("GET", path)
-    response.raise_for_error()
-    return dict(response.metadata or {}), response.headers.get("etag", "")
-
-
-def _get(app: App, name: str) -> tuple[dict[str, Any], str]:
-    return get_object(app, app.instance_path(name))
-
-
-def put_object(app: App, path: str, body: dict[str, Any], etag: str = "") -> None:
-    """PUT body to path (If-Match etag when known); wait if the answer is async."""
-    headers = {"If-Match": etag} if etag else None
-    response = app.client.request("PUT", path, body=body, headers=headers)
-    response.raise_for_error()
-    if (response.envelope or {}).get("type") == "async":
-        app.client.wait_operation(response.operation)
 
 
 def unset_keys(app: App, config: dict[str, str], keys: tuple[str, ...]) -> None:
@@ -213,9 +182,7 @@ def edit(name: str) -> None:
                {k: v for k, v in data.items() if k in PUT_FIELDS}, etag)
 
 
-def _save(app: App, name: str, inst: dict[str, Any], etag: str) -> None:
-    put_object(app, app.instance_path(name), instance_put(inst), etag)
-
+__all__ = ["PUT_FIELDS", "edit_text", "get_object", "instance_put", "put_object", "unset_keys"]
 
 config.add_command(device_group(DeviceOwner(
     noun="instance", parent="config", example="web1", load=_get, save=_save,

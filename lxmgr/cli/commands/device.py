@@ -1,79 +1,35 @@
 """`lxmgr config device ...` and `lxmgr profile device ...`: one implementation, two owners.
 
-A DeviceOwner (instance or profile) says how to load its object and how to write it back;
-every change is a GET then a PUT of the whole object with If-Match, because PATCH merges
-the devices map and so could never remove a device. New and changed devices are checked
-with lxmgr.model.devices before anything is sent. Imports no other command module (config
-and profile import this one).
+The owners and the add/remove/store logic are click-free in lxmgr.cli.device_edit (the
+fast path runs `config device add|remove` without click). Imports no other command module
+(config and profile import this one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
 
+from lxmgr.cli import device_edit
 from lxmgr.cli.app import App
+from lxmgr.cli.device_edit import DeviceOwner
 from lxmgr.cli.options import ON_SERVER, get_app
 from lxmgr.cli.terminal import parse_assignments, render_yaml
 
-Loader = Callable[[App, str], tuple[dict[str, Any], str]]
-Saver = Callable[[App, str, dict[str, Any], str], None]
-
-
-@dataclass(frozen=True)
-class DeviceOwner:
-    """What carries devices: how to read and write it, and how to name it in messages."""
-
-    noun: str  # "instance" | "profile"
-    parent: str  # the verb above `device` ("config" | "profile"), for examples
-    example: str  # an owner name for examples
-    load: Loader  # (object, etag)
-    save: Saver  # writes object (with its changed "devices") back, If-Match etag
-    complete: Callable[..., Any]
-    expanded: bool = False  # instances also see the devices their profiles bring
-
-    @property
-    def a_noun(self) -> str:
-        return f"{'an' if self.noun[0] in 'aeiou' else 'a'} {self.noun}"
-
-
-def _validated(owner: DeviceOwner, name: str, device: str, dev: dict[str, str]) -> dict[str, str]:
-    from lxmgr.errors import InvalidConfig
-    from lxmgr.model.devices import validate_device
-
-    try:
-        return validate_device(device, dev)
-    except InvalidConfig as err:
-        raise InvalidConfig(f"{err} (on {owner.noun} '{name}')") from err
-
 
 def _missing(owner: DeviceOwner, name: str, device: str) -> NoReturn:
-    get_app().abort(f"Device '{device}' doesn't exist on {owner.noun} '{name}'")
+    device_edit.missing(get_app(), owner, name, device)
 
 
 def _editable(owner: DeviceOwner, obj: dict[str, Any], name: str, device: str) -> dict[str, str]:
-    """A copy of a local device, or of a profile's device to override (as lxc does)."""
-    devices = obj.get("devices") or {}
-    inherited = (obj.get("expanded_devices") or {}) if owner.expanded else {}
-    if device in devices:
-        return dict(devices[device])
-    if device in inherited:
-        return dict(inherited[device])
-    _missing(owner, name, device)
+    return device_edit.editable(get_app(), owner, obj, name, device)
 
 
 def _store(owner: DeviceOwner, app: App, name: str, obj: dict[str, Any], etag: str,
            device: str, dev: dict[str, str] | None) -> None:
-    """Put dev under device (None removes it) and write the owner back."""
-    devices = dict(obj.get("devices") or {})
-    if dev is None:
-        devices.pop(device, None)
-    else:
-        devices[device] = _validated(owner, name, device, dev)
-    owner.save(app, name, {**obj, "devices": devices}, etag)
+    device_edit.store(owner, app, name, obj, etag, device, dev)
 
 
 def _help(owner: DeviceOwner, summary: str, *examples: str) -> str:
@@ -119,13 +75,7 @@ def _add(owner: DeviceOwner, name_arg: Decorator) -> click.Command:
     @click.argument("type_", metavar="TYPE")
     @click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
     def add(name: str, device: str, type_: str, assignments: tuple[str, ...]) -> None:
-        app = get_app()
-        obj, etag = owner.load(app, name)
-        if device in (obj.get("devices") or {}):
-            app.abort(f"Device '{device}' already exists on {owner.noun} '{name}'")
-        values = parse_assignments(assignments, "device key") if assignments else {}
-        _store(owner, app, name, obj, etag, device, {**values, "type": type_})
-        app.echo(f"Device {device} added to {name}")
+        device_edit.add(get_app(), owner, name, device, type_, assignments)
 
     return add
 
@@ -136,21 +86,7 @@ def _remove(owner: DeviceOwner, name_arg: Decorator) -> click.Command:
     @name_arg
     @click.argument("devices", nargs=-1, required=True, metavar="DEVICE...")
     def remove(name: str, devices: tuple[str, ...]) -> None:
-        app = get_app()
-        obj, etag = owner.load(app, name)
-        local = dict(obj.get("devices") or {})
-        for device in devices:
-            if device in local:
-                del local[device]
-            elif owner.expanded and device in (obj.get("expanded_devices") or {}):
-                app.abort(f"Device '{device}' comes from a profile of {owner.noun} '{name}': "
-                          f"override it (lxmgr {owner.parent} device override {name} {device})"
-                          " or change the profile")
-            else:
-                _missing(owner, name, device)
-        owner.save(app, name, {**obj, "devices": local}, etag)
-        for device in devices:
-            app.echo(f"Device {device} removed from {name}")
+        device_edit.remove(get_app(), owner, name, devices)
 
     return remove
 

@@ -44,6 +44,12 @@ FAST = [
      "ls", "-la"],
     ["exec", "-t", "c1", "--group", "5", "--", "bash"],
     ["exec", "c1", "--force-noninteractive", "--", "--help"],  # after -- it is the command's
+    ["config", "device", "add", "c1", "code", "disk", "source=/srv/code", "path=/code",
+     "shift=true"],
+    ["config", "device", "add", "c1", "d", "disk", "path=/x"],  # refused: no source
+    ["config", "device", "add", "c1", "web", "disk", "source=/s", "path=/x"],  # exists
+    ["config", "device", "remove", "c1", "web"],
+    ["config", "device", "remove", "c1", "web", "nosuch"],
 ]
 
 CLICK = [
@@ -71,11 +77,19 @@ CLICK = [
     ["exec", "c1", "--cwd", "--", "true"],
     ["exec", "c1", "-x", "--", "true"],
     ["exec", "--help", "--", "x"],
+    ["config", "show", "c1"],
+    ["config", "device", "list", "c1"],
+    ["config", "device", "add", "c1", "code"],
+    ["config", "device", "add", "c1", "code", "disk", "--help"],
+    ["config", "device", "remove", "c1"],
 ]
 
 def _fake() -> FakeClient:
     fake = FakeClient()
     fake.answers[("GET", "/1.0/instances")] = [C2, C1]
+    web = {"type": "disk", "source": "/srv/web", "path": "/web"}
+    fake.answers[("GET", "/1.0/instances/c1")] = {**C1, "devices": {"web": web},
+                                                  "expanded_devices": {"web": web}}
     return fake
 
 def _exec_recorder(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -171,11 +185,13 @@ def test_several_names_all_tried(capsys: pytest.CaptureFixture[str]) -> None:
 def test_formats_agree() -> None:
     assert fast.FORMATS == terminal.FORMATS
 
-def test_fast_path_imports_no_click() -> None:
+@pytest.mark.parametrize("argv", [["list"], ["config", "device", "add", "c1", "d", "disk",
+                                            "source=/s", "path=/d"]], ids=" ".join)
+def test_fast_path_imports_no_click(argv: list[str]) -> None:
     """What `lxmgr list` imports when it runs (the daemon is not there: an error line)."""
     code = ("import sys, os; os.environ['LXMGR_SOCKET'] = '/nonexistent/lxmgr.socket'\n"
             "from lxmgr.cli import fast\n"
-            "status = fast.run_fast(fast.fast_runner(['list']))\n"
+            f"status = fast.run_fast(fast.fast_runner({argv!r}))\n"
             "print(status, sorted(m for m in sys.modules if m.split('.')[0] in "
             "('click', 'rich', 'yaml', 'aiohttp')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
