@@ -35,7 +35,7 @@ from lxmgr.errors import CommandError, KernelError, LxmgrError
 from lxmgr.instances.host import Check
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
-from lxmgr.linux.children import Children, send_signal
+from lxmgr.linux.children import Children, read_from, send_signal
 from lxmgr.runtime import lxcfs as rt
 
 log = logging.getLogger(__name__)
@@ -206,12 +206,7 @@ class Lxcfs:
         raise CommandError(argv, -1, f"lxcfs did not answer within {START_TIMEOUT:g}s")
 
     def _log_since(self, offset: int) -> str:
-        try:
-            with open(self.log_file, "rb") as f:
-                f.seek(offset)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_from(self.log_file, offset)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM our lxcfs: it unmounts itself, then waits for its load-average thread's

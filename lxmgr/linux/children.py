@@ -53,6 +53,16 @@ class Children:
         return False
 
 
+def read_from(path: str | os.PathLike[str], offset: int) -> str:
+    """What a daemon wrote to its log file since offset ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def send_signal(pid: int, sig: int) -> None:
     """kill(pid, sig); a process already gone is not an error."""
     try:

@@ -25,7 +25,7 @@ import jinja2
 
 from lxmgr import paths
 from lxmgr.errors import CommandError, InvalidConfig
-from lxmgr.linux.children import Children, send_signal
+from lxmgr.linux.children import Children, read_from, send_signal
 from lxmgr.model.network import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -233,12 +233,7 @@ class Dnsmasq:
         raise CommandError(argv, -1, f"dnsmasq did not start within {START_TIMEOUT}s")
 
     def _log_since(self, offset: int) -> str:
-        try:
-            with open(self.log_file, "rb") as f:
-                f.seek(offset)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_from(self.log_file, offset)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM our dnsmasq, SIGKILL it after timeout; remove the pid file."""

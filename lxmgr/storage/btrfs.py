@@ -166,17 +166,8 @@ class BtrfsDriver(StorageDriver):
         snap = self._existing_snapshot(name, snapshot)
         tag = secrets.token_hex(4)
         fresh, old = vol.with_name(f".{name}.restore-{tag}"), vol.with_name(f".{name}.old-{tag}")
-        with translated(f"Failed to restore volume '{name}' from '{snapshot}'"), \
-                contextlib.ExitStack() as revert:
-            limit = self._limit_of(vol)
-            btrfs.snap_create(snap, fresh)
-            revert.callback(utils.delete_subvolume_tree, fresh)
-            if limit is not None:
-                utils.set_limit(fresh, limit)
-            os.rename(vol, old)
-            revert.callback(os.rename, old, vol)
-            os.rename(fresh, vol)
-            revert.pop_all()
+        with translated(f"Failed to restore volume '{name}' from '{snapshot}'"):
+            utils.swap_in_snapshot(vol, snap, fresh, old, self._limit_of(vol))
         with translated(f"Failed to delete the replaced volume of '{name}'"):
             self._delete_subvolume(old)
 

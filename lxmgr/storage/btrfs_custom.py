@@ -71,17 +71,8 @@ class BtrfsCustomVolumes(CustomVolumes):
         the replaced subvolume is deleted after the swap."""
         vol, snap = self.existing(name), self.existing(name, snapshot)
         fresh, old = self._temp(vol), self._temp(vol)
-        with translated(f"Failed to restore storage volume '{name}' from '{snapshot}'"), \
-                contextlib.ExitStack() as revert:
-            limit = utils.limit_of(self.pool_dir, vol)
-            btrfs.snap_create(snap, fresh)
-            revert.callback(utils.delete_subvolume_tree, fresh)
-            if limit is not None:
-                utils.set_limit(fresh, limit)
-            os.rename(vol, old)
-            revert.callback(os.rename, old, vol)
-            os.rename(fresh, vol)
-            revert.pop_all()
+        with translated(f"Failed to restore storage volume '{name}' from '{snapshot}'"):
+            utils.swap_in_snapshot(vol, snap, fresh, old, utils.limit_of(self.pool_dir, vol))
         with translated(f"Failed to delete the replaced subvolume of '{name}'"):
             utils.delete_subvolume_and_qgroup(self.pool_dir, old)
 

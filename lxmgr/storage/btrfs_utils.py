@@ -15,6 +15,7 @@ by pool creation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -189,6 +190,20 @@ def limit_of(pool: Path, path: Path) -> int | None:
         return None
     group = qgroup_of(path)
     return group.max_referenced if group else None
+
+
+def swap_in_snapshot(vol: Path, snap: Path, fresh: Path, old: Path, limit: int | None) -> None:
+    """Restore: a writable snapshot of snap at fresh (vol's qgroup limit carried over) takes
+    vol's place, vol moves to old (the caller deletes it); undone if a step fails."""
+    with contextlib.ExitStack() as revert:
+        btrfs.snap_create(snap, fresh)
+        revert.callback(delete_subvolume_tree, fresh)
+        if limit is not None:
+            set_limit(fresh, limit)
+        os.rename(vol, old)
+        revert.callback(os.rename, old, vol)
+        os.rename(fresh, vol)
+        revert.pop_all()
 
 
 def delete_subvolume_and_qgroup(pool: Path, path: Path) -> None:
