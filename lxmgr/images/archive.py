@@ -6,8 +6,10 @@ as root and keeps owners, modes (setuid/setgid/sticky included), mtimes, hard li
 symlinks (targets are never resolved: `/etc/foo` is a normal target inside a rootfs) and the
 xattrs in ALLOWED_XATTRS. Every filesystem call is relative to a directory fd opened with
 O_NOFOLLOW or openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH), so no order of crafted members
-can write outside the destination. Anything unsafe (absolute or `..` names, members under a
-symlink, hard links to anything but an already extracted regular file, devices, fifos,
+can write outside the destination. Leading '/'s of member and hard-link names are stripped,
+as GNU tar does by default (--absolute-names off) and as LXD's unpacker does by running it, so
+'/rootfs/etc/inittab' lands in dest/rootfs/etc/inittab. Anything unsafe (`..` names, members
+under a symlink, hard links to anything but an already extracted regular file, devices, fifos,
 unbounded sizes, a directory replaced by a file) raises a one-line InvalidConfig naming the
 member, and the partial destination is removed.
 
@@ -103,10 +105,9 @@ def suffix_for(compression: str) -> str:
 
 
 def member_path(name: str) -> str:
-    """Normalize an archive member name to a relative path ('.' for the root); _Reject if
-    it is absolute or has a '..' component."""
-    if name.startswith("/"):
-        raise _Reject(name, "has an absolute path")
+    """Normalize an archive member name to a path relative to the destination ('.' for the
+    root): leading '/'s are dropped (GNU tar's "Removing leading '/' from member names");
+    _Reject if a '..' component remains, so '/../x' is refused like '../x'."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise _Reject(name, "has a '..' component")

@@ -62,12 +62,21 @@ def outside(tmp_path: Path) -> Path:
     assert os.listdir(path) == []
 
 
-def test_absolute_name(tmp_path: Path) -> None:
-    msg = refused(tmp_path, [member("/etc/passwd", data=b"x")])
-    assert msg.endswith("member '/etc/passwd' has an absolute path")
+def test_absolute_names_land_beneath_the_target(tmp_path: Path, outside: Path) -> None:
+    """GNU tar (and so LXD) strip the leading '/': the member is written inside dest."""
+    src = make_tar(tmp_path / "abs.tar", [
+        member("/rootfs", tarfile.DIRTYPE), member("/rootfs/etc/inittab", data=b"id:2"),
+        member(f"/{outside}/x", data=b"y"), member("//rootfs/link", tarfile.LNKTYPE,
+                                                   linkname="/rootfs/etc/inittab")])
+    dest = tmp_path / "dest"
+    extract_archive(src, dest)
+    assert (dest / "rootfs/etc/inittab").read_bytes() == b"id:2"
+    assert (dest / outside.relative_to("/") / "x").read_bytes() == b"y"
+    assert os.stat(dest / "rootfs/link").st_ino == os.stat(dest / "rootfs/etc/inittab").st_ino
 
 
-@pytest.mark.parametrize("name", ["../evil", "rootfs/../../evil", "a/./../b"])
+@pytest.mark.parametrize("name", ["../evil", "rootfs/../../evil", "a/./../b", "/../evil",
+                                  "//../../evil"])
 def test_dotdot_component(tmp_path: Path, name: str) -> None:
     assert refused(tmp_path, [member(name, data=b"x")]).endswith("has a '..' component")
 
@@ -104,10 +113,16 @@ def test_symlink_replacing_directory(tmp_path: Path) -> None:
     assert msg.endswith("member 'etc' would replace a directory")
 
 
-@pytest.mark.parametrize("target", ["/etc/shadow", "../../etc/shadow"])
+@pytest.mark.parametrize("target", ["../../etc/shadow", "/../etc/shadow"])
 def test_hardlink_outside(tmp_path: Path, target: str) -> None:
     msg = refused(tmp_path, [member("h", tarfile.LNKTYPE, linkname=target)])
     assert msg.endswith(f"member 'h' is a hard link outside the archive ('{target}')")
+
+
+def test_absolute_hardlink_stays_inside(tmp_path: Path) -> None:
+    """'/etc/shadow' means dest/etc/shadow (stripped as GNU tar does): not extracted here."""
+    msg = refused(tmp_path, [member("h", tarfile.LNKTYPE, linkname="/etc/shadow")])
+    assert "member 'h' is a hard link to '/etc/shadow', which is not a regular file" in msg
 
 
 def test_hardlink_to_missing_file(tmp_path: Path) -> None:
