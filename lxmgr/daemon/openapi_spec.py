@@ -304,12 +304,19 @@ def operation_endpoints() -> list[Endpoint]:
 
 
 def project_endpoints() -> list[Endpoint]:
+    base = "/1.0/projects/{name}"
     return [
-        Endpoint("GET", "/1.0/projects", "List projects (only `default`)", query=("recursion",)),
-        Endpoint("POST", "/1.0/projects", "Create a project (not supported)", "error",
-                 PROJECTS_POST),
-        Endpoint("GET", "/1.0/projects/{name}", "Show a project"),
-        Endpoint("GET", "/1.0/projects/{name}/state", "A project's resource usage"),
+        Endpoint("GET", "/1.0/projects", "List projects", query=("recursion",)),
+        Endpoint("POST", "/1.0/projects", "Create a project (features.*, user.* keys)",
+                 "created", PROJECTS_POST),
+        Endpoint("GET", base, "Show a project"),
+        Endpoint("PUT", base, "Replace a project's description and config", body=CONFIG_PUT),
+        Endpoint("PATCH", base, "Merge into a project's description and config",
+                 body=CONFIG_PUT),
+        Endpoint("POST", base, "Rename an empty project (not `default`)", "async",
+                 BACKUP_RENAME),
+        Endpoint("DELETE", base, "Delete an empty project (not `default`)"),
+        Endpoint("GET", f"{base}/state", "A project's resource usage"),
     ]
 
 

@@ -1,51 +1,48 @@
-"""LXD projects, reduced to the one lxmgr has: `default`.
+"""The `project` query parameter for the whole API.
 
-Owns the `project` query parameter for the whole API: the middleware lets `project=default`
-(or no project) through and answers 404 for any other project before a route runs, and it
-accepts `all-projects=true` (there is only one project, so every list already spans them
-all). Also the default project's fixed description and feature flags, shared with the
-/1.0/projects routes. Imports aiohttp and errors only; never runtime or linux."""
+Projects are objects now (/1.0/projects, lxmgr.model.project), but every instance, profile,
+image, volume and network still lives in `default`: no route scopes its objects by project
+yet. So the middleware lets `project=default` (or no project) through, answers 404 for a
+project that does not exist (LXD's "Project 'web' not found"), and refuses an existing
+other project with 501 on every route except /1.0 and /1.0/projects, rather than serving or
+creating `default`'s objects under another project's name. `all-projects=true` needs
+nothing: every object is in `default`, so every list already spans all projects. Imports
+aiohttp, instances' Manager key and errors only; never runtime or linux."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from lxmgr.errors import NotFound
+from lxmgr.daemon.keys import MANAGER
+from lxmgr.errors import NotSupported
+from lxmgr.model.project import DEFAULT
 
-DEFAULT = "default"
-DESCRIPTION = "Default LXD project"
-# LXD's default project has every feature on: its instances, images, profiles, volumes and
-# networks are the server's (`lxd/db/cluster/projects.go` ProjectFeatures).
-FEATURES = ("features.images", "features.profiles", "features.storage.volumes",
-            "features.networks")
 # The API lives under /1.0; the web panel (/ui) keeps its own query strings.
 API_PREFIX = "/1.0"
+# Routes that already answer for any project: the server's environment and projects.
+PROJECT_AWARE = ("/1.0", "/1.0/projects")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def default_config() -> dict[str, str]:
-    """The default project's config map, as LXD serves it."""
-    return {key: "true" for key in FEATURES}
-
-
-def check_project(name: str) -> None:
-    """NotFound unless name is the default project (an empty name means the default)."""
-    if name not in ("", DEFAULT):
-        raise NotFound(f"Project '{name}' not found")
+def project_aware(path: str) -> bool:
+    return path.rstrip("/") in PROJECT_AWARE or path.startswith("/1.0/projects/")
 
 
 @web.middleware
 async def project_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse requests aimed at a project other than `default`.
+    """404 for unknown projects, 501 for other projects on routes not scoped by project.
 
-    `all-projects` needs nothing: routes ignore it, and with one project every list already
-    spans all of them (LXD reads it leniently too, shared.IsTrue).
-
-    Sits inside the error middleware, which renders the NotFound as LXD's error envelope."""
+    Sits inside the error middleware, which renders both as LXD's error envelope."""
     if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
         for name in request.query.getall("project", []):
-            check_project(name)
+            if name in ("", DEFAULT):
+                continue
+            await asyncio.to_thread(request.app[MANAGER].db.project_get, name)
+            if not project_aware(request.path):
+                raise NotSupported(f"Project '{name}': only the default project holds "
+                                   "instances, profiles, images, volumes and networks yet")
     return await handler(request)

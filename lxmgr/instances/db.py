@@ -100,6 +100,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (pool, name)
     );
     """,
+    # LXD projects (lxmgr.model.project); `default` exists from the start with every feature
+    # on, as LXD's (lxd/db/cluster/update.go creates it in the first schema).
+    """
+    CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}'
+    );
+    INSERT INTO projects (name, description, config) VALUES ('default', 'Default LXD project',
+        '{"features.images": "true", "features.profiles": "true", ' ||
+        '"features.storage.volumes": "true", "features.networks": "true"}');
+    """,
 )
 
 
@@ -369,6 +381,50 @@ class Database:
                                  (json.dumps(spec.to_dict()), spec.name))
         except sqlite3.IntegrityError:
             raise Conflict(f"Profile '{new}' already exists") from None
+
+    # -- projects ----------------------------------------------------------------------------
+
+    def projects(self) -> dict[str, dict[str, Any]]:
+        rows = self._query("SELECT name, description, config FROM projects")
+        return {r[0]: {"name": r[0], "description": r[1], "config": json.loads(r[2])}
+                for r in rows}
+
+    def project_get(self, name: str) -> dict[str, Any]:
+        rows = self._query("SELECT name, description, config FROM projects WHERE name = ?",
+                           (name,))
+        if not rows:
+            raise NotFound(f"Project '{name}' not found")
+        return {"name": rows[0][0], "description": rows[0][1], "config": json.loads(rows[0][2])}
+
+    def project_add(self, name: str, description: str, config: dict[str, str]) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO projects (name, description, config) VALUES (?, ?, ?)",
+                             (name, description, json.dumps(config)))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Project '{name}' already exists") from None
+
+    def project_save(self, name: str, description: str, config: dict[str, str]) -> None:
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE projects SET description = ?, config = ? WHERE name = ?",
+                               (description, json.dumps(config), name))
+            if cur.rowcount != 1:
+                raise NotFound(f"Project '{name}' not found")
+
+    def project_rename(self, old: str, new: str) -> None:
+        try:
+            with self.transaction() as conn:
+                cur = conn.execute("UPDATE projects SET name = ? WHERE name = ?", (new, old))
+                if cur.rowcount != 1:
+                    raise NotFound(f"Project '{old}' not found")
+        except sqlite3.IntegrityError:
+            raise Conflict(f"A project named '{new}' already exists") from None
+
+    def project_remove(self, name: str) -> None:
+        with self.transaction() as conn:
+            cur = conn.execute("DELETE FROM projects WHERE name = ?", (name,))
+            if cur.rowcount != 1:
+                raise NotFound(f"Project '{name}' not found")
 
     # -- networks ----------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ EXTENSIONS: dict[str, str] = {
     "image_compression_algorithm": "lxmgr.instances.manager_publish",
     # GET /1.0/metrics (OpenMetrics text)
     "metrics": "lxmgr.daemon.routes.metrics",
-    # /1.0/projects: the default project only (creating others is refused)
+    # /1.0/projects: create, update, rename and delete projects; only `default` holds objects
     "projects": "lxmgr.daemon.routes.projects",
     # GET /1.0/resources and /1.0/storage-pools/NAME/resources
     "resources": "lxmgr.daemon.routes.server",

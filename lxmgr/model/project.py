@@ -1,0 +1,122 @@
+"""PURE rules of LXD projects: names, the config key registry, defaults and feature changes.
+
+A project groups instances, and (per `features.*`) its own images, profiles, custom storage
+volumes and networks; what a feature leaves off is shared with the `default` project
+(LXD 5.0 doc/projects.md, lxd/project/project.go). The registry mirrors LXD 5.0's
+projectValidateConfig (lxd/api_project.go): keys lxmgr applies are validated and stored;
+keys LXD has but lxmgr does not apply yet are refused with NotSupported naming them, never
+stored and silently ignored. Imports only lxmgr.errors and lxmgr.model.validate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.model import validate
+from lxmgr.model.units import parse_bool
+
+DEFAULT = "default"
+DEFAULT_DESCRIPTION = "Default LXD project"
+
+# The four features of LXD 5.0 (lxd/api_project.go projectFeatures).
+FEATURES = ("features.images", "features.profiles", "features.storage.volumes",
+            "features.networks")
+# What POST /1.0/projects sets when the request leaves a feature out: LXD 5.0's
+# projectFeaturesDefaults (images, profiles, storage.volumes on; networks off).
+FEATURE_DEFAULTS = {"features.images": "true", "features.profiles": "true",
+                    "features.storage.volumes": "true"}
+
+# Keys lxmgr applies. features.* decide where a project's objects live; they are fixed at
+# creation (or while the project is empty), which is all a feature needs to be honoured.
+KEYS: dict[str, validate.Validator] = {key: validate.optional(validate.is_bool)
+                                       for key in FEATURES}
+
+# Keys of LXD 5.0's registry that lxmgr does not apply yet: refused by name.
+NOT_IMPLEMENTED = (
+    "backups.compression_algorithm", "images.auto_update_cached",
+    "images.auto_update_interval", "images.compression_algorithm",
+    "images.default_architecture", "images.remote_cache_expiry",
+    "limits.instances", "limits.containers", "limits.virtual-machines", "limits.memory",
+    "limits.processes", "limits.cpu", "limits.disk", "limits.networks",
+    "restricted",
+)
+NOT_IMPLEMENTED_PREFIXES = ("restricted.",)
+
+# LXD 5.0 projectValidateName: characters that break URLs or shell quoting.
+_NAME_RULES = (("/", "Project names may not contain slashes"),
+               (" ", "Project names may not contain spaces"),
+               ("'", "Project names may not contain quotes"),
+               ('"', "Project names may not contain quotes"))
+
+
+def validate_name(name: str) -> None:
+    """InvalidConfig unless name is a valid project name (LXD's projectValidateName)."""
+    if not name:
+        raise InvalidConfig("No name provided")
+    for char, message in _NAME_RULES:
+        if char in name:
+            raise InvalidConfig(message)
+    if name == "*":
+        raise InvalidConfig("Reserved project name")
+    if name in (".", ".."):
+        raise InvalidConfig(f"Invalid project name '{name}'")
+
+
+def validate_config(config: Mapping[str, str]) -> None:
+    """InvalidConfig for unknown keys or bad values, NotSupported for LXD keys lxmgr does
+    not apply yet; `user.*` keys are free, as in LXD."""
+    pending = sorted(key for key in config
+                     if key in NOT_IMPLEMENTED or key.startswith(NOT_IMPLEMENTED_PREFIXES))
+    if pending:
+        raise NotSupported(f"Project configuration keys not supported yet: {', '.join(pending)}")
+    for key, value in config.items():
+        if not isinstance(value, str):
+            raise InvalidConfig(f"Invalid project configuration key '{key}' value: "
+                                "expected a string")
+        if key.startswith("user."):
+            continue
+        validator = KEYS.get(key)
+        if validator is None:
+            raise InvalidConfig(f"Invalid project configuration key '{key}'"
+                                + validate.did_you_mean(key, KEYS))
+        try:
+            validator(value)
+        except (InvalidConfig, ValueError) as err:
+            raise InvalidConfig(f"Invalid project configuration key '{key}' value: {err}") \
+                from None
+
+
+def create_config(config: Mapping[str, str]) -> dict[str, str]:
+    """A new project's config: the request's, with LXD's default features where unset."""
+    validate_config(config)
+    return {**{k: v for k, v in FEATURE_DEFAULTS.items() if k not in config}, **config}
+
+
+def default_config() -> dict[str, str]:
+    """The default project's config: every feature on (LXD's default project owns the
+    server's images, profiles, volumes and networks)."""
+    return {key: "true" for key in FEATURES}
+
+
+def has_feature(config: Mapping[str, str], feature: str) -> bool:
+    """Whether a project with this config owns its own objects of `feature`."""
+    value = config.get(feature, "")
+    return bool(value) and parse_bool(value)
+
+
+def changed_keys(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """Keys whose value differs between two configs (absent counts as a change)."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def check_update(name: str, old: Mapping[str, str], new: Mapping[str, str],
+                 empty: bool) -> None:
+    """The rules of LXD 5.0's projectChange: features of the default project never change,
+    those of another project only while it is empty; then the new config is validated."""
+    features = [k for k in changed_keys(old, new) if k in FEATURES]
+    if features and name == DEFAULT:
+        raise InvalidConfig("You can't change the features of the default project")
+    if features and not empty:
+        raise InvalidConfig("Features can only be changed on empty projects")
+    validate_config(new)

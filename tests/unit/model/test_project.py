@@ -1,0 +1,80 @@
+"""lxmgr.model.project: LXD 5.0's project names, config registry and feature rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.model import project
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("", "No name provided"),
+    ("a/b", "Project names may not contain slashes"),
+    ("a b", "Project names may not contain spaces"),
+    ("a'b", "Project names may not contain quotes"),
+    ('a"b', "Project names may not contain quotes"),
+    ("*", "Reserved project name"),
+    ("..", "Invalid project name '..'"),
+])
+def test_invalid_names(name: str, message: str) -> None:
+    with pytest.raises(InvalidConfig) as err:
+        project.validate_name(name)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("name", ["web", "team-a", "Prod.2", "a_b"])
+def test_valid_names(name: str) -> None:
+    project.validate_name(name)
+
+
+def test_create_config_defaults() -> None:
+    assert project.create_config({}) == {"features.images": "true",
+                                         "features.profiles": "true",
+                                         "features.storage.volumes": "true"}
+    assert project.create_config({"features.images": "false", "features.networks": "true",
+                                  "user.team": "a"}) == {
+        "features.images": "false", "features.profiles": "true",
+        "features.storage.volumes": "true", "features.networks": "true", "user.team": "a"}
+
+
+def test_not_implemented_keys_are_refused_by_name() -> None:
+    with pytest.raises(NotSupported) as err:
+        project.validate_config({"limits.memory": "1GiB", "restricted.devices.nic": "block",
+                                 "features.images": "true"})
+    assert str(err.value) == ("Project configuration keys not supported yet: limits.memory, "
+                              "restricted.devices.nic")
+    for key in ("limits.instances", "limits.containers", "limits.cpu", "limits.processes",
+                "limits.disk", "restricted"):
+        with pytest.raises(NotSupported, match=key):
+            project.validate_config({key: "1"})
+
+
+def test_invalid_keys_and_values() -> None:
+    with pytest.raises(InvalidConfig) as err:
+        project.validate_config({"features.image": "true"})
+    assert str(err.value) == ("Invalid project configuration key 'features.image': "
+                              "did you mean 'features.images'?")
+    with pytest.raises(InvalidConfig, match="'features.networks' value"):
+        project.validate_config({"features.networks": "maybe"})
+    with pytest.raises(InvalidConfig, match="expected a string"):
+        project.validate_config({"features.networks": True})  # type: ignore[dict-item]
+    project.validate_config({"features.networks": "", "user.anything": "x y"})
+
+
+def test_feature_changes() -> None:
+    old = project.default_config()
+    with pytest.raises(InvalidConfig, match="You can't change the features of the default"):
+        project.check_update("default", old, {**old, "features.images": "false"}, True)
+    project.check_update("default", old, {**old, "user.a": "b"}, False)
+    with pytest.raises(InvalidConfig, match="Features can only be changed on empty projects"):
+        project.check_update("web", {}, {"features.images": "true"}, False)
+    project.check_update("web", {}, {"features.images": "true"}, True)
+    with pytest.raises(NotSupported):
+        project.check_update("web", {}, {"limits.cpu": "2"}, True)
+
+
+def test_has_feature() -> None:
+    assert project.has_feature({"features.images": "true"}, "features.images")
+    assert not project.has_feature({"features.images": "false"}, "features.images")
+    assert not project.has_feature({}, "features.networks")
