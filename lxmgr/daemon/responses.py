@@ -30,7 +30,11 @@ def error(message: str, code: int) -> web.Response:
 
 async def json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
     """The request's JSON object; InvalidConfig (400) for malformed or non-object bodies."""
-    raw = await request.read()
+    return parse_json_object(await request.read(), required=required)
+
+
+def parse_json_object(raw: bytes, *, required: bool = True) -> dict[str, Any]:
+    """json_body's checks on bytes already read."""
     if not raw.strip():
         if required:
             raise InvalidConfig("Missing request body")

@@ -13,6 +13,11 @@ image_format/ and lxc/incus shared/api/image.go (ImageMetadata, ImageMetadataTem
 An import unpacks into images_dir()/.import-XXXX (ignored by the store), checks everything,
 writes store-shape metadata.yaml (LXD's properties and templates kept verbatim under those
 keys) and renames it to <LXD fingerprint> atomically; any failure removes the staging dir.
+The imported files themselves are kept in <fingerprint>/original/ (hard links to the upload or
+download when on the same filesystem, else copies) under the names LXD's imageExportFiles
+gives them (<fp><ext>, or meta-<fp><ext> and <fp><ext>), so an export is the original bytes
+and hashes to the fingerprint, as LXD serves the files it stored. Images built here (recipes,
+publish) have no original: their export is rebuilt by export_image.
 Squashfs rootfs go through `unsquashfs` (squashfs-tools >= 4.5.1: the path traversal fixes
 of CVE-2021-40153/41072), after a listing pass that enforces the archive Limits and refuses
 devices before anything is written.
@@ -39,7 +44,13 @@ from typing import Any
 import yaml
 
 from lxmgr.errors import CommandError, Conflict, InvalidConfig
-from lxmgr.images.archive import Limits, check_tree, extract_archive, suffix_for
+from lxmgr.images.archive import (
+    Limits,
+    check_tree,
+    detect_compression,
+    extract_archive,
+    suffix_for,
+)
 from lxmgr.images.archive_write import write_archive
 from lxmgr.images.progress import Progress, at
 from lxmgr.images.store import ImageInfo, ImageStore, read_metadata, write_metadata
@@ -52,6 +63,11 @@ METADATA = "metadata.yaml"
 # The store's metadata key naming an image's export compression (LXD's compression_algorithm
 # of a published image; absent: gzip, as LXD's default images.compression_algorithm).
 COMPRESSION_KEY = "compression_algorithm"
+# The store's metadata key listing the kept original files, in fingerprint order.
+ORIGINAL_KEY = "original_files"
+ORIGINAL_DIR = "original"
+# shared.DetectCompressionFile's extensions (LXD names exported files <fingerprint><ext>).
+_EXTENSIONS = {"gzip": ".tar.gz", "xz": ".tar.xz", "bzip2": ".tar.bz2", "zstd": ".tar.zst"}
 MAX_LXD_METADATA_BYTES = 48 * 1024  # leaves room in the store's 64 KiB metadata.yaml
 TEMPLATE_TRIGGERS = frozenset({"create", "copy", "start", "rename"})
 # Debian architecture names (the store's) -> LXD's (shared/osarch).
@@ -233,6 +249,7 @@ def import_image(files: Sequence[Path], store: ImageStore, *, aliases: Iterable[
     _check_aliases(store, fingerprint, aliases)
     if (store.root / fingerprint).is_dir():
         log.info("Image %s is already in the store", fingerprint)
+        _adopt_original(store.root / fingerprint, paths, fingerprint)
         return _add_aliases(store, fingerprint, aliases, report)
     store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _staging(store.root) as build:
@@ -240,10 +257,73 @@ def import_image(files: Sequence[Path], store: ImageStore, *, aliases: Iterable[
         meta = _unpack(paths, build, limits)
         report(at("finalize", 0.0, "Checking the rootfs"))
         stats = check_tree(build / "rootfs", limits=limits)
-        write_metadata(build, build_store_metadata(meta, size=stats.size, aliases=aliases))
+        data = build_store_metadata(meta, size=stats.size, aliases=aliases)
+        data[ORIGINAL_KEY] = keep_original(paths, build, fingerprint)
+        write_metadata(build, data)
         os.chmod(build, 0o700)
         _publish(build, store.root / fingerprint)
     return _add_aliases(store, fingerprint, aliases, report)
+
+
+def original_names(paths: Sequence[Path], fingerprint: str) -> list[str]:
+    """The names LXD's imageExportFiles gives an image's files: <fp><ext> for a unified
+    image, meta-<fp><ext> and <fp><ext> for a split one (ext from the file's magic)."""
+    names = [f"{fingerprint}{_extension(path)}" for path in paths]
+    if len(names) == 2:
+        names[0] = f"meta-{names[0]}"
+    return names
+
+
+def _extension(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(262)
+    if head.startswith(SQUASHFS_MAGIC):
+        return ".squashfs"
+    kind = detect_compression(head)
+    if kind in _EXTENSIONS:
+        return _EXTENSIONS[kind]
+    return ".tar" if head[257:262] == b"ustar" else ""
+
+
+def keep_original(paths: Sequence[Path], image_dir: Path, fingerprint: str) -> list[str]:
+    """Hard-link (or copy, across filesystems) the image files into image_dir/original/;
+    their names, in fingerprint order."""
+    names = original_names(paths, fingerprint)
+    target = image_dir / ORIGINAL_DIR
+    target.mkdir(mode=0o700)
+    for path, name in zip(paths, names, strict=True):
+        try:
+            os.link(path, target / name)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            shutil.copyfile(path, target / name)
+        os.chmod(target / name, 0o600)
+    return names
+
+
+def _adopt_original(image_dir: Path, paths: Sequence[Path], fingerprint: str) -> None:
+    """Keep the files of an image stored before originals were (they hash the same)."""
+    data = read_metadata(image_dir)
+    if data.get(ORIGINAL_KEY) or (image_dir / ORIGINAL_DIR).exists():
+        return
+    data[ORIGINAL_KEY] = keep_original(paths, image_dir, fingerprint)
+    write_metadata(image_dir, data)
+
+
+def original_files(image: ImageInfo) -> list[Path] | None:
+    """The kept original files of an imported or downloaded image, in fingerprint order;
+    None for an image built here (or one whose originals are gone)."""
+    try:
+        names = read_metadata(image.path).get(ORIGINAL_KEY)
+    except (OSError, InvalidConfig):
+        return None
+    if not isinstance(names, list) or len(names) not in (1, 2):
+        return None
+    files = [image.path / ORIGINAL_DIR / str(name) for name in names]
+    if any("/" in str(name) or not f.is_file() for name, f in zip(names, files, strict=True)):
+        return None
+    return files
 
 
 def _check_fingerprint(actual: str, expected: str | None) -> None:

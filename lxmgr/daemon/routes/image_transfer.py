@@ -1,7 +1,8 @@
 """Moving images in and out: uploads to POST /1.0/images (a unified tarball as the body, or
 multipart metadata + rootfs for split images), pulls from a simplestreams server
 ({"source": {"type": "image", "server": ..., "alias": ...}}), and GET
-/1.0/images/{fingerprint}/export (the unified tarball LXD's `image export` saves).
+/1.0/images/{fingerprint}/export (the original file(s) of an imported image, as LXD serves
+them, or a unified tarball of an image built here).
 
 Uploads are untrusted: streamed to a private temp directory with a size cap, then imported
 by lxmgr.images.lxdformat (which refuses hostile archives); nothing stays behind.
@@ -13,9 +14,11 @@ import asyncio
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import BodyPartReader, web
 
@@ -59,14 +62,27 @@ async def save(read: Callable[[int], Awaitable[bytes]], path: Path, what: str) -
             await asyncio.to_thread(out.write, chunk)
 
 
-async def upload(request: web.Request) -> web.Response:
+def upload_flags(headers: Any) -> dict[str, Any]:
+    """What LXD's getImgPostInfo reads from an upload's headers, as image_ops.update_image
+    changes: X-LXD-public (shared.IsTrue) and X-LXD-properties (each header a URL query,
+    overriding the image's metadata.yaml properties)."""
+    public = headers.get("X-LXD-public", "").strip().lower() in ("1", "true", "yes", "on")
+    properties: dict[str, str] = {}
+    for value in headers.getall("X-LXD-properties", []):
+        for key, values in parse_qs(value, keep_blank_values=True).items():
+            properties[key] = values[0]
+    return {"public": True if public else None, "properties": properties or None}
+
+
+async def upload(request: web.Request, *, head: bytes = b"") -> web.Response:
     """POST /1.0/images with the image itself as the body (unified) or as multipart parts
-    `metadata` and `rootfs` (split)."""
+    `metadata` and `rootfs` (split). head: the first bytes of a body already read."""
     manager, ops = request.app[MANAGER], request.app[OPERATIONS]
     aliases = tuple(a for a in request.headers.get("X-LXD-aliases", "").split(",") if a)
+    flags = upload_flags(request.headers)
     staging = staging_dir()
     try:
-        files = await _receive(request, staging)
+        files = await _receive(request, staging, head)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -77,6 +93,8 @@ async def upload(request: web.Request) -> web.Response:
 
             image = await asyncio.to_thread(lxdformat.import_image, files, manager.images,
                                             aliases=aliases)
+            if flags["public"] or flags["properties"]:
+                await asyncio.to_thread(image_ops.update_image, image, flags, True)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         return {"fingerprint": image.fingerprint, "size": image.size}
@@ -84,8 +102,8 @@ async def upload(request: web.Request) -> web.Response:
     return responses.async_op(ops.create("Importing image", work))
 
 
-async def _receive(request: web.Request, staging: Path) -> list[Path]:
-    if request.content_type.startswith("multipart/"):
+async def _receive(request: web.Request, staging: Path, head: bytes) -> list[Path]:
+    if request.content_type.startswith("multipart/") and not head:
         reader = await request.multipart()
         parts: dict[str, Path] = {}
         while (part := await reader.next()) is not None:
@@ -102,7 +120,11 @@ async def _receive(request: web.Request, staging: Path) -> list[Path]:
             raise InvalidConfig("A split image upload needs the parts 'metadata' and 'rootfs'")
         return [parts["metadata"], parts["rootfs"]]
     target = staging / "image"
-    await save(request.content.read, target, request.headers.get("X-LXD-filename", "image"))
+    pending = [head] if head else []
+
+    async def read(n: int) -> bytes:
+        return pending.pop() if pending else await request.content.read(n)
+    await save(read, target, request.headers.get("X-LXD-filename", "image"))
     if target.stat().st_size == 0:
         raise InvalidConfig("Empty image upload")
     return [target]
@@ -143,9 +165,17 @@ def remote_source(source: dict[str, Any]) -> tuple[str, str]:
 
 
 async def export(request: web.Request, image: ImageInfo) -> web.StreamResponse:
-    """The unified LXD tarball of an image, streamed from a temp file removed after."""
+    """The image's original file(s) as LXD's imageExportFiles serves them (one file, or a
+    multipart/form-data body with parts `metadata` and `rootfs` for a split image), which
+    hash to the fingerprint; for an image built here, a unified tarball written to a temp
+    file removed after."""
     from lxmgr.images import lxdformat
 
+    original = await asyncio.to_thread(lxdformat.original_files, image)
+    if original is not None and len(original) == 1:
+        return await stream_file(request, original[0], original[0].name)
+    if original is not None:
+        return await stream_parts(request, [("metadata", original[0]), ("rootfs", original[1])])
     staging = staging_dir()
     try:
         path = await asyncio.to_thread(lxdformat.export_image, image, staging)
@@ -164,5 +194,30 @@ async def stream_file(request: web.Request, path: Path, filename: str) -> web.St
     with open(path, "rb") as f:
         while chunk := await asyncio.to_thread(f.read, CHUNK):
             await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def stream_parts(request: web.Request, parts: list[tuple[str, Path]]
+                       ) -> web.StreamResponse:
+    """Files as one multipart/form-data body, each part named and with its file name (Go's
+    multipart.Writer.CreateFormFile, which LXD's FileResponse uses)."""
+    boundary = uuid.uuid4().hex
+    heads = [(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+              f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+              ).encode() for name, path in parts]
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    length = sum(len(h) for h in heads) + sum(p.stat().st_size for _, p in parts) \
+        + 2 * (len(parts) - 1) + len(tail)
+    response = web.StreamResponse(headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(length)})
+    await response.prepare(request)
+    for i, (head, (_, path)) in enumerate(zip(heads, parts, strict=True)):
+        await response.write((b"\r\n" if i else b"") + head)
+        with open(path, "rb") as f:
+            while chunk := await asyncio.to_thread(f.read, CHUNK):
+                await response.write(chunk)
+    await response.write(tail)
     await response.write_eof()
     return response

@@ -14,7 +14,7 @@ from aiohttp import web
 from lxmgr.api.operation import Operation, format_time
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
-from lxmgr.daemon.responses import field, json_body
+from lxmgr.daemon.responses import field, json_body, parse_json_object
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.daemon.views import matches
 from lxmgr.errors import InvalidConfig, NotFound, NotSupported
@@ -70,10 +70,19 @@ async def list_images(request: web.Request) -> web.Response:
 
 @routes.post("/1.0/images")
 async def create_image(request: web.Request) -> web.StreamResponse:
-    sent = request.headers.get("Content-Type", "")  # aiohttp: missing = octet-stream
-    if sent and not sent.startswith("application/json"):
+    # LXD's imagesPost decodes the body as JSON whatever the Content-Type and takes a body
+    # that does not decode as an image upload, unless it was sent as application/json.
+    # pylxd's images.create(data) sends the tarball with no Content-Type at all.
+    sent = request.headers.get("Content-Type", "")
+    if sent.startswith("application/json"):
+        body = await json_body(request)
+    elif sent:
         return await image_transfer.upload(request)
-    body = await json_body(request)
+    else:
+        head = await request.content.readany()
+        if not head.lstrip().startswith(b"{"):  # no tarball, squashfs or gzip starts so
+            return await image_transfer.upload(request, head=head)
+        body = parse_json_object(head + await request.read())
     source = field(body, "source", dict, {})
     kind = field(source, "type", str, "")
     if kind == "image":

@@ -4,6 +4,7 @@ trips."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -26,6 +27,8 @@ from lxmgr.images.lxdformat import (
     export_split,
     import_image,
     lxd_architecture,
+    original_files,
+    original_names,
     parse_metadata,
     render_metadata,
 )
@@ -192,7 +195,12 @@ def test_import_unified(tmp_path: Path, store: ImageStore) -> None:
     assert data["templates"] == META["templates"] and data["properties"] == META["properties"]
     assert events[-1].stage == "done" and events[-1].fraction == 1.0
     assert sorted(os.listdir(store.root)) == [image.fingerprint]
-    assert sorted(os.listdir(image.path)) == ["metadata.yaml", "rootfs", "templates"]
+    assert sorted(os.listdir(image.path)) == ["metadata.yaml", "original", "rootfs",
+                                              "templates"]
+    kept = original_files(image)
+    assert kept == [image.path / "original" / f"{image.fingerprint}.tar.gz"]
+    assert kept[0].read_bytes() == src.read_bytes()
+    assert kept[0].stat().st_ino == src.stat().st_ino  # a hard link: no second copy
 
 
 @needs_root
@@ -234,6 +242,52 @@ def test_import_split_tar_rootfs(tmp_path: Path, store: ImageStore) -> None:
     image = import_image([meta, rootfs], store)
     assert image.fingerprint == sha256(meta, rootfs)
     assert_imported_tree(store, image.fingerprint)
+    kept = original_files(image)
+    assert [p.name for p in kept] == [f"meta-{image.fingerprint}.tar.xz",
+                                      f"{image.fingerprint}.tar.xz"]
+    assert sha256(*kept) == image.fingerprint
+
+
+@needs_root
+def test_original_copied_across_filesystems(tmp_path: Path, store: ImageStore,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    src = unified(tmp_path)
+
+    real_link = os.link
+
+    def link(src: object, dst: object, **kwargs: object) -> None:
+        if "/original/" in str(dst):  # keep_original's link; not the archive's hard links
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(os, "link", link)
+    image = import_image([src], store)
+    kept = original_files(image)
+    assert kept and kept[0].read_bytes() == src.read_bytes()
+    assert kept[0].stat().st_ino != src.stat().st_ino
+
+
+@needs_root
+def test_image_stored_without_original_adopts_it(tmp_path: Path, store: ImageStore) -> None:
+    src = unified(tmp_path)
+    image = import_image([src], store)
+    shutil.rmtree(image.path / "original")
+    data = read_metadata(image.path)
+    del data["original_files"]
+    write_metadata(image.path, data)
+    assert original_files(image) is None
+    import_image([src], store)
+    assert original_files(image) == [image.path / "original" / f"{image.fingerprint}.tar.gz"]
+
+
+def test_original_names(tmp_path: Path) -> None:
+    fp = "cd" * 32
+    plain, squash = tmp_path / "plain.tar", tmp_path / "fs.squashfs"
+    with tarfile.open(plain, "w", format=tarfile.USTAR_FORMAT) as tf:
+        add_bytes(tf, "metadata.yaml", b"x")
+    squash.write_bytes(b"hsqs" + bytes(300))
+    assert original_names([plain], fp) == [f"{fp}.tar"]
+    assert original_names([metadata_tarball(tmp_path), squash], fp) == \
+        [f"meta-{fp}.tar.xz", f"{fp}.squashfs"]
 
 
 @needs_root
