@@ -6,7 +6,11 @@ Each request is served by a child of one `python -S -m lxmgr.runtime.fileops` fo
 through a pidfd of its PID 1 and resolves every path with openat2(RESOLVE_IN_ROOT |
 RESOLVE_NO_MAGICLINKS) there (see that module for why this is safe against symlink and
 rename races). Data flows through the child's stdin/stdout pipes in CHUNK pieces, never
-whole in memory. Stopped instances answer 409 (every storage driver).
+whole in memory. A stopped instance's files are served as LXD serves them (people push
+configuration before the first start): the child mounts the instance's rootfs in a private
+mount namespace of its own, as the runtime would, and works there as the container's root
+(the helper's module docstring says how); every answer is read to the child's EOF, so the
+volume is unmounted again before the request completes.
 
 Imports the runtime helper only by module name (it runs in its own process), supervisor's
 control client, linux.libc (pidfd_open), errors and paths; never daemon or client.
@@ -214,11 +218,29 @@ def shutdown() -> None:
     _SERVER.shutdown()
 
 
-def _target(manager: Any, name: str) -> tuple[int, bool]:
-    """(pidfd of the container's PID 1, whether it has a user namespace). The pid is asked
-    twice around pidfd_open, so a pid recycled by a stop in between is never used."""
+def _stopped(manager: Any, spec: Any) -> dict[str, Any]:
+    """What the helper needs to mount a stopped instance's rootfs: the storage driver's
+    mount plan and the instance's id maps (empty when privileged)."""
+    from lxmgr.instances.files import spec_dict
+
+    driver = manager.pools.driver_for(spec)
+    if not driver.volume_exists(spec.name):
+        raise NotFound(f"Storage volume of instance '{spec.name}' is missing")
+    idmap = manager._idmap(spec)
+    rootfs = driver.rootfs_spec(spec.name, manager._image(spec).rootfs, idmap)
+    return {"rootfs": spec_dict(rootfs),
+            "uid_map": idmap.uid_map_text() if idmap else "",
+            "gid_map": idmap.gid_map_text() if idmap else ""}
+
+
+def _target(manager: Any, name: str) -> tuple[int, bool] | dict[str, Any]:
+    """(pidfd of the container's PID 1, whether it has a user namespace), or, when the
+    instance is stopped, its rootfs plan (_stopped). The pid is asked twice around
+    pidfd_open, so a pid recycled by a stop in between is never used."""
     spec = manager.store.get(name)
     sock = manager.socket_path(name)
+    if not manager.is_running(name):
+        return _stopped(manager, spec)
     try:
         pid = int(control.call(sock, protocol.GET_STATE, wait=5)["pid"])
         pidfd = libc.pidfd_open(pid)
@@ -235,17 +257,23 @@ def _target(manager: Any, name: str) -> tuple[int, bool]:
 
 def _launch(manager: Any, name: str, req: dict[str, Any]) -> tuple[int, int]:
     """Start serving req in the container: (write end of its stdin, read end of its stdout)."""
-    pidfd, userns = _target(manager, name)
+    target = _target(manager, name)
     in_r, in_w = os.pipe2(os.O_CLOEXEC)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    fds = [in_r, out_w]
+    if isinstance(target, dict):
+        msg: dict[str, Any] = {"stopped": target, "req": req}
+    else:
+        fds.insert(0, target[0])
+        msg = {"userns": target[1], "req": req}
     try:
-        _SERVER.send({"userns": userns, "req": req}, [pidfd, in_r, out_w])
+        _SERVER.send(msg, fds)
     except BaseException:
         os.close(in_w)
         os.close(out_r)
         raise
     finally:
-        for fd in (pidfd, in_r, out_w):
+        for fd in fds:
             os.close(fd)
     return in_w, out_r
 
@@ -307,6 +335,9 @@ async def _helper(manager: Any, name: str, req: dict[str, Any],
     helper = await _start(manager, name, req, stdin)
     try:
         yield helper
+        # The child's EOF: for a stopped instance, its rootfs is unmounted by then.
+        while await helper.reader.read(CHUNK):
+            pass
     finally:
         helper.close()
 

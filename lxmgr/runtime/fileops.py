@@ -18,6 +18,18 @@ Wire protocol on the child's stdout: one JSON line ({"ok": true, ...} or {"error
 "status"}), then the file's bytes for a GET of a file. A file upload answers {"ready": true}
 once the target is open, reads stdin to EOF, then answers {"ok": true}.
 
+A stopped instance has no PID 1 to join (LXD reads and writes its files all the same, from
+the storage volume). The request then carries the rootfs mount plan and the instance's id
+maps instead of a pidfd: the child unshares a private mount namespace (propagation private,
+so nothing reaches the host's mount table), mounts the rootfs there as the runtime does
+(overlay over the idmapped image, or a bind of the instance's tree, idmapped when the plan
+says so), and forks a worker that joins a user namespace carrying the instance's map as its
+root before serving the request with the same openat2 resolution. Owners are therefore what
+the container will see: a file pushed with uid 1000 lands in an overlay upper or a shifted
+tree as the host id the map gives for 1000, in an idmapped tree as 1000. Once the worker has
+exited the child unmounts the rootfs and only then closes its copy of stdout, so the daemon's
+EOF means nothing of the volume is mounted any more (the namespace dies with the child).
+
 Imports only lxmgr.linux (no asyncio, no instances): the server is single-threaded, which
 setns(CLONE_NEWNS) in its forked children requires. The server exits when the daemon closes
 its end of the socket.
@@ -36,6 +48,7 @@ from typing import Any
 
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
+from lxmgr.linux.idmapped import idmapped_clone, open_userns_fd
 
 CHUNK = 1 << 20
 MAX_REQUEST = 1 << 16
@@ -76,6 +89,51 @@ def enter(pidfd: int, userns: bool) -> int:
         os.setresuid(0, 0, 0)
     os.umask(0)
     return os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def mount_stopped(rootfs: dict[str, Any], userns_fd: int | None) -> str:
+    """Mount a stopped instance's rootfs on its target in a new private mount namespace (as
+    lxmgr.runtime.rootfs.mount_rootfs does for a start); the target."""
+    libc.unshare(c.CLONE_NEWNS)
+    libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE, None)
+    target = rootfs["target"]
+    st = os.lstat(target)
+    if not stat.S_ISDIR(st.st_mode):
+        raise Refused(500, "Instance rootfs mount point is not a directory")
+    overlay = rootfs["kind"] == "overlay"
+    source = rootfs["lower"] if overlay else rootfs["source"]
+    fd = None
+    if rootfs.get("idmap_lower") and userns_fd is not None:
+        fd = idmapped_clone(source, userns_fd, readonly=overlay)
+    try:
+        if overlay:
+            lower = f"/proc/self/fd/{fd}" if fd is not None else source
+            for value in (lower, rootfs["upper"], rootfs["work"]):
+                if not value or any(ch in value for ch in ",:\\\n"):
+                    raise Refused(500, "Invalid overlay path in the instance rootfs")
+            libc.mount("overlay", target, "overlay", 0,
+                       f"lowerdir={lower},upperdir={rootfs['upper']},workdir={rootfs['work']},"
+                       "index=off,metacopy=off,redirect_dir=off")
+        elif fd is not None:
+            libc.move_mount(fd, "", c.AT_FDCWD, target, c.MOVE_MOUNT_F_EMPTY_PATH)
+        else:
+            libc.mount(source, target, None, c.MS_BIND | c.MS_REC, None)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return target
+
+
+def enter_userns(userns_fd: int | None) -> None:
+    """Become root of the instance's user namespace (owners then read and write as the
+    container's ids); host root stays for a privileged instance."""
+    if userns_fd is not None:
+        libc.setns(userns_fd, c.CLONE_NEWUSER)
+        os.close(userns_fd)
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    os.umask(0)
 
 
 def resolve(root: int, path: str, flags: int, mode: int = 0) -> int:
@@ -268,16 +326,62 @@ def run(pidfd: int, userns: bool, req: dict[str, Any], out: int) -> int:
         root = enter(pidfd, userns)
         OPS[req["op"]](root, req, out)
         return 0
-    except Refused as err:
+    except (Refused, OSError) as err:
+        return fail(req, out, err)
+
+
+def fail(req: dict[str, Any], out: int, err: Exception) -> int:
+    if isinstance(err, Refused):
         reply(out, {"error": str(err), "status": err.status})
-    except OSError as err:
+    elif isinstance(err, OSError):
         status, text = ERRNO_STATUS.get(err.errno or 0, (500, os.strerror(err.errno or 0)))
         reply(out, {"error": f"{text}: {req.get('path')}", "status": status})
     return 1
 
 
+def run_stopped(stopped: dict[str, Any], req: dict[str, Any], out: int) -> int:
+    """Serve one request on a stopped instance's rootfs (see the module docstring)."""
+    libc.prctl(c.PR_SET_DUMPABLE, 0)
+    userns_fd = None
+    try:
+        if stopped.get("uid_map"):
+            userns_fd = open_userns_fd(stopped["uid_map"], stopped["gid_map"])
+        target = mount_stopped(stopped["rootfs"], userns_fd)
+        root = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (Refused, OSError) as err:
+        return fail(req, out, err)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            enter_userns(userns_fd)
+            OPS[req["op"]](root, req, out)
+            status = 0
+        except (Refused, OSError) as err:
+            status = fail(req, out, err)
+        finally:
+            os._exit(status)
+    os.close(root)
+    if userns_fd is not None:
+        os.close(userns_fd)
+    os.close(0)
+    _, status = os.waitpid(pid, 0)
+    libc.umount2(target, c.MNT_DETACH)
+    return os.waitstatus_to_exitcode(status)
+
+
 def child(msg: dict[str, Any], fds: list[int]) -> int:
     """In a forked child: take the pipes as stdin/stdout, serve the request."""
+    if "stopped" in msg:
+        stdin, stdout = fds
+        os.dup2(stdin, 0)
+        os.dup2(stdout, 1)
+        os.close(stdin)
+        os.close(stdout)
+        try:
+            return run_stopped(msg["stopped"], msg["req"], 1)
+        except BrokenPipeError:
+            return 1
     pidfd, stdin, stdout = fds
     os.dup2(stdin, 0)
     os.dup2(stdout, 1)
@@ -290,23 +394,30 @@ def child(msg: dict[str, Any], fds: list[int]) -> int:
 
 
 def serve(sock: socket.socket) -> None:
-    """Fork a child per request ({"userns", "req"} + fds [pidfd, stdin, stdout]) until the
-    daemon closes its end; children are reaped by the kernel (SIGCHLD ignored)."""
+    """Fork a child per request ({"userns", "req"} + fds [pidfd, stdin, stdout], or
+    {"stopped", "req"} + fds [stdin, stdout]) until the daemon closes its end; children are
+    reaped by the kernel (SIGCHLD ignored in the server, default again in each child, which
+    waits for its own worker)."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     libc.prctl(c.PR_SET_DUMPABLE, 0)
     while True:
         raw, fds, _flags, _addr = socket.recv_fds(sock, MAX_REQUEST, 3)
         if not raw:
             return
-        if len(fds) != 3:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            msg = {}
+        if len(fds) != (2 if "stopped" in msg else 3) or "req" not in msg:
             for fd in fds:
                 os.close(fd)
             continue
         if os.fork() == 0:
             status = 1
             try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 sock.close()
-                status = child(json.loads(raw), fds)
+                status = child(msg, fds)
             finally:
                 os._exit(status)
         for fd in fds:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.kernel.conftest import exec_out
+from tests.kernel.conftest import exec_out, wait_running
 
 pytestmark = pytest.mark.kernel
 
@@ -153,10 +153,85 @@ def json_of(raw: bytes) -> Any:
     return json.loads(raw)
 
 
-async def test_stopped_instance_is_409(manager, api) -> None:  # type: ignore[no-untyped-def]
-    client, name = api
-    await asyncio.to_thread(manager.stop, name, force=True)
-    await pull(client, name, "/etc/hostname", status=409)
+def server_children() -> list[str]:
+    """The pids of the files fork server's live children (a stopped instance's mount
+    namespace lives exactly as long as its child)."""
+    from lxmgr.instances import files_api
+
+    proc = files_api._SERVER.proc
+    assert proc is not None
+    for _ in range(50):  # the last child may still be exiting after closing its pipe
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            pids = f.read().split()
+        if not pids:
+            break
+        time.sleep(0.05)
+    return pids
+
+
+@pytest.fixture
+async def stopped_api(manager) -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[no-untyped-def]
+    """The daemon app in-process and an instance created but never started."""
+    from lxmgr.daemon.app import create_app
+    from lxmgr.instances import files_api
+
+    name = f"s{uuid.uuid4().hex[:8]}"
+    manager.create(name, "debian")
+    client = TestClient(TestServer(create_app(manager, background=False)))
+    await client.start_server()
+    try:
+        yield client, name
+    finally:
+        await client.close()
+        files_api.shutdown()
+
+
+async def test_stopped_instance_files(manager, stopped_api) -> None:  # type: ignore[no-untyped-def]
+    """Push, pull, mkdir, symlinks and delete before the first start (LXD serves files of
+    stopped instances), nothing escaping to the host, owners as the container then sees
+    them, nothing left mounted."""
+    client, name = stopped_api
+    marker = f"lxmgr-canary-{uuid.uuid4().hex[:8]}"
+    await push(client, name, "/etc/app.conf", b"key=1\n", uid="1000", gid="1001", mode="0640")
+    back, headers = await pull(client, name, "/etc/app.conf")
+    assert back == b"key=1\n"
+    assert (headers["X-LXD-uid"], headers["X-LXD-gid"], headers["X-LXD-mode"]) == \
+        ("1000", "1001", "0640")
+    assert (await pull(client, name, "/etc/hostname"))[0] == f"{name}\n".encode()
+    # On disk: the host ids the container's map gives (an idmapped tree stores them as is).
+    spec = manager.store.get(name)
+    idmap = manager._idmap(spec)
+    rootfs = manager.pools.driver_for(spec).rootfs_spec(name, manager._image(spec).rootfs, idmap)
+    top = rootfs.upper if rootfs.kind == "overlay" else rootfs.source
+    st = os.stat(f"{top}/etc/app.conf")
+    shifted = idmap is not None and not (rootfs.kind == "bind" and rootfs.idmap_lower)
+    assert (st.st_uid, st.st_gid) == ((idmap.host_uid(1000), idmap.host_gid(1001))
+                                      if shifted else (1000, 1001)), rootfs
+    _, headers = await pull(client, name, "/etc/passwd")  # from the image: root's
+    assert headers["X-LXD-uid"] == "0"
+    await push(client, name, "/srv/d", type="directory", mode="0750", uid="33")
+    await push(client, name, "/srv/d/l", b"/etc/app.conf", type="symlink")
+    await push(client, name, "/srv/d/l", b"more\n", write="append")  # through the link
+    assert (await pull(client, name, "/etc/app.conf"))[0] == b"key=1\nmore\n"
+    # Links aimed at the host's /etc stay in the instance's root.
+    await push(client, name, "/srv/up", b"../../../../../../../../../etc", type="symlink")
+    await push(client, name, f"/srv/up/{marker}", b"inside")
+    assert not os.path.exists(f"/etc/{marker}")
+    assert (await pull(client, name, f"/etc/{marker}"))[0] == b"inside"
+    await push(client, name, f"/srv/abs/{marker}", b"x", status=404)  # no such dir inside
+    await push(client, name, "/srv/abs", b"/etc", type="symlink")
+    await push(client, name, f"/srv/abs/{marker}", b"again")
+    assert not os.path.exists(f"/etc/{marker}")
+    for path in (f"/etc/{marker}", "/srv/abs", "/srv/up"):
+        assert (await client.delete(url(name, path))).status == 200
+    await pull(client, name, f"/etc/{marker}", status=404)
+    assert server_children() == []
+    await asyncio.to_thread(manager.start, name)
+    assert wait_running(manager, name) == "running"
+    _, out, _ = exec_out(manager, name, ["stat", "-c", "%u %g %a", "/etc/app.conf", "/srv/d"])
+    assert out.split() == ["1000", "1001", "640", "33", "0", "750"]
+    _, out, _ = exec_out(manager, name, ["cat", "/srv/d/l"])
+    assert out == "key=1\nmore\n"
 
 
 def host_canaries(marker: str) -> list[str]:
@@ -248,6 +323,37 @@ async def test_cli_recursive_push_pull_edit_delete(manager, container, tmp_path)
         await cli(sock, "file", "delete", f"{container}/srv/www/site/link")
         code, _, _ = exec_out(manager, container, ["test", "-L", "/srv/www/site/link"])
         assert code == 1
+    finally:
+        await runner.cleanup()
+        files_api.shutdown()
+
+
+async def test_cli_push_pull_on_stopped_instance(manager, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    from lxmgr.daemon.app import create_app
+    from lxmgr.instances import files_api
+
+    name = f"s{uuid.uuid4().hex[:8]}"
+    manager.create(name, "debian")
+    sock = f"{os.environ['LXMGR_DIR']}/files.sock"
+    runner = web.AppRunner(create_app(manager, background=False))
+    await runner.setup()
+    await web.UnixSite(runner, sock).start()
+    try:
+        src = tmp_path / "motd"
+        src.write_bytes(b"hello\n")
+        await cli(sock, "file", "push", "--uid", "7", "--mode", "0600", str(src),
+                  f"{name}/etc/motd")
+        result = await cli(sock, "file", "pull", f"{name}/etc/motd", "-")
+        assert result.stdout_bytes == b"hello\n"
+        await cli(sock, "file", "pull", f"{name}/etc/motd", str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == b"hello\n"
+        assert server_children() == []
+        await asyncio.to_thread(manager.start, name)
+        assert wait_running(manager, name) == "running"
+        _, out, _ = exec_out(manager, name, ["stat", "-c", "%u %a", "/etc/motd"])
+        assert out.split() == ["7", "600"]
     finally:
         await runner.cleanup()
         files_api.shutdown()
