@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "config": "config:config",
     "profile": "profile:profile",
     "network": "network:network",
+    "project": "project:project",
     "storage": "storage:storage",
     "remote": "remote:remote",
     "publish": "publish:publish",

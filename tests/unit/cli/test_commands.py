@@ -71,7 +71,7 @@ def test_every_help_has_an_example(run: Run, path: list[str]) -> None:
 def test_verb_list_is_complete() -> None:
     assert set(COMMANDS) == {"launch", "init", "start", "stop", "restart", "pause", "resume",
                              "delete", "list", "info", "exec", "shell", "console", "config",
-                             "profile", "network", "image", "operation", "daemon",
+                             "profile", "network", "project", "image", "operation", "daemon",
                              "doctor", "snapshot", "restore", "copy", "move", "rename", "storage",
                              "remote", "publish", "export", "import", "monitor", "file",
                              "dev"}

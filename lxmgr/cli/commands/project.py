@@ -1,0 +1,257 @@
+"""`lxmgr project ...`: project CRUD and usage (`lxc project`).
+
+Talks to /1.0/projects only, through the client; the daemon validates names and config keys.
+`switch` and a global `--project` are not here yet: every instance, profile, image, volume
+and network still lives in `default` (the daemon refuses other projects elsewhere).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
+from lxmgr.cli.options import ON_SERVER, format_option, get_app
+from lxmgr.cli.terminal import parse_assignments, parse_yaml, render, render_yaml
+
+# `lxc project show` order; edit writes description and config.
+SHOW_FIELDS = ("name", "description", "config", "used_by")
+EDIT_FIELDS = ("name", "description", "config")
+# `lxc project list` columns (LXD 5.0 lxc/project.go), networks included.
+LIST_HEADERS = ["NAME", "IMAGES", "PROFILES", "STORAGE VOLUMES", "NETWORKS", "DESCRIPTION",
+                "USED BY"]
+FEATURE_COLUMNS = ("features.images", "features.profiles", "features.storage.volumes",
+                   "features.networks")
+
+
+def project_path(name: str, *rest: str) -> str:
+    return "/".join([f"/1.0/projects/{quote(name, safe='')}", *rest])
+
+
+def project_put(data: dict[str, Any]) -> dict[str, Any]:
+    """The ProjectPut part (description, config)."""
+    return {"description": str(data.get("description") or ""),
+            "config": dict(data.get("config") or {})}
+
+
+def parse_project_text(text: str, name: str) -> dict[str, Any]:
+    """description/config from YAML typed by a user; config values coerced to strings."""
+    from lxmgr.model.config import to_config_value
+
+    what = f"project '{name}'"
+    data = parse_yaml(text, what) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("config") or {}, dict):
+        from lxmgr.errors import InvalidConfig
+
+        raise InvalidConfig(f"Invalid YAML for {what}: expected a mapping with a 'config' "
+                            "mapping")
+    result = project_put(data)
+    result["config"] = {str(k): to_config_value(v) for k, v in result["config"].items()}
+    return result
+
+
+def _list_row(project: dict[str, Any]) -> list[str]:
+    config = project.get("config") or {}
+    features = ["YES" if str(config.get(key, "")).lower() in ("true", "1", "yes", "on")
+                else "NO" for key in FEATURE_COLUMNS]
+    return [str(project.get("name", "")), *features, str(project.get("description", "")),
+            str(len(project.get("used_by") or []))]
+
+
+def render_project_info(state: dict[str, Any]) -> list[list[str]]:
+    """`lxc project info`'s rows: RESOURCE, LIMIT, USAGE (LXD's ProjectStateResource keys
+    are capitalized: Limit, Usage)."""
+    rows = []
+    for resource, usage in sorted((state.get("resources") or {}).items()):
+        limit = usage.get("Limit", -1)
+        rows.append([resource.upper(), "UNLIMITED" if limit == -1 else str(limit),
+                     str(usage.get("Usage", 0))])
+    return rows
+
+
+@click.group()
+def project() -> None:
+    """Manage projects: separate sets of instances, images, profiles, volumes and networks.
+
+    Only the default project holds objects so far; other projects can be created,
+    configured (features.*, user.*), renamed and deleted.
+
+    \b
+    Examples:
+      lxmgr project list
+      lxmgr project create web features.networks=true --description "Web team"
+      lxmgr project show web
+      lxmgr project rename web www
+    """
+
+
+@project.command("list")
+@format_option
+def list_(fmt: str) -> None:
+    """List projects.
+
+    \b
+    Examples:
+      lxmgr project list
+      lxmgr project list --format yaml
+    """
+    app = get_app()
+    projects = sorted(app.query("GET", "/1.0/projects", params={"recursion": 1}) or [],
+                      key=lambda p: str(p.get("name", "")))
+    app.echo(render(fmt, LIST_HEADERS, [_list_row(p) for p in projects], projects))
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+def show(name: str) -> None:
+    """Show a project as YAML.
+
+    \b
+    Examples:
+      lxmgr project show default
+    """
+    app = get_app()
+    data, _ = get_object(app, project_path(name))
+    app.echo(render_yaml({key: data[key] for key in SHOW_FIELDS if key in data}))
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+@click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("-d", "--description", default=None, help="Project description.")
+def create(name: str, assignments: tuple[str, ...], description: str | None) -> None:
+    """Create a project (config from KEY=VALUE arguments, or YAML on stdin).
+
+    Features left unset take LXD's defaults: images, profiles and storage volumes on,
+    networks off.
+
+    \b
+    Examples:
+      lxmgr project create web
+      lxmgr project create web features.images=false user.team=web
+      lxmgr project create web < web.yaml
+    """
+    app = get_app()
+    body: dict[str, Any] = {"name": name, "description": "", "config": {}}
+    if not sys.stdin.isatty():
+        text = sys.stdin.read()
+        if text.strip():
+            body.update(parse_project_text(text, name))
+    body["config"].update(parse_assignments(assignments, "config") if assignments else {})
+    if description is not None:
+        body["description"] = description
+    app.query("POST", "/1.0/projects", body=body)
+    app.echo(f"Project {name} created")
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+def edit(name: str) -> None:
+    """Edit a project's description and config as YAML in $EDITOR (or from stdin).
+
+    \b
+    Examples:
+      lxmgr project edit web
+      lxmgr project show web > web.yaml; lxmgr project edit web < web.yaml
+    """
+    app = get_app()
+    data, etag = get_object(app, project_path(name))
+    shown = {key: data[key] for key in EDIT_FIELDS if key in data}
+    text = edit_text(app, render_yaml(shown) + "\n", f"project '{name}'")
+    put_object(app, project_path(name), parse_project_text(text, name), etag)
+
+
+@project.command("set")
+@click.argument("name", type=ON_SERVER)
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+def set_(name: str, assignments: tuple[str, ...]) -> None:
+    """Set project config keys (KEY=VALUE..., or KEY VALUE).
+
+    \b
+    Examples:
+      lxmgr project set web user.team=web
+      lxmgr project set web features.networks true
+    """
+    app = get_app()
+    app.query("PATCH", project_path(name), body={"config": parse_assignments(assignments,
+                                                                                "config")})
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+def unset(name: str, keys: tuple[str, ...]) -> None:
+    """Remove project config keys.
+
+    \b
+    Examples:
+      lxmgr project unset web user.team
+    """
+    app = get_app()
+    data, etag = get_object(app, project_path(name))
+    content = project_put(data)
+    unset_keys(app, content["config"], keys)
+    put_object(app, project_path(name), content, etag)
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+@click.argument("key")
+def get(name: str, key: str) -> None:
+    """Print one project config value (empty when unset).
+
+    \b
+    Examples:
+      lxmgr project get default features.images
+    """
+    app = get_app()
+    data, _ = get_object(app, project_path(name))
+    app.echo(str((data.get("config") or {}).get(key, "")))
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+@click.argument("new_name")
+def rename(name: str, new_name: str) -> None:
+    """Rename an empty project (not `default`).
+
+    \b
+    Examples:
+      lxmgr project rename web www
+    """
+    app = get_app()
+    app.operate("POST", project_path(name), body={"name": new_name})
+    app.echo(f"Project {name} renamed to {new_name}")
+
+
+@project.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...", type=ON_SERVER)
+def delete(names: tuple[str, ...]) -> None:
+    """Delete empty projects (not `default`).
+
+    \b
+    Examples:
+      lxmgr project delete web
+    """
+    app = get_app()
+    for name in names:
+        app.query("DELETE", project_path(name))
+        app.echo(f"Project {name} deleted")
+
+
+@project.command()
+@click.argument("name", type=ON_SERVER)
+@format_option
+def info(name: str, fmt: str) -> None:
+    """Show a project's resource usage and limits.
+
+    \b
+    Examples:
+      lxmgr project info default
+    """
+    app = get_app()
+    state = app.query("GET", project_path(name, "state")) or {}
+    app.echo(render(fmt, ["RESOURCE", "LIMIT", "USAGE"], render_project_info(state), state))
