@@ -26,6 +26,7 @@ from lxmgr.daemon.routes import (
     instances,
     internal,
     metrics,
+    network_forwards,
     networks,
     openapi,
     operations,
@@ -79,8 +80,8 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     app[WEBSOCKETS] = set()
     app[HTTPS] = HttpsListener()  # core.https_address; attached to the runner by lxmgrd
     for module in (server, instances, instance_state, instance_exec, instance_console,
-                   instance_files, snapshots, backups, profiles, images, networks, storage,
-                   storage_volumes,
+                   instance_files, snapshots, backups, profiles, images, networks, network_forwards,
+                   storage, storage_volumes,
                    operations, events, projects, metrics, openapi, certificates, internal):
         app.router.add_routes(module.routes)
     if background:

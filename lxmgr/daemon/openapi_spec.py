@@ -83,6 +83,13 @@ IMAGES_POST = obj(source=IMAGE_SOURCE, public=BOOL, auto_update=BOOL, filename=S
 IMAGE_PUT = obj(properties=STRING_MAP, public=BOOL, auto_update=BOOL, expires_at=TIME)
 ALIASES_POST = obj(("name", "target"), name=STR, target=STR, description=STR)
 CONFIG_PUT = obj(config=STRING_MAP, description=STR)
+FORWARD_PORT = obj(("protocol", "listen_port", "target_address"), description=STR,
+                   protocol={"type": "string", "enum": ["tcp", "udp"]}, listen_port=STR,
+                   target_port=STR, target_address=STR)
+FORWARD_PUT = obj(description=STR, config=STRING_MAP,
+                  ports={"type": "array", "items": FORWARD_PORT})
+FORWARDS_POST = obj(("listen_address",), listen_address=STR, description=STR,
+                    config=STRING_MAP, ports={"type": "array", "items": FORWARD_PORT})
 NETWORKS_POST = obj(("name",), name=STR, type={"type": "string", "enum": ["bridge"]},
                     description=STR, config=STRING_MAP)
 POOLS_POST = obj(("name", "driver"), name=STR, driver={
@@ -243,6 +250,15 @@ def network_endpoints() -> list[Endpoint]:
         Endpoint("DELETE", base, "Delete an unused network"),
         Endpoint("GET", f"{base}/leases", "DHCP leases"),
         Endpoint("GET", f"{base}/state", "Link state and counters"),
+        Endpoint("GET", f"{base}/forwards", "List network forwards", query=("recursion",)),
+        Endpoint("POST", f"{base}/forwards", "Create a network forward (DNAT from a host "
+                 "address)", "created", FORWARDS_POST),
+        Endpoint("GET", f"{base}/forwards/{{address}}", "Show a network forward"),
+        Endpoint("PUT", f"{base}/forwards/{{address}}", "Replace a network forward",
+                 body=FORWARD_PUT),
+        Endpoint("PATCH", f"{base}/forwards/{{address}}", "Merge into a network forward",
+                 body=FORWARD_PUT),
+        Endpoint("DELETE", f"{base}/forwards/{{address}}", "Delete a network forward"),
     ]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
+from lxmgr.instances import network_forwards
 from lxmgr.instances.db import Database
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.network import (
@@ -124,6 +125,7 @@ class Networks:
         with self._lock:
             self._driver(name).delete()
             self.db.network_remove(name)
+            network_forwards.forget(self.db, name)
 
     def start_all(self) -> None:
         """Bring every network back (daemon or host restart); failures are logged."""

@@ -26,15 +26,21 @@ TABLE_PREFIX = "lxmgr_"
 
 @dataclass(frozen=True)
 class Dnat:
-    """A port forward (proxy device with nat=true): listen port -> instance address:port."""
+    """A port forward (proxy device with nat=true, network forward port): listen port ->
+    instance address:port. protocol "" with both ports 0 forwards every protocol and port of
+    listen_address to target (a network forward's default target_address)."""
 
-    protocol: str  # tcp | udp
+    protocol: str  # tcp | udp | "" (whole address)
     listen_port: int
     target: ipaddress.IPv4Address
     target_port: int
     listen_address: ipaddress.IPv4Address | None = None  # None: any local address
 
     def rule(self) -> str:
+        if not self.protocol:
+            if self.listen_address is None:
+                raise InvalidConfig("A whole-address DNAT needs a listen address")
+            return f"ip daddr {self.listen_address} dnat ip to {self.target}"
         if self.protocol not in ("tcp", "udp"):
             raise InvalidConfig(f"Invalid DNAT protocol '{self.protocol}'")
         # No listen address: any address of this host, as a proxy on 0.0.0.0 would, but
@@ -49,8 +55,8 @@ class Dnat:
         the host: a client on the bridge's subnet (the instance itself, a neighbour) would
         get the answer straight from the target's address and drop it; a client on the
         host with a source the instance has no route to would get none."""
-        match = (f"ip daddr {self.target} {self.protocol} dport {self.target_port} "
-                 "ct status dnat")
+        ports = f" {self.protocol} dport {self.target_port}" if self.protocol else ""
+        match = f"ip daddr {self.target}{ports} ct status dnat"
         return [f"{match} ip saddr {subnet} masquerade",
                 f"{match} fib saddr type local masquerade"]
 
@@ -87,7 +93,9 @@ def build_ruleset(network_name: str, bridge: str, subnet: ipaddress.IPv4Network 
     if masquerade:
         chains.append(_chain("postrouting", "nat", "postrouting", "100", masquerade))
     if proxies:
-        dnat = [p.rule() for p in proxies]
+        # Port rules first: a whole-address forward only takes what no port rule matched
+        # (LXD's default target_address).
+        dnat = [p.rule() for p in sorted(proxies, key=lambda p: not p.protocol)]
         chains.append(_chain("prerouting", "nat", "prerouting", "-100", dnat))
         chains.append(_chain("output", "nat", "output", "-100", dnat))
     body = "\n".join(chains)

@@ -49,6 +49,8 @@ EXTENSIONS: dict[str, str] = {
     "network_leases": "lxmgr.daemon.routes.networks",
     # GET /1.0/networks/NAME/state
     "network_state": "lxmgr.daemon.routes.networks",
+    # /1.0/networks/NAME/forwards: DNAT from a host address into the bridge's subnet
+    "network_forward": "lxmgr.daemon.routes.network_forwards",
     # snapshots.expiry, expires_at (PUT/PATCH a snapshot), removed by lifecycle's minutely task
     "snapshot_expiry": "lxmgr.daemon.routes.snapshots",
     # expires_at when creating a snapshot

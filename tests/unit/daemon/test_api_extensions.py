@@ -39,6 +39,10 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
                        "test_two_containers_get_leases_and_reach_each_other_by_name",),
     "network_state": ("tests/system/test_network.py::"
                       "test_two_containers_get_leases_and_reach_each_other_by_name",),
+    "network_forward": ("tests/integration/test_network_forwards_api.py::"
+                        "test_forward_lifecycle",
+                        "tests/system/test_network_forwards.py::"
+                        "test_forward_reaches_a_container_and_survives_a_restart"),
     "snapshot_expiry": ("tests/integration/test_snapshots_api.py::"
                         "test_snapshot_restore_copy_rename",
                         "tests/system/test_snapshots.py::"
