@@ -25,9 +25,19 @@ class NotFound(LxmgrError):
 
 
 class Conflict(LxmgrError):
-    """The object exists already or is in the wrong state for the request."""
+    """The name is taken already (an instance, snapshot, volume, profile, alias...)."""
 
     status = 409
+
+
+class InvalidState(Conflict):
+    """The object is in the wrong state for the request: running or not running, frozen,
+    in use. LXD 5.0 answers 400 here (lxd/instance_delete.go "Instance is running",
+    lxd/instance_exec.go "Instance is not running", lxd/networks.go, lxd/storage_pools.go
+    and lxd/storage_volumes.go "... is currently/still in use", all response.BadRequest)
+    and clients branch on that code. A Conflict for the code that catches one."""
+
+    status = 400
 
 
 class NotSupported(LxmgrError):

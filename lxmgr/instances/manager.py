@@ -22,6 +22,7 @@ from lxmgr.cgroups.detect import detect
 from lxmgr.errors import (
     Conflict,
     InvalidConfig,
+    InvalidState,
     LxmgrError,
     NotFound,
     NotSupported,
@@ -239,7 +240,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         """Delete an image no instance uses (overlay volumes keep using it)."""
         users = [n for n in self.list() if self.get(n).image_fingerprint == fingerprint]
         if users:
-            raise Conflict(f"Image '{fingerprint[:12]}' is used by instance {users[0]}")
+            raise InvalidState(f"Image '{fingerprint[:12]}' is used by instance {users[0]}")
         self.images.delete(fingerprint)
 
     def create(self, name: str, image: str, *, profiles: list[str] | None = None,
@@ -302,7 +303,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             raise InvalidConfig("Instance is protected")  # LXD 5.0's words (a 400 Failure)
         if self.is_running(name):
             if not force:
-                raise Conflict(f"Instance '{name}' is running: stop it first or use --force")
+                raise InvalidState(f"Instance '{name}' is running: stop it first or use --force")
             self.stop(name, force=True)
         self.pools.driver_for(spec).delete_volume(name)
         self.cgroups.delete(name)
@@ -399,7 +400,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         """Boot the instance; returns PID 1's host pid."""
         spec = self.store.get(name)
         if self.is_running(name):
-            raise Conflict(f"Instance '{name}' is already running")
+            raise InvalidState(f"Instance '{name}' is already running")
         if not self._host_checked:
             ensure_host_ready()
             self._host_checked = True
@@ -445,7 +446,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
                          force=force, timeout=timeout)
         except control.NotRunning:
-            raise Conflict(f"Instance '{name}' is not running") from None
+            raise InvalidState(f"Instance '{name}' is not running") from None
         self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
         if spec.ephemeral:
             self.delete(name, ephemeral_stop=True)

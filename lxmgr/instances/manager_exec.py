@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState
 from lxmgr.supervisor import control
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class ExecMixin:
                                                [stdin, stdout, stderr], env=env or {},
                                                cwd=cwd, uid=uid, gid=gid)
         except control.NotRunning:
-            raise Conflict(f"Instance '{name}' is not running") from None
+            raise InvalidState(f"Instance '{name}' is not running") from None
         return control.exec_wait(sock)
 
     def exec_pty(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
@@ -61,7 +61,7 @@ class ExecMixin:
                                       env=env or {}, cwd=cwd, uid=uid, gid=gid,
                                       rows=rows, cols=cols)
         except control.NotRunning:
-            raise Conflict(f"Instance '{name}' is not running") from None
+            raise InvalidState(f"Instance '{name}' is not running") from None
 
     exec_wait = staticmethod(control.exec_wait)
 

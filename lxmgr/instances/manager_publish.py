@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.images.lxdformat import COMPRESSION_KEY
 from lxmgr.images.store import ImageInfo, info_from_metadata, read_metadata, write_metadata
@@ -64,7 +64,7 @@ class PublishMixin:
         name, snapshot = snapmod.split_ref(source)
         spec = self.get_snapshot(name, snapshot).instance if snapshot else self.store.get(name)
         if snapshot is None and self.is_running(name):
-            raise Conflict(f"Instance '{name}' is running: stop it or publish a snapshot")
+            raise InvalidState(f"Instance '{name}' is running: stop it or publish a snapshot")
         taken = {a: i.fingerprint for i in self.images.list() for a in i.aliases}
         for alias in aliases:
             if alias in taken:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotSupported
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState, LxmgrError, NotSupported
 from lxmgr.instances import files, image_ops
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
@@ -182,7 +182,7 @@ class SnapshotMixin:
         if self.store.exists(new_name):
             raise Conflict(f"Instance '{new_name}' already exists")
         if self.is_running(name):
-            raise Conflict(f"Instance '{name}' is running: stop it before renaming")
+            raise InvalidState(f"Instance '{name}' is running: stop it before renaming")
         driver = self._driver_for_snapshots(spec)
         old_dir, new_dir = paths.instance_dir(name), paths.instance_dir(new_name)
         if new_dir.exists():

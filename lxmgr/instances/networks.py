@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState, LxmgrError, NotFound
 from lxmgr.instances import network_forwards
 from lxmgr.instances.db import Database
 from lxmgr.model.instance import InstanceSpec
@@ -121,7 +121,7 @@ class Networks:
 
     def delete(self, name: str, users: list[str]) -> None:
         if users:
-            raise Conflict(f"Network '{name}' is in use by {', '.join(users)}")
+            raise InvalidState(f"Network '{name}' is in use by {', '.join(users)}")
         with self._lock:
             self._driver(name).delete()
             self.db.network_remove(name)

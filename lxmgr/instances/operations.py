@@ -14,7 +14,7 @@ from typing import Any
 from lxmgr.api import envelope
 from lxmgr.api.event import Event
 from lxmgr.api.operation import Operation
-from lxmgr.errors import Cancelled, Conflict, LxmgrError, NotFound
+from lxmgr.errors import Cancelled, InvalidState, LxmgrError, NotFound
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import EventBus
 
@@ -138,9 +138,9 @@ class Operations:
     def cancel(self, op_id: str) -> None:
         found = self.get(op_id)
         if not isinstance(found, Operation) or found.is_final:
-            raise Conflict("Operation is already done")
+            raise InvalidState("Operation is already done")
         if not found.may_cancel:
-            raise Conflict("This operation can't be cancelled")
+            raise InvalidState("This operation can't be cancelled")
         task = self.tasks.get(op_id)
         if task is not None:
             self.cancelled.add(op_id)

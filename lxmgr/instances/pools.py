@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, InvalidConfig, LxmgrError, NotFound
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState, LxmgrError, NotFound
 from lxmgr.instances.db import Database
 from lxmgr.instances.volume_records import VolumeRecords
 from lxmgr.model import validate as v
@@ -149,12 +149,12 @@ class Pools:
     def delete(self, name: str, users: list[str]) -> None:
         pool = self.get(name)
         if name == DEFAULT_POOL:
-            raise Conflict("The default storage pool cannot be deleted")
+            raise InvalidState("The default storage pool cannot be deleted")
         if users:
-            raise Conflict(f"Storage pool '{name}' is used by instance {users[0]}")
+            raise InvalidState(f"Storage pool '{name}' is used by instance {users[0]}")
         volumes = [r["name"] for r in VolumeRecords(self.db).list(name) if "/" not in r["name"]]
         if volumes:
-            raise Conflict(f"Storage pool '{name}' holds storage volume {volumes[0]}")
+            raise InvalidState(f"Storage pool '{name}' holds storage volume {volumes[0]}")
         if pool["driver"] == "btrfs":
             self._delete_btrfs(name, pool["config"])
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.errors import Conflict, Forbidden, InvalidConfig, InvalidState
 from lxmgr.instances.db import Database
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
@@ -41,16 +41,16 @@ def used_by(db: Database, name: str) -> list[str]:
 
 def check_deletable(db: Database, name: str) -> None:
     if name == "default":
-        raise Conflict("The 'default' profile cannot be deleted")
+        raise Forbidden("The 'default' profile cannot be deleted")
     db.profile_get(name)
     users = used_by(db, name)
     if users:
-        raise Conflict(f"Profile '{name}' is currently in use by {', '.join(users)}")
+        raise InvalidState(f"Profile '{name}' is currently in use by {', '.join(users)}")
 
 
 def check_rename(db: Database, old: str, new: str) -> None:
     if old == "default":
-        raise Conflict("The 'default' profile cannot be renamed")
+        raise Forbidden("The 'default' profile cannot be renamed")
     validate_profile_name(new)
     if new in db.profile_names():
         raise Conflict(f"Profile '{new}' already exists")

@@ -89,9 +89,9 @@ async def test_instance_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     state = (await call(api, "GET", "/1.0/instances/web1/state"))["metadata"]
     assert state["processes"] > 0 and state["memory"]["usage"] > 0
     again = await call(api, "PUT", "/1.0/instances/web1/state", {"action": "start"},
-                       status=409)
+                       status=400)
     assert "already running" in again["error"]
-    busy = await call(api, "DELETE", "/1.0/instances/web1", status=409)
+    busy = await call(api, "DELETE", "/1.0/instances/web1", status=400)
     assert "running" in busy["error"]
     await wait(api, await call(api, "PUT", "/1.0/instances/web1/state",
                                {"action": "freeze"}, status=202))
@@ -101,7 +101,7 @@ async def test_instance_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     await wait(api, await call(api, "PUT", "/1.0/instances/web1/state",
                                {"action": "stop", "timeout": 30}, status=202))
     stopped = await call(api, "PUT", "/1.0/instances/web1/state", {"action": "stop"},
-                         status=409)
+                         status=400)
     assert "not running" in stopped["error"]
     bad = await call(api, "PUT", "/1.0/instances/web1/state", {"action": "dance"}, status=400)
     assert "dance" in bad["error"]
@@ -209,8 +209,8 @@ async def test_profiles(api) -> None:  # type: ignore[no-untyped-def]
     path = manager.cgroups.path(manager.cgroups.layout.find("pids"), "pr1") + "/pids.max"
     with open(path) as f:
         assert f.read().strip() == "444"  # the running user got the change
-    assert "in use" in (await call(api, "DELETE", "/1.0/profiles/tight", status=409))["error"]
-    assert "default" in (await call(api, "DELETE", "/1.0/profiles/default", status=409)
+    assert "in use" in (await call(api, "DELETE", "/1.0/profiles/tight", status=400))["error"]
+    assert "default" in (await call(api, "DELETE", "/1.0/profiles/default", status=403)
                          )["error"]
     await call(api, "POST", "/1.0/profiles/tight", {"name": "snug"}, status=201)
     inst = (await call(api, "GET", "/1.0/instances/pr1"))["metadata"]
@@ -241,7 +241,7 @@ async def test_operations_images_and_events(api) -> None:  # type: ignore[no-unt
     assert any(op["description"] == "Creating instance ev1" for op in ops["success"])
     await call(api, "GET", "/1.0/operations/nope", status=404)
     op_id = ops["success"][0]["id"]
-    assert "done" in (await call(api, "DELETE", f"/1.0/operations/{op_id}", status=409)
+    assert "done" in (await call(api, "DELETE", f"/1.0/operations/{op_id}", status=400)
                       )["error"]
     images = (await call(api, "GET", "/1.0/images?recursion=1"))["metadata"]
     assert any("debian" in [a["name"] for a in i["aliases"]] for i in images)
@@ -249,7 +249,7 @@ async def test_operations_images_and_events(api) -> None:  # type: ignore[no-unt
     # The cache may also hold images of older recipes (no alias): the alias picks the one.
     aliased = [i for i in images if "debian" in [a["name"] for a in i["aliases"]]]
     assert [i["fingerprint"] for i in aliased] == [alias["target"]]
-    used = await call(api, "DELETE", f"/1.0/images/{alias['target']}", status=409)
+    used = await call(api, "DELETE", f"/1.0/images/{alias['target']}", status=400)
     assert "used by" in used["error"]
     console = b""
     for _ in range(100):  # the boot is still printing right after the start

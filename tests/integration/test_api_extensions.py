@@ -122,7 +122,7 @@ async def test_snapshot_expiry_at_creation(api) -> None:  # type: ignore[no-unty
 
 async def test_force_delete_stops_a_running_instance(api) -> None:  # type: ignore[no-untyped-def]
     await launch(api, "fd1")
-    assert "running" in (await call(api, "DELETE", "/1.0/instances/fd1", status=409))["error"]
+    assert "running" in (await call(api, "DELETE", "/1.0/instances/fd1", status=400))["error"]
     await op(api, "DELETE", "/1.0/instances/fd1?force=1")
     await call(api, "GET", "/1.0/instances/fd1", status=404)
 

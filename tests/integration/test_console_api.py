@@ -57,5 +57,5 @@ async def test_console_attach(api) -> None:  # type: ignore[no-untyped-def]
     await call(api, "POST", "/1.0/instances/con1/console", {"width": -1}, status=400)
     await wait(api, await call(api, "PUT", "/1.0/instances/con1/state",
                                {"action": "stop", "force": True}, status=202))
-    stopped = await call(api, "POST", "/1.0/instances/con1/console", {}, status=409)
+    stopped = await call(api, "POST", "/1.0/instances/con1/console", {}, status=400)
     assert "not running" in stopped["error"]

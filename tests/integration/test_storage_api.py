@@ -23,7 +23,7 @@ async def test_dir_pool_lifecycle(api, tmp_path) -> None:  # type: ignore[no-unt
         "devices": {"root": {"type": "disk", "path": "/", "pool": "p1"}}}, status=202))
     pool = (await call(api, "GET", "/1.0/storage-pools/p1"))["metadata"]
     assert pool["used_by"] == ["/1.0/instances/v1"]
-    busy = await call(api, "DELETE", "/1.0/storage-pools/p1", status=409)
+    busy = await call(api, "DELETE", "/1.0/storage-pools/p1", status=400)
     assert "used by" in busy["error"]
     space = (await call(api, "GET", "/1.0/storage-pools/p1/resources"))["metadata"]["space"]
     assert 0 < space["used"] <= space["total"]
@@ -42,7 +42,7 @@ async def test_dir_pool_lifecycle(api, tmp_path) -> None:  # type: ignore[no-unt
     ("POST", "/1.0/storage-pools", {"name": "default", "driver": "dir"}, 409, "exists"),
     ("POST", "/1.0/storage-pools", {"driver": "dir"}, 400, "name"),
     ("GET", "/1.0/storage-pools/nope", None, 404, "nope"),
-    ("DELETE", "/1.0/storage-pools/default", None, 409, "default"),
+    ("DELETE", "/1.0/storage-pools/default", None, 400, "default"),
     ("PATCH", "/1.0/storage-pools/default", {"config": {"source": "/x"}}, 400, "config"),
 ])
 async def test_bad_pool_requests(api, method, path, body, status, message) -> None:  # type: ignore[no-untyped-def]

@@ -136,7 +136,7 @@ async def test_volume_disk_refusals_and_pool_delete(api, tmp_path) -> None:  # t
             "name": "c2", "source": {"type": "image", "alias": "debian"},
             "devices": {"v": {"type": "disk", "path": "/v", **device}}}, status=400)
         assert bad["error"] == f"Invalid device 'v': {message}", bad
-    busy = await call(api, "DELETE", "/1.0/storage-pools/p1", status=409)
+    busy = await call(api, "DELETE", "/1.0/storage-pools/p1", status=400)
     assert busy["error"] == "Storage pool 'p1' holds storage volume v"
     await call(api, "DELETE", "/1.0/storage-pools/p1/volumes/custom/v")
     await call(api, "DELETE", "/1.0/storage-pools/p1")

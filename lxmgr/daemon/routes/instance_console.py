@@ -29,7 +29,7 @@ from lxmgr.daemon.routes.instance_exec import (
     _fd_to_ws,
     _ws_to_fd,
 )
-from lxmgr.errors import Conflict, InvalidConfig, NotSupported
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotSupported
 from lxmgr.instances.manager import Manager
 from lxmgr.supervisor import control, protocol
 
@@ -79,7 +79,7 @@ class ConsoleSession(WebsocketSession):
         try:
             return control.call(self.manager.socket_path(self.name), cmd, **args)
         except control.NotRunning:
-            raise Conflict(f"Instance '{self.name}' is not running") from None
+            raise InvalidState(f"Instance '{self.name}' is not running") from None
 
     def _resize(self, rows: int, cols: int) -> None:
         self._supervisor(protocol.CONSOLE_RESIZE, rows=rows, cols=cols)
@@ -109,7 +109,7 @@ async def console_attach(request: web.Request) -> web.Response:
     if not (0 < width <= 10000 and 0 < height <= 10000):
         raise InvalidConfig("Invalid console size")
     if await asyncio.to_thread(manager.status, name) != "Running":
-        raise Conflict(f"Instance '{name}' is not running")
+        raise InvalidState(f"Instance '{name}' is not running")
     session = ConsoleSession(manager, name, width, height)
     op = request.app[OPERATIONS].create(
         f"Showing console of {name}", session.run, class_="websocket",

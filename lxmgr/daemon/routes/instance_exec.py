@@ -30,7 +30,7 @@ from lxmgr.daemon import responses, websocket
 from lxmgr.daemon.keys import MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.instances import exec_output_dir
-from lxmgr.errors import CommandFailed, Conflict, InvalidConfig, LxmgrError, NotFound
+from lxmgr.errors import CommandFailed, Conflict, InvalidConfig, InvalidState, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
 from lxmgr.linux import libc
 
@@ -72,9 +72,9 @@ def _environment(manager: Manager, name: str, req: ExecRequest) -> dict[str, str
     config, _ = manager.expanded(spec)
     state = manager.status(name)
     if state == "Stopped":
-        raise Conflict(f"Instance '{name}' is not running")
+        raise InvalidState(f"Instance '{name}' is not running")
     if state == "Frozen":
-        raise Conflict(f"Instance '{name}' is frozen")
+        raise InvalidState(f"Instance '{name}' is frozen")
     base = {k.removeprefix("environment."): v for k, v in config.items()
             if k.startswith("environment.")}
     return {**base, **req.env}

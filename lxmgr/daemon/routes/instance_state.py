@@ -12,7 +12,7 @@ from lxmgr.api.operation import Operation
 from lxmgr.daemon import responses, views
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
-from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.errors import InvalidConfig, InvalidState
 from lxmgr.instances.manager import STOP_TIMEOUT
 
 routes = web.RouteTableDef()
@@ -43,13 +43,13 @@ async def put_state(request: web.Request) -> web.Response:
     force = field(body, "force", bool, False)
     status = await asyncio.to_thread(manager.status, name)
     if action == "start" and status != "Stopped":
-        raise Conflict(f"Instance '{name}' is already running")
+        raise InvalidState(f"Instance '{name}' is already running")
     if action in NEEDS_RUNNING and status == "Stopped":
-        raise Conflict(f"Instance '{name}' is not running")
+        raise InvalidState(f"Instance '{name}' is not running")
     if action == "freeze" and status == "Frozen":
-        raise Conflict(f"Instance '{name}' is already frozen")
+        raise InvalidState(f"Instance '{name}' is already frozen")
     if action == "unfreeze" and status != "Frozen":
-        raise Conflict(f"Instance '{name}' is not frozen")
+        raise InvalidState(f"Instance '{name}' is not frozen")
     events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:

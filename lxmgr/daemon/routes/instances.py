@@ -17,7 +17,7 @@ from lxmgr.daemon import responses, views
 from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
-from lxmgr.errors import Conflict, InvalidConfig, NotFound, NotSupported
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotFound, NotSupported
 from lxmgr.instances import image_ops
 from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.model.instance import generate_name, validate_instance_name
@@ -235,7 +235,7 @@ async def rename_instance(request: web.Request) -> web.Response:
     if await asyncio.to_thread(manager.store.exists, new):
         raise Conflict(f"Instance '{new}' already exists")
     if await asyncio.to_thread(manager.is_running, name):
-        raise Conflict(f"Instance '{name}' is running: stop it before renaming")
+        raise InvalidState(f"Instance '{name}' is running: stop it before renaming")
     events = request.app[EVENTS]
 
     async def work(op: Operation) -> dict[str, Any]:
@@ -255,7 +255,7 @@ async def delete_instance(request: web.Request) -> web.Response:
     force = request.query.get("force", "") in ("1", "true")
     await asyncio.to_thread(manager.get, name)
     if not force and await asyncio.to_thread(manager.is_running, name):
-        raise Conflict(f"Instance '{name}' is running: stop it first or use --force")
+        raise InvalidState(f"Instance '{name}' is running: stop it first or use --force")
     events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
