@@ -107,6 +107,8 @@ EXTENSIONS: dict[str, str] = {
     # copy (source.type copy) and move (POST {"pool": ...}) custom volumes within and
     # between pools
     "storage_api_local_volume_handling": "lxmgr.instances.volumes",
+    # created_at of custom volumes and their snapshots (pylxd shows None without it)
+    "storage_volumes_created_at": "lxmgr.daemon.routes.storage_volumes",
 }
 API_EXTENSIONS = list(EXTENSIONS)
 

@@ -90,6 +90,8 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
     "storage_api_volume_rename": (f"{VOLS}::test_volume_lifecycle", LXC_VOLS),
     "storage_api_local_volume_handling": (f"{VOLS}::test_volume_lifecycle",
                                           f"{VOLS}::test_move_to_another_pool", LXC_VOLS),
+    "storage_volumes_created_at": ("tests/system/test_pylxd.py::"
+                                   "test_pylxd_custom_volumes_and_snapshots",),
 }
 
 # Deliberately not advertised, and why (LXD's doc/api-extensions.md):
