@@ -131,7 +131,8 @@ async def patch_project(request: web.Request) -> web.Response:
 @routes.post("/1.0/projects/{name}")
 async def rename_project(request: web.Request) -> web.Response:
     """LXD answers a rename with an operation; a taken name or a non-empty project is
-    refused before it (409, 400) instead of by a failing operation."""
+    refused before it (409, 400) instead of by a failing operation, and the operation has
+    finished when the answer is sent."""
     manager = request.app[MANAGER]
     name = request.match_info["name"]
     body = await json_body(request)
@@ -149,8 +150,12 @@ async def rename_project(request: web.Request) -> web.Response:
         await asyncio.to_thread(manager.db.project_rename, name, new)
         _changed(request, "project-renamed", new, old_name=name)
 
-    op = request.app[OPERATIONS].create(f"Renaming project {name}", work,
-                                        resources={"projects": [f"/1.0/projects/{name}"]})
+    ops = request.app[OPERATIONS]
+    op = ops.create(f"Renaming project {name}", work,
+                    resources={"projects": [f"/1.0/projects/{name}"]})
+    # Answer once the rename is done: pylxd's Project.rename GETs the new name right after
+    # the POST without waiting for the operation.
+    await ops.wait(op.id, None)
     return responses.async_op(op)
 
 
