@@ -9,6 +9,7 @@ connection never carries a half-sent body. Imports only lxmgr.client.rest and th
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from lxmgr.client.rest import Client, HTTPConnection, Response, _decode, check_o
 
 CHUNK = 1 << 20
 _FILENAME_RE = re.compile(r'filename="?([^";/]+)"?')
+_BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?')
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -104,7 +106,15 @@ def upload_image(client: Client, files: list[Path], *, aliases: tuple[str, ...] 
 
 
 def download(client: Client, path: str, dest: Path) -> Path:
-    """GET path into dest (a directory: the server's file name is used); the file written."""
+    """GET path into dest (a directory: the server's file name is used); the file written
+    (the first one for a multipart answer, see download_files)."""
+    return download_files(client, path, dest)[0]
+
+
+def download_files(client: Client, path: str, dest: Path) -> list[Path]:
+    """GET path into dest (a directory: the server's file names are used); the files
+    written. A multipart/form-data answer (LXD's export of a split image: metadata and
+    rootfs) is split into its files, which needs dest to be a directory."""
     conn = client.connection()
     try:
         _send(conn, "GET", path, {"Accept": "*/*"}, 0, iter(()))
@@ -112,17 +122,60 @@ def download(client: Client, path: str, dest: Path) -> Path:
         if status != 200:
             data = conn._read_to_close()
             Response(status, headers, _decode(data, headers), data).raise_for_error()
+        remaining = int(headers.get("content-length", "-1"))
+        boundary = _BOUNDARY_RE.search(headers.get("content-type", ""))
+        if headers.get("content-type", "").startswith("multipart/") and boundary:
+            if not dest.is_dir():
+                raise errors.InvalidConfig(f"A split image is exported to a directory: "
+                                           f"'{dest}' is not one")
+            body = dest / f".download-{secrets.token_hex(8)}"
+            try:
+                _stream_to(conn, body, remaining)
+                return split_multipart(body, boundary.group(1), dest)
+            finally:
+                body.unlink(missing_ok=True)
         name = _FILENAME_RE.search(headers.get("content-disposition", ""))
         target = dest / name.group(1) if dest.is_dir() and name else dest
-        remaining = int(headers.get("content-length", "-1"))
         try:
             _stream_to(conn, target, remaining)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
-        return target
+        return [target]
     finally:
         conn.close()
+
+
+def split_multipart(body: Path, boundary: str, dest: Path) -> list[Path]:
+    """The file parts of a multipart/form-data body (a file) written into dest under their
+    file names, in order; read through mmap, never whole into memory."""
+    delimiter = b"\r\n--" + boundary.encode()
+    written: list[Path] = []
+    if body.stat().st_size == 0:
+        raise errors.LxmgrError("The server sent an empty multipart export")
+    try:
+        with open(body, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            pos = len(delimiter) - 2 if m[:len(delimiter) - 2] == delimiter[2:] else -1
+            while pos >= 0 and m[pos:pos + 2] == b"\r\n":
+                head_end = m.find(b"\r\n\r\n", pos)
+                name = _FILENAME_RE.search(m[pos:head_end].decode("latin-1")) \
+                    if head_end > 0 else None
+                end = m.find(delimiter, head_end + 4) if name else -1
+                if name is None or end < 0 or name.group(1) in (".", ".."):
+                    break
+                target = dest / name.group(1)
+                written.append(target)
+                with open(target, "wb") as out:
+                    for at in range(head_end + 4, end, CHUNK):
+                        out.write(m[at:min(at + CHUNK, end)])
+                pos = end + len(delimiter)
+            if pos < 0 or m[pos:pos + 2] != b"--" or not written:
+                raise errors.LxmgrError("The server sent a malformed multipart export")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def _stream_to(conn: HTTPConnection, target: Path, remaining: int) -> None:

@@ -272,8 +272,10 @@ def import_(files: tuple[str, ...], aliases: tuple[str, ...]) -> None:
 @click.argument("image_name", metavar="[REMOTE:]IMAGE", type=ON_SERVER)
 @click.argument("target", required=False, default=".")
 def export(image_name: str, target: str) -> None:
-    """Export an image as an LXD unified tarball (named after its LXD fingerprint) into
-    TARGET (a directory, default the current one, or a file name).
+    """Export an image into TARGET (a directory, default the current one, or a file name):
+    the file(s) it was imported or downloaded from, named after its LXD fingerprint (a split
+    image gives two, meta-<fp>.tar.xz and <fp>.squashfs, and needs a directory), else an LXD
+    unified tarball made from it.
 
     \b
     Examples:
@@ -282,12 +284,12 @@ def export(image_name: str, target: str) -> None:
     """
     from pathlib import Path
 
-    from lxmgr.client.transfer import download
+    from lxmgr.client.transfer import download_files
 
     app = get_app()
     fingerprint = resolve_fingerprint(app, image_name)
-    written = download(app.client, f"{image_path(fingerprint)}/export", Path(target))
-    app.echo(f"Image exported to {written}")
+    written = download_files(app.client, f"{image_path(fingerprint)}/export", Path(target))
+    app.echo(f"Image exported to {' and '.join(str(p) for p in written)}")
 
 
 @image.command()
