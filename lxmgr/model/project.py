@@ -120,3 +120,32 @@ def check_update(name: str, old: Mapping[str, str], new: Mapping[str, str],
     if features and not empty:
         raise InvalidConfig("Features can only be changed on empty projects")
     validate_config(new)
+
+
+# -- where a project's objects live (used once routes scope by project) -----------------------
+
+# LXD prefixes the names of a non-default project's instances with "<project>_" wherever
+# they are keyed by one name (on disk, cgroups, the database), and leaves `default`'s alone
+# (lxd/project/project.go Instance, InstanceParts). Instance names cannot contain "_"
+# (lxmgr.model.instance), so the last "_" splits the two even when a project name has one.
+SEPARATOR = "_"
+
+
+def storage_name(project: str, instance: str) -> str:
+    """The name an instance of `project` is stored under: unchanged in `default`."""
+    return instance if project in ("", DEFAULT) else f"{project}{SEPARATOR}{instance}"
+
+
+def storage_parts(stored: str) -> tuple[str, str]:
+    """(project, instance) of a storage_name() result."""
+    project, sep, instance = stored.rpartition(SEPARATOR)
+    return (project, instance) if sep else (DEFAULT, stored)
+
+
+def owner(project: str, config: Mapping[str, str], feature: str) -> str:
+    """The project whose objects of `feature` a project uses: its own when the feature is
+    on, else `default`'s (LXD's ProfileProjectFromRecord, NetworkProjectFromRecord,
+    StorageVolumeProjectFromRecord; images alike)."""
+    if feature not in FEATURES:
+        raise ValueError(f"Unknown project feature '{feature}'")
+    return project if project == DEFAULT or has_feature(config, feature) else DEFAULT

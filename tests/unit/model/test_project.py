@@ -78,3 +78,21 @@ def test_has_feature() -> None:
     assert project.has_feature({"features.images": "true"}, "features.images")
     assert not project.has_feature({"features.images": "false"}, "features.images")
     assert not project.has_feature({}, "features.networks")
+
+
+def test_storage_names() -> None:
+    assert project.storage_name("default", "web1") == "web1"
+    assert project.storage_name("", "web1") == "web1"
+    assert project.storage_name("team_a", "web1") == "team_a_web1"
+    assert project.storage_parts("team_a_web1") == ("team_a", "web1")
+    assert project.storage_parts("web1") == ("default", "web1")
+
+
+def test_owner_follows_features() -> None:
+    config = {"features.profiles": "true", "features.images": "false"}
+    assert project.owner("web", config, "features.profiles") == "web"
+    assert project.owner("web", config, "features.images") == "default"
+    assert project.owner("web", config, "features.networks") == "default"
+    assert project.owner("default", {}, "features.networks") == "default"
+    with pytest.raises(ValueError):
+        project.owner("web", config, "features.nosuch")
