@@ -247,3 +247,53 @@ def test_pylxd_custom_volumes_and_snapshots(daemon) -> None:  # type: ignore[no-
         vol.delete(wait=True)
     with pytest.raises(pylxd.exceptions.NotFound):
         pool.volumes.get("custom", vol.name)
+
+
+def _tar(members: dict[str, bytes], mode: str) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1764028800
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_pylxd_image_upload_and_export(daemon) -> None:  # type: ignore[no-untyped-def]
+    """images.create from bytes (the tarball as the body with no Content-Type, X-LXD-Public),
+    then export: the bytes uploaded, whose sha256 is the fingerprint, as a client checks.
+    A split upload (pylxd's metadata=) exports as LXD's multipart body of the same files."""
+    import hashlib
+
+    client = pylxd.Client(endpoint=daemon.socket)
+    meta = (b"architecture: x86_64\ncreation_date: 1764028800\n"
+            b"properties: {os: tiny, release: '1', description: pylxd upload}\n")
+    data = _tar({"metadata.yaml": meta, "/rootfs/etc/os-release": b"ID=tiny\n"}, "w:gz")
+    image = client.images.create(data, public=True)
+    try:
+        assert image.fingerprint == hashlib.sha256(data).hexdigest()
+        assert image.public is True and image.properties["description"] == "pylxd upload"
+        with image.export() as f:  # a temporary file pylxd streamed the export into
+            exported = f.read()
+        assert hashlib.sha256(exported).hexdigest() == image.fingerprint
+        assert exported == data
+    finally:
+        image.delete(wait=True)
+
+    metadata = _tar({"metadata.yaml": meta}, "w:xz")
+    rootfs = _tar({"etc/os-release": b"ID=tiny\n"}, "w:gz")
+    split = client.images.create(rootfs, metadata=metadata)
+    try:
+        assert split.fingerprint == hashlib.sha256(metadata + rootfs).hexdigest()
+        with split.export() as f:
+            body = f.read()
+        assert f'name="metadata"; filename="meta-{split.fingerprint}.tar.xz"'.encode() in body
+        assert f'name="rootfs"; filename="{split.fingerprint}.tar.gz"'.encode() in body
+        assert metadata in body and rootfs in body
+    finally:
+        split.delete(wait=True)
+    assert {i.fingerprint for i in client.images.all()}.isdisjoint(
+        {image.fingerprint, split.fingerprint})
