@@ -5,7 +5,7 @@ volumes and networks; what a feature leaves off is shared with the `default` pro
 (LXD 5.0 doc/projects.md, lxd/project/project.go). The registry mirrors LXD 5.0's
 projectValidateConfig (lxd/api_project.go): keys lxmgr applies are validated and stored;
 keys LXD has but lxmgr does not apply yet are refused with NotSupported naming them, never
-stored and silently ignored. Imports only lxmgr.errors and lxmgr.model.validate.
+stored and silently ignored. Imports only lxmgr.errors, lxmgr.model.validate and .units.
 """
 
 from __future__ import annotations
