@@ -54,6 +54,12 @@ def test_forward_reaches_a_container_and_survives_a_restart(daemon, net) -> None
     assert shown["ports"][0]["target_address"] == static and shown["description"] == "web"
     assert _greeting(gw, port) == f"hello {gw}\n".encode()
 
-    daemon.api("DELETE", f"{base}/{gw}")
-    assert rule not in _table(net)
-    assert _refused(gw, port)
+    # The CLI, as `lxc network forward`: one more port, listed, then the forward deleted.
+    other = _free_port(gw)
+    daemon.cli("network", "forward", "port", "add", net, gw, "tcp", str(other), static, "80")
+    assert _greeting(gw, other) == f"hello {gw}\n".encode()
+    listed = daemon.cli("network", "forward", "list", net, "--format", "csv").stdout
+    assert listed == f"{gw},web,,2\n"
+    daemon.cli("network", "forward", "delete", net, gw)
+    assert "dnat" not in _table(net)
+    assert _refused(gw, port) and _refused(gw, other)

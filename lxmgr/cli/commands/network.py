@@ -12,6 +12,7 @@ from urllib.parse import quote
 import click
 
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
+from lxmgr.cli.commands.network_forward import forward
 from lxmgr.cli.completion import complete_networks
 from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import (
@@ -98,6 +99,9 @@ def network() -> None:
       lxmgr network list-leases lxmgrbr0
       lxmgr config device add web1 eth1 nic network=testbr0 name=eth1
     """
+
+
+network.add_command(forward)
 
 
 @network.command("list")
