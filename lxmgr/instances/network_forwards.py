@@ -4,7 +4,9 @@ BridgeNetwork.set_forwards() the nat=true proxy devices use (owner `forward:<add
 the bridge's start() puts them back after a daemon or host restart.
 
 Records live in the settings table under `network-forwards:<network>` (a JSON map listen
-address -> forward); forget() drops them with the network.
+address -> forward); forget() drops them with the network. Imports lxmgr.errors,
+lxmgr.instances.db, lxmgr.model (network, network_forward) and lxmgr.net (base, bridge,
+nft).
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def forget(db: Database, network: str) -> None:
     """Drop a deleted network's forward records (its nft table went with it)."""
     with db.transaction() as conn:
         conn.execute("DELETE FROM settings WHERE key = ?", (KEY + network,))
+
+
+def rename(db: Database, network: str, new: str) -> None:
+    """Move a renamed network's forward records to its new name (the DNAT rules follow
+    from its state dir, which moves with it)."""
+    with db.transaction() as conn:
+        conn.execute("UPDATE settings SET key = ? WHERE key = ?", (KEY + new, KEY + network))
 
 
 class NetworkForwards:

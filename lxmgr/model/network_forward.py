@@ -6,6 +6,7 @@ a listen address and optionally a default `config.target_address`; each port spe
 protocol (tcp|udp), listen ports as `80,8000-8010`, optional target ports (one port, or as
 many as listen ports; none: the listen ports) and a target address inside the network's
 subnet. lxmgr applies IPv4 forwards only, as nftables DNAT, so IPv6 is refused by name.
+Imports lxmgr.errors only.
 """
 
 from __future__ import annotations
