@@ -42,6 +42,25 @@ def rename(db: Database, network: str, new: str) -> None:
         conn.execute("UPDATE settings SET key = ? WHERE key = ?", (KEY + new, KEY + network))
 
 
+def check_config(db: Database, network: str, config: dict[str, str]) -> None:
+    """Before a network's config changes: every forward must stay valid under the new
+    subnet (targets inside it, listen address not inside it but for the new gateway)."""
+    records: dict[str, dict[str, Any]] = json.loads(db.get_setting(KEY + network, "{}"))
+    if not records:
+        return
+    settings = net_model.bridge_settings(config)
+    gateway = settings.ipv4.ip if settings.ipv4 is not None else None
+    subnets = {name: net_model.bridge_settings(r["config"]).subnet
+               for name, r in db.networks().items() if name != network}
+    subnets[network] = settings.subnet
+    for listen, forward in sorted(records.items()):
+        try:
+            model.listen_address(listen, subnets, network, gateway)
+            model.validate(forward, network, settings.subnet, listen)
+        except InvalidConfig as err:
+            raise InvalidConfig(f"Network forward {listen} would break: {err}") from None
+
+
 class NetworkForwards:
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -115,6 +115,7 @@ class Networks:
     def _update(self, name: str, config: dict[str, Any], description: str | None) -> None:
         record = self.db.network_get(name)
         planned = BridgeNetwork.plan_config(name, config, self._others(name))
+        network_forwards.check_config(self.db, name, planned)
         BridgeNetwork(name, planned).start()
         self.db.network_save(name, record["description"] if description is None
                              else description, planned)

@@ -97,6 +97,14 @@ async def test_forward_lifecycle(api, bridge: str) -> None:  # type: ignore[no-u
                        status=400)
     assert "cannot change" in error["error"]
 
+    # A new subnet that would strand the forward's targets is refused, nothing changed.
+    error = await call(api, "PATCH", f"/1.0/networks/{bridge}",
+                       {"config": {"ipv4.address": "10.254.253.1/24"}}, status=400)
+    assert error["error"].startswith(f"Network forward {gateway} would break") or \
+        error["error"].startswith(f"Network forward {LISTEN} would break"), error
+    after = (await call(api, "GET", f"/1.0/networks/{bridge}"))["metadata"]["config"]
+    assert after["ipv4.address"] == config["ipv4.address"]
+
     await call(api, "DELETE", f"{base}/{LISTEN}")
     assert LISTEN not in _table(bridge)
     await call(api, "DELETE", f"{base}/{LISTEN}", status=404)
