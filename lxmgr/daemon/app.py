@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from lxmgr.daemon import auth, responses
+from lxmgr.daemon import auth, etag, responses
 from lxmgr.daemon.https import HTTPS, HttpsListener
 from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.routes import (
@@ -69,7 +69,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     """The daemon's web application around a Manager (tests pass their own)."""
-    app = web.Application(middlewares=[error_middleware, auth.middleware, projects.middleware],
+    app = web.Application(middlewares=[error_middleware, auth.middleware, projects.middleware,
+                                       etag.etag_middleware],
                           client_max_size=responses.MAX_BODY)
     bus = EventBus()
     app[MANAGER] = manager

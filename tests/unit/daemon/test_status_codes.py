@@ -167,3 +167,53 @@ def test_network_in_use_is_400(tmp_path, monkeypatch) -> None:  # type: ignore[n
 def test_state_errors_are_still_conflicts_for_internal_callers() -> None:
     assert issubclass(errors.InvalidState, errors.Conflict)
     assert (errors.InvalidState.status, errors.Conflict.status) == (400, 409)
+
+
+# (object, LXD 5.0 source of its If-Match check, method, path, body): a stale If-Match is a
+# 412 from both (response.PreconditionFailed); the ETag its GET answered goes through.
+ETAG_ROWS: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    ("instance", "lxd/instance_patch.go", "PATCH", "/1.0/instances/c1",
+     {"config": {"user.k": "v"}}),
+    ("profile", "lxd/profiles.go", "PATCH", "/1.0/profiles/used", {"description": "d"}),
+    ("storage pool", "lxd/storage_pools.go", "PATCH", "/1.0/storage-pools/p1",
+     {"description": "d"}),
+    ("custom volume", "lxd/storage_volumes.go", "PATCH",
+     "/1.0/storage-pools/p1/volumes/custom/v", {"description": "d"}),
+]
+
+
+@pytest.mark.parametrize(("what", "source", "method", "path", "body"), ETAG_ROWS,
+                         ids=[row[0] for row in ETAG_ROWS])
+async def test_stale_if_match_is_412(api, what, source, method, path, body) -> None:  # type: ignore[no-untyped-def]
+    client, _manager = api
+    got = await client.get(path)
+    tag = got.headers["ETag"]
+    assert tag.startswith('"') and tag.endswith('"') and len(tag) == 66
+    stale = await client.request(method, path, json=body, headers={"If-Match": '"0" '[:3]})
+    data = await stale.json()
+    assert (stale.status, data["error_code"]) == (412, 412), data
+    assert data["error"] == f"ETag doesn't match: {tag.strip(chr(34))} vs 0"
+    assert (await client.get(path)).headers["ETag"] == tag  # nothing changed
+    fresh = await client.request(method, path, json=body, headers={"If-Match": tag})
+    assert fresh.status in (200, 202), await fresh.text()
+    if fresh.status == 202:
+        from tests.integration.conftest import wait
+
+        await wait(client, await fresh.json())
+    assert (await client.get(path)).headers["ETag"] != tag  # the edit changed it
+    # No If-Match (or an empty one) is no check, as LXD's util.EtagCheck.
+    unchecked = await client.request(method, path, json=body, headers={"If-Match": ""})
+    assert unchecked.status in (200, 202)
+    if unchecked.status == 202:
+        from tests.integration.conftest import wait
+
+        await wait(client, await unchecked.json())
+
+
+async def test_lists_and_state_have_no_etag(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    client, manager = api
+    assert "ETag" not in (await client.get("/1.0/instances?recursion=1")).headers
+    assert "ETag" not in (await client.get("/1.0/profiles")).headers
+    before = (await client.get("/1.0/instances/c1")).headers["ETag"]
+    monkeypatch.setattr(manager, "status", lambda name: "Running")
+    assert (await client.get("/1.0/instances/c1")).headers["ETag"] == before
