@@ -455,6 +455,15 @@ class Database:
             if cur.rowcount != 1:
                 raise NotFound(f"Network '{name}' not found")
 
+    def network_rename(self, name: str, new: str) -> None:
+        try:
+            with self.transaction() as conn:
+                cur = conn.execute("UPDATE networks SET name = ? WHERE name = ?", (new, name))
+                if cur.rowcount != 1:
+                    raise NotFound(f"Network '{name}' not found")
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Network '{new}' already exists") from None
+
     def network_remove(self, name: str) -> None:
         with self.transaction() as conn:
             conn.execute("DELETE FROM networks WHERE name = ?", (name,))

@@ -197,6 +197,10 @@ class ConfigMixin:
         self.networks.get(name)
         self.networks.delete(name, self.network_used_by(name))
 
+    def network_rename(self, name: str, new: str) -> None:
+        self.networks.get(name)
+        self.networks.rename(name, new, self.network_used_by(name))
+
     # -- profiles ----------------------------------------------------------------------------
 
     def profile_create(self, profile: Profile) -> None:

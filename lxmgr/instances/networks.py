@@ -27,7 +27,7 @@ from lxmgr.model.network import (
 )
 from lxmgr.model.profile import Profile
 from lxmgr.net import base as net_base
-from lxmgr.net import hosts
+from lxmgr.net import dnsmasq, hosts, links, nft
 from lxmgr.net.bridge import BridgeNetwork
 from lxmgr.net.nic import NicSpec, build_nic, build_volatile
 
@@ -127,6 +127,46 @@ class Networks:
             self._driver(name).delete()
             self.db.network_remove(name)
             network_forwards.forget(self.db, name)
+
+    def rename(self, name: str, new: str, users: list[str]) -> None:
+        """Rename an unused network as LXD's bridge Rename does: stop it (dnsmasq, nft
+        table, bridge link), move its state dir and its records to the new name, start it
+        again under that name. Refused while instances or profiles use it (LXD: 400
+        "Network is currently in use"), or when the name is taken; a failed start puts the
+        old network back."""
+        validate_network_name(new)
+        with self._lock:
+            record = self.db.network_get(name)
+            if users:
+                raise InvalidState(f"Network '{name}' is in use by {', '.join(users)}")
+            if new in self.db.networks():
+                raise Conflict(f"Network '{new}' already exists")
+            if links.Bridge(new).exists() or dnsmasq.state_dir(new).exists():
+                raise Conflict(f"Cannot rename network '{name}' to '{new}': a link or network "
+                               "state of that name exists on the host")
+            old = self._driver(name)
+            self._stop(old)
+            old.state_dir.rename(dnsmasq.state_dir(new))
+            self.db.network_rename(name, new)
+            network_forwards.rename(self.db, name, new)
+            fresh = net_base.load(record["type"])(new, record["config"])
+            try:
+                fresh.start()
+            except BaseException:
+                log.error("network %s: could not start as %s, restoring it", name, new)
+                self._stop(fresh)
+                fresh.state_dir.rename(old.state_dir)
+                self.db.network_rename(new, name)
+                network_forwards.rename(self.db, new, name)
+                old.start()
+                raise
+
+    @staticmethod
+    def _stop(driver: BridgeNetwork) -> None:
+        """Everything of a network on the host but its state dir (delete() without it)."""
+        driver.stop_services()
+        nft.delete(driver.name)
+        driver.bridge.delete()
 
     def start_all(self) -> None:
         """Bring every network back (daemon or host restart); failures are logged."""

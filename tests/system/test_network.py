@@ -381,3 +381,35 @@ def test_relay_proxy_changes_apply_to_a_running_container(daemon) -> None:  # ty
     assert _refused("127.0.0.1", port)
     daemon.cli("config", "device", "remove", "rel1", "web")
     assert _refused("127.0.0.1", other)
+
+
+def test_rename_an_unused_network_and_not_one_in_use(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    """LXD's POST /1.0/networks/NAME through the CLI: the bridge, its dnsmasq and records
+    move to the new name; a network in use (400) and a taken name (409) are refused."""
+    old, new = f"lxmo{uuid.uuid4().hex[:8]}", f"lxmn{uuid.uuid4().hex[:8]}"
+    daemon.cli("network", "create", old, "ipv4.address=auto", "ipv4.nat=false",
+               "dns.upstream=none")
+    try:
+        address = daemon.api("GET", f"/1.0/networks/{old}")["metadata"]["config"][
+            "ipv4.address"]
+        in_use = daemon.cli("network", "rename", net, new, check=False)
+        assert in_use.returncode == 1 and "in use by /1.0/profiles/testnet" in in_use.stderr
+        taken = daemon.cli("network", "rename", old, net, check=False)
+        assert taken.returncode == 1 and f"Network '{net}' already exists" in taken.stderr
+        out = daemon.cli("network", "rename", old, new).stdout
+        assert out == f"Network {old} renamed to {new}\n"
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                               check=True).stdout
+        assert f" {new}:" in links and f" {old}:" not in links
+        shown = daemon.api("GET", f"/1.0/networks/{new}")["metadata"]
+        assert shown["config"]["ipv4.address"] == address
+        state = daemon.api("GET", f"/1.0/networks/{new}/state")["metadata"]
+        assert state["state"] == "up"
+        missing = daemon.cli("network", "show", old, check=False)
+        assert missing.returncode == 1 and "not found" in missing.stderr
+    finally:
+        daemon.cli("network", "delete", new, check=False)
+        daemon.cli("network", "delete", old, check=False)
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=True).stdout
+    assert f" {new}:" not in links and f" {old}:" not in links

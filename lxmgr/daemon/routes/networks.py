@@ -12,7 +12,7 @@ from aiohttp import web
 from lxmgr.daemon import responses
 from lxmgr.daemon.keys import EVENTS, MANAGER
 from lxmgr.daemon.responses import field, json_body
-from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.errors import InvalidConfig
 from lxmgr.instances.doctor import diagnose
 from lxmgr.instances.host import check_host
 from lxmgr.instances.manager import Manager
@@ -84,7 +84,16 @@ async def patch_network(request: web.Request) -> web.Response:
 
 @routes.post("/1.0/networks/{name}")
 async def rename_network(request: web.Request) -> web.Response:
-    raise NotSupported("Renaming networks is not supported yet")
+    """LXD's networkPost: {"name": NEW}; 201 with the new Location (in use: 400, taken:
+    409)."""
+    name = request.match_info["name"]
+    body = await json_body(request)
+    new = field(body, "name", str, "")
+    if not new:
+        raise InvalidConfig("New network name not provided")
+    await asyncio.to_thread(request.app[MANAGER].network_rename, name, new)
+    request.app[EVENTS].changed("networks", "network-renamed", new, old_name=name)
+    return responses.sync({}, status=201, headers={"Location": f"/1.0/networks/{new}"})
 
 
 @routes.delete("/1.0/networks/{name}")
