@@ -37,6 +37,8 @@ EXEMPT = {
     "cp systemd/": "installs units for systemd as the host's init",
     "sudo lxmgr dev ": "needs a normal user: tests/system/test_dev_box.py makes one and runs it",
     "lxmgr dev ": "the dev box of the line above (tests/system/test_dev_box.py)",
+    "lxmgr network forward ": "addresses of the reader's network: "
+                              "tests/system/test_network_forwards.py runs a forward",
 }
 # Commands that end web1's life run after every other command.
 LAST = re.compile(r"^lxmgr (stop|delete) web1\b")
