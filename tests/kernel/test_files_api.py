@@ -169,14 +169,21 @@ def server_children() -> list[str]:
     return pids
 
 
-@pytest.fixture
-async def stopped_api(manager) -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[no-untyped-def]
+# The rootfs kinds a stopped instance can have: an overlay upper over the idmapped image
+# (files stored shifted), a dir copy used through an idmapped mount (stored unshifted), and
+# a privileged instance (no map).
+STOPPED_KINDS = {"overlay": {}, "dir": {"storage": "dir"},
+                 "privileged": {"config": {"security.privileged": "true"}}}
+
+
+@pytest.fixture(params=list(STOPPED_KINDS))
+async def stopped_api(manager, request) -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[no-untyped-def]
     """The daemon app in-process and an instance created but never started."""
     from lxmgr.daemon.app import create_app
     from lxmgr.instances import files_api
 
     name = f"s{uuid.uuid4().hex[:8]}"
-    manager.create(name, "debian")
+    manager.create(name, "debian", **STOPPED_KINDS[request.param])
     client = TestClient(TestServer(create_app(manager, background=False)))
     await client.start_server()
     try:
