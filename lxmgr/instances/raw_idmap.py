@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from lxmgr.errors import Conflict, NotSupported
+from lxmgr.errors import InvalidState, NotSupported
 from lxmgr.model.idmap import IdmapRequest, parse_raw_idmap
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.runtime import idmap as idmaps
@@ -61,8 +61,8 @@ def check_change(manager: Manager, spec: InstanceSpec, old: Mapping[str, str],
                            "its overlay upper layer holds the source's host ids; change it "
                            "on the copy")
     if manager.is_running(name):
-        raise Conflict(f"Instance '{name}' is running: stop it before changing raw.idmap "
-                       "(its overlay upper layer keeps the host ids of the running map)")
+        raise InvalidState(f"Instance '{name}' is running: stop it before changing raw.idmap "
+                           "(its overlay upper layer keeps the host ids of the running map)")
     trees = [("its overlay upper layer", driver.state_path(name))] + \
         [(f"snapshot '{snap.name}'", driver.state_path(name, snap.name))
          for snap in manager.db.snapshots(name)]

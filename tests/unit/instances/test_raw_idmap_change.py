@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lxmgr.errors import Conflict, InvalidConfig, NotSupported
+from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotSupported
 from lxmgr.instances import raw_idmap
 from lxmgr.model.idmap import IdMap, parse_raw_idmap
 from lxmgr.model.instance import InstanceSpec
@@ -73,8 +73,8 @@ def test_without_idmapped_mounts_it_is_refused(tmp_path: Path) -> None:
 
 def test_overlay_needs_it_stopped_and_not_for_a_copy(tmp_path: Path) -> None:
     driver = FakeDriver("overlay", True, True, tmp_path)
-    with pytest.raises(Conflict, match="^Instance 'c1' is running: stop it before changing "
-                                       "raw.idmap"):
+    with pytest.raises(InvalidState, match="^Instance 'c1' is running: stop it before changing "
+                                           "raw.idmap"):
         raw_idmap.check_change(manager(driver, running=True), SPEC, {}, RAW)  # type: ignore[arg-type]
     with pytest.raises(NotSupported, match="cannot change raw.idmap while being copied"):
         raw_idmap.check_change(manager(driver), SPEC, {}, RAW, copy=True)  # type: ignore[arg-type]
