@@ -297,3 +297,29 @@ def test_pylxd_image_upload_and_export(daemon) -> None:  # type: ignore[no-untyp
         split.delete(wait=True)
     assert {i.fingerprint for i in client.images.all()}.isdisjoint(
         {image.fingerprint, split.fingerprint})
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # pylxd's execute(), as above
+def test_pylxd_files_of_a_stopped_instance(daemon) -> None:  # type: ignore[no-untyped-def]
+    """instance.files on an instance never started (people push config before the first
+    start, as LXD allows): put with owner and mode, get, mk_dir, delete; then start and see
+    the file with that owner."""
+    client = pylxd.Client(endpoint=daemon.socket)
+    inst = client.instances.create(
+        {"name": "py3", "source": {"type": "image", "alias": "debian"}}, wait=True)
+    try:
+        inst.files.put("/etc/app.conf", b"key=1\n", mode="0640", uid=1000, gid=1000)
+        assert inst.files.get("/etc/app.conf") == b"key=1\n"
+        inst.files.mk_dir("/srv/data", mode="0750")
+        inst.files.put("/srv/data/x", b"x")
+        inst.files.delete("/srv/data/x")
+        with pytest.raises(pylxd.exceptions.NotFound):
+            inst.files.get("/srv/data/x")
+        assert client.instances.get("py3").status == "Stopped"
+        inst.start(wait=True)
+        result = inst.execute(["stat", "-c", "%u %g %a", "/etc/app.conf", "/srv/data"])
+        assert result.stdout.split() == ["1000", "1000", "640", "0", "0", "750"]
+    finally:
+        inst.stop(wait=True, force=True)
+        inst.delete(wait=True)
+        gc.collect()
