@@ -45,3 +45,25 @@ def get_instance(app: App, name: str) -> tuple[dict[str, Any], str]:
 
 def save_instance(app: App, name: str, inst: dict[str, Any], etag: str) -> None:
     put_object(app, app.instance_path(name), instance_put(inst), etag)
+
+
+def described_put(data: dict[str, Any]) -> dict[str, Any]:
+    """The description/config part (NetworkPut, ProjectPut) of an object."""
+    return {"description": str(data.get("description") or ""),
+            "config": dict(data.get("config") or {})}
+
+
+def parse_described_yaml(text: str, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the YAML a user typed, its description/config with config values coerced to
+    strings); InvalidConfig when it is not a mapping with a 'config' mapping."""
+    from lxmgr.cli.terminal import parse_yaml
+    from lxmgr.errors import InvalidConfig
+    from lxmgr.model.config import to_config_value
+
+    data = parse_yaml(text, what) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("config") or {}, dict):
+        raise InvalidConfig(f"Invalid YAML for {what}: expected a mapping with a 'config' "
+                            "mapping")
+    result = described_put(data)
+    result["config"] = {str(k): to_config_value(v) for k, v in result["config"].items()}
+    return data, result

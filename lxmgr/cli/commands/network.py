@@ -14,11 +14,11 @@ import click
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
 from lxmgr.cli.commands.network_forward import forward
 from lxmgr.cli.completion import complete_networks
+from lxmgr.cli.objects import described_put, parse_described_yaml
 from lxmgr.cli.options import ON_SERVER, format_option, get_app
 from lxmgr.cli.terminal import (
     format_size,
     parse_assignments,
-    parse_yaml,
     render,
     render_yaml,
 )
@@ -35,25 +35,12 @@ def network_path(name: str, *rest: str) -> str:
     return "/".join([f"/1.0/networks/{quote(name, safe='')}", *rest])
 
 
-def network_put(net: dict[str, Any]) -> dict[str, Any]:
-    """The NetworkPut part (description, config)."""
-    return {"description": str(net.get("description") or ""),
-            "config": dict(net.get("config") or {})}
+network_put = described_put  # the NetworkPut part (description, config)
 
 
 def parse_network_text(text: str, name: str) -> dict[str, Any]:
     """description/config/type from YAML typed by a user; config values coerced to strings."""
-    from lxmgr.model.config import to_config_value
-
-    what = f"network '{name}'"
-    data = parse_yaml(text, what) or {}
-    if not isinstance(data, dict) or not isinstance(data.get("config") or {}, dict):
-        from lxmgr.errors import InvalidConfig
-
-        raise InvalidConfig(f"Invalid YAML for {what}: expected a mapping with a 'config' "
-                            "mapping")
-    result = network_put(data)
-    result["config"] = {str(k): to_config_value(v) for k, v in result["config"].items()}
+    data, result = parse_described_yaml(text, f"network '{name}'")
     if data.get("type"):
         result["type"] = str(data["type"])
     return result

@@ -14,8 +14,9 @@ from urllib.parse import quote
 import click
 
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
+from lxmgr.cli.objects import described_put, parse_described_yaml
 from lxmgr.cli.options import ON_SERVER, format_option, get_app
-from lxmgr.cli.terminal import parse_assignments, parse_yaml, render, render_yaml
+from lxmgr.cli.terminal import parse_assignments, render, render_yaml
 
 # `lxc project show` order; edit writes description and config.
 SHOW_FIELDS = ("name", "description", "config", "used_by")
@@ -31,26 +32,12 @@ def project_path(name: str, *rest: str) -> str:
     return "/".join([f"/1.0/projects/{quote(name, safe='')}", *rest])
 
 
-def project_put(data: dict[str, Any]) -> dict[str, Any]:
-    """The ProjectPut part (description, config)."""
-    return {"description": str(data.get("description") or ""),
-            "config": dict(data.get("config") or {})}
+project_put = described_put  # the ProjectPut part (description, config)
 
 
 def parse_project_text(text: str, name: str) -> dict[str, Any]:
     """description/config from YAML typed by a user; config values coerced to strings."""
-    from lxmgr.model.config import to_config_value
-
-    what = f"project '{name}'"
-    data = parse_yaml(text, what) or {}
-    if not isinstance(data, dict) or not isinstance(data.get("config") or {}, dict):
-        from lxmgr.errors import InvalidConfig
-
-        raise InvalidConfig(f"Invalid YAML for {what}: expected a mapping with a 'config' "
-                            "mapping")
-    result = project_put(data)
-    result["config"] = {str(k): to_config_value(v) for k, v in result["config"].items()}
-    return result
+    return parse_described_yaml(text, f"project '{name}'")[1]
 
 
 def _list_row(project: dict[str, Any]) -> list[str]:
