@@ -93,12 +93,14 @@ def test_launch_from_remote_export_import(daemon, stream, tmp_path) -> None:  # 
     fingerprint = pulled[0]["fingerprint"]
     daemon.cli("launch", "testsrv:debian/bookworm", "rm2")  # cached: no second download
     assert sh(daemon, "rm2", "hostname") == "rm2\n"
+    # The server's split image (metadata + squashfs) comes back as the files it was, as LXD.
     out = daemon.cli("image", "export", fingerprint, str(tmp_path)).stdout
-    exported = Path(out.strip().rsplit(" ", 1)[-1])
-    assert exported.is_file() and exported.name.endswith(".tar.gz")
+    exported = [Path(p) for p in out.strip().removeprefix("Image exported to ").split(" and ")]
+    assert [p.name for p in exported] == [f"meta-{fingerprint}.tar.xz", f"{fingerprint}.squashfs"]
+    assert all(p.is_file() for p in exported)
     daemon.cli("delete", "-f", "rm1", "rm2")
     daemon.cli("image", "delete", fingerprint)
-    daemon.cli("image", "import", str(exported), "--alias", "imported")
+    daemon.cli("image", "import", *map(str, exported), "--alias", "imported")
     daemon.cli("launch", "imported", "im1")
     assert sh(daemon, "im1", "hostname; cat /etc/lxmgr-template") == "im1\nstart im1 none\n"
     bad = daemon.cli("launch", "testsrv:nosuch/1", "x1", check=False)
