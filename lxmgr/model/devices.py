@@ -22,6 +22,10 @@ NIC_TYPES = ("bridged", "macvlan", "p2p", "physical", "ipvlan", "routed")
 UNSUPPORTED_TYPES = ("unix-hotplug", "usb", "infiniband", "tpm", "pci")
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
                 "runbindable")
+# The container's intermediate process makes its mount namespace private before it clones a
+# disk's source, so a shared or slave link to the host's mounts is not kept at boot: only the
+# private forms are applied (and tested); the others are refused by name.
+APPLIED_PROPAGATIONS = ("private", "rprivate")
 # Where the runtime mounts its own filesystems: a disk there would be hidden or refused.
 _RESERVED_PATHS = ("/proc", "/sys")
 
@@ -133,6 +137,9 @@ def _unsupported(dtype: str, dev: Mapping[str, str]) -> str | None:
     if dtype == "nic" and dev.get("nictype") and dev["nictype"] != "bridged":
         return f"nictype '{dev['nictype']}' is not supported (only 'bridged' or a managed " \
             "'network')"
+    if dtype == "disk" and dev.get("propagation") and \
+            dev["propagation"] not in APPLIED_PROPAGATIONS:
+        return f"propagation '{dev['propagation']}' is not supported (only private or rprivate)"
     if dtype == "proxy":
         if dev.get("bind", "host") != "host":
             return "bind 'instance' is not supported (listen on the host, connect inside)"

@@ -152,3 +152,28 @@ def test_a_vanished_source_blocks_the_start_not_other_changes(manager, share: Pa
     with pytest.raises(LxmgrError, match=f"Missing source path '{share}' for disk 'code'"):
         manager.start(name)
     assert not manager.is_running(name)
+
+
+
+def test_recursive_brings_submounts(manager, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """recursive=true brings the source's submounts along, a plain disk only the directory.
+    The host mount is ours (a tmpfs under the test's directory), undone here."""
+    from lxmgr.linux import consts as c
+    from lxmgr.linux import libc
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    libc.mount("tmpfs", str(src / "sub"), "tmpfs", 0, "size=1m")
+    try:
+        (src / "sub" / "f").write_text("sub\n")
+        name = _new(manager, {
+            "rec": {"type": "disk", "source": str(src), "path": "/rec", "recursive": "true",
+                    "propagation": "rprivate"},
+            "flat": {"type": "disk", "source": str(src), "path": "/flat"}})
+        manager.start(name)
+        assert wait_running(manager, name) == "running"
+        assert exec_out(manager, name, ["cat", "/rec/sub/f"])[1] == "sub\n"
+        assert exec_out(manager, name, ["test", "-e", "/flat/sub/f"])[0] != 0
+        manager.stop(name, force=True)
+    finally:
+        libc.umount2(str(src / "sub"), c.MNT_DETACH)

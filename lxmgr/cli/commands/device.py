@@ -63,8 +63,7 @@ def _add(owner: DeviceOwner, name_arg: Decorator) -> click.Command:
                "KEY=VALUE are its keys, as in LXD. A disk mounts a host directory or file "
                "(source) at path, at once in a running instance; shift=true shows host owners "
                "inside (idmapped), readonly=true, required=false (skip a missing source), "
-               "recursive=true, propagation=private|shared|slave|unbindable (r-prefixed: "
-               "recursive).",
+               "recursive=true (submounts too).",
         "add {n} eth1 nic network=lxmgrbr0 name=eth1",
         "add {n} http proxy listen=tcp:0.0.0.0:8080 connect=tcp:127.0.0.1:80",
         "add {n} code disk source=$HOME/code path=/code shift=true",

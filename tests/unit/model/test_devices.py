@@ -18,7 +18,7 @@ GOOD = {
             "bind": "host", "nat": "false"},
     "masked": {"type": "none"},
     "code": {"type": "disk", "path": "/code", "source": "/home/me/code", "shift": "true",
-             "recursive": "true", "propagation": "rslave", "required": "false"},
+             "recursive": "true", "propagation": "rprivate", "required": "false"},
     "conf": {"type": "disk", "path": "/etc/app.conf", "source": "/srv/app.conf"},
     "vol": {"type": "disk", "path": "/srv/shared", "pool": "default", "source": "shared-1",
             "readonly": "true", "shift": "true"},
@@ -151,3 +151,10 @@ def test_trailing_newline_is_not_accepted(device: dict[str, str]) -> None:
 def test_device_name_with_newline_rejected() -> None:
     with pytest.raises(InvalidConfig, match="Invalid device name"):
         validate_devices({"x\n": {"type": "none"}})
+
+
+@pytest.mark.parametrize("propagation", ["shared", "rshared", "slave", "rslave", "unbindable"])
+def test_propagations_not_applied_are_refused(propagation: str) -> None:
+    with pytest.raises(NotSupported, match=f"propagation '{propagation}' is not supported"):
+        validate_devices({"d": {"type": "disk", "source": "/s", "path": "/d",
+                                "propagation": propagation}})
