@@ -35,9 +35,18 @@ ln -s "../../../../../../../../..$MARKER_DIR/marker" /srv/t/escape
 
 
 def booted(daemon, name: str) -> None:  # type: ignore[no-untyped-def]
-    """Wait for systemd's boot to finish: systemd-tmpfiles empties /tmp on its way."""
-    state = daemon.cli("exec", name, "--", "timeout", "60", "systemctl", "is-system-running",
-                       "--wait", check=False).stdout.strip()
+    """Wait for systemd's boot to finish: systemd-tmpfiles empties /tmp on its way. Right
+    after the launch systemctl may find no manager to ask yet (it prints nothing): ask again."""
+    import time
+
+    deadline = time.monotonic() + 60
+    state = ""
+    while time.monotonic() < deadline:
+        state = daemon.cli("exec", name, "--", "timeout", "60", "systemctl",
+                           "is-system-running", "--wait", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.1)
     assert state in ("running", "degraded"), state
 
 
