@@ -42,17 +42,18 @@ UNIX_REQUESTOR = {"username": "root", "protocol": "unix", "address": "@"}
 
 
 def lifecycle(action: str, source: str, context: dict[str, Any] | None = None,
-              requestor: dict[str, str] | None = None) -> Event:
+              requestor: dict[str, str] | None = None, project: str = "default") -> Event:
     """A lifecycle event: lifecycle("instance-started", "/1.0/instances/c1"); requestor is
     who asked (LXD's: a TLS client is its certificate fingerprint, protocol tls and its
-    address), the unix socket's root by default."""
-    name = source.rstrip("/").rsplit("/", 1)[-1]
+    address), the unix socket's root by default. Outside `default` the source carries
+    `?project=NAME`, as LXD's."""
+    name = source.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
     metadata = {
         "action": action,
         "source": source,
         "context": dict(context or {}),
         "requestor": dict(requestor or UNIX_REQUESTOR),
         "name": name,
-        "project": "default",
+        "project": project,
     }
-    return Event("lifecycle", metadata=metadata)
+    return Event("lifecycle", metadata=metadata, project=project)

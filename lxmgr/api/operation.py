@@ -43,6 +43,9 @@ class Operation:
     err: str = ""
     err_code: int = 0  # the HTTP status matching the failure (LXD's optional err_code)
     location: str = "none"
+    # The project the operation acts in: LXD lists operations per project but its
+    # api.Operation has no such field, so to_dict() leaves it out.
+    project: str = "default"
 
     @property
     def status(self) -> str:

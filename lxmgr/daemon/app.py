@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from lxmgr.daemon import auth, etag, responses
+from lxmgr.daemon import projects as project_scope
 from lxmgr.daemon.https import HTTPS, HttpsListener
 from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.routes import (
@@ -54,7 +55,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except LxmgrError as err:
-        return responses.error(str(err), err.status)
+        return responses.error(project_scope.shown(request, str(err)), err.status)
     except web.HTTPException as err:
         if err.status < 400:
             raise
@@ -69,7 +70,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(manager: Manager, *, background: bool = True) -> web.Application:
     """The daemon's web application around a Manager (tests pass their own)."""
-    app = web.Application(middlewares=[error_middleware, auth.middleware, projects.middleware,
+    app = web.Application(middlewares=[error_middleware, auth.middleware,
+                                       project_scope.project_middleware,
                                        etag.etag_middleware],
                           client_max_size=responses.MAX_BODY)
     bus = EventBus()

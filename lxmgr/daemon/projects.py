@@ -1,48 +1,154 @@
-"""The `project` query parameter for the whole API.
+"""The `project` query parameter for the whole API: which project a request acts in.
 
-Projects are objects now (/1.0/projects, lxmgr.model.project), but every instance, profile,
-image, volume and network still lives in `default`: no route scopes its objects by project
-yet. So the middleware lets `project=default` (or no project) through, answers 404 for a
-project that does not exist (LXD's "Project 'web' not found"), and refuses an existing
-other project with 501 on every route except /1.0 and /1.0/projects, rather than serving or
-creating `default`'s objects under another project's name. `all-projects=true` needs
-nothing: every object is in `default`, so every list already spans all projects. Imports
-aiohttp, instances' Manager key and errors only; never runtime or linux."""
+The middleware resolves `project=NAME` (absent or empty: `default`; an unknown project is
+LXD's 404 "Project 'web' not found") into a Scope kept on the request, which routes use to
+map the names they are given to the names objects are stored under, and back
+(lxmgr.model.project: instances as "<project>_<name>", a project's own profiles as
+"<project>/<name>"); `all-projects=true` widens a listing to every project, as LXD's.
+
+Objects a project shares with `default` (a `features.*` left off) are `default`'s, served
+unchanged. Routes whose objects are not scoped by project yet answer 501 in a project that
+owns its own objects of that kind, rather than serving or creating `default`'s under
+another project's name. Imports aiohttp, the Manager key, lxmgr.model.project and errors."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from lxmgr.daemon.keys import MANAGER
-from lxmgr.errors import NotSupported
-from lxmgr.model.project import DEFAULT
+from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.instances.events import PROJECT
+from lxmgr.model import project as model
 
 # The API lives under /1.0; the web panel (/ui) keeps its own query strings.
 API_PREFIX = "/1.0"
-# Routes that already answer for any project: the server's environment and projects.
-PROJECT_AWARE = ("/1.0", "/1.0/projects")
+
+# Routes of objects a project may own but lxmgr does not scope yet, by the feature that
+# makes a project own them: refused (501) in a project with that feature on.
+UNSCOPED: tuple[tuple[str, str], ...] = (
+    ("/1.0/images", "features.images"),
+    ("/1.0/networks", "features.networks"),
+    ("/1.0/storage-pools/*/volumes", "features.storage.volumes"),
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def project_aware(path: str) -> bool:
-    return path.rstrip("/") in PROJECT_AWARE or path.startswith("/1.0/projects/")
+@dataclass(frozen=True)
+class Scope:
+    """The project a request acts in, with its config (features decide what it shares
+    with `default`), and whether a listing spans every project (`all-projects=true`)."""
+
+    name: str = model.DEFAULT
+    config: Mapping[str, str] = field(default_factory=model.default_config)
+    all_projects: bool = False
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == model.DEFAULT
+
+    def owner(self, feature: str) -> str:
+        """The project whose objects of `feature` this one uses (itself or `default`)."""
+        return model.owner(self.name, self.config, feature)
+
+    # -- instances: always the project's own --------------------------------------------------
+
+    def instance(self, name: str) -> str:
+        """The stored name of this project's instance `name`."""
+        return model.storage_name(self.name, name)
+
+    def has_instance(self, stored: str) -> bool:
+        """Whether a stored instance name belongs to this project (or, for a listing with
+        all-projects, to any)."""
+        return self.all_projects or model.storage_parts(stored)[0] == self.name
+
+    # -- profiles: the project's own, or default's ---------------------------------------------
+
+    @property
+    def profile_owner(self) -> str:
+        return self.owner("features.profiles")
+
+    def profile(self, name: str) -> str:
+        """The key of profile `name` as this project sees it."""
+        return model.profile_key(self.profile_owner, name)
+
+    def profiles(self, names: list[object] | None) -> list[object]:
+        """A request's profile list as keys (None: the project's `default`, as LXD)."""
+        return [self.profile(p) if isinstance(p, str) else p
+                for p in (["default"] if names is None else names)]
+
+    def has_profile(self, key: str) -> bool:
+        return self.all_projects or model.profile_parts(key)[0] == self.profile_owner
+
+    def url(self, path: str) -> str:
+        """An object URL of this project (`?project=` outside `default`)."""
+        return path + model.url_suffix(self.name)
+
+
+DEFAULT_SCOPE = Scope()
+SCOPE_KEY = web.RequestKey("lxmgr.project", Scope)
+
+
+def scope(request: web.Request) -> Scope:
+    """The request's project (`default` for requests the middleware did not see)."""
+    return request.get(SCOPE_KEY, DEFAULT_SCOPE)
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("", "0", "false"):
+        return False
+    if value.lower() in ("1", "true"):
+        return True
+    raise InvalidConfig(f"Invalid value '{value}' for all-projects: use true or false")
+
+
+def _unscoped_feature(path: str) -> str | None:
+    for prefix, feature in UNSCOPED:
+        head, star, tail = prefix.partition("/*")
+        if star:  # one path segment of any name, e.g. the pool of a volume
+            rest = path.removeprefix(head + "/")
+            if rest == path or "/" not in rest:
+                continue
+            path_tail = "/" + rest.split("/", 1)[1]
+            if path_tail == tail or path_tail.startswith(tail + "/"):
+                return feature
+        elif path == prefix or path.startswith(prefix + "/"):
+            return feature
+    return None
 
 
 @web.middleware
 async def project_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """404 for unknown projects, 501 for other projects on routes not scoped by project.
+    """Resolve `project=` into the request's Scope (404 for an unknown project; 501 where
+    the project owns objects lxmgr does not scope yet).
 
     Sits inside the error middleware, which renders both as LXD's error envelope."""
     if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
-        for name in request.query.getall("project", []):
-            if name in ("", DEFAULT):
-                continue
-            await asyncio.to_thread(request.app[MANAGER].db.project_get, name)
-            if not project_aware(request.path):
-                raise NotSupported(f"Project '{name}': only the default project holds "
-                                   "instances, profiles, images, volumes and networks yet")
+        names = request.query.getall("project", [])
+        name = names[-1] if names and names[-1] else model.DEFAULT
+        all_projects = _flag(request.query.get("all-projects", ""))
+        if name != model.DEFAULT or all_projects:
+            row = await asyncio.to_thread(request.app[MANAGER].db.project_get, name)
+            found = Scope(name, dict(row["config"]), all_projects)
+            feature = _unscoped_feature(request.path)
+            if feature and not found.is_default and found.owner(feature) == found.name:
+                raise NotSupported(f"Project '{name}' has {feature}=true: its own "
+                                   f"{feature.split('.', 1)[1]} are not supported yet")
+            request[SCOPE_KEY] = found
+            # The operations and events of this request (and of the tasks it starts).
+            PROJECT.set(name)
     return await handler(request)
+
+
+def instance_name(request: web.Request, key: str = "name") -> str:
+    """The stored name of the instance a route's URL names, in the request's project."""
+    return scope(request).instance(request.match_info[key])
+
+
+def shown(request: web.Request, message: str) -> str:
+    """A message as the client should read it: names as it gave them, not as stored."""
+    return model.shown(scope(request).name, message)

@@ -21,6 +21,7 @@ from lxmgr.instances.manager import Manager
 from lxmgr.model.config import expand
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
+from lxmgr.model.project import DEFAULT, display, instance_url, profile_parts, storage_parts
 from lxmgr.model.snapshot import SnapshotSpec
 
 STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Stopping": 107,
@@ -95,7 +96,7 @@ def definition(manager: Manager, spec: InstanceSpec, profiles: dict[str, Profile
     alone decides. profiles: all of them, read once by a listing (None: read here)."""
     expanded, devices = _expanded(manager, spec, profiles)
     return {
-        "name": spec.name,
+        "name": display(spec.name),
         "description": spec.description,
         "status": "",
         "status_code": 0,
@@ -103,11 +104,11 @@ def definition(manager: Manager, spec: InstanceSpec, profiles: dict[str, Profile
         "last_used_at": last_used or "1970-01-01T00:00:00Z",
         "location": "none",
         "type": "container",
-        "project": "default",
+        "project": storage_parts(spec.name)[0],
         "architecture": platform.machine(),
         "ephemeral": spec.ephemeral,
         "stateful": False,
-        "profiles": list(spec.profiles),
+        "profiles": [profile_parts(p)[1] for p in spec.profiles],
         "config": dict(spec.config),
         "devices": {k: dict(v) for k, v in spec.devices.items()},
         "expanded_config": expanded,
@@ -144,7 +145,7 @@ def snapshot(manager: Manager, name: str, snap: SnapshotSpec,
         "ephemeral": spec.ephemeral,
         "stateful": False,
         "size": -1,
-        "profiles": list(spec.profiles),
+        "profiles": [profile_parts(p)[1] for p in spec.profiles],
         "config": dict(spec.config),
         "devices": {k: dict(v) for k, v in spec.devices.items()},
         "expanded_config": expanded,
@@ -153,12 +154,12 @@ def snapshot(manager: Manager, name: str, snap: SnapshotSpec,
 
 
 def instances(manager: Manager, level: int, expr: str,
-              fields: frozenset[str] = STATE_FIELDS) -> list[Any]:
+              fields: frozenset[str] = STATE_FIELDS, project: str | None = DEFAULT) -> list[Any]:
     """GET /1.0/instances at a recursion level, filtered; fields: the costly state fields
-    recursion 2 includes."""
-    names = manager.list()
+    recursion 2 includes; project: whose instances (None: every project's)."""
+    names = [n for n in manager.list() if _in_project(n, project)]
     if level == 0 and not expr:
-        return [f"/1.0/instances/{n}" for n in names]
+        return [instance_url(n) for n in names]
     specs = {spec.name: spec for spec in manager.db.instance_specs()}
     profiles = manager.profiles()
     last_used = manager.db.instances_last_used()
@@ -172,22 +173,28 @@ def instances(manager: Manager, level: int, expr: str,
         except LxmgrError:
             continue  # deleted while we listed
         if matches(view, expr):
-            out.append(view if level else f"/1.0/instances/{name}")
+            out.append(view if level else instance_url(name))
     return out
 
 
-def instances_json(manager: Manager, level: int, expr: str) -> bytes:
+def _in_project(stored: str, project: str | None) -> bool:
+    return project is None or storage_parts(stored)[0] == project
+
+
+def instances_json(manager: Manager, level: int, expr: str,
+                   project: str | None = DEFAULT) -> bytes:
     """instances() at level 0 or 1 as the encoded sync envelope, from the manager's
     Listing (a thread-safe cache that is never stale)."""
     if level >= 2:
         raise ValueError("instances_json() serves recursion 0 and 1 only")
     if level == 0 and not expr:  # the names alone: nothing worth caching
-        return json.dumps(sync_response(instances(manager, level, expr))).encode()
+        return json.dumps(sync_response(instances(manager, level, expr,
+                                                  project=project))).encode()
     with _LISTINGS_LOCK:
         listing = _LISTINGS.get(manager)
         if listing is None:
             listing = _LISTINGS[manager] = Listing()
-    return listing.body(manager, level, expr)
+    return listing.body(manager, level, expr, project)
 
 
 Row = tuple[str, "dict[str, Any] | None"]  # name, definition (None: skipped, as on errors)
@@ -202,17 +209,18 @@ class Listing:
         self._rows: tuple[tuple[int, int], list[Row]] | None = None
         self._bodies: dict[tuple[Any, ...], bytes] = {}
 
-    def body(self, manager: Manager, level: int, expr: str) -> bytes:
+    def body(self, manager: Manager, level: int, expr: str, project: str | None) -> bytes:
         generation = manager.db.generation()  # before the rows it keys
         cached = self._rows
         if cached is None or cached[0] != generation:
             cached = self._rows = (generation, _definitions(manager))
         rows = cached[1]
         statuses = tuple(manager.statuses_fast([name for name, _view in rows]))
-        key = (generation, level, expr, statuses)
+        key = (generation, level, expr, statuses, project)
         body = self._bodies.get(key)
         if body is None:
-            body = json.dumps(sync_response(_select(rows, statuses, level, expr))).encode()
+            body = json.dumps(sync_response(_select(rows, statuses, level, expr,
+                                                    project))).encode()
             if len(self._bodies) >= MAX_BODIES:
                 self._bodies.clear()
             self._bodies[key] = body
@@ -237,14 +245,14 @@ def _definitions(manager: Manager) -> list[Row]:
 
 
 def _select(rows: list[Row], statuses: tuple[str | None, ...], level: int,
-            expr: str) -> list[Any]:
+            expr: str, project: str | None) -> list[Any]:
     out: list[Any] = []
     for (name, view), status in zip(rows, statuses, strict=True):
-        if view is None or status is None:
+        if view is None or status is None or not _in_project(name, project):
             continue
         full = {**view, "status": status, "status_code": STATUS_CODES.get(status, 112)}
         if matches(full, expr):
-            out.append(full if level else f"/1.0/instances/{name}")
+            out.append(full if level else instance_url(name))
     return out
 
 

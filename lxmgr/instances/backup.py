@@ -59,7 +59,7 @@ from lxmgr.instances.backup_index import (
 from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 from lxmgr.model.config import VOLATILE_PREFIX
-from lxmgr.model.instance import InstanceSpec, validate_instance_name
+from lxmgr.model.instance import InstanceSpec, validate_stored_name
 from lxmgr.model.snapshot import SnapshotSpec, validate_snapshot_name
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class BackupContents:
         """An InstanceSpec for the imported instance; volatile.* keys (the source host's
         state) are dropped, the config is not validated yet."""
         name = name or self.name
-        validate_instance_name(name)
+        validate_stored_name(name)
         return InstanceSpec(name=name, image_fingerprint=self.base_image,
                             profiles=list(self.profiles), config=_local(self.config),
                             devices={k: dict(v) for k, v in self.devices.items()},
@@ -146,7 +146,7 @@ def write_backup(out: Path, *, spec: InstanceSpec, snapshots: list[SnapshotSpec]
     expand gives (expanded_config, expanded_devices) for a spec, e.g. Manager.expanded.
     """
     suffix_for(compression)
-    validate_instance_name(spec.name)
+    validate_stored_name(spec.name)
     snaps = [] if instance_only else list(snapshots)
     for snap in snaps:
         validate_snapshot_name(snap.name)

@@ -21,6 +21,7 @@ import yaml
 from lxmgr.errors import InvalidConfig, NotSupported
 from lxmgr.model.devices import root_disk
 from lxmgr.model.instance import InstanceSpec, validate_instance_name
+from lxmgr.model.project import profile_parts, storage_parts
 from lxmgr.model.snapshot import SnapshotSpec, parse_time, validate_snapshot_name
 
 MAX_INDEX_BYTES = 4 << 20  # an index with hundreds of snapshots stays far below this
@@ -73,7 +74,8 @@ def build_index(spec: InstanceSpec, snapshots: list[SnapshotSpec], *, architectu
                 expand: Expand | None = None, pool: str = "default",
                 status: str = "Stopped") -> dict[str, Any]:
     """The index.yaml mapping for spec and the snapshots exported with it (LXD key order)."""
-    index: dict[str, Any] = {"name": spec.name, "backend": "dir", "pool": pool}
+    project, name = storage_parts(spec.name)
+    index: dict[str, Any] = {"name": name, "backend": "dir", "pool": pool}
     if snapshots:
         index["snapshots"] = [s.name for s in snapshots]
     index.update(optimized=False, optimized_header=False, type="container")
@@ -82,9 +84,9 @@ def build_index(spec: InstanceSpec, snapshots: list[SnapshotSpec], *, architectu
         config["snapshots"] = [_snapshot(s, architecture, expand, pool) for s in snapshots]
     config["pool"] = {"name": pool, "description": "", "driver": "dir", "status": "Created",
                       "locations": ["none"], "config": {}, "used_by": []}
-    config["volume"] = {"name": spec.name, "description": "", "type": "container",
+    config["volume"] = {"name": name, "description": "", "type": "container",
                         "content_type": "filesystem", "config": {}, "used_by": [],
-                        "location": "none", "project": "default",
+                        "location": "none", "project": project,
                         "created_at": format_time(spec.created_at)}
     index["config"] = config
     return index
@@ -109,17 +111,19 @@ def _definition(spec: InstanceSpec, architecture: str, expand: Expand | None,
         # LXD finds the instance's pool through its root disk: every real instance has one.
         expanded_devices.setdefault("root", {"path": "/", "pool": pool, "type": "disk"})
     return {"architecture": architecture, "config": config, "devices": devices,
-            "ephemeral": spec.ephemeral, "profiles": list(spec.profiles), "stateful": False,
+            "ephemeral": spec.ephemeral,
+            "profiles": [profile_parts(p)[1] for p in spec.profiles], "stateful": False,
             "description": spec.description, "expanded_config": expanded,
             "expanded_devices": expanded_devices}
 
 
 def _instance(spec: InstanceSpec, architecture: str, expand: Expand | None, pool: str,
               status: str) -> dict[str, Any]:
-    return {"name": spec.name, **_definition(spec, architecture, expand, pool),
+    project, name = storage_parts(spec.name)
+    return {"name": name, **_definition(spec, architecture, expand, pool),
             "status": status, "status_code": 103 if status == "Running" else 102,
             "created_at": format_time(spec.created_at), "last_used_at": ZERO_TIME,
-            "location": "none", "type": "container", "project": "default"}
+            "location": "none", "type": "container", "project": project}
 
 
 def _snapshot(snap: SnapshotSpec, architecture: str, expand: Expand | None,

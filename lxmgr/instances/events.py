@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from lxmgr.api.event import UNIX_REQUESTOR, Event, lifecycle
+from lxmgr.model.project import DEFAULT, instance_url, storage_parts, url_suffix
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1024
@@ -17,17 +18,26 @@ QUEUE_SIZE = 1024
 # operations and threads it starts inherit it): the requestor of the lifecycle events.
 REQUESTOR: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
     "requestor", default=UNIX_REQUESTOR)
+# The project the request being served acts in (set by the daemon's project middleware):
+# the project of the operations it starts and of the events of objects named without one.
+PROJECT: contextvars.ContextVar[str] = contextvars.ContextVar("project", default=DEFAULT)
 
 
 class Subscription:
-    """One listener: the event types it wants (empty = all) and its queue."""
+    """One listener: the event types it wants (empty = all), the project it listens to
+    (None = all projects) and its queue."""
 
-    def __init__(self, types: frozenset[str]) -> None:
+    def __init__(self, types: frozenset[str], project: str | None = None) -> None:
         self.types = types
+        self.project = project
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
 
-    def wants(self, event_type: str) -> bool:
-        return not self.types or event_type in self.types
+    def wants(self, event: Event) -> bool:
+        """LXD's listener filter: its types, and its project unless it asked for all
+        (events of no project, such as logging, reach every listener)."""
+        if self.types and event.type not in self.types:
+            return False
+        return self.project is None or not event.project or event.project == self.project
 
 
 class EventBus:
@@ -37,9 +47,10 @@ class EventBus:
         self.subscribers: set[Subscription] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def subscribe(self, types: frozenset[str] = frozenset()) -> Subscription:
+    def subscribe(self, types: frozenset[str] = frozenset(),
+                  project: str | None = None) -> Subscription:
         self.loop = asyncio.get_running_loop()
-        sub = Subscription(types)
+        sub = Subscription(types, project)
         self.subscribers.add(sub)
         return sub
 
@@ -49,7 +60,7 @@ class EventBus:
     def publish(self, event: Event) -> None:
         data = event.to_dict()
         for sub in list(self.subscribers):
-            if sub.wants(event.type):
+            if sub.wants(event):
                 try:
                     sub.queue.put_nowait(data)
                 except asyncio.QueueFull:
@@ -61,12 +72,17 @@ class EventBus:
 
     def lifecycle(self, action: str, name: str, *, snapshot: str | None = None,
                   **context: Any) -> None:
-        """Publish an instance lifecycle event (instance-started, ...); snapshot events
-        have the snapshot as their source, as in LXD."""
-        source = f"/1.0/instances/{name}" + (f"/snapshots/{snapshot}" if snapshot else "")
-        self.publish(lifecycle(action, source, context, REQUESTOR.get()))
+        """Publish an instance lifecycle event (instance-started, ...) of a stored instance
+        name (its project is part of it); snapshot events have the snapshot as their
+        source, as in LXD."""
+        source = instance_url(name, f"/snapshots/{snapshot}" if snapshot else "")
+        self.publish(lifecycle(action, source, context, REQUESTOR.get(),
+                               project=storage_parts(name)[0]))
 
     def changed(self, collection: str, action: str, name: str, **context: Any) -> None:
         """Publish a lifecycle event of another resource, as LXD's: changed("profiles",
-        "profile-created", "small") has source /1.0/profiles/small."""
-        self.publish(lifecycle(action, f"/1.0/{collection}/{name}", context, REQUESTOR.get()))
+        "profile-created", "small") has source /1.0/profiles/small; in the project of the
+        request (projects themselves belong to none but `default`)."""
+        project = DEFAULT if collection == "projects" else PROJECT.get()
+        self.publish(lifecycle(action, f"/1.0/{collection}/{name}{url_suffix(project)}",
+                               context, REQUESTOR.get(), project=project))

@@ -25,6 +25,7 @@ from lxmgr.errors import LxmgrError, NotFound
 from lxmgr.images.store import ImageInfo, image_names, read_metadata, write_metadata
 from lxmgr.model.image import TemplateContext, parse_templates, rules_for
 from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.project import display
 from lxmgr.model.remote import missing_image_message, server_label
 from lxmgr.model.server_config import server_value
 from lxmgr.model.units import parse_bool
@@ -241,7 +242,7 @@ def apply_image_templates(manager: Manager, spec: InstanceSpec, trigger: str) ->
     uid, gid = (idmap.host_uid(0), idmap.host_gid(0)) if shifted and idmap else (0, 0)
     expanded, devices = manager.expanded(spec)
     context = TemplateContext(
-        name=spec.name, architecture=image.architecture,
+        name=display(spec.name), architecture=image.architecture,
         privileged=parse_bool(expanded.get("security.privileged") or "false"),
         ephemeral=spec.ephemeral, config=expanded, devices=devices)
     from lxmgr.images.templates import apply_templates

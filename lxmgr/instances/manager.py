@@ -47,10 +47,11 @@ from lxmgr.instances.store import InstanceStore, write_atomic
 from lxmgr.instances.volumes import Volumes
 from lxmgr.instances.warm import WarmSupervisor
 from lxmgr.model import config as cfgmod
+from lxmgr.model import project as projectmod
 from lxmgr.model import units
 from lxmgr.model.devices import root_disk, validate_devices
 from lxmgr.model.idmap import IdMap, IdmapRequest, parse_raw_idmap
-from lxmgr.model.instance import InstanceSpec, validate_instance_name
+from lxmgr.model.instance import InstanceSpec, validate_stored_name
 from lxmgr.model.profile import Profile
 from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.net.nic import NicSpec
@@ -112,6 +113,12 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         if missing:
             raise NotFound(f"Profile '{missing[0]}' not found")
         return cfgmod.expand([known[p] for p in spec.profiles], spec.config, spec.devices)
+
+    def project_owner(self, project: str, feature: str) -> str:
+        """The project whose objects of `feature` (features.profiles, ...) `project` uses."""
+        if project == projectmod.DEFAULT:
+            return project
+        return projectmod.owner(project, self.db.project_get(project)["config"], feature)
 
     def socket_path(self, name: str) -> str:
         return str(paths.instance_dir(name) / "supervisor.sock")
@@ -183,12 +190,14 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
                   devices: dict[str, dict[str, Any]] | None, ephemeral: bool,
                   storage: str | None, description: str) -> InstanceSpec:
         """A validated spec for a new instance (no image yet); raises on bad input."""
-        validate_instance_name(name)
+        validate_stored_name(name)
         if profiles is not None and not all(isinstance(p, str) for p in profiles):
             raise InvalidConfig("Invalid 'profiles': expected a list of names")
         spec = InstanceSpec(
             name=name, image_fingerprint="", description=description,
-            profiles=list(profiles if profiles is not None else ["default"]),
+            profiles=list(profiles if profiles is not None else [projectmod.profile_key(
+                self.project_owner(projectmod.storage_parts(name)[0], "features.profiles"),
+                "default")]),
             config=cfgmod.validate_config(config or {}), devices=validate_devices(devices or {}),
             ephemeral=ephemeral, storage_driver=self.default_storage)
         expanded, devices = self.expanded(spec)
@@ -273,8 +282,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             revert.callback(driver.delete_volume, name)
             self._apply_root_size(spec, driver)
             rootfs = driver.rootfs_spec(name, img.rootfs, idmap)
-            files.write_instance_files(rootfs, idmap, name)
-            cloudinit.write_seed(rootfs, idmap, name, spec.config["volatile.uuid"], expanded)
+            files.write_instance_files(rootfs, idmap, projectmod.display(name))
+            cloudinit.write_seed(rootfs, idmap, projectmod.display(name),
+                                     spec.config["volatile.uuid"], expanded)
             image_ops.apply_image_templates(self, spec, "create")
             revert.pop_all()
         log.info("Created instance %s from %s", name, img.fingerprint[:12])

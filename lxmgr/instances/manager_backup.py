@@ -29,6 +29,7 @@ from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import root_disk
 from lxmgr.model.instance import InstanceSpec
+from lxmgr.model.project import DEFAULT, profile_key, storage_name
 from lxmgr.storage import base as storage_base
 from lxmgr.storage.shift import copy_tree, shift_tree
 
@@ -64,23 +65,24 @@ class BackupMixin:
             shutil.rmtree(staging, ignore_errors=True)
 
     def import_backup(self, archive: Path, *, name: str | None = None,
-                      storage: str | None = None) -> InstanceSpec:
-        """Create an instance (stopped) with its snapshots from a backup tarball."""
+                      storage: str | None = None, project: str = DEFAULT) -> InstanceSpec:
+        """Create an instance (stopped) with its snapshots from a backup tarball, in
+        `project` (name: the instance's name there, default the backup's)."""
         from lxmgr.instances.backup import read_backup
 
         staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self._backups_dir()))
         try:
             contents = read_backup(archive, staging / "backup")
-            return self._import_contents(contents, name, storage)
+            return self._import_contents(contents, name, storage, project)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _import_contents(self, contents: object, name: str | None,
-                         storage: str | None) -> InstanceSpec:
+                         storage: str | None, project: str = DEFAULT) -> InstanceSpec:
         from lxmgr.instances.backup import BackupContents
 
         assert isinstance(contents, BackupContents)
-        target = name or contents.name
+        target = storage_name(project, name or contents.name)
         if self.store.exists(target):
             raise Conflict(f"Instance '{target}' already exists")
         image = self.empty_image()
@@ -91,7 +93,9 @@ class BackupMixin:
             if pool and pool not in {p["name"] for p in self.pools.list()}:
                 spec.devices["root"] = {"type": "disk", "path": "/", "pool": "default"}
         spec.config = cfgmod.validate_config(spec.config)
-        new = self._new_spec(target, profiles=spec.profiles, config=spec.config,
+        owner = self.project_owner(project, "features.profiles")
+        new = self._new_spec(target, profiles=[profile_key(owner, p) for p in spec.profiles],
+                             config=spec.config,
                              devices=spec.devices, ephemeral=spec.ephemeral, storage=storage,
                              description=spec.description)
         new.image_fingerprint, new.created_at = image.fingerprint, spec.created_at

@@ -21,7 +21,8 @@ from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, InvalidState, LxmgrError, NotSupported
 from lxmgr.instances import files, image_ops
 from lxmgr.model import snapshot as snapmod
-from lxmgr.model.instance import InstanceSpec, validate_instance_name
+from lxmgr.model.instance import InstanceSpec, validate_stored_name
+from lxmgr.model.project import display
 from lxmgr.model.snapshot import SnapshotSpec
 from lxmgr.model.units import parse_bool
 from lxmgr.runtime import idmap as idmaps
@@ -178,7 +179,7 @@ class SnapshotMixin:
     def rename(self, name: str, new_name: str) -> InstanceSpec:
         """Rename a stopped instance with its snapshots (LXD's `move` on one host)."""
         spec = self.store.get(name)
-        validate_instance_name(new_name)
+        validate_stored_name(new_name)
         if self.store.exists(new_name):
             raise Conflict(f"Instance '{new_name}' already exists")
         if self.is_running(name):
@@ -269,7 +270,7 @@ class SnapshotMixin:
         img = self._image(spec)
         try:
             rootfs = driver.rootfs_spec(spec.name, img.rootfs, self._idmap(spec))
-            files.write_instance_files(rootfs, self._idmap(spec), spec.name)
+            files.write_instance_files(rootfs, self._idmap(spec), display(spec.name))
         except (InvalidConfig, OSError) as err:
             log.warning("Could not name %s in /etc/hostname and /etc/hosts: %s", spec.name,
                         err)

@@ -26,6 +26,7 @@ from lxmgr.model.network import (
     validate_static_address,
 )
 from lxmgr.model.profile import Profile
+from lxmgr.model.project import dns_name
 from lxmgr.net import base as net_base
 from lxmgr.net import dnsmasq, hosts, links, nft
 from lxmgr.net.bridge import BridgeNetwork
@@ -289,7 +290,7 @@ class Networks:
                 raise InvalidConfig(f"Network '{nic.network}' has no IPv4 subnet for "
                                     f"'{nic.device}' ipv4.address")
             validate_static_address(gateway, nic.ipv4_address, used)
-            driver.reserve(nic.hwaddr, nic.ipv4_address, spec.name)
+            driver.reserve(nic.hwaddr, nic.ipv4_address, dns_name(spec.name))
 
     def release(self, nics: list[NicSpec]) -> None:
         """Drop the static reservations of these NICs (instance deleted, NIC removed)."""

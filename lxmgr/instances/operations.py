@@ -16,11 +16,13 @@ from lxmgr.api.event import Event
 from lxmgr.api.operation import Operation
 from lxmgr.errors import Cancelled, InvalidState, LxmgrError, NotFound
 from lxmgr.instances.db import Database
-from lxmgr.instances.events import EventBus
+from lxmgr.instances.events import PROJECT, EventBus
+from lxmgr.model.project import DEFAULT, shown
 
 log = logging.getLogger(__name__)
 RETENTION = 300.0  # seconds a finished operation stays in memory for late waiters
 KEEP_IN_DB = 200
+PROJECT_FIELD = "_project"  # the project of a recorded operation (not sent to clients)
 
 Work = Callable[[Operation], Awaitable[Any]]
 CancelHook = Callable[[Operation], Awaitable[None]]
@@ -48,7 +50,7 @@ class Operations:
         op = Operation(id=str(uuid.uuid4()), class_=class_,  # type: ignore[arg-type]
                        description=description, resources=resources or {},
                        metadata=metadata or {}, may_cancel=may_cancel,
-                       status_code=envelope.RUNNING)
+                       status_code=envelope.RUNNING, project=PROJECT.get())
         self.ops[op.id] = op
         self.done[op.id] = asyncio.Event()
         if on_cancel is not None:
@@ -67,7 +69,8 @@ class Operations:
             op.status_code, op.err = envelope.CANCELLED, "Operation cancelled"
             await self._cancelled(op)
         except LxmgrError as err:
-            op.status_code, op.err, op.err_code = envelope.FAILURE, str(err), err.status
+            op.status_code, op.err_code = envelope.FAILURE, err.status
+            op.err = shown(op.project, str(err))
         except Exception as err:  # noqa: BLE001 - a bug: report it, keep the daemon up
             log.exception("Operation %s (%s) failed", op.id, op.description)
             op.status_code, op.err = envelope.FAILURE, f"Internal error: {err}"
@@ -92,7 +95,7 @@ class Operations:
         self.done[op.id].set()
         self.publish(op)
         try:
-            self.db.operation_put(op.to_dict())
+            self.db.operation_put({**op.to_dict(), PROJECT_FIELD: op.project})
             self.db.operations_prune(KEEP_IN_DB)
         except Exception as err:  # noqa: BLE001 - history is best effort
             log.warning("Could not record operation %s: %s", op.id, err)
@@ -103,7 +106,7 @@ class Operations:
         self.done.pop(op_id, None)
 
     def publish(self, op: Operation) -> None:
-        self.events.publish(Event("operation", metadata=op.to_dict()))
+        self.events.publish(Event("operation", metadata=op.to_dict(), project=op.project))
 
     def update(self, op: Operation, **metadata: Any) -> None:
         """Progress from the event loop: merge metadata, tell the listeners."""
@@ -116,14 +119,18 @@ class Operations:
             return self.ops[op_id]
         for stored in self.db.operations():
             if stored["id"] == op_id:
-                return stored
+                return {k: v for k, v in stored.items() if k != PROJECT_FIELD}
         raise NotFound("Operation not found")
 
-    def all(self) -> list[dict[str, Any]]:
-        """Live operations first, then the recorded history not in memory any more."""
-        live = [op.to_dict() for op in self.ops.values()]
-        seen = {op["id"] for op in live}
-        return live + [op for op in self.db.operations() if op["id"] not in seen]
+    def all(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Live operations first, then the recorded history not in memory any more; those
+        of one project, or of all (None)."""
+        live = [op.to_dict() for op in self.ops.values()
+                if project is None or op.project == project]
+        seen = {op.id for op in self.ops.values()}
+        return live + [{k: v for k, v in op.items() if k != PROJECT_FIELD}
+                       for op in self.db.operations() if op["id"] not in seen and (
+                           project is None or op.get(PROJECT_FIELD, DEFAULT) == project)]
 
     async def wait(self, op_id: str, timeout: float | None) -> Operation | dict[str, Any]:
         found = self.get(op_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 from lxmgr import paths
 from lxmgr.errors import Conflict
 from lxmgr.instances.db import Database
-from lxmgr.model.instance import InstanceSpec, validate_instance_name
+from lxmgr.model.instance import InstanceSpec, validate_stored_name
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
@@ -35,7 +35,7 @@ class InstanceStore:
         return name in self.db.instance_names()
 
     def get(self, name: str) -> InstanceSpec:
-        validate_instance_name(name)
+        validate_stored_name(name)
         return self.db.instance_get(name)
 
     def names(self) -> list[str]:

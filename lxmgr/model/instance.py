@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lxmgr.errors import InvalidConfig
+from lxmgr.model.project import DEFAULT, storage_parts
+from lxmgr.model.project import validate_name as validate_project_name
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
 
@@ -29,6 +31,15 @@ def validate_instance_name(name: str) -> None:
                             "hyphens, starting with a letter")
     if name.endswith("-"):
         raise InvalidConfig(f"Invalid instance name '{name}': must not end with a hyphen")
+
+
+def validate_stored_name(name: str) -> None:
+    """The name an instance is stored under: a valid instance name, prefixed with
+    "<project>_" outside the default project (lxmgr.model.project.storage_name)."""
+    project, instance = storage_parts(name) if isinstance(name, str) else ("", name)
+    validate_instance_name(instance)
+    if project != DEFAULT:
+        validate_project_name(project)
 
 
 _ADJECTIVES = (
@@ -159,7 +170,7 @@ class InstanceSpec:
         if not isinstance(data, dict):
             raise InvalidConfig("Invalid instance spec: not a mapping")
         name = _require(data, "name", str)
-        validate_instance_name(name)
+        validate_stored_name(name)
         profiles = _require(data, "profiles", list)
         if not all(isinstance(p, str) for p in profiles):
             raise InvalidConfig("Invalid instance spec: profiles must be strings")

@@ -5,12 +5,15 @@ volumes and networks; what a feature leaves off is shared with the `default` pro
 (LXD 5.0 doc/projects.md, lxd/project/project.go). The registry mirrors LXD 5.0's
 projectValidateConfig (lxd/api_project.go): keys lxmgr applies are validated and stored;
 keys LXD has but lxmgr does not apply yet are refused with NotSupported naming them, never
-stored and silently ignored. Imports only lxmgr.errors, lxmgr.model.validate and .units.
+stored and silently ignored. Imports only lxmgr.errors, lxmgr.model.validate and .units
+(and urllib.parse).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from urllib.parse import quote
 
 from lxmgr.errors import InvalidConfig, NotSupported
 from lxmgr.model import validate
@@ -50,8 +53,14 @@ _NAME_RULES = (("/", "Project names may not contain slashes"),
                ('"', "Project names may not contain quotes"))
 
 
+# Stricter than LXD, which takes any other character: a project's name becomes part of its
+# instances' stored names, so of paths, cgroup names and DNS names.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
 def validate_name(name: str) -> None:
-    """InvalidConfig unless name is a valid project name (LXD's projectValidateName)."""
+    """InvalidConfig unless name is a valid project name (LXD's projectValidateName, and
+    1-63 letters, digits, '_', '.' or '-', starting with a letter or digit)."""
     if not name:
         raise InvalidConfig("No name provided")
     for char, message in _NAME_RULES:
@@ -61,6 +70,9 @@ def validate_name(name: str) -> None:
         raise InvalidConfig("Reserved project name")
     if name in (".", ".."):
         raise InvalidConfig(f"Invalid project name '{name}'")
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidConfig(f"Invalid project name '{name}': use 1-63 letters, digits, '_', "
+                            "'.' or '-', starting with a letter or digit")
 
 
 def validate_config(config: Mapping[str, str]) -> None:
@@ -122,7 +134,7 @@ def check_update(name: str, old: Mapping[str, str], new: Mapping[str, str],
     validate_config(new)
 
 
-# -- where a project's objects live (used once routes scope by project) -----------------------
+# -- where a project's objects live ----------------------------------------------------------
 
 # LXD prefixes the names of a non-default project's instances with "<project>_" wherever
 # they are keyed by one name (on disk, cgroups, the database), and leaves `default`'s alone
@@ -142,6 +154,11 @@ def storage_parts(stored: str) -> tuple[str, str]:
     return (project, instance) if sep else (DEFAULT, stored)
 
 
+def display(stored: str) -> str:
+    """The name a client knows a stored instance by (without its project)."""
+    return storage_parts(stored)[1]
+
+
 def owner(project: str, config: Mapping[str, str], feature: str) -> str:
     """The project whose objects of `feature` a project uses: its own when the feature is
     on, else `default`'s (LXD's ProfileProjectFromRecord, NetworkProjectFromRecord,
@@ -149,3 +166,55 @@ def owner(project: str, config: Mapping[str, str], feature: str) -> str:
     if feature not in FEATURES:
         raise ValueError(f"Unknown project feature '{feature}'")
     return project if project == DEFAULT or has_feature(config, feature) else DEFAULT
+
+
+# Profiles are keyed by one name in the state database: a project's own profiles as
+# "<project>/<profile>", default's unchanged. Neither a profile name nor a project name may
+# contain "/" (lxmgr.model.profile, validate_name above), so the key is never ambiguous.
+PROFILE_SEPARATOR = "/"
+
+
+def profile_key(owner_project: str, profile: str) -> str:
+    """The key of `profile` of the project that owns the profiles (see owner())."""
+    return profile if owner_project in ("", DEFAULT) else \
+        f"{owner_project}{PROFILE_SEPARATOR}{profile}"
+
+
+def profile_parts(key: str) -> tuple[str, str]:
+    """(owner project, profile name) of a profile_key() result."""
+    project, sep, profile = key.partition(PROFILE_SEPARATOR)
+    return (project, profile) if sep else (DEFAULT, key)
+
+
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+
+
+def dns_name(stored: str) -> str | None:
+    """The DNS name of an instance: its name in `default`, "<name>.<project>" elsewhere
+    (LXD's project.DNS, used for the dnsmasq host entries); None when the project's name
+    is no DNS label (project names may hold characters DNS names may not)."""
+    project, instance = storage_parts(stored)
+    if project == DEFAULT:
+        return instance
+    return f"{instance}.{project}" if _DNS_LABEL.fullmatch(project) else None
+
+
+def shown(project: str, message: str) -> str:
+    """A message as a client of `project` reads it: stored names ("<project>_web",
+    "<project>/small") back to the names the client gave, where quoted."""
+    if project in ("", DEFAULT):
+        return message
+    return message.replace(f"'{project}{SEPARATOR}", "'").replace(
+        f"'{project}{PROFILE_SEPARATOR}", "'")
+
+
+def url_suffix(project: str) -> str:
+    """The query string LXD appends to an object's URL outside `default` (lxd/shared/api
+    URL.Project: `?project=NAME`, nothing for default)."""
+    return "" if project in ("", DEFAULT) else f"?project={quote(project, safe='')}"
+
+
+def instance_url(stored: str, tail: str = "") -> str:
+    """/1.0/instances/NAME[tail][?project=P] of a stored instance name."""
+    project, instance = storage_parts(stored)
+    return f"/1.0/instances/{instance}{tail}{url_suffix(project)}"

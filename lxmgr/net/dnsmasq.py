@@ -34,7 +34,9 @@ DNSMASQ = "/usr/sbin/dnsmasq"
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 2.0
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$")
+# One DNS label, or two: an instance of another project than default is "NAME.PROJECT"
+# (LXD's project.DNS).
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})?$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # Popen handles of dnsmasq processes this process started, so dead ones get reaped.
 _children = Children()

@@ -14,6 +14,7 @@ from typing import Any
 
 from lxmgr.linux import consts as c
 from lxmgr.model.idmap import IdMap
+from lxmgr.model.project import storage_parts
 from lxmgr.model.units import parse_bool
 
 CONTAINER_ENV_NAME = "lxmgr"
@@ -177,7 +178,7 @@ def build_plan(
         rootfs=rootfs,
         rootfs_spec=rootfs_spec,
         idmap=idmap,
-        hostname=name,
+        hostname=storage_parts(name)[1],  # a project's instance is stored as PROJECT_NAME
         init=["/sbin/init"],
         env=env,
         namespaces=namespaces,

@@ -20,12 +20,13 @@ from aiohttp import web
 
 from lxmgr import paths
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig, NotFound
 from lxmgr.model.instance import validate_instance_name
+from lxmgr.model.project import display, instance_url
 from lxmgr.model.snapshot import validate_snapshot_name
 
 routes = web.RouteTableDef()
@@ -46,7 +47,7 @@ def _record(name: str, backup: str) -> dict[str, Any]:
 
 
 def _url(name: str, backup: str) -> str:
-    return f"/1.0/instances/{name}/backups/{backup}"
+    return instance_url(name, f"/backups/{backup}")
 
 
 def _names(name: str) -> list[str]:
@@ -67,7 +68,7 @@ def backup_views(name: str) -> list[dict[str, Any]]:
 
 @routes.get("/1.0/instances/{name}/backups")
 async def list_backups(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     await asyncio.to_thread(request.app[MANAGER].get, name)
     if responses.recursion(request) == 0:
         return responses.sync([_url(name, b) for b in await asyncio.to_thread(_names, name)])
@@ -80,7 +81,7 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 
 @routes.post("/1.0/instances/{name}/backups")
 async def create_backup(request: web.Request) -> web.Response:
-    manager, name = request.app[MANAGER], request.match_info["name"]
+    manager, name = request.app[MANAGER], projects.instance_name(request)
     body = await json_body(request, required=False)
     await asyncio.to_thread(manager.get, name)
     backup = field(body, "name", str, "") or f"backup{int(time.time())}"
@@ -109,8 +110,8 @@ async def create_backup(request: web.Request) -> web.Response:
     # resources.backups holds the bare name: lxc 5.0 uses it as is, newer clients take
     # path.Base() of it, which is the same; clients with operation_metadata_entity_url
     # read metadata.entity_url instead.
-    op = request.app[OPERATIONS].create(f"Backing up instance {name}", work, resources={
-        "instances": [f"/1.0/instances/{name}"], "backups": [backup]},
+    op = request.app[OPERATIONS].create(f"Backing up instance {display(name)}", work, resources={
+        "instances": [instance_url(name)], "backups": [backup]},
         metadata={"entity_url": _url(name, backup)})
     return responses.async_op(op)
 
@@ -121,7 +122,7 @@ def _now() -> str:
 
 @routes.get("/1.0/instances/{name}/backups/{backup}")
 async def get_backup(request: web.Request) -> web.Response:
-    record = await asyncio.to_thread(_record, request.match_info["name"],
+    record = await asyncio.to_thread(_record, projects.instance_name(request),
                                      request.match_info["backup"])
     return responses.sync(_public(record))
 
@@ -129,7 +130,7 @@ async def get_backup(request: web.Request) -> web.Response:
 @routes.post("/1.0/instances/{name}/backups/{backup}")
 async def rename_backup(request: web.Request) -> web.Response:
     """LXD's backup rename ({"name": NEW}): the record and its tarball."""
-    name, backup = request.match_info["name"], request.match_info["backup"]
+    name, backup = projects.instance_name(request), request.match_info["backup"]
     body = await json_body(request)
     new = field(body, "name", str, "")
     validate_snapshot_name(new)
@@ -149,13 +150,13 @@ async def rename_backup(request: web.Request) -> web.Response:
         return {"entity_url": _url(name, new)}
 
     return responses.async_op(request.app[OPERATIONS].create(
-        f"Renaming backup {name}/{backup} to {new}", work,
-        resources={"instances": [f"/1.0/instances/{name}"], "backups": [backup]}))
+        f"Renaming backup {display(name)}/{backup} to {new}", work,
+        resources={"instances": [instance_url(name)], "backups": [backup]}))
 
 
 @routes.delete("/1.0/instances/{name}/backups/{backup}")
 async def delete_backup(request: web.Request) -> web.Response:
-    name, backup = request.match_info["name"], request.match_info["backup"]
+    name, backup = projects.instance_name(request), request.match_info["backup"]
     record = await asyncio.to_thread(_record, name, backup)
 
     async def work(op: Operation) -> None:
@@ -163,12 +164,12 @@ async def delete_backup(request: web.Request) -> web.Response:
             (backups_dir(name) / file).unlink(missing_ok=True)
 
     return responses.async_op(request.app[OPERATIONS].create(
-        f"Deleting backup {name}/{backup}", work))
+        f"Deleting backup {display(name)}/{backup}", work))
 
 
 @routes.get("/1.0/instances/{name}/backups/{backup}/export")
 async def export_backup(request: web.Request) -> web.StreamResponse:
-    name, backup = request.match_info["name"], request.match_info["backup"]
+    name, backup = projects.instance_name(request), request.match_info["backup"]
     record = await asyncio.to_thread(_record, name, backup)
     path = backups_dir(name) / str(record["file"])
     return await image_transfer.stream_file(request, path, f"{name}-{path.name}")
@@ -179,6 +180,7 @@ async def import_instance(request: web.Request) -> web.Response:
     manager, events = request.app[MANAGER], request.app[EVENTS]
     name = request.headers.get("X-LXD-name") or None
     pool = request.headers.get("X-LXD-pool") or None
+    project = projects.scope(request).name
     if name is not None:
         validate_instance_name(name)
     staging = image_transfer.staging_dir()
@@ -193,11 +195,11 @@ async def import_instance(request: web.Request) -> web.Response:
     async def work(op: Operation) -> dict[str, Any]:
         try:
             spec = await asyncio.to_thread(manager.import_backup, archive, name=name,
-                                           storage=pool)
+                                           storage=pool, project=project)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         events.lifecycle("instance-created", spec.name)
-        return {"entity_url": f"/1.0/instances/{spec.name}"}
+        return {"entity_url": instance_url(spec.name)}
 
     return responses.async_op(request.app[OPERATIONS].create("Importing instance", work))
 

@@ -1,4 +1,5 @@
-"""GET /1.0/events: a websocket of JSON text frames, filtered by ?type=."""
+"""GET /1.0/events: a websocket of JSON text frames, filtered by ?type= and by project
+(`project=`, or every project with `all-projects=true`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from lxmgr.daemon import websocket
+from lxmgr.daemon import projects, websocket
 from lxmgr.daemon.keys import EVENTS, WEBSOCKETS
 from lxmgr.errors import InvalidConfig
 
@@ -23,7 +24,8 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await websocket.prepare(ws, request)
     bus = request.app[EVENTS]
-    sub = bus.subscribe(wanted)
+    scope = projects.scope(request)
+    sub = bus.subscribe(wanted, None if scope.all_projects else scope.name)
     request.app[WEBSOCKETS].add(ws)
     reader = asyncio.create_task(_drain(ws), name="events-reader")
     getter: asyncio.Task[Any] | None = None

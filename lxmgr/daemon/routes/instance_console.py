@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.instance_exec import (
@@ -31,6 +31,7 @@ from lxmgr.daemon.routes.instance_exec import (
 )
 from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotSupported
 from lxmgr.instances.manager import Manager
+from lxmgr.model.project import display, instance_url
 from lxmgr.supervisor import control, protocol
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class ConsoleSession(WebsocketSession):
 @routes.post("/1.0/instances/{name}/console")
 async def console_attach(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     body = await json_body(request, required=False)
     if field(body, "type", str, "console") != "console":
         raise NotSupported("Only the text console is supported (type 'console')")
@@ -112,8 +113,8 @@ async def console_attach(request: web.Request) -> web.Response:
         raise InvalidState(f"Instance '{name}' is not running")
     session = ConsoleSession(manager, name, width, height)
     op = request.app[OPERATIONS].create(
-        f"Showing console of {name}", session.run, class_="websocket",
-        resources={"instances": [f"/1.0/instances/{name}"]},
+        f"Showing console of {display(name)}", session.run, class_="websocket",
+        resources={"instances": [instance_url(name)]},
         metadata={"fds": dict(session.secrets)})
     SESSIONS[op.id] = session
     session.op_id = op.id

@@ -26,13 +26,14 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses, websocket
+from lxmgr.daemon import projects, responses, websocket
 from lxmgr.daemon.keys import MANAGER, OPERATIONS, WEBSOCKETS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.instances import exec_output_dir
 from lxmgr.errors import CommandFailed, Conflict, InvalidConfig, InvalidState, LxmgrError, NotFound
 from lxmgr.instances.manager import Manager
 from lxmgr.linux import libc
+from lxmgr.model.project import display, instance_url
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -83,18 +84,18 @@ def _environment(manager: Manager, name: str, req: ExecRequest) -> dict[str, str
 @routes.post("/1.0/instances/{name}/exec")
 async def exec_command(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     req = ExecRequest(await json_body(request))
     req.env = await asyncio.to_thread(_environment, manager, name, req)
     ops = request.app[OPERATIONS]
-    resources = {"instances": [f"/1.0/instances/{name}"]}
+    resources = {"instances": [instance_url(name)]}
     if not req.wait:
         async def work(op: Operation) -> dict[str, Any]:
             return await asyncio.to_thread(_run_detached, manager, name, req, op.id)
-        return responses.async_op(ops.create(f"Executing command in {name}", work,
+        return responses.async_op(ops.create(f"Executing command in {display(name)}", work,
                                              resources=resources))
     session = ExecSession(manager, name, req, request.app[WEBSOCKETS])
-    op = ops.create(f"Executing command in {name}", session.run, class_="websocket",
+    op = ops.create(f"Executing command in {display(name)}", session.run, class_="websocket",
                     resources=resources, metadata={
                         "fds": dict(session.secrets), "command": req.command,
                         "environment": req.env, "interactive": req.interactive})
@@ -117,7 +118,7 @@ def _run_detached(manager: Manager, name: str, req: ExecRequest, op_id: str) -> 
                 file = f"exec_{op_id}.{suffix}"
                 fds[index] = os.open(os.path.join(directory, file), os.O_WRONLY | os.O_CREAT |
                                      os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-                outputs[str(index)] = f"/1.0/instances/{name}/logs/exec-output/{file}"
+                outputs[str(index)] = instance_url(name, f"/logs/exec-output/{file}")
         code = manager.exec(name, req.command, stdin=fds[0], stdout=fds[1], stderr=fds[2],
                             env=req.env, cwd=req.cwd, uid=req.uid, gid=req.gid)
     except CommandFailed as err:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import MANAGER
 from lxmgr.instances import files_api
 
@@ -23,7 +23,7 @@ PATH = "/1.0/instances/{name}/files"
 @routes.get(PATH, allow_head=False)
 async def get_file(request: web.Request) -> web.StreamResponse:
     """A file's bytes, a symlink's target, or a directory's entries."""
-    manager, name = request.app[MANAGER], request.match_info["name"]
+    manager, name = request.app[MANAGER], projects.instance_name(request)
     async with files_api.pull(manager, name, request.query.get("path")) as (info, chunks):
         headers = files_api.response_headers(info)
         if info["type"] == "directory":
@@ -43,7 +43,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 @routes.head(PATH)
 async def head_file(request: web.Request) -> web.StreamResponse:
     """The same headers as GET, no body."""
-    info = await files_api.stat(request.app[MANAGER], request.match_info["name"],
+    info = await files_api.stat(request.app[MANAGER], projects.instance_name(request),
                                 request.query.get("path"))
     headers = files_api.response_headers(info)
     if info["type"] == "file":
@@ -59,7 +59,7 @@ async def post_file(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > cap:
         raise files_api.TooLarge(f"File upload is larger than {cap} bytes "
                                  "(LXMGR_MAX_FILE_UPLOAD)")
-    await files_api.push(request.app[MANAGER], request.match_info["name"], req,
+    await files_api.push(request.app[MANAGER], projects.instance_name(request), req,
                          request.content.read)
     return responses.sync({})
 
@@ -67,6 +67,6 @@ async def post_file(request: web.Request) -> web.Response:
 @routes.delete(PATH)
 async def delete_file(request: web.Request) -> web.Response:
     """Remove a file, a symlink (not its target) or an empty directory."""
-    await files_api.delete(request.app[MANAGER], request.match_info["name"],
+    await files_api.delete(request.app[MANAGER], projects.instance_name(request),
                            request.query.get("path"))
     return responses.sync({})

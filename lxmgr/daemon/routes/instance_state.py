@@ -9,11 +9,12 @@ import asyncio
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses, views
+from lxmgr.daemon import projects, responses, views
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig, InvalidState
 from lxmgr.instances.manager import STOP_TIMEOUT
+from lxmgr.model.project import display, instance_url
 
 routes = web.RouteTableDef()
 
@@ -26,13 +27,13 @@ NEEDS_RUNNING = {"stop", "restart", "freeze", "unfreeze"}
 @routes.get("/1.0/instances/{name}/state")
 async def get_state(request: web.Request) -> web.Response:
     return responses.sync(await asyncio.to_thread(
-        views.instance_state, request.app[MANAGER], request.match_info["name"]))
+        views.instance_state, request.app[MANAGER], projects.instance_name(request)))
 
 
 @routes.put("/1.0/instances/{name}/state")
 async def put_state(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     body = await json_body(request)
     action = field(body, "action", str, "")
     if action not in ACTIONS:
@@ -66,6 +67,6 @@ async def put_state(request: web.Request) -> web.Response:
         events.lifecycle(ACTIONS[action], name)
 
     op = request.app[OPERATIONS].create(
-        f"{action.capitalize()}ing instance {name}".replace("Stoping", "Stopping"), work,
-        resources={"instances": [f"/1.0/instances/{name}"]})
+        f"{action.capitalize()}ing instance {display(name)}".replace("Stoping", "Stopping"), work,
+        resources={"instances": [instance_url(name)]})
     return responses.async_op(op)

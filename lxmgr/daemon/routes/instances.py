@@ -13,7 +13,7 @@ from aiohttp import web
 
 from lxmgr import paths
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses, views
+from lxmgr.daemon import projects, responses, views
 from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
@@ -21,25 +21,25 @@ from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotFound, NotSup
 from lxmgr.instances import image_ops
 from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.model.instance import generate_name, validate_instance_name
+from lxmgr.model.project import display, instance_url, profile_parts, storage_name
 
 routes = web.RouteTableDef()
 LOG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def instance_url(name: str) -> str:
-    return f"/1.0/instances/{name}"
 
 
 @routes.get("/1.0/instances")
 async def list_instances(request: web.Request) -> web.Response:
     level = responses.recursion(request)
     expr = request.query.get("filter", "")
+    scope = projects.scope(request)
+    project = None if scope.all_projects else scope.name
     if level >= 2:
         return responses.sync(await asyncio.to_thread(
             views.instances, request.app[MANAGER], level, expr,
-            responses.state_fields(request)))
+            responses.state_fields(request), project))
     # One worker-thread hop for the whole listing; the body comes encoded (and cached).
-    body = await asyncio.to_thread(views.instances_json, request.app[MANAGER], level, expr)
+    body = await asyncio.to_thread(views.instances_json, request.app[MANAGER], level, expr,
+                                   project)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
@@ -63,9 +63,12 @@ async def create_instance(request: web.Request) -> web.Response:
     image = field(source, "alias", str) or field(source, "fingerprint", str)
     if not image:
         raise InvalidConfig("Missing source image: give source.alias or source.fingerprint")
-    name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager)
+    scope = projects.scope(request)
+    name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager, scope)
+    validate_instance_name(name)
+    name = scope.instance(name)
     args = {
-        "profiles": field(body, "profiles", list),
+        "profiles": scope.profiles(field(body, "profiles", list)),
         "config": field(body, "config", dict, {}),
         "devices": field(body, "devices", dict, {}),
         "ephemeral": field(body, "ephemeral", bool, False),
@@ -101,7 +104,7 @@ async def create_instance(request: web.Request) -> web.Response:
             events.lifecycle("instance-started", name)
         return {"entity_url": instance_url(name)}
 
-    op = ops.create(f"Creating instance {name}", work,
+    op = ops.create(f"Creating instance {display(name)}", work,
                     resources={"instances": [instance_url(name)]},
                     metadata={"entity_url": instance_url(name)},
                     may_cancel=bool(remote or build))
@@ -118,17 +121,29 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
     if any(source.get(key) for key in ("operation", "secrets", "certificate", "server")):
         raise NotSupported("Only copies within this server are supported")
     # `live` (lxc sets it for running sources) needs nothing more: the copy freezes them.
-    name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager)
+    scope = projects.scope(request)
+    name = field(body, "name", str) or await asyncio.to_thread(_free_name, manager, scope)
     validate_instance_name(name)
+    name = scope.instance(name)
+    # LXD's InstanceSource.project: the project the source is in (default: the request's).
+    source_project = field(source, "project", str, "") or scope.name
+    if source_project != scope.name:
+        await asyncio.to_thread(manager.db.project_get, source_project)
+    parent, sep, snap = origin.partition("/")
+    origin = storage_name(source_project, parent) + sep + snap
+    source_spec = await asyncio.to_thread(manager.get, storage_name(source_project, parent))
+    profiles = field(body, "profiles", list)
+    if profiles is None and source_project != scope.name:
+        # The source's profiles by name, in the target project (LXD's copy between projects).
+        profiles = [profile_parts(p)[1] for p in source_spec.profiles]
     args = {
         "instance_only": field(source, "instance_only", bool, False),
-        "profiles": field(body, "profiles", list),
+        "profiles": None if profiles is None else scope.profiles(profiles),
         "config": field(body, "config", dict),
         "ephemeral": field(body, "ephemeral", bool),
         "description": field(body, "description", str),
     }
     start = field(body, "start", bool, False)
-    await asyncio.to_thread(manager.get, origin.partition("/")[0])
     if await asyncio.to_thread(manager.store.exists, name):
         raise Conflict(f"Instance '{name}' already exists")
     events = request.app[EVENTS]
@@ -141,24 +156,25 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
             events.lifecycle("instance-started", name)
         return {"entity_url": instance_url(name)}
 
-    op = request.app[OPERATIONS].create(f"Copying instance {origin} to {name}", work,
+    op = request.app[OPERATIONS].create(f"Copying instance {display(origin)} to "
+                                        f"{display(name)}", work,
                                         resources={"instances": [instance_url(name)]},
                                         metadata={"entity_url": instance_url(name)})
     return responses.async_op(op)
 
 
-def _free_name(manager: Any) -> str:
+def _free_name(manager: Any, scope: projects.Scope) -> str:
     taken = set(manager.list())
     for _ in range(100):
         name = generate_name()
-        if name not in taken:
+        if scope.instance(name) not in taken:
             return name
     raise Conflict("Could not generate a free instance name")
 
 
 @routes.get("/1.0/instances/{name}")
 async def get_instance(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     full = responses.recursion(request) >= 2
     fields = responses.state_fields(request)
     return responses.sync(await asyncio.to_thread(
@@ -167,14 +183,16 @@ async def get_instance(request: web.Request) -> web.Response:
 
 async def _update(request: web.Request, merge: bool) -> web.Response:
     manager = request.app[MANAGER]
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     body = await json_body(request)
     if "restore" in body:  # lxc sends "NAME/SNAP", the API documents "SNAP": take both
         snap = field(body, "restore", str, "")
-        return await _restore(request, name, snap.removeprefix(f"{name}/"))
+        return await _restore(request, name, snap.removeprefix(f"{display(name)}/"))
     config = field(body, "config", dict)
     devices = field(body, "devices", dict)
     profiles = field(body, "profiles", list)
+    if profiles is not None:
+        profiles = projects.scope(request).profiles(profiles)
     description = field(body, "description", str)
     if merge:
         spec = await asyncio.to_thread(manager.get, name)
@@ -185,7 +203,7 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
     await asyncio.to_thread(manager.update, name, config=config, devices=devices,
                             profiles=profiles, description=description)
     request.app[EVENTS].lifecycle("instance-updated", name)
-    return responses.async_op(_done(request, f"Updating instance {name}", name))
+    return responses.async_op(_done(request, f"Updating instance {display(name)}", name))
 
 
 def _done(request: web.Request, description: str, name: str) -> Operation:
@@ -216,7 +234,7 @@ async def _restore(request: web.Request, name: str, snap: str) -> web.Response:
         await asyncio.to_thread(manager.restore, name, snap)
         events.lifecycle("instance-restored", name, snapshot=snap)
 
-    op = request.app[OPERATIONS].create(f"Restoring snapshot {name}/{snap}", work,
+    op = request.app[OPERATIONS].create(f"Restoring snapshot {display(name)}/{snap}", work,
                                         resources={"instances": [instance_url(name)]})
     return responses.async_op(op)
 
@@ -225,12 +243,13 @@ async def _restore(request: web.Request, name: str, snap: str) -> web.Response:
 async def rename_instance(request: web.Request) -> web.Response:
     """LXD's rename ({"name": NEW}); migration to another host is not supported."""
     manager = request.app[MANAGER]
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     body = await json_body(request)
     if field(body, "migration", bool, False) or field(body, "live", bool, False):
         raise NotSupported("Migrating instances to another host is not supported")
     new = field(body, "name", str, "")
     validate_instance_name(new)
+    new = projects.scope(request).instance(new)
     await asyncio.to_thread(manager.get, name)
     if await asyncio.to_thread(manager.store.exists, new):
         raise Conflict(f"Instance '{new}' already exists")
@@ -240,18 +259,19 @@ async def rename_instance(request: web.Request) -> web.Response:
 
     async def work(op: Operation) -> dict[str, Any]:
         await asyncio.to_thread(manager.rename, name, new)
-        events.lifecycle("instance-renamed", new, old_name=name)
+        events.lifecycle("instance-renamed", new, old_name=display(name))
         return {"entity_url": instance_url(new)}
 
-    op = request.app[OPERATIONS].create(f"Renaming instance {name} to {new}", work,
-                                        resources={"instances": [instance_url(name)]})
+    op = request.app[OPERATIONS].create(
+        f"Renaming instance {display(name)} to {display(new)}", work,
+        resources={"instances": [instance_url(name)]})
     return responses.async_op(op)
 
 
 @routes.delete("/1.0/instances/{name}")
 async def delete_instance(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     force = request.query.get("force", "") in ("1", "true")
     await asyncio.to_thread(manager.get, name)
     if not force and await asyncio.to_thread(manager.is_running, name):
@@ -265,7 +285,7 @@ async def delete_instance(request: web.Request) -> web.Response:
         await asyncio.to_thread(remove_backups, name)
         events.lifecycle("instance-deleted", name)
 
-    op = request.app[OPERATIONS].create(f"Deleting instance {name}", work,
+    op = request.app[OPERATIONS].create(f"Deleting instance {display(name)}", work,
                                         resources={"instances": [instance_url(name)]})
     return responses.async_op(op)
 
@@ -274,13 +294,14 @@ async def delete_instance(request: web.Request) -> web.Response:
 
 @routes.get("/1.0/instances/{name}/console")
 async def console_log(request: web.Request) -> web.Response:
-    text = await asyncio.to_thread(request.app[MANAGER].console_log, request.match_info["name"])
+    text = await asyncio.to_thread(request.app[MANAGER].console_log,
+                                   projects.instance_name(request))
     return web.Response(body=text.encode(), content_type="application/octet-stream")
 
 
 @routes.delete("/1.0/instances/{name}/console")
 async def console_clear(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].console_clear, request.match_info["name"])
+    await asyncio.to_thread(request.app[MANAGER].console_clear, projects.instance_name(request))
     return responses.sync({})
 
 
@@ -290,25 +311,24 @@ def exec_output_dir(name: str) -> str:
 
 @routes.get("/1.0/instances/{name}/logs")
 async def list_logs(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     await asyncio.to_thread(request.app[MANAGER].get, name)
-    base = f"/1.0/instances/{name}/logs"
-    found = [f"{base}/{f}" for f in ("console.log", "supervisor.log")
+    found = [instance_url(name, f"/logs/{f}") for f in ("console.log", "supervisor.log")
              if (paths.instance_dir(name) / f).exists()]
-    return responses.sync(found + [f"{base}/exec-output"])
+    return responses.sync(found + [instance_url(name, "/logs/exec-output")])
 
 
 @routes.get("/1.0/instances/{name}/logs/exec-output")
 async def list_exec_output(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    name = projects.instance_name(request)
     await asyncio.to_thread(request.app[MANAGER].get, name)
     directory = exec_output_dir(name)
     files = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
-    return responses.sync([f"/1.0/instances/{name}/logs/exec-output/{f}" for f in files])
+    return responses.sync([instance_url(name, f"/logs/exec-output/{f}") for f in files])
 
 
 def _log_path(request: web.Request, exec_output: bool) -> str:
-    name, file = request.match_info["name"], request.match_info["file"]
+    name, file = projects.instance_name(request), request.match_info["file"]
     if not LOG_NAME.match(file) or file.startswith("."):
         raise InvalidConfig(f"Invalid log file name '{file}'")
     if not exec_output and file not in ("console.log", "supervisor.log"):
@@ -331,13 +351,13 @@ async def _send_file(path: str) -> web.Response:
 
 @routes.get("/1.0/instances/{name}/logs/exec-output/{file}")
 async def get_exec_output(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    await asyncio.to_thread(request.app[MANAGER].get, projects.instance_name(request))
     return await _send_file(_log_path(request, exec_output=True))
 
 
 @routes.delete("/1.0/instances/{name}/logs/exec-output/{file}")
 async def delete_exec_output(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    await asyncio.to_thread(request.app[MANAGER].get, projects.instance_name(request))
     path = _log_path(request, exec_output=True)
     try:
         os.unlink(path)
@@ -348,7 +368,7 @@ async def delete_exec_output(request: web.Request) -> web.Response:
 
 @routes.get("/1.0/instances/{name}/logs/{file}")
 async def get_log(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].get, request.match_info["name"])
+    await asyncio.to_thread(request.app[MANAGER].get, projects.instance_name(request))
     return await _send_file(_log_path(request, exec_output=False))
 
 

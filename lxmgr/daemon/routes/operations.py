@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import OPERATIONS
 from lxmgr.errors import InvalidConfig
 
@@ -23,7 +23,8 @@ def _dict(op: Operation | dict[str, Any]) -> dict[str, Any]:
 async def list_operations(request: web.Request) -> web.Response:
     level = responses.recursion(request)
     grouped: dict[str, list[Any]] = {}
-    for op in request.app[OPERATIONS].all():
+    scope = projects.scope(request)
+    for op in request.app[OPERATIONS].all(None if scope.all_projects else scope.name):
         key = str(op["status"]).lower()
         grouped.setdefault(key, []).append(op if level else f"/1.0/operations/{op['id']}")
     return responses.sync(grouped)

@@ -1,10 +1,12 @@
 """/1.0/projects: list, create, show, replace (PUT), merge (PATCH), rename (POST), delete,
 state, in LXD 5.0's shapes and with its rules (lxd/api_project.go).
 
-Only `default` holds objects so far (see lxmgr.daemon.projects, whose middleware checks the
-`project=` parameter of every other route): another project's used_by is empty, so it can
-always be renamed, reconfigured or deleted. `default` can be neither renamed nor deleted and
-its features never change; config keys go through lxmgr.model.project's registry."""
+A project holds instances and, with features.profiles, its own profiles (lxmgr.daemon.projects
+maps names on every other route). A project with features.profiles gets its own empty
+`default` profile, as LXD's projectCreateDefaultProfile. Only empty projects (their own
+`default` profile aside) are renamed or deleted, or change features; `default` can be neither
+renamed nor deleted and its features never change; config keys go through
+lxmgr.model.project's registry."""
 
 from __future__ import annotations
 
@@ -14,28 +16,30 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import projects, responses
+from lxmgr.daemon import responses
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
+from lxmgr.daemon.routes.profiles import profile_url
 from lxmgr.errors import Conflict, Forbidden, InvalidConfig
 from lxmgr.instances.manager import Manager
 from lxmgr.model import project as model
+from lxmgr.model.profile import Profile
+from lxmgr.model.project import instance_url, profile_parts, storage_parts
 
 routes = web.RouteTableDef()
-# create_app installs it inside the error middleware (app.py imports this module already).
-middleware = projects.project_middleware
 
 
 def used_by(manager: Manager, name: str) -> list[str]:
-    """The URLs of a project's objects: for `default`, every instance, profile, image,
-    network and storage pool of the server; for another project nothing yet.
+    """The URLs of a project's objects: its instances and own profiles; for `default` also
+    every image, network and storage pool of the server.
 
-    LXD leaves `?project=default` out of these URLs (lxd/api_project.go,
-    projectUsedByListFromMap), so lxmgr does too."""
+    LXD leaves `?project=default` out of these URLs and adds `?project=NAME` to others
+    (lxd/api_project.go, projectUsedByListFromMap), so lxmgr does too."""
+    urls = [instance_url(n) for n in sorted(manager.list()) if storage_parts(n)[0] == name]
+    urls += [profile_url(k) for k in sorted(manager.profiles(), key=profile_parts)
+             if profile_parts(k)[0] == name]
     if name != model.DEFAULT:
-        return []
-    urls = [f"/1.0/instances/{n}" for n in sorted(manager.list())]
-    urls += [f"/1.0/profiles/{n}" for n in sorted(manager.profiles())]
+        return urls
     urls += [f"/1.0/images/{fp}" for fp in sorted(i.fingerprint for i in manager.images.list())]
     urls += [f"/1.0/networks/{n}" for n in manager.networks.names()]
     urls += [f"/1.0/storage-pools/{pool['name']}" for pool in manager.pools.list()]
@@ -44,7 +48,8 @@ def used_by(manager: Manager, name: str) -> list[str]:
 
 def is_empty(manager: Manager, name: str) -> bool:
     """LXD's projectIsEmpty: nothing uses the project (its own `default` profile aside)."""
-    return all(url.endswith("/profiles/default") for url in used_by(manager, name))
+    return all(url.partition("?")[0].endswith("/profiles/default")
+               for url in used_by(manager, name))
 
 
 def render(manager: Manager, row: dict[str, Any]) -> dict[str, Any]:
@@ -57,11 +62,59 @@ def render_state(manager: Manager, name: str) -> dict[str, Any]:
     """LXD's api.ProjectState: usage per resource, no limits (-1) since none can be set.
 
     LXD's ProjectStateResource has no json tags, hence the capitalized `Limit`/`Usage`."""
-    instances = len(manager.list()) if name == model.DEFAULT else 0
+    instances = sum(1 for n in manager.list() if storage_parts(n)[0] == name)
     networks = len(manager.networks.names()) if name == model.DEFAULT else 0
     counts = {"instances": instances, "containers": instances, "virtual-machines": 0,
               "networks": networks}
     return {"resources": {key: {"Limit": -1, "Usage": usage} for key, usage in counts.items()}}
+
+
+def _default_profile(project: str) -> Profile:
+    """A project's own `default` profile: empty, as LXD's projectCreateDefaultProfile."""
+    return Profile(model.profile_key(project, "default"),
+                   f"Default LXD profile for project {project}", {}, {})
+
+
+def _create(manager: Manager, name: str, description: str, config: dict[str, str]) -> None:
+    manager.db.project_add(name, description, config)
+    if model.has_feature(config, "features.profiles"):
+        try:
+            manager.db.profile_add(_default_profile(name))
+        except BaseException:
+            manager.db.project_remove(name)
+            raise
+
+
+def _own_profiles(manager: Manager, project: str) -> list[str]:
+    return [k for k in manager.profiles() if profile_parts(k)[0] == project]
+
+
+def _save(manager: Manager, name: str, description: str, old: dict[str, str],
+          new: dict[str, str]) -> None:
+    """Save a project; turning features.profiles on gives it its `default` profile, off
+    drops its own profiles (it is empty then: check_update made sure), as LXD's
+    projectChange."""
+    had = model.has_feature(old, "features.profiles") and name != model.DEFAULT
+    has = model.has_feature(new, "features.profiles") and name != model.DEFAULT
+    manager.db.project_save(name, description, new)
+    if has and not had:
+        manager.db.profile_add(_default_profile(name))
+    elif had and not has:
+        for key in _own_profiles(manager, name):
+            manager.db.profile_remove(key)
+
+
+def _rename(manager: Manager, name: str, new: str) -> None:
+    """Rename an empty project and the profiles it owns."""
+    manager.db.project_rename(name, new)
+    for key in _own_profiles(manager, name):
+        manager.db.profile_rename(key, model.profile_key(new, profile_parts(key)[1]), [])
+
+
+def _remove(manager: Manager, name: str) -> None:
+    for key in _own_profiles(manager, name):
+        manager.db.profile_remove(key)
+    manager.db.project_remove(name)
 
 
 def _changed(request: web.Request, action: str, name: str, **context: Any) -> None:
@@ -87,7 +140,7 @@ async def create_project(request: web.Request) -> web.Response:
     model.validate_name(name)
     config = model.create_config(field(body, "config", dict, {}))
     description = field(body, "description", str, "")
-    await asyncio.to_thread(request.app[MANAGER].db.project_add, name, description, config)
+    await asyncio.to_thread(_create, request.app[MANAGER], name, description, config)
     _changed(request, "project-created", name)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/projects/{name}"})
 
@@ -113,7 +166,7 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
     config = {} if config is None else config
     empty = await asyncio.to_thread(is_empty, manager, name)
     model.check_update(name, old["config"], config, empty)
-    await asyncio.to_thread(manager.db.project_save, name, description or "", config)
+    await asyncio.to_thread(_save, manager, name, description or "", old["config"], config)
     _changed(request, "project-updated", name)
     return responses.sync({})
 
@@ -147,7 +200,7 @@ async def rename_project(request: web.Request) -> web.Response:
         raise InvalidConfig("Only empty projects can be renamed")
 
     async def work(op: Operation) -> None:
-        await asyncio.to_thread(manager.db.project_rename, name, new)
+        await asyncio.to_thread(_rename, manager, name, new)
         _changed(request, "project-renamed", new, old_name=name)
 
     ops = request.app[OPERATIONS]
@@ -168,7 +221,7 @@ async def delete_project(request: web.Request) -> web.Response:
     await asyncio.to_thread(manager.db.project_get, name)
     if not await asyncio.to_thread(is_empty, manager, name):
         raise InvalidConfig("Only empty projects can be removed")
-    await asyncio.to_thread(manager.db.project_remove, name)
+    await asyncio.to_thread(_remove, manager, name)
     _changed(request, "project-deleted", name)
     return responses.sync({})
 

@@ -9,21 +9,22 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses, views
+from lxmgr.daemon import projects, responses, views
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import NotSupported
+from lxmgr.model.project import display, instance_url
 from lxmgr.model.snapshot import parse_time, validate_snapshot_name
 
 routes = web.RouteTableDef()
 
 
 def snapshot_url(name: str, snap: str) -> str:
-    return f"/1.0/instances/{name}/snapshots/{snap}"
+    return instance_url(name, f"/snapshots/{snap}")
 
 
 def _resources(name: str, snap: str | None = None) -> dict[str, list[str]]:
-    out = {"instances": [f"/1.0/instances/{name}"]}
+    out = {"instances": [instance_url(name)]}
     if snap:
         out["instances_snapshots"] = [snapshot_url(name, snap)]
     return out
@@ -31,7 +32,7 @@ def _resources(name: str, snap: str | None = None) -> dict[str, list[str]]:
 
 @routes.get("/1.0/instances/{name}/snapshots")
 async def list_snapshots(request: web.Request) -> web.Response:
-    manager, name = request.app[MANAGER], request.match_info["name"]
+    manager, name = request.app[MANAGER], projects.instance_name(request)
     snaps = await asyncio.to_thread(manager.snapshots, name)
     if responses.recursion(request) == 0:
         return responses.sync([snapshot_url(name, s.name) for s in snaps])
@@ -41,7 +42,7 @@ async def list_snapshots(request: web.Request) -> web.Response:
 
 @routes.post("/1.0/instances/{name}/snapshots")
 async def create_snapshot(request: web.Request) -> web.Response:
-    manager, name = request.app[MANAGER], request.match_info["name"]
+    manager, name = request.app[MANAGER], projects.instance_name(request)
     body = await json_body(request, required=False)
     if field(body, "stateful", bool, False):
         raise NotSupported("Stateful snapshots are not supported")
@@ -59,7 +60,7 @@ async def create_snapshot(request: web.Request) -> web.Response:
                          snapshot=record.name)
         return {"name": record.name}
 
-    op = request.app[OPERATIONS].create(f"Snapshotting instance {name}", work,
+    op = request.app[OPERATIONS].create(f"Snapshotting instance {display(name)}", work,
                                         resources=_resources(name, snap))
     return responses.async_op(op)
 
@@ -67,7 +68,7 @@ async def create_snapshot(request: web.Request) -> web.Response:
 @routes.get("/1.0/instances/{name}/snapshots/{snap}")
 async def get_snapshot(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name, snap = request.match_info["name"], request.match_info["snap"]
+    name, snap = projects.instance_name(request), request.match_info["snap"]
     record = await asyncio.to_thread(manager.get_snapshot, name, snap)
     return responses.sync(await asyncio.to_thread(views.snapshot, manager, name, record))
 
@@ -75,7 +76,7 @@ async def get_snapshot(request: web.Request) -> web.Response:
 @routes.post("/1.0/instances/{name}/snapshots/{snap}")
 async def rename_snapshot(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name, snap = request.match_info["name"], request.match_info["snap"]
+    name, snap = projects.instance_name(request), request.match_info["snap"]
     body = await json_body(request)
     if field(body, "migration", bool, False):
         raise NotSupported("Migrating snapshots is not supported")
@@ -89,14 +90,14 @@ async def rename_snapshot(request: web.Request) -> web.Response:
         events.lifecycle("instance-snapshot-renamed", name, snapshot=new,
                          old_name=snap)
 
-    op = request.app[OPERATIONS].create(f"Renaming snapshot {name}/{snap}", work,
+    op = request.app[OPERATIONS].create(f"Renaming snapshot {display(name)}/{snap}", work,
                                         resources=_resources(name, snap))
     return responses.async_op(op)
 
 
 async def _update(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name, snap = request.match_info["name"], request.match_info["snap"]
+    name, snap = projects.instance_name(request), request.match_info["snap"]
     body = await json_body(request)
     expires_at = parse_time(field(body, "expires_at", str))
     await asyncio.to_thread(manager.update_snapshot, name, snap, expires_at)
@@ -105,7 +106,7 @@ async def _update(request: web.Request) -> web.Response:
     async def work(op: Operation) -> None:
         return None
 
-    op = request.app[OPERATIONS].create(f"Updating snapshot {name}/{snap}", work,
+    op = request.app[OPERATIONS].create(f"Updating snapshot {display(name)}/{snap}", work,
                                         resources=_resources(name, snap))
     return responses.async_op(op)
 
@@ -123,7 +124,7 @@ async def patch_snapshot(request: web.Request) -> web.Response:
 @routes.delete("/1.0/instances/{name}/snapshots/{snap}")
 async def delete_snapshot(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    name, snap = request.match_info["name"], request.match_info["snap"]
+    name, snap = projects.instance_name(request), request.match_info["snap"]
     await asyncio.to_thread(manager.get_snapshot, name, snap)
     events = request.app[EVENTS]
 
@@ -131,6 +132,6 @@ async def delete_snapshot(request: web.Request) -> web.Response:
         await asyncio.to_thread(manager.delete_snapshot, name, snap)
         events.lifecycle("instance-snapshot-deleted", name, snapshot=snap)
 
-    op = request.app[OPERATIONS].create(f"Deleting snapshot {name}/{snap}", work,
+    op = request.app[OPERATIONS].create(f"Deleting snapshot {display(name)}/{snap}", work,
                                         resources=_resources(name, snap))
     return responses.async_op(op)

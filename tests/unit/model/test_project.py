@@ -96,3 +96,36 @@ def test_owner_follows_features() -> None:
     assert project.owner("default", {}, "features.networks") == "default"
     with pytest.raises(ValueError):
         project.owner("web", config, "features.nosuch")
+
+
+def test_profile_keys() -> None:
+    assert project.profile_key("default", "small") == "small"
+    assert project.profile_key("web", "small") == "web/small"
+    assert project.profile_parts("web/small") == ("web", "small")
+    assert project.profile_parts("small") == ("default", "small")
+
+
+@pytest.mark.parametrize(("stored", "dns"), [
+    ("web1", "web1"), ("team_web1", "web1.team"), ("a.b_web1", None), ("t_x_web1", None),
+])
+def test_dns_names(stored: str, dns: str | None) -> None:
+    """LXD's project.DNS: NAME.PROJECT outside default; None when that is no DNS name."""
+    assert project.dns_name(stored) == dns
+
+
+def test_urls_and_messages() -> None:
+    assert project.instance_url("web1") == "/1.0/instances/web1"
+    assert project.instance_url("team_web1", "/snapshots/s1") == \
+        "/1.0/instances/web1/snapshots/s1?project=team"
+    assert project.url_suffix("a.b") == "?project=a.b"
+    assert project.shown("team", "Instance 'team_web1' not found") == \
+        "Instance 'web1' not found"
+    assert project.shown("team", "Profile 'team/small' not found") == \
+        "Profile 'small' not found"
+    assert project.shown("default", "Instance 'team_web1'") == "Instance 'team_web1'"
+
+
+@pytest.mark.parametrize("name", ["a b", "é", "x" * 64, "-a", "a\nb", "a+b"])
+def test_names_that_cannot_be_paths_refused(name: str) -> None:
+    with pytest.raises(InvalidConfig):
+        project.validate_name(name)

@@ -1,0 +1,201 @@
+"""What a project holds: instances of the same name in two projects, profiles of a project's
+own or default's (features.profiles), operations and events per project, all-projects,
+copies between projects, and names in messages as the client gave them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import call, wait
+
+pytestmark = pytest.mark.kernel
+
+SHARED_IMAGES = {"features.images": "false"}  # images are scoped in their own tests
+
+
+async def _project(api, name: str, **config: str) -> None:  # type: ignore[no-untyped-def]
+    await call(api, "POST", "/1.0/projects",
+               {"name": name, "config": {**SHARED_IMAGES, **config}}, status=201)
+
+
+async def _launch(api, name: str, project: str = "default", **body: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return await wait(api, await call(
+        api, "POST", f"/1.0/instances?project={project}",
+        {"name": name, "source": {"type": "image", "alias": "debian"}, **body}, status=202))
+
+
+def _hostname(pid: int) -> str:
+    """The host name in the UTS namespace of pid (read by a child that joins it)."""
+    code = ("import os, socket, sys; from lxmgr.linux import libc; "
+            "libc.setns(os.open(f'/proc/{sys.argv[1]}/ns/uts', os.O_RDONLY)); "
+            "print(socket.gethostname())")
+    return subprocess.run([sys.executable, "-c", code, str(pid)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+async def _events(ws, count: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    return [await asyncio.wait_for(ws.receive_json(), 10) for _ in range(count)]
+
+
+async def test_same_name_in_two_projects(api) -> None:  # type: ignore[no-untyped-def]
+    await _project(api, "web")
+    web_events = await api.ws_connect("/1.0/events?type=lifecycle&project=web")
+    default_events = await api.ws_connect("/1.0/events?type=lifecycle")
+    op = await _launch(api, "c1", "web", description="in web")
+    assert op["resources"] == {"instances": ["/1.0/instances/c1?project=web"]}
+    assert op["metadata"]["entity_url"] == "/1.0/instances/c1?project=web"
+    await _launch(api, "c1", description="in default")
+
+    web = (await call(api, "GET", "/1.0/instances/c1?project=web"))["metadata"]
+    default = (await call(api, "GET", "/1.0/instances/c1"))["metadata"]
+    assert (web["name"], web["project"], web["description"]) == ("c1", "web", "in web")
+    assert (default["project"], default["description"]) == ("default", "in default")
+    assert web["profiles"] == ["default"]
+    assert (await call(api, "GET", "/1.0/instances?project=web"))["metadata"] == [
+        "/1.0/instances/c1?project=web"]
+    assert (await call(api, "GET", "/1.0/instances"))["metadata"] == ["/1.0/instances/c1"]
+    both = (await call(api, "GET", "/1.0/instances?recursion=1&all-projects=true"))["metadata"]
+    assert sorted((i["name"], i["project"]) for i in both) == [("c1", "default"), ("c1", "web")]
+    full = (await call(api, "GET", "/1.0/instances?recursion=2&project=web"))["metadata"]
+    assert [(i["name"], i["project"], i["status"]) for i in full] == [("c1", "web", "Stopped")]
+
+    # The project is not empty now; its instance's messages use its own name.
+    error = await call(api, "DELETE", "/1.0/projects/web", status=400)
+    assert error["error"] == "Only empty projects can be removed"
+    error = await call(api, "POST", "/1.0/instances?project=web",
+                       {"name": "c1", "source": {"type": "image", "alias": "debian"}},
+                       status=409)
+    assert error["error"] == "Instance 'c1' already exists"
+    error = await call(api, "GET", "/1.0/instances/nosuch?project=web", status=404)
+    assert error["error"] == "Instance 'nosuch' not found"
+    used = (await call(api, "GET", "/1.0/projects/web"))["metadata"]["used_by"]
+    assert "/1.0/instances/c1?project=web" in used
+    state = (await call(api, "GET", "/1.0/projects/web/state"))["metadata"]
+    assert state["resources"]["instances"]["Usage"] == 1
+
+    # Snapshots, rename and delete act on web's c1 only.
+    await wait(api, await call(api, "POST", "/1.0/instances/c1/snapshots?project=web",
+                               {"name": "s1"}, status=202))
+    assert (await call(api, "GET", "/1.0/instances/c1/snapshots?project=web"))["metadata"] \
+        == ["/1.0/instances/c1/snapshots/s1?project=web"]
+    assert (await call(api, "GET", "/1.0/instances/c1/snapshots"))["metadata"] == []
+    await wait(api, await call(api, "POST", "/1.0/instances/c1?project=web", {"name": "c2"},
+                               status=202))
+    await call(api, "GET", "/1.0/instances/c1")
+    await wait(api, await call(api, "DELETE", "/1.0/instances/c2?project=web", status=202))
+    await wait(api, await call(api, "DELETE", "/1.0/instances/c1", status=202))
+
+    seen = [(e["project"], e["metadata"]["action"], e["metadata"]["source"])
+            for e in await _events(web_events, 4)]
+    assert seen == [
+        ("web", "instance-created", "/1.0/instances/c1?project=web"),
+        ("web", "instance-snapshot-created", "/1.0/instances/c1/snapshots/s1?project=web"),
+        ("web", "instance-renamed", "/1.0/instances/c2?project=web"),
+        ("web", "instance-deleted", "/1.0/instances/c2?project=web")]
+    seen = [(e["project"], e["metadata"]["action"]) for e in await _events(default_events, 2)]
+    assert seen == [("default", "instance-created"), ("default", "instance-deleted")]
+    await web_events.close()
+    await default_events.close()
+    await call(api, "DELETE", "/1.0/projects/web")
+
+
+async def test_operations_per_project(api) -> None:  # type: ignore[no-untyped-def]
+    await _project(api, "ops")
+    op = await _launch(api, "o1", "ops")
+    listed = (await call(api, "GET", "/1.0/operations?project=ops"))["metadata"]
+    assert f"/1.0/operations/{op['id']}" in listed.get("success", [])
+    listed = (await call(api, "GET", "/1.0/operations"))["metadata"]
+    assert f"/1.0/operations/{op['id']}" not in listed.get("success", [])
+    listed = (await call(api, "GET", "/1.0/operations?all-projects=true"))["metadata"]
+    assert f"/1.0/operations/{op['id']}" in listed.get("success", [])
+    # A project's instance runs under its own name (its hostname is o1, not ops_o1).
+    await wait(api, await call(api, "PUT", "/1.0/instances/o1/state?project=ops",
+                               {"action": "start"}, status=202))
+    state = (await call(api, "GET", "/1.0/instances/o1/state?project=ops"))["metadata"]
+    assert state["status"] == "Running"
+    assert _hostname(state["pid"]) == "o1"
+    error = await call(api, "DELETE", "/1.0/instances/o1?project=ops", status=400)
+    assert error["error"] == "Instance 'o1' is running: stop it first or use --force"
+    await wait(api, await call(api, "DELETE", "/1.0/instances/o1?project=ops&force=1",
+                               status=202))
+    await call(api, "DELETE", "/1.0/projects/ops")
+
+
+async def test_own_and_shared_profiles(api) -> None:  # type: ignore[no-untyped-def]
+    await _project(api, "own")
+    await _project(api, "shared", **{"features.profiles": "false"})
+    own = (await call(api, "GET", "/1.0/profiles?project=own&recursion=1"))["metadata"]
+    assert own == [{"name": "default", "description": "Default LXD profile for project own",
+                    "config": {}, "devices": {}, "used_by": [], "project": "own"}]
+    default = (await call(api, "GET", "/1.0/profiles/default"))["metadata"]
+    assert (await call(api, "GET", "/1.0/profiles/default?project=shared"))["metadata"] \
+        == default
+
+    await call(api, "POST", "/1.0/profiles?project=own",
+               {"name": "lean", "config": {"limits.memory": "256MiB"}}, status=201)
+    await call(api, "GET", "/1.0/profiles/lean", status=404)
+    assert (await call(api, "GET", "/1.0/profiles?project=own"))["metadata"] == [
+        "/1.0/profiles/default?project=own", "/1.0/profiles/lean?project=own"]
+    await _launch(api, "p1", "own", profiles=["default", "lean"])
+    shown = (await call(api, "GET", "/1.0/instances/p1?project=own"))["metadata"]
+    assert shown["profiles"] == ["default", "lean"]
+    assert shown["expanded_config"]["limits.memory"] == "256MiB"
+    lean = (await call(api, "GET", "/1.0/profiles/lean?project=own"))["metadata"]
+    assert lean["used_by"] == ["/1.0/instances/p1?project=own"]
+    error = await call(api, "DELETE", "/1.0/profiles/lean?project=own", status=400)
+    assert error["error"] == "Profile 'lean' is currently in use by p1"
+    error = await call(api, "DELETE", "/1.0/profiles/default?project=own", status=403)
+    assert error["error"] == "The 'default' profile cannot be deleted"
+    # A profile of default is not one of own's.
+    error = await call(api, "POST", "/1.0/instances?project=own",
+                       {"name": "p2", "profiles": ["nosuch"],
+                        "source": {"type": "image", "alias": "debian"}}, status=404)
+    assert error["error"] == "Profile 'nosuch' not found"
+
+    # A project without features.profiles uses default's (and its devices).
+    await _launch(api, "p3", "shared")
+    shared = (await call(api, "GET", "/1.0/instances/p3?project=shared"))["metadata"]
+    assert shared["profiles"] == ["default"]
+    assert shared["expanded_devices"] == default["devices"]
+    used = (await call(api, "GET", "/1.0/profiles/default"))["metadata"]["used_by"]
+    assert "/1.0/instances/p3?project=shared" in used
+
+    # Renames stay in the project.
+    await wait(api, await call(api, "PATCH", "/1.0/instances/p1?project=own",
+                               {"profiles": ["default"]}, status=202))
+    await call(api, "POST", "/1.0/profiles/lean?project=own", {"name": "slim"}, status=201)
+    await call(api, "GET", "/1.0/profiles/slim?project=own")
+    await call(api, "DELETE", "/1.0/profiles/slim?project=own")
+    for project, name in (("own", "p1"), ("shared", "p3")):
+        await wait(api, await call(api, "DELETE", f"/1.0/instances/{name}?project={project}",
+                                   status=202))
+    await call(api, "DELETE", "/1.0/projects/own")
+    await call(api, "DELETE", "/1.0/projects/shared")
+    assert (await call(api, "GET", "/1.0/profiles?all-projects=true"))["metadata"] == \
+        (await call(api, "GET", "/1.0/profiles"))["metadata"]
+
+
+async def test_copy_between_projects(api) -> None:  # type: ignore[no-untyped-def]
+    await _project(api, "dst")
+    await _launch(api, "src")
+    op = await wait(api, await call(api, "POST", "/1.0/instances?project=dst", {
+        "name": "copy", "source": {"type": "copy", "source": "src", "project": "default"}},
+        status=202))
+    assert op["metadata"]["entity_url"] == "/1.0/instances/copy?project=dst"
+    copy = (await call(api, "GET", "/1.0/instances/copy?project=dst"))["metadata"]
+    assert (copy["project"], copy["profiles"]) == ("dst", ["default"])
+    error = await call(api, "POST", "/1.0/instances?project=dst", {
+        "name": "x", "source": {"type": "copy", "source": "src"}}, status=404)
+    assert error["error"] == "Instance 'src' not found"
+    error = await call(api, "POST", "/1.0/instances?project=dst", {
+        "name": "x", "source": {"type": "copy", "source": "src", "project": "nope"}},
+        status=404)
+    assert error["error"] == "Project 'nope' not found"
+    await wait(api, await call(api, "DELETE", "/1.0/instances/copy?project=dst", status=202))
+    await wait(api, await call(api, "DELETE", "/1.0/instances/src", status=202))
+    await call(api, "DELETE", "/1.0/projects/dst")
