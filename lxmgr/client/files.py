@@ -37,7 +37,8 @@ def _exchange(client: Client, method: str, target: str, headers: dict[str, str],
         -> tuple[HTTPConnection, int, dict[str, str]]:
     conn = client.connection()
     try:
-        _send(conn, method, target, {"Accept": "*/*", **headers}, length, chunks or iter(()))
+        _send(conn, method, client.url(target), {"Accept": "*/*", **headers}, length,
+              chunks or iter(()))
         status, resp_headers = conn._read_head()
     except (BrokenPipeError, ConnectionResetError):
         conn.close()

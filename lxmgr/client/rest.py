@@ -75,10 +75,16 @@ def error_for(code: int, message: str) -> errors.LxmgrError:
 
 
 def operation_id(op: str | dict[str, Any]) -> str:
-    """The id of an operation given as its URL, its id or its object."""
+    """The id of an operation given as its URL, its id or its object. A URL may carry a
+    query (LXD names the project of a non-default project's operation: `?project=P`)."""
     if isinstance(op, dict):
         return str(op["id"])
-    return op.rstrip("/").rsplit("/", 1)[-1]
+    return op.partition("?")[0].partition("#")[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def _query_names(query: str, *names: str) -> bool:
+    """Whether a raw query string (`a=1&b`) sets any of names."""
+    return any(part.partition("=")[0] in names for part in query.split("&") if part)
 
 
 def connect_unix(path: str, timeout: float | None = None) -> socket.socket:
@@ -252,9 +258,13 @@ class Client:
     """A blocking lxmgrd client; one keep-alive connection, reopened when the server drops it."""
 
     def __init__(self, socket_path: str | None = None, timeout: float | None = None,
-                 trace: Callable[[str], None] | None = None, *, remote: Any = None) -> None:
+                 trace: Callable[[str], None] | None = None, *, remote: Any = None,
+                 project: str | None = None) -> None:
         self.socket_path = socket_path or default_socket_path()
         self.timeout = timeout
+        # The project every request works in (`project=` added by url()); None: the
+        # server's default project, as an LXD client that was given none.
+        self.project = project
         # A lxmgr.client.https.TlsRemote to talk HTTPS to a remote daemon instead.
         self.remote = remote
         self._conn: HTTPConnection | None = None
@@ -272,11 +282,25 @@ class Client:
         self.close()
 
     def url(self, path: str, params: dict[str, Any] | None = None) -> str:
-        """path with params url-encoded (None values dropped, bools as 'true'/'false')."""
-        if not params:
+        """The request target: path (which may have a query already) with params url-encoded
+        (None values dropped, bools as 'true'/'false') and this client's project.
+
+        As LXD's client (client/lxd.go setURLQueryAttributes), `project=` goes on every
+        request, websockets and operation waits included, unless the query names a project
+        or asks for `all-projects` already; and not on /1.0/projects itself: a project lives
+        in no project (LXD ignores the parameter there), and a current project someone else
+        deleted must not stop `lxmgr project switch default` from reaching the server.
+        """
+        clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        base, sep, query = path.partition("?")
+        if self.project and not _query_names(query, "project", "all-projects") \
+                and "project" not in clean and "all-projects" not in clean \
+                and base.rstrip("/") != "/1.0/projects" \
+                and not base.startswith("/1.0/projects/"):
+            clean["project"] = self.project
+        if not clean:
             return path
-        clean = {k: _param(v) for k, v in params.items() if v is not None}
-        return f"{path}?{urlencode(clean)}" if clean else path
+        return f"{path}{'&' if sep else '?'}{urlencode(clean)}"
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 body: Any = None, headers: dict[str, str] | None = None) -> Response:

@@ -73,7 +73,7 @@ def _post(client: Client, path: str, headers: dict[str, str], length: int,
           chunks: Iterator[bytes]) -> dict[str, Any]:
     conn = client.connection()
     try:
-        _send(conn, "POST", path, headers, length, chunks)
+        _send(conn, "POST", client.url(path), headers, length, chunks)
         status, resp_headers = conn._read_head()
         data = conn._read_exact(int(resp_headers.get("content-length", "0")))
     except (BrokenPipeError, ConnectionResetError):
@@ -117,7 +117,7 @@ def download_files(client: Client, path: str, dest: Path) -> list[Path]:
     rootfs) is split into its files, which needs dest to be a directory."""
     conn = client.connection()
     try:
-        _send(conn, "GET", path, {"Accept": "*/*"}, 0, iter(()))
+        _send(conn, "GET", client.url(path), {"Accept": "*/*"}, 0, iter(()))
         status, headers = conn._read_head()
         if status != 200:
             data = conn._read_to_close()

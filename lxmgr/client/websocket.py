@@ -111,12 +111,13 @@ class WebSocket:
     @classmethod
     def connect(cls, target: str | Client, path: str, *, timeout: float | None = 10.0,
                 headers: dict[str, str] | None = None) -> WebSocket:
-        """Open path on the daemon (a Client's, or a unix socket path) and upgrade; raise the
-        API error on a refusal."""
+        """Open path on the daemon (a Client's, with its project as every request of it, or
+        a unix socket path) and upgrade; raise the API error on a refusal."""
         if isinstance(target, str):
             sock, host = connect_unix(target, timeout), "unix.socket"
         else:
             sock, host = target.open_stream(timeout), target.host
+            path = target.url(path)
         try:
             sock.settimeout(timeout)
             key = _b64(os.urandom(16))
