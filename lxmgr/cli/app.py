@@ -22,23 +22,35 @@ if TYPE_CHECKING:
 _POLL_SECONDS = 1  # /wait timeout between progress refreshes
 DAEMON_HINT = "start it with `lxmgr daemon start`"
 LOCAL = "local"  # the built-in server remote: this host's lxmgrd
+DEFAULT_PROJECT = "default"  # LXD's project of a request that names none
 
 
 class App:
     """Shared state of one CLI invocation (C12)."""
 
     def __init__(self, *, debug: bool = False, socket_path: str | None = None,
-                 client: Client | None = None) -> None:
+                 client: Client | None = None, project: str | None = None) -> None:
         self.debug = debug
         self.socket_path = socket_path
         self.remote: str | None = None  # the server remote chosen by a REMOTE: prefix
+        self.project_override = project or None  # --project (lxc's ProjectOverride)
+        self._client = client
+        self._client_ready = False  # its project set (on first use: after --project)
         if client is not None:
-            self.__dict__["client"] = client
             self.remote = LOCAL
 
-    @cached_property
+    @property
     def client(self) -> Client:
-        """The client of the server this invocation works on (REMOTE: or the default)."""
+        """The client of the server this invocation works on (REMOTE: or the default), in
+        this invocation's project."""
+        if self._client is None:
+            self._client = self._connect()
+        if not self._client_ready:
+            self._client.project = self.project
+            self._client_ready = True
+        return self._client
+
+    def _connect(self) -> Client:
         trace = (lambda line: print(f"DEBUG: {line}", file=sys.stderr)) if self.debug else None
         if self.server == LOCAL:
             from lxmgr.client import Client
@@ -48,6 +60,21 @@ class App:
 
         client: Client = client_for(self.server, trace=trace)
         return client
+
+    @cached_property
+    def project(self) -> str | None:
+        """The project requests go to: --project, else the current project of the server
+        remote (`lxmgr project switch`); None when that is `default` or unset, as lxc sends
+        a remote's project only when it is another one (lxc/config/remote.go)."""
+        if self.project_override:
+            return self.project_override
+        stored = stored_project(self.server)
+        return stored if stored and stored != DEFAULT_PROJECT else None
+
+    @property
+    def current_project(self) -> str:
+        """The project this invocation works in, by name (`default` when none is chosen)."""
+        return self.project or DEFAULT_PROJECT
 
     @cached_property
     def default_remote(self) -> str:
@@ -76,7 +103,7 @@ class App:
                 from lxmgr.cli.remotes import server_remote
 
                 server_remote(remote)  # NotFound, or an image server: InvalidConfig
-            if "client" in self.__dict__ and remote != self.default_remote:
+            if self._client is not None and remote != self.default_remote:
                 raise InvalidConfig(f"'{ref}': this command already works on "
                                     f"'{self.default_remote}'")
             self.remote = remote
@@ -195,6 +222,17 @@ def config_dir() -> str:
         os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "lxmgr")
 
 
+def _remotes_file() -> bytes:
+    """The remotes file (lxmgr.cli.remotes.config_path), b'' when there is none."""
+    import os
+
+    try:
+        with open(os.path.join(config_dir(), "remotes.yaml"), "rb") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return b""
+
+
 def default_remote_switched() -> bool:
     """Whether `lxmgr remote switch` chose another server than local: a `default-remote`
     line in the remotes file (lxmgr.cli.remotes.config_path) unless --socket/$LXMGR_SOCKET.
@@ -203,15 +241,92 @@ def default_remote_switched() -> bool:
 
     if os.environ.get("LXMGR_SOCKET"):
         return False
-    try:
-        with open(os.path.join(config_dir(), "remotes.yaml"), "rb") as f:
-            data = f.read(1 << 20)
-    except OSError:
-        return False
-    for line in data.splitlines():
+    for line in _remotes_file().splitlines():
         if line.startswith(b"default-remote:"):
             return line.partition(b":")[2].strip().strip(b"'\"") not in (b"", LOCAL.encode())
     return False
+
+
+def stored_project(remote: str) -> str:
+    """The current project of a server remote (`lxmgr project switch`), '' when none is
+    stored. The line scan of scan_project() when it can tell (the fast path never needs
+    more), else the remotes file parsed as YAML."""
+    found = scanned_project(remote)
+    if found is not None:
+        return found
+    from lxmgr.cli.remotes import current_project
+
+    return current_project(remote)
+
+
+def scanned_project(remote: str) -> str | None:
+    """scan_project() of the remotes file."""
+    return scan_project(_remotes_file(), remote)
+
+
+# Plain YAML scalars that are not the string they spell (null, booleans): left to the parser.
+_YAML_SPECIAL = frozenset(("null", "true", "false", "yes", "no", "on", "off", "y", "n"))
+
+
+def _plain_name(value: str) -> bool:
+    """Whether an unquoted YAML value is surely the string it spells: ASCII, a letter first
+    (no number, date or .inf), then letters, digits and _.:@+- (what yaml.safe_dump leaves
+    unquoted), and not null or a boolean."""
+    return value[:1].isascii() and value[:1].isalpha() and value.lower() not in \
+        _YAML_SPECIAL and all(c.isascii() and (c.isalnum() or c in "_.:@+-") for c in value)
+
+
+def scan_project(data: bytes, remote: str) -> str | None:
+    """The project stored for remote in the remotes file's text, by a line scan (no yaml
+    import: the fast path runs without site-packages): '' when none is, None when the text
+    holds a project in a form this scan does not read for sure (flow style, escapes, tags,
+    comments...). Reads the block style lxmgr.images.remotes writes (yaml.safe_dump):
+
+        remotes:
+          local:
+            project: web
+    """
+    if b"project" not in data:
+        return ""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    section, entry, found = "", None, ""
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        if not body or body.startswith("#"):
+            continue
+        indent = len(line) - len(body)
+        key, colon, value = body.partition(":")
+        key, value = _scalar(key.strip()), value.strip()
+        if not colon or key is None or (value and value[0] in "{[&*!|>"):
+            if "project" in line:
+                return None
+            continue
+        if indent == 0:
+            section, entry = key, None
+        elif section == "remotes" and indent == 2:
+            entry = key
+        elif section == "remotes" and indent == 4 and key == "project":
+            name = _scalar(value)
+            if not name or (value[0] not in "'\"" and not _plain_name(value)):
+                return None
+            if entry == remote:
+                found = name
+        elif key == "project":
+            return None
+    return found
+
+
+def _scalar(text: str) -> str | None:
+    """A YAML scalar as a string: plain, or quoted without escapes; None otherwise."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        inner = text[1:-1]
+        return None if ("\\" in inner or text[0] in inner) else inner
+    if not text or text[0] in "'\"" or " #" in text or "\t" in text:
+        return None if text else ""
+    return text
 
 
 def progress_of(op: dict[str, Any]) -> tuple[str, float | None]:

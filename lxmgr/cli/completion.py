@@ -15,15 +15,24 @@ def _names(ctx: click.Context, collection: str) -> list[str]:
     from lxmgr.client import Client
 
     root = ctx.find_root()
-    socket_path = root.params.get("socket_path") if root is not None else None
+    params = root.params if root is not None else {}
     try:
-        with Client(socket_path, timeout=1.0) as client:
+        project = params.get("project") or _stored_local_project()
+        with Client(params.get("socket_path"), timeout=1.0, project=project) as client:
             urls = client.query("GET", f"/1.0/{collection}")
     except Exception:  # completion must never print a traceback into the shell
         return []
     if isinstance(urls, dict):  # /1.0/operations groups URLs by status
         urls = [url for group in urls.values() for url in group or []]
     return [str(url).rstrip("/").rsplit("/", 1)[-1] for url in urls or []]
+
+
+def _stored_local_project() -> str | None:
+    """The current project of `local` (completion names this host's objects only)."""
+    from lxmgr.cli.app import DEFAULT_PROJECT, LOCAL, stored_project
+
+    stored = stored_project(LOCAL)
+    return stored if stored and stored != DEFAULT_PROJECT else None
 
 
 def _complete(collection: str) -> Any:

@@ -5,9 +5,11 @@ should pay for starting Python and one request, not also ~15-20 ms for importing
 building the command tree (and, on a 2-CPU host, not steal that CPU from the containers
 booting). main() recognises a small, unambiguous subset of the arguments of list, start,
 stop, exec and `config device add|remove` and runs the same bodies the click commands run
-(lxmgr.cli.listing, lxmgr.cli.actions, lxmgr.cli.device_edit). Anything else (other verbs,
-global options, --help, `--`-less exec, an option it does not know, a malformed value, shell
-completion) goes to the click CLI in
+(lxmgr.cli.listing, lxmgr.cli.actions, lxmgr.cli.device_edit), in the project --project
+names (before or after the verb, as the click CLI reads it) or the current one of `local`
+(lxmgr.cli.app.scan_project, a line scan: no yaml). Anything else (other verbs, other global
+options, --help, `--`-less exec, an option it does not know, a malformed value, a current
+project only the YAML parser can read, shell completion) goes to the click CLI in
 lxmgr.cli.main, which owns every usage message. tests/unit/cli/test_fast.py runs both
 paths on the same arguments and compares what reaches the daemon and the output. The
 `lxmgr` launcher (lxmgr.cli.launcher) runs this module without `site`, loaded here only
@@ -74,8 +76,8 @@ def _integer(values: list[str] | None) -> tuple[bool, int | None]:
 
 
 def parse_list(args: list[str]) -> Runner | None:
-    parsed = _options(args, {}, {"-f": "fmt", "--format": "fmt", "-c": "columns",
-                                  "--columns": "columns"})
+    parsed = _options(args, {"--all-projects": "all_projects"},
+                      {"-f": "fmt", "--format": "fmt", "-c": "columns", "--columns": "columns"})
     if parsed is None:
         return None
     found, filters = parsed
@@ -86,7 +88,8 @@ def parse_list(args: list[str]) -> Runner | None:
     def run(app: Any) -> int:
         from lxmgr.cli.listing import DEFAULT_COLUMNS, list_instances
 
-        list_instances(app, filters, fmt, _single(found.get("columns")) or DEFAULT_COLUMNS)
+        list_instances(app, filters, fmt, _single(found.get("columns")) or DEFAULT_COLUMNS,
+                       all_projects=bool(found.get("all_projects")))
         return 0
 
     return run
@@ -189,17 +192,56 @@ PARSERS: dict[str, Callable[[list[str]], Runner | None]] = {  # annotation: not 
 }
 
 
+def _project_option(argv: list[str]) -> tuple[str | None, list[str]] | None:
+    """(--project's value or None, argv without it) as lxmgr.cli.main.hoist_globals reads
+    it anywhere before `--`; None when it lacks its value (click's usage message)."""
+    project: str | None = None
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return project, rest + argv[i:]
+        if arg.startswith("--project="):
+            project = arg.partition("=")[2]
+        elif arg == "--project":
+            if i + 1 >= len(argv) or argv[i + 1] == "--":
+                return None
+            i += 1
+            project = argv[i]
+        else:
+            rest.append(arg)
+        i += 1
+    return project, rest
+
+
 def fast_runner(argv: list[str]) -> Runner | None:
     """The fast path's runner for argv, or None when the click CLI must handle it."""
-    if not argv or "_LXMGR_COMPLETE" in os.environ or argv[0] not in PARSERS:
+    if "_LXMGR_COMPLETE" in os.environ:
+        return None
+    split = _project_option(argv)
+    if split is None:
+        return None
+    project, argv = split
+    if not argv or argv[0] not in PARSERS:
         return None
     args = argv[1:]
     options = args[:args.index("--")] if "--" in args else args
-    from lxmgr.cli.app import default_remote_switched
+    from lxmgr.cli.app import LOCAL, default_remote_switched, scanned_project
 
     if any(arg in HELP or ":" in arg for arg in options) or default_remote_switched():
         return None  # REMOTE: names and a switched default remote are the click CLI's
-    return PARSERS[argv[0]](args)
+    if not project and scanned_project(LOCAL) is None:
+        return None  # a current project only the YAML parser can read: the click CLI's
+    runner = PARSERS[argv[0]](args)
+    if runner is None or not project:
+        return runner
+
+    def run_in_project(app: Any) -> int:
+        app.project_override = project
+        return runner(app)
+
+    return run_in_project
 
 
 def run_fast(runner: Runner, app: Any = None) -> int:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from lxmgr.cli.app import App
 
 DEFAULT_COLUMNS = "ns46tS"
+# --all-projects with the default columns: PROJECT first, as lxc's defaultColumnsAllProjects.
+ALL_PROJECTS_COLUMNS = "e" + DEFAULT_COLUMNS
+ALL_PROJECTS_CONFLICT = "Can't specify --project with --all-projects"  # lxc's words
 
 
 LEASE_GRACE_SECONDS = 5.0  # a start that has no IPv4 lease after this long gets the hint
@@ -106,6 +109,7 @@ COLUMNS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "u": ("CPU USAGE", _cpu),
     "l": ("LAST USED AT", lambda i: format_time(i.get("last_used_at"))),
     "c": ("CREATED AT", lambda i: format_time(i.get("created_at"))),
+    "e": ("PROJECT", lambda i: str(i.get("project", ""))),
 }
 
 
@@ -146,15 +150,24 @@ def build_rows(instances: list[dict[str, Any]], columns: str) -> tuple[list[str]
 
         raise InvalidConfig(f"Unknown column '{unknown[0]}' (known: {''.join(COLUMNS)})")
     headers = [COLUMNS[c][0] for c in columns]
-    rows = [[COLUMNS[c][1](inst) for c in columns]
-            for inst in sorted(instances, key=lambda i: str(i.get("name", "")))]
+    rows = [[COLUMNS[c][1](inst) for c in columns] for inst in sorted(
+        instances, key=lambda i: (str(i.get("project", "")), str(i.get("name", ""))))]
     return headers, rows
 
 
 def list_instances(app: App, filters: tuple[str, ...] | list[str], fmt: str,
-                   columns: str) -> None:
-    """GET every instance with its state, keep those matching filters, print them as fmt."""
-    instances = app.query("GET", "/1.0/instances", params={"recursion": 2}) or []
+                   columns: str, *, all_projects: bool = False) -> None:
+    """GET every instance with its state (of every project with all_projects), keep those
+    matching filters, print them as fmt."""
+    params: dict[str, Any] = {"recursion": 2}
+    if all_projects:
+        if app.project_override:
+            from lxmgr.errors import InvalidConfig
+
+            raise InvalidConfig(ALL_PROJECTS_CONFLICT)
+        params["all-projects"] = True
+        columns = ALL_PROJECTS_COLUMNS if columns == DEFAULT_COLUMNS else columns
+    instances = app.query("GET", "/1.0/instances", params=params) or []
     selected = [i for i in instances if matches(i, tuple(filters))]
     headers, rows = build_rows(selected, columns)
     app.echo(render(fmt, headers, rows, selected))

@@ -64,6 +64,15 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*self.commands, *self.lazy])
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            try:
+                args = hoist_globals(args)
+            except click.UsageError as err:
+                err.ctx = ctx
+                raise
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands or cmd_name not in self.lazy:
             return super().get_command(ctx, cmd_name)
@@ -95,6 +104,37 @@ class LazyGroup(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
+# Options of the root group a user may also give after the verb, as lxc's persistent flags
+# (cobra): `lxmgr list --project web` is `lxmgr --project web list`.
+GLOBAL_VALUED = ("--project",)
+
+
+def hoist_globals(args: list[str]) -> list[str]:
+    """args with every GLOBAL_VALUED option (`--project NAME`, `--project=NAME`) before `--`
+    moved to the front, where the root group parses it; what follows `--` is the command's.
+    A trailing one without its value is click's usage error."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        name = arg.partition("=")[0]
+        if name in GLOBAL_VALUED and "=" in arg:
+            front.append(arg)
+        elif arg in GLOBAL_VALUED:
+            if i + 1 >= len(args) or args[i + 1] == "--":
+                raise click.UsageError(f"Option '{arg}' requires an argument.")
+            front += [arg, args[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def _fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
     raise click.exceptions.Exit(1)
@@ -105,8 +145,12 @@ def _fail(message: str) -> None:
 @click.option("--debug", is_flag=True, help="Show requests and full tracebacks.")
 @click.option("--socket", "socket_path", envvar="LXMGR_SOCKET", metavar="PATH",
               help="lxmgrd's unix socket (default: $LXMGR_DIR/unix.socket).")
+@click.option("--project", metavar="NAME",
+              help="Work in project NAME instead of the current one (`lxmgr project "
+                   "switch`); also accepted after the verb.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, socket_path: str | None) -> None:
+def cli(ctx: click.Context, debug: bool, socket_path: str | None,
+        project: str | None) -> None:
     """Manage system containers through lxmgrd (LXD's `lxc`, for lxmgr).
 
     \b
@@ -115,6 +159,8 @@ def cli(ctx: click.Context, debug: bool, socket_path: str | None) -> None:
       lxmgr list
       lxmgr exec web1 -- systemctl status
       lxmgr shell web1
+      lxmgr --project web list
+      lxmgr list --all-projects
 
     \b
     Shell completion (bash; zsh and fish likewise):
@@ -123,9 +169,10 @@ def cli(ctx: click.Context, debug: bool, socket_path: str | None) -> None:
     from lxmgr.cli.app import App
 
     if ctx.obj is None:
-        ctx.obj = App(debug=debug, socket_path=socket_path)
+        ctx.obj = App(debug=debug, socket_path=socket_path, project=project)
     else:  # tests pass a prepared App
         ctx.obj.debug = ctx.obj.debug or debug
+        ctx.obj.project_override = project or ctx.obj.project_override
 
 
 def main(argv: list[str] | None = None) -> None:

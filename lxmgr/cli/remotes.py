@@ -1,8 +1,9 @@
 """The CLI's remotes (like lxc's ~/.config/lxc): image servers (built-in `ubuntu:` and
 `images:`, plus the user's) and servers that hold instances (`local`, this host's lxmgrd, and
 lxmgrd/LXD daemons added over HTTPS with a trust token), all in $LXMGR_CONF/remotes.yaml
-(default ~/.config/lxmgr), beside this client's certificate (client.crt, client.key) and the
-pinned server certificates (servercerts/NAME.crt).
+(default ~/.config/lxmgr) with each server remote's current project (`lxmgr project
+switch`), beside this client's certificate (client.crt, client.key) and the pinned server
+certificates (servercerts/NAME.crt).
 
 The one place the CLI reads image-server code itself (lxmgr.images.remotes and, for `image
 list REMOTE:`, the simplestreams client), as lxc does: remotes are the client's, the daemon
@@ -74,6 +75,21 @@ def default_remote() -> str:
     from lxmgr.images.remotes import default_remote as read_default
 
     return read_default(config_path())
+
+
+def current_project(remote: str) -> str:
+    """The current project of a server remote ('' when none was switched to), as lxc keeps
+    it in config.yml: `remotes: NAME: project: P` (local's entry holds only that)."""
+    from lxmgr.images.remotes import remote_project
+
+    return remote_project(config_path(), remote)
+
+
+def set_current_project(remote: str, project: str | None) -> None:
+    """Make project the current one of a server remote (None: back to the default)."""
+    from lxmgr.images.remotes import set_remote_project
+
+    set_remote_project(config_path(), remote, project)
 
 
 def server_remote(name: str) -> Any:

@@ -46,8 +46,16 @@ def remotes_file(state_dir: Path) -> Path:
 
 def load_remotes(path: Path) -> dict[str, Remote]:
     """Built-in remotes, then the user's from path (a missing file means none), by name."""
-    remotes = dict(BUILTIN)
-    for name, entry in _read(path).items():
+    return {**BUILTIN, **_stored_remotes(path, _read(path))}
+
+
+def _stored_remotes(path: Path, entries: dict[str, Any]) -> dict[str, Remote]:
+    """The remotes of a file's entries. An entry of a built-in remote without a url holds
+    only its settings (its current project), as lxc's config.yml `local: {project: P}`."""
+    remotes = {}
+    for name, entry in entries.items():
+        if name in BUILTIN and isinstance(entry, dict) and "url" not in entry:
+            continue
         remote = _from_entry(path, name, entry)
         remotes[remote.name] = remote
     return remotes
@@ -140,10 +148,7 @@ def set_default_remote(path: Path, name: str) -> None:
     """Make name (a server remote: local or an lxd one) the default."""
     with _locked(path):
         doc = _read_doc(path)
-        remotes = dict(BUILTIN)
-        for key, entry in doc["remotes"].items():
-            remotes[key] = _from_entry(path, key, entry)
-        remote = remotes.get(name)
+        remote = {**BUILTIN, **_stored_remotes(path, doc["remotes"])}.get(name)
         if remote is None:
             raise NotFound(f"Remote '{name}' not found")
         if not remote.is_server:
@@ -154,6 +159,41 @@ def set_default_remote(path: Path, name: str) -> None:
             doc.pop(DEFAULT_KEY, None)
         else:
             doc[DEFAULT_KEY] = name
+        _write(path, doc)
+
+
+def remote_project(path: Path, name: str) -> str:
+    """The current project of server remote name (`lxc project switch`), '' when none is
+    stored (the server's default project)."""
+    entry = _read_doc(path)["remotes"].get(name)
+    project = entry.get("project", "") if isinstance(entry, dict) else ""
+    if project is None:
+        return ""
+    if not isinstance(project, str):
+        raise InvalidConfig(f"Invalid remotes file '{path}': the project of remote '{name}' "
+                            "is not a name")
+    return project
+
+
+def set_remote_project(path: Path, name: str, project: str | None) -> None:
+    """Store project as the current project of server remote name (None forgets it: the
+    server's default project then, as lxc's `Project: ""`)."""
+    with _locked(path):
+        doc = _read_doc(path)
+        entries = doc["remotes"]
+        remote = {**BUILTIN, **_stored_remotes(path, entries)}.get(name)
+        if remote is None:
+            raise NotFound(f"Remote '{name}' not found")
+        if not remote.is_server:
+            raise InvalidConfig(f"Remote '{name}' is an image server ({remote.protocol}): "
+                                "it has no projects")
+        entry = entries.setdefault(name, {})
+        if project is None:
+            entry.pop("project", None)
+            if not entry:
+                del entries[name]
+        else:
+            entry["project"] = project
         _write(path, doc)
 
 

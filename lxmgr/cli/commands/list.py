@@ -16,9 +16,11 @@ from lxmgr.cli.options import RemoteRef, format_option, get_app
 @format_option
 @click.option("-c", "--columns", default=DEFAULT_COLUMNS, show_default=True,
               help="Columns: n name, s state, 4 IPv4, 6 IPv6, t type, S snapshots, p PID, "
-                   "P profiles, m memory, u CPU, l last used, c created.")
-def list_(filters: tuple[str, ...], fmt: str, columns: str) -> None:
-    """List instances.
+                   "P profiles, m memory, u CPU, l last used, c created, e project.")
+@click.option("--all-projects", is_flag=True,
+              help="Instances of every project (a PROJECT column comes first).")
+def list_(filters: tuple[str, ...], fmt: str, columns: str, all_projects: bool) -> None:
+    """List instances (of the current project, or --project's).
 
     A FILTER is a name prefix or regex (`web`, `web[0-9]+`) or KEY=VALUE on config or
     status (`status=running`, `limits.memory=1GiB`).
@@ -29,5 +31,8 @@ def list_(filters: tuple[str, ...], fmt: str, columns: str) -> None:
       lxmgr list web -c nsP
       lxmgr list status=running --format json
       lxmgr list --format csv -c ns4
+      lxmgr list --project web
+      lxmgr list --all-projects
     """
-    list_instances(get_app(), tuple(f for f in filters if f), fmt, columns)
+    list_instances(get_app(), tuple(f for f in filters if f), fmt, columns,
+                   all_projects=all_projects)

@@ -1,8 +1,9 @@
-"""`lxmgr project ...`: project CRUD and usage (`lxc project`).
+"""`lxmgr project ...`: project CRUD and usage, and the current project (`lxc project`).
 
 Talks to /1.0/projects only, through the client; the daemon validates names and config keys.
-`switch` and a global `--project` are not here yet: every instance, profile, image, volume
-and network still lives in `default` (the daemon refuses other projects elsewhere).
+`switch` keeps the current project of a server remote in the CLI's remotes file
+(lxmgr.cli.remotes.set_current_project), where every later command finds it (lxmgr.cli.app:
+App.project); a global `--project` overrides it for one command.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import quote
 
 import click
 
+from lxmgr.cli.app import App
 from lxmgr.cli.commands.config import edit_text, get_object, put_object, unset_keys
 from lxmgr.cli.objects import described_put, parse_described_yaml
 from lxmgr.cli.options import ON_SERVER, format_option, get_app
@@ -63,32 +65,60 @@ def render_project_info(state: dict[str, Any]) -> list[list[str]]:
 def project() -> None:
     """Manage projects: separate sets of instances, images, profiles, volumes and networks.
 
-    Only the default project holds objects so far; other projects can be created,
-    configured (features.*, user.*), renamed and deleted.
+    Commands work in the current project of their remote (`default` until `lxmgr project
+    switch`), or in the one the global --project names for one command.
 
     \b
     Examples:
       lxmgr project list
       lxmgr project create web features.networks=true --description "Web team"
+      lxmgr project switch web
+      lxmgr --project default list
       lxmgr project show web
       lxmgr project rename web www
     """
 
 
 @project.command("list")
+@click.argument("remote", required=False, metavar="[REMOTE:]", type=ON_SERVER)
 @format_option
-def list_(fmt: str) -> None:
-    """List projects.
+def list_(remote: str | None, fmt: str) -> None:
+    """List projects; the current one is marked (current).
 
     \b
     Examples:
       lxmgr project list
+      lxmgr project list prod:
       lxmgr project list --format yaml
     """
     app = get_app()
+    if remote:
+        app.abort(f"Expected REMOTE: (a remote name and a colon), not '{remote}'")
     projects = sorted(app.query("GET", "/1.0/projects", params={"recursion": 1}) or [],
                       key=lambda p: str(p.get("name", "")))
-    app.echo(render(fmt, LIST_HEADERS, [_list_row(p) for p in projects], projects))
+    rows = [_list_row(p) for p in projects]
+    for row in rows:
+        if row[0] == app.current_project:
+            row[0] += " (current)"
+    app.echo(render(fmt, LIST_HEADERS, rows, projects))
+
+
+@project.command()
+@click.argument("name", metavar="[REMOTE:]NAME", type=ON_SERVER)
+def switch(name: str) -> None:
+    """Make NAME the current project of its remote: later commands work in it.
+
+    \b
+    Examples:
+      lxmgr project switch web
+      lxmgr project switch prod:web
+      lxmgr project switch default
+    """
+    from lxmgr.cli.remotes import set_current_project
+
+    app = get_app()
+    app.query("GET", project_path(name))  # as lxc: the project must exist (404 names it)
+    set_current_project(app.server, name)
 
 
 @project.command()
@@ -203,21 +233,27 @@ def get(name: str, key: str) -> None:
 @click.argument("name", type=ON_SERVER)
 @click.argument("new_name")
 def rename(name: str, new_name: str) -> None:
-    """Rename an empty project (not `default`).
+    """Rename an empty project (not `default`); the current project follows its new name.
 
     \b
     Examples:
       lxmgr project rename web www
     """
     app = get_app()
+    # Waited for outside any project: the POST carries none (lxmgr.client.rest: a project
+    # lives in no project), so its operation is `default`'s, and once it ran the old name
+    # (maybe the current project) names no project for the daemon to check.
+    app.client.project = None
     app.operate("POST", project_path(name), body={"name": new_name})
     app.echo(f"Project {name} renamed to {new_name}")
+    _follow_current(app, name, new_name)
 
 
 @project.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME...", type=ON_SERVER)
 def delete(names: tuple[str, ...]) -> None:
-    """Delete empty projects (not `default`).
+    """Delete empty projects (not `default`); deleting the current one makes `default`
+    current again.
 
     \b
     Examples:
@@ -227,6 +263,17 @@ def delete(names: tuple[str, ...]) -> None:
     for name in names:
         app.query("DELETE", project_path(name))
         app.echo(f"Project {name} deleted")
+        _follow_current(app, name, None)
+
+
+def _follow_current(app: App, old: str, new: str | None) -> None:
+    """The remote's current project `old` was renamed to new (or deleted: None, back to
+    `default`, as lxc's project delete): its stored name follows. lxc 5.0 leaves a renamed
+    current project's old name, which every later command would then fail on."""
+    from lxmgr.cli.remotes import current_project, set_current_project
+
+    if current_project(app.server) == old:
+        set_current_project(app.server, new)
 
 
 @project.command()

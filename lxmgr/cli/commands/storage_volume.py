@@ -107,20 +107,35 @@ def create(pool: str, name: str, config: tuple[str, ...], description: str,
 @volume.command("list")
 @click.argument("pool", type=ON_SERVER)
 @format_option
-def list_(pool: str, fmt: str) -> None:
-    """List a pool's volumes (instances' and custom ones, with their snapshots).
+@click.option("--all-projects", is_flag=True,
+              help="Volumes of every project (a PROJECT column comes first).")
+def list_(pool: str, fmt: str, all_projects: bool) -> None:
+    """List a pool's volumes (instances' and custom ones, with their snapshots) in the
+    current project, or --project's.
 
     \b
     Examples:
       lxmgr storage volume list default
       lxmgr storage volume list default --format yaml
+      lxmgr storage volume list default --all-projects
     """
+    from lxmgr.cli.listing import ALL_PROJECTS_CONFLICT
+
     app = get_app()
+    params: dict[str, Any] = {"recursion": 1}
+    if all_projects:
+        if app.project_override:
+            app.abort(ALL_PROJECTS_CONFLICT)
+        params["all-projects"] = True
     vols = app.query("GET", f"/1.0/storage-pools/{quote(pool, safe='')}/volumes",
-                     params={"recursion": 1}) or []
+                     params=params) or []
     rows = [[_type_of(v), str(v.get("name", "")), str(v.get("description", "")),
              str(v.get("content_type", "")), str(len(v.get("used_by") or []))] for v in vols]
-    app.echo(render(fmt, LIST_HEADERS, rows, vols))
+    headers = LIST_HEADERS
+    if all_projects:  # lxc's column e, first as in its default columns (etndcuL)
+        headers = ["PROJECT", *LIST_HEADERS]
+        rows = [[str(v.get("project", "")), *row] for v, row in zip(vols, rows, strict=True)]
+    app.echo(render(fmt, headers, rows, vols))
 
 
 @volume.command()

@@ -50,6 +50,18 @@ FAST = [
     ["config", "device", "add", "c1", "web", "disk", "source=/s", "path=/x"],  # exists
     ["config", "device", "remove", "c1", "web"],
     ["config", "device", "remove", "c1", "web", "nosuch"],
+    # projects: --project before or after the verb (lxc's persistent flag), --all-projects
+    ["--project", "web", "list"],
+    ["list", "--project=web", "-f", "json"],
+    ["--project=", "list"],  # empty: no override, as lxc's
+    ["list", "--all-projects"],
+    ["list", "--all-projects", "-c", "ne", "-f", "csv"],
+    ["--project", "web", "list", "--all-projects"],  # lxc's refusal, from both paths
+    ["start", "c1", "--project", "web"],
+    ["stop", "--project", "web", "c1", "-f"],
+    ["exec", "c1", "--project", "web", "--", "true"],
+    ["exec", "--project=web", "c1", "--", "echo", "--project", "x"],
+    ["config", "device", "remove", "--project", "web", "c1", "web"],
 ]
 
 CLICK = [
@@ -82,6 +94,12 @@ CLICK = [
     ["config", "device", "add", "c1", "code"],
     ["config", "device", "add", "c1", "code", "disk", "--help"],
     ["config", "device", "remove", "c1"],
+    ["--project"],
+    ["list", "--project"],
+    ["--project", "web"],
+    ["--project", "web", "info", "c1"],
+    ["--project", "web", "list", "--help"],
+    ["exec", "c1", "--project", "--", "true"],  # the value would be `--`: click's error
 ]
 
 def _fake() -> FakeClient:
@@ -98,7 +116,7 @@ def _exec_recorder(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
 
     def fake_run_exec(client: Any, name: str, body: dict[str, Any], **kwargs: Any) -> int:
-        seen.append({"name": name, "body": body, **kwargs})
+        seen.append({"name": name, "body": body, "project": client.project, **kwargs})
         print("out")
         return 3
 
@@ -182,13 +200,42 @@ def test_several_names_all_tried(capsys: pytest.CaptureFixture[str]) -> None:
     assert slow_fake.mutations() == fast_fake.mutations() == [
         ("PUT", "/1.0/instances/c9/state"), ("PUT", "/1.0/instances/c1/state")]
 
+@pytest.mark.parametrize("argv", [["list"], ["list", "-f", "csv", "-c", "n"], ["start", "c1"],
+                                  ["exec", "c1", "--", "true"], ["--project", "db", "list"],
+                                  ["config", "device", "remove", "c1", "web"]], ids=" ".join)
+def test_the_current_project_on_both_paths(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from lxmgr.cli.remotes import set_current_project
+
+    set_current_project("local", "web")
+    seen = _exec_recorder(monkeypatch)
+    slow_fake, fast_fake = _fake(), _fake()
+    assert _fast(argv, fast_fake, capsys) == _click(argv, slow_fake)
+    assert [vars(c) for c in fast_fake.calls] == [vars(c) for c in slow_fake.calls]
+    expected = "db" if "--project" in argv else "web"
+    projects = {c.project for c in fast_fake.calls} | {s["project"] for s in seen}
+    assert projects == {expected}
+    assert len(seen) == (2 if argv[0] == "exec" else 0) and seen[:1] == seen[1:]
+
+
+def test_a_current_project_only_yaml_reads_goes_to_click(private_conf: Any) -> None:
+    (private_conf / "remotes.yaml").write_text("remotes: {local: {project: web}}\n")
+    assert fast.fast_runner(["list"]) is None
+    assert fast.fast_runner(["--project", "web", "list"]) is not None
+
+
 def test_formats_agree() -> None:
     assert fast.FORMATS == terminal.FORMATS
 
 @pytest.mark.parametrize("argv", [["list"], ["config", "device", "add", "c1", "d", "disk",
-                                            "source=/s", "path=/d"]], ids=" ".join)
+                                            "source=/s", "path=/d"],
+                                  ["list", "--project", "web", "--all-projects"]], ids=" ".join)
 def test_fast_path_imports_no_click(argv: list[str]) -> None:
-    """What `lxmgr list` imports when it runs (the daemon is not there: an error line)."""
+    """What `lxmgr list` imports when it runs (the daemon is not there: an error line), with
+    a current project stored (read by the line scan, not yaml)."""
+    from lxmgr.cli.remotes import set_current_project
+
+    set_current_project("local", "web")
     code = ("import sys, os; os.environ['LXMGR_SOCKET'] = '/nonexistent/lxmgr.socket'\n"
             "from lxmgr.cli import fast\n"
             f"status = fast.run_fast(fast.fast_runner({argv!r}))\n"
