@@ -21,6 +21,7 @@ from aiohttp import web
 
 from lxmgr.daemon.keys import MANAGER
 from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.instances.events import PROJECT
 from lxmgr.model import project as model
 
@@ -30,7 +31,6 @@ API_PREFIX = "/1.0"
 # Routes of objects a project may own but lxmgr does not scope yet, by the feature that
 # makes a project own them: refused (501) in a project with that feature on.
 UNSCOPED: tuple[tuple[str, str], ...] = (
-    ("/1.0/images", "features.images"),
     ("/1.0/networks", "features.networks"),
     ("/1.0/storage-pools/*/volumes", "features.storage.volumes"),
 )
@@ -139,8 +139,10 @@ async def project_middleware(request: web.Request, handler: Handler) -> web.Stre
                 raise NotSupported(f"Project '{name}' has {feature}=true: its own "
                                    f"{feature.split('.', 1)[1]} are not supported yet")
             request[SCOPE_KEY] = found
-            # The operations and events of this request (and of the tasks it starts).
+            # The operations and events of this request (and of the tasks it starts), and
+            # the images it sees.
             PROJECT.set(name)
+            IMAGE_PROJECT.set(found.owner("features.images"))
     return await handler(request)
 
 

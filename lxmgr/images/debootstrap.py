@@ -42,7 +42,6 @@ from lxmgr.images.store import (
     ImageInfo,
     ImageStore,
     info_from_metadata,
-    read_metadata,
     write_metadata,
 )
 from lxmgr.linux import commands
@@ -131,6 +130,10 @@ def build(recipe: str | os.PathLike[str], progress_cb: ProgressCallback | None =
                     store.add_alias(image.fingerprint, alias, take_over=True)
                 report(progress.at("done", 1.0, f"Image {image.fingerprint[:12]} ready"))
                 return store.get(image.fingerprint)
+    for alias in parsed.aliases:  # a project that joined an image built for another
+        if alias not in {a for i in store.list() for a in i.aliases}:
+            store.add_alias(cached.fingerprint, alias)
+    cached = store.get(cached.fingerprint)
     log.info("Image for recipe '%s' is cached: %s", parsed.name, cached.fingerprint)
     report(progress.at("done", 1.0, f"Cached image {cached.fingerprint[:12]}"))
     return cached
@@ -205,7 +208,7 @@ def _build_into(build_dir: Path, recipe: Recipe, recipe_sha: str, report: Progre
     write_metadata(build_dir, data)
     final = store.root / digest.fingerprint
     if final.exists():  # the same tree was built before under another recipe: keep the old one
-        return info_from_metadata(digest.fingerprint, final, read_metadata(final))
+        return store.join(digest.fingerprint)
     os.chmod(build_dir, 0o700)
     os.rename(build_dir, final)
     return info_from_metadata(digest.fingerprint, final, data)

@@ -250,6 +250,7 @@ def import_image(files: Sequence[Path], store: ImageStore, *, aliases: Iterable[
     if (store.root / fingerprint).is_dir():
         log.info("Image %s is already in the store", fingerprint)
         _adopt_original(store.root / fingerprint, paths, fingerprint)
+        store.join(fingerprint)
         return _add_aliases(store, fingerprint, aliases, report)
     store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _staging(store.root) as build:

@@ -4,6 +4,12 @@ Imports lxmgr.errors, lxmgr.paths and lxmgr.model.remote (the message for a name
 has). Aliases live in each image's metadata.yaml (one owner per alias); metadata is written
 atomically (temp file + rename) and read size-capped with yaml.safe_load. Directories
 starting with '.' (builds in progress) are not images.
+
+Images belong to projects (LXD's features.images): an image's metadata lists its projects
+(`projects`, absent: `default` alone) and the aliases of each (`aliases` are default's,
+`project_aliases` the others'). One tree serves every project that has the image. Which
+project a call sees is the PROJECT context variable (set per request by the daemon; the
+tasks and threads a request starts inherit it), or an explicit `project=` (ALL: every image).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,13 @@ from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, NotFound
 from lxmgr.model.remote import missing_stored_image_message
 
+DEFAULT_PROJECT = "default"
+ALL = "*"  # list()/get() across every project (an instance's image, by fingerprint)
+# The project whose images calls see when they name none (the owner of the images of the
+# request's project: lxmgr.model.project.owner).
+PROJECT: ContextVar[str] = ContextVar("image_project", default=DEFAULT_PROJECT)
+PROJECTS_KEY = "projects"
+PROJECT_ALIASES_KEY = "project_aliases"
 METADATA = "metadata.yaml"
 MAX_METADATA_BYTES = 64 * 1024
 _FP_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -62,8 +76,30 @@ def read_metadata(image_path: Path) -> dict[str, Any]:
     return data
 
 
+def members(data: dict[str, Any]) -> list[str]:
+    """The projects an image's metadata says it belongs to."""
+    found = data.get(PROJECTS_KEY)
+    if isinstance(found, list) and found:
+        return [str(p) for p in found]
+    return [DEFAULT_PROJECT]
+
+
+def aliases_in(data: dict[str, Any], project: str) -> list[str]:
+    """An image's aliases in one project."""
+    if project in (DEFAULT_PROJECT, ALL):
+        found = data.get("aliases")
+    else:
+        by_project = data.get(PROJECT_ALIASES_KEY)
+        found = by_project.get(project) if isinstance(by_project, dict) else None
+    return [str(a) for a in found] if isinstance(found, list) else []
+
+
 def write_metadata(image_path: Path, data: dict[str, Any]) -> None:
-    """Replace metadata.yaml atomically."""
+    """Replace metadata.yaml atomically. Metadata naming no project, written for another
+    project than default, is a new image of that project."""
+    project = PROJECT.get()
+    if PROJECTS_KEY not in data and project != DEFAULT_PROJECT:
+        data = {**data, PROJECTS_KEY: [project]}
     fd, tmp = tempfile.mkstemp(prefix=".metadata-", dir=image_path)
     try:
         with os.fdopen(fd, "w") as f:
@@ -77,10 +113,12 @@ def write_metadata(image_path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def info_from_metadata(fingerprint: str, image_path: Path, data: dict[str, Any]) -> ImageInfo:
-    """Build an ImageInfo, tolerating missing optional fields."""
+def info_from_metadata(fingerprint: str, image_path: Path, data: dict[str, Any],
+                       project: str | None = None) -> ImageInfo:
+    """Build an ImageInfo (with the aliases of `project`, default the current one),
+    tolerating missing optional fields."""
     props = data.get("properties") or {}
-    aliases = data.get("aliases") or []
+    aliases = aliases_in(data, project or PROJECT.get())
     return ImageInfo(
         fingerprint=fingerprint, path=image_path, rootfs=image_path / "rootfs",
         architecture=str(data.get("architecture", "")), os=str(data.get("os", "")),
@@ -106,14 +144,17 @@ class ImageStore:
     def root(self) -> Path:
         return self._root if self._root is not None else paths.images_dir()
 
-    def list(self) -> list[ImageInfo]:
-        """Every image with readable metadata, oldest first."""
-        images = [self._load(entry) for entry in self._entries()]
+    def list(self, project: str | None = None) -> list[ImageInfo]:
+        """Every image of the project (default: the current one; ALL: of any) with
+        readable metadata, oldest first."""
+        wanted = project or PROJECT.get()
+        images = [self._load(entry, wanted) for entry in self._entries()]
         return sorted((i for i in images if i is not None), key=lambda i: i.created_at)
 
-    def get(self, ref: str) -> ImageInfo:
-        """Resolve a full fingerprint, an alias, or a unique fingerprint prefix."""
-        images = self.list()
+    def get(self, ref: str, project: str | None = None) -> ImageInfo:
+        """Resolve a full fingerprint, an alias, or a unique fingerprint prefix among the
+        images of the project (as list())."""
+        images = self.list(project)
         for match in (lambda i: i.fingerprint == ref, lambda i: ref in i.aliases):
             found = [i for i in images if match(i)]
             if found:
@@ -127,15 +168,38 @@ class ImageStore:
         raise NotFound(missing_stored_image_message(ref, image_names(images)))
 
     def find_by_recipe(self, recipe_sha256: str) -> ImageInfo | None:
-        """The newest image built from a recipe with that sha256, if any."""
-        found = [i for i in self.list() if i.recipe_sha256 == recipe_sha256]
-        return found[-1] if found else None
+        """The newest image built from a recipe with that sha256, if any; one another
+        project has joins the current project (the tree is shared)."""
+        found = [i for i in self.list(ALL) if i.recipe_sha256 == recipe_sha256]
+        return self.join(found[-1].fingerprint) if found else None
+
+    def join(self, fingerprint: str) -> ImageInfo:
+        """Make a stored image one of the current project's too (idempotent)."""
+        path = self.root / fingerprint
+        data = read_metadata(path)
+        project = PROJECT.get()
+        if project not in members(data):
+            write_metadata(path, {**data, PROJECTS_KEY: [*members(data), project]})
+        return self.get(fingerprint)
+
+    def shared(self, fingerprint: str) -> bool:
+        """Whether another project than the current one has the image too."""
+        return members(read_metadata(self.root / fingerprint)) != [PROJECT.get()]
 
     def delete(self, fingerprint: str) -> None:
-        """Remove an image (rootfs and metadata). The caller checks that no instance uses it."""
+        """Remove an image from the current project: its aliases there, and the image
+        itself (rootfs and metadata) when no other project has it. The caller checks that
+        no instance uses it then."""
         image = self.get(fingerprint)
         if image.fingerprint != fingerprint:
             raise InvalidConfig(f"Delete needs the full fingerprint, not '{fingerprint}'")
+        data = read_metadata(image.path)
+        project = PROJECT.get()
+        others = [p for p in members(data) if p != project]
+        if others:
+            self._set_aliases(image, [])
+            write_metadata(image.path, {**read_metadata(image.path), PROJECTS_KEY: others})
+            return
         doomed = self.root / f".delete-{fingerprint}"
         os.rename(image.path, doomed)  # atomic: the image vanishes from list() at once
         shutil.rmtree(doomed)
@@ -161,8 +225,16 @@ class ImageStore:
         raise NotFound(f"Image alias '{alias}' not found")
 
     def _set_aliases(self, image: ImageInfo, aliases: Iterable[str]) -> None:
+        """Set the image's aliases in the current project."""
         data = read_metadata(image.path)
-        data["aliases"] = list(aliases)
+        project = PROJECT.get()
+        if project == DEFAULT_PROJECT:
+            data["aliases"] = list(aliases)
+        else:
+            by_project = data.get(PROJECT_ALIASES_KEY)
+            by_project = dict(by_project) if isinstance(by_project, dict) else {}
+            by_project[project] = list(aliases)
+            data[PROJECT_ALIASES_KEY] = {k: v for k, v in by_project.items() if v}
         write_metadata(image.path, data)
 
     def _entries(self) -> list[Path]:
@@ -172,8 +244,12 @@ class ImageStore:
             return []
         return [self.root / n for n in sorted(names) if _FP_RE.match(n)]
 
-    def _load(self, entry: Path) -> ImageInfo | None:
+    def _load(self, entry: Path, project: str) -> ImageInfo | None:
+        """The image at entry if it is one of project's (any: ALL)."""
         try:
-            return info_from_metadata(entry.name, entry, read_metadata(entry))
+            data = read_metadata(entry)
+            if project != ALL and project not in members(data):
+                return None
+            return info_from_metadata(entry.name, entry, data, project)
         except (OSError, InvalidConfig, ValueError, TypeError):
             return None  # a broken entry must not hide the others

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxmgr.images.progress import Progress
+from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.images.store import ImageInfo
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,22 @@ class _Build:
 
 
 class ImageBuilds:
-    """The recipe builds in flight, keyed by recipe name (lives on the daemon's loop)."""
+    """The recipe builds in flight, keyed by recipe name and the project whose images they
+    add to (a build runs in the context of its first caller: the image store's PROJECT)
+    (lives on the daemon's loop)."""
 
     def __init__(self, build: BuildFn) -> None:
         self._build = build  # (recipe, progress, cancel) -> ImageInfo, run in a thread
-        self._running: dict[str, _Build] = {}
+        self._running: dict[tuple[str, str], _Build] = {}
 
     def running(self) -> list[str]:
-        return sorted(self._running)
+        return sorted({recipe for recipe, _project in self._running})
 
     async def build(self, recipe: str, progress: Listener | None = None) -> ImageInfo:
         """The image of recipe, building it (or joining its running build). Cancelling the
         caller detaches it; the build stops when no caller is left."""
-        entry = self._running.get(recipe) or self._start(recipe)
+        key = (recipe, IMAGE_PROJECT.get())
+        entry = self._running.get(key) or self._start(key)
         listener = progress or (lambda p: None)
         entry.listeners.append(listener)
         if entry.last is not None:
@@ -77,7 +81,8 @@ class ImageBuilds:
             if listener in entry.listeners:
                 entry.listeners.remove(listener)
 
-    def _start(self, recipe: str) -> _Build:
+    def _start(self, key: tuple[str, str]) -> _Build:
+        recipe = key[0]
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
         holder: dict[str, _Build] = {}
@@ -89,13 +94,13 @@ class ImageBuilds:
         task = asyncio.create_task(asyncio.to_thread(self._build, recipe, progress, cancel),
                                    name=f"image-build-{recipe}")
         entry = holder["entry"] = _Build(task, cancel)
-        self._running[recipe] = entry
-        task.add_done_callback(lambda _: self._finished(recipe, entry))
+        self._running[key] = entry
+        task.add_done_callback(lambda _: self._finished(key, entry))
         return entry
 
-    def _finished(self, recipe: str, entry: _Build) -> None:
-        if self._running.get(recipe) is entry:
-            del self._running[recipe]
+    def _finished(self, key: tuple[str, str], entry: _Build) -> None:
+        if self._running.get(key) is entry:
+            del self._running[key]
         if not entry.task.cancelled():
             entry.task.exception()  # retrieved: an unjoined failure is not "never retrieved"
 

@@ -80,6 +80,11 @@ async def pull_image(manager: Manager, server: str, alias: str, *,
         try:
             image = await asyncio.to_thread(manager.images.get, wanted.fingerprint)
         except NotFound:
+            image = None
+        if image is None and (manager.images.root / wanted.fingerprint).is_dir():
+            # Another project has it: the same tree serves this one.
+            image = await asyncio.to_thread(manager.images.join, wanted.fingerprint)
+        if image is None:
             files = await download.fetch_image(server, wanted, cache_dir(), progress=progress)
             try:
                 image = await asyncio.to_thread(

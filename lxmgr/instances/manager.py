@@ -29,6 +29,7 @@ from lxmgr.errors import (
     RuntimeSetupError,
 )
 from lxmgr.images import debootstrap
+from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import cloudinit, files, image_ops, lxcfs, raw_idmap
 from lxmgr.instances.db import Database
@@ -247,6 +248,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
     def delete_image(self, fingerprint: str) -> None:
         """Delete an image no instance uses (overlay volumes keep using it)."""
+        if self.images.shared(fingerprint):  # the tree stays: only this project lets go
+            self.images.delete(fingerprint)
+            return
         users = [n for n in self.list() if self.get(n).image_fingerprint == fingerprint]
         if users:
             raise InvalidState(f"Image '{fingerprint[:12]}' is used by instance {users[0]}")
@@ -353,7 +357,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
     def _image(self, spec: InstanceSpec) -> ImageInfo:
         try:
-            return self.images.get(spec.image_fingerprint)
+            return self.images.get(spec.image_fingerprint, project=ALL_PROJECTS)
         except NotFound:
             raise NotFound(f"Image '{spec.image_fingerprint[:12]}' of instance '{spec.name}' "
                            "is missing from the image store") from None

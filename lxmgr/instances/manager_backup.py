@@ -166,6 +166,8 @@ class BackupMixin:
             if not final.exists():
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)
+            else:  # another project made it
+                self.images.join(digest.fingerprint)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self.images.add_alias(digest.fingerprint, EMPTY_IMAGE_ALIAS, take_over=True)

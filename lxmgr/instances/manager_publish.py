@@ -83,8 +83,11 @@ class PublishMixin:
             if not final.exists():
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)
-            elif compression is not None:
-                write_metadata(final, {**read_metadata(final), COMPRESSION_KEY: compression})
+            else:  # the same tree is an image already (maybe another project's)
+                self.images.join(digest.fingerprint)
+                if compression is not None:
+                    write_metadata(final, {**read_metadata(final),
+                                           COMPRESSION_KEY: compression})
         finally:
             if staging.exists():
                 shutil.rmtree(staging)

@@ -199,3 +199,47 @@ async def test_copy_between_projects(api) -> None:  # type: ignore[no-untyped-de
     await wait(api, await call(api, "DELETE", "/1.0/instances/copy?project=dst", status=202))
     await wait(api, await call(api, "DELETE", "/1.0/instances/src", status=202))
     await call(api, "DELETE", "/1.0/projects/dst")
+
+
+async def test_own_images(api) -> None:  # type: ignore[no-untyped-def]
+    """features.images (on by default): a project sees its own images and aliases; the
+    same tree serves every project that has it; deleting it in one leaves the others'."""
+    await call(api, "POST", "/1.0/projects", {"name": "img"}, status=201)
+    default = (await call(api, "GET", "/1.0/images?recursion=1"))["metadata"]
+    debian = next(i for i in default if any(a["name"] == "debian" for a in i["aliases"]))
+    fingerprint = debian["fingerprint"]
+    assert (await call(api, "GET", "/1.0/images?project=img"))["metadata"] == []
+    await call(api, "GET", f"/1.0/images/{fingerprint}?project=img", status=404)
+
+    # Launching from the recipe's name makes the built image one of img's (no rebuild).
+    op = await _launch(api, "i1", "img")
+    assert op["status"] == "Success"
+    own = (await call(api, "GET", "/1.0/images?project=img&recursion=1"))["metadata"]
+    assert [(i["fingerprint"], i["project"]) for i in own] == [(fingerprint, "img")]
+    assert [a["name"] for a in own[0]["aliases"]] == [a["name"] for a in debian["aliases"]]
+    assert (await call(api, "GET", "/1.0/images?project=img"))["metadata"] == [
+        f"/1.0/images/{fingerprint}?project=img"]
+    used = (await call(api, "GET", "/1.0/projects/img"))["metadata"]["used_by"]
+    assert f"/1.0/images/{fingerprint}?project=img" in used
+
+    # Aliases are per project.
+    await call(api, "POST", "/1.0/images/aliases?project=img",
+               {"name": "mine", "target": fingerprint}, status=201)
+    await call(api, "GET", "/1.0/images/aliases/mine?project=img")
+    await call(api, "GET", "/1.0/images/aliases/mine", status=404)
+    every = (await call(api, "GET", "/1.0/images?all-projects=true&recursion=1"))["metadata"]
+    assert sorted((i["fingerprint"], i["project"]) for i in every if
+                  i["fingerprint"] == fingerprint) == [(fingerprint, "default"),
+                                                       (fingerprint, "img")]
+
+    # img lets go of the image: default keeps it (and its instance in img keeps running
+    # from the same tree).
+    await wait(api, await call(api, "DELETE", f"/1.0/images/{fingerprint}?project=img",
+                               status=202))
+    assert (await call(api, "GET", "/1.0/images?project=img"))["metadata"] == []
+    await call(api, "GET", f"/1.0/images/{fingerprint}")
+    await wait(api, await call(api, "PUT", "/1.0/instances/i1/state?project=img",
+                               {"action": "start"}, status=202))
+    await wait(api, await call(api, "DELETE", "/1.0/instances/i1?project=img&force=1",
+                               status=202))
+    await call(api, "DELETE", "/1.0/projects/img")

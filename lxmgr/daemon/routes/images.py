@@ -12,17 +12,20 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation, format_time
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body, parse_json_object
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.daemon.views import matches
 from lxmgr.errors import InvalidConfig, NotFound, NotSupported
+from lxmgr.images.store import ALL as ALL_PROJECTS
+from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.images.store import ImageInfo
 from lxmgr.instances import image_ops
 from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.manager_publish import check_compression
+from lxmgr.model.project import owner, url_suffix
 
 routes = web.RouteTableDef()
 
@@ -40,20 +43,22 @@ def render(image: ImageInfo) -> dict[str, Any]:
                        "description": image.description, **data["properties"]},
         "aliases": [{"name": a, "description": ""} for a in image.aliases],
         "created_at": created, "uploaded_at": created, "last_used_at": created,
-        "expires_at": "1970-01-01T00:00:00Z", "profiles": ["default"], "project": "default",
+        "expires_at": "1970-01-01T00:00:00Z", "profiles": ["default"],
+        "project": IMAGE_PROJECT.get(),
         "update_source": data["update_source"],
     }
 
 
 def _index(manager: Manager) -> list[ImageInfo]:
-    """The store's images, mirrored into the state database's image index."""
-    images = manager.images.list()
+    """The images of the request's project; the store's images (of every project) are
+    mirrored into the state database's image index."""
+    every = manager.images.list(ALL_PROJECTS)
     known = manager.db.image_list()
-    for image in images:
+    for image in every:
         manager.db.image_put(image.fingerprint, render(image))
-    for fingerprint in set(known) - {i.fingerprint for i in images}:
+    for fingerprint in set(known) - {i.fingerprint for i in every}:
         manager.db.image_remove(fingerprint)
-    return images
+    return manager.images.list()
 
 
 @routes.get("/1.0/images")
@@ -62,10 +67,28 @@ async def list_images(request: web.Request) -> web.Response:
     top-level fields, which is what lxc sends the server)."""
     level = responses.recursion(request)
     expr = request.query.get("filter", "")
-    images = await asyncio.to_thread(_index, request.app[MANAGER])
-    rendered = [render(i) for i in images]
+    manager = request.app[MANAGER]
+    images = await asyncio.to_thread(_index, manager)
+    if projects.scope(request).all_projects:
+        rendered = await asyncio.to_thread(_every_project, manager)
+    else:
+        rendered = [render(i) for i in images]
     return responses.sync([r if level else f"/1.0/images/{r['fingerprint']}"
-                           for r in rendered if matches(r, expr)])
+                           + url_suffix(r["project"]) for r in rendered if matches(r, expr)])
+
+
+def _every_project(manager: Manager) -> list[dict[str, Any]]:
+    """The images of every project owning images (all-projects=true), each as it sees it."""
+    out = []
+    for project, row in sorted(manager.db.projects().items()):
+        if owner(project, row["config"], "features.images") != project:
+            continue
+        token = IMAGE_PROJECT.set(project)
+        try:
+            out += [render(i) for i in manager.images.list()]
+        finally:
+            IMAGE_PROJECT.reset(token)
+    return out
 
 
 @routes.post("/1.0/images")

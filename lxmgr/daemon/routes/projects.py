@@ -38,9 +38,10 @@ def used_by(manager: Manager, name: str) -> list[str]:
     urls = [instance_url(n) for n in sorted(manager.list()) if storage_parts(n)[0] == name]
     urls += [profile_url(k) for k in sorted(manager.profiles(), key=profile_parts)
              if profile_parts(k)[0] == name]
+    urls += [f"/1.0/images/{fp}{model.url_suffix(name)}"
+             for fp in sorted(i.fingerprint for i in manager.images.list(name))]
     if name != model.DEFAULT:
         return urls
-    urls += [f"/1.0/images/{fp}" for fp in sorted(i.fingerprint for i in manager.images.list())]
     urls += [f"/1.0/networks/{n}" for n in manager.networks.names()]
     urls += [f"/1.0/storage-pools/{pool['name']}" for pool in manager.pools.list()]
     return urls
