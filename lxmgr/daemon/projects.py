@@ -121,6 +121,12 @@ def _unscoped_feature(path: str) -> str | None:
     return None
 
 
+def _by_id(path: str) -> bool:
+    """An operation named by its id: LXD does not check the project there (a client may
+    wait on an operation of a project renamed or deleted meanwhile)."""
+    return path.startswith(API_PREFIX + "/operations/")
+
+
 @web.middleware
 async def project_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve `project=` into the request's Scope (404 for an unknown project; 501 where
@@ -131,7 +137,7 @@ async def project_middleware(request: web.Request, handler: Handler) -> web.Stre
         names = request.query.getall("project", [])
         name = names[-1] if names and names[-1] else model.DEFAULT
         all_projects = _flag(request.query.get("all-projects", ""))
-        if name != model.DEFAULT or all_projects:
+        if (name != model.DEFAULT or all_projects) and not _by_id(request.path):
             row = await asyncio.to_thread(request.app[MANAGER].db.project_get, name)
             found = Scope(name, dict(row["config"]), all_projects)
             feature = _unscoped_feature(request.path)

@@ -36,6 +36,8 @@ class Daemon:
         self.socket = f"{root}/unix.socket"
         self.env = {**os.environ, "LXMGR_DIR": root, "LXMGR_CGROUP_BASE": cgroup_base,
                     "LXMGR_DEFAULT_NETWORK": "none",
+                    # The CLI's own config (remotes, current project) private to the test.
+                    "LXMGR_CONF": f"{root}/client-conf",
                     "PYTHONPATH": ROOT, "COLUMNS": "200"}
         self.proc: subprocess.Popen[bytes] | None = None
         self.launcher = str(launcher.write(Path(root) / "lxmgr"))

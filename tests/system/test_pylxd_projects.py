@@ -22,7 +22,7 @@ def test_pylxd_projects(daemon) -> None:  # type: ignore[no-untyped-def]
                                      config={"features.networks": "true"})
     try:
         assert (project.name, project.description, project.used_by) == (
-            "pyproj", "From pylxd", [])
+            "pyproj", "From pylxd", ["/1.0/profiles/default?project=pyproj"])
         assert project.config == {"features.images": "true", "features.profiles": "true",
                                   "features.storage.volumes": "true",
                                   "features.networks": "true"}
@@ -52,7 +52,7 @@ def test_project_cli(daemon) -> None:  # type: ignore[no-untyped-def]
         == "Project clip created\n"
     try:
         listed = daemon.cli("project", "list", "-f", "csv").stdout
-        assert "clip,YES,YES,YES,NO,CLI,0\n" in listed
+        assert "clip,YES,YES,YES,NO,CLI,1\n" in listed  # its own default profile
         daemon.cli("project", "set", "clip", "features.networks=true")
         assert daemon.cli("project", "get", "clip", "features.networks").stdout == "true\n"
         daemon.cli("project", "unset", "clip", "user.a")
