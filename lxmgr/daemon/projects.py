@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from lxmgr.daemon import responses
 from lxmgr.daemon.keys import MANAGER
-from lxmgr.errors import InvalidConfig, NotSupported
+from lxmgr.errors import InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.instances.events import PROJECT
 from lxmgr.model import project as model
@@ -31,9 +32,9 @@ API_PREFIX = "/1.0"
 # Routes of objects a project may own but lxmgr does not scope yet, by the feature that
 # makes a project own them: refused (501) in a project with that feature on.
 UNSCOPED: tuple[tuple[str, str], ...] = (
-    ("/1.0/networks", "features.networks"),
     ("/1.0/storage-pools/*/volumes", "features.storage.volumes"),
 )
+NETWORKS = "/1.0/networks"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -144,12 +145,28 @@ async def project_middleware(request: web.Request, handler: Handler) -> web.Stre
             if feature and not found.is_default and found.owner(feature) == found.name:
                 raise NotSupported(f"Project '{name}' has {feature}=true: its own "
                                    f"{feature.split('.', 1)[1]} are not supported yet")
+            if not found.is_default and found.owner("features.networks") == found.name \
+                    and (request.path == NETWORKS or request.path.startswith(NETWORKS + "/")):
+                return await _own_networks(request)
             request[SCOPE_KEY] = found
             # The operations and events of this request (and of the tasks it starts), and
             # the images it sees.
             PROJECT.set(name)
             IMAGE_PROJECT.set(found.owner("features.images"))
     return await handler(request)
+
+
+async def _own_networks(request: web.Request) -> web.StreamResponse:
+    """A project with features.networks has networks of its own, and lxmgr's only type,
+    bridge, lives in the default project alone (LXD 5.0's networksPost: "Network type does
+    not support non-default projects"): its list is empty and it has none to show."""
+    if request.path.rstrip("/") == NETWORKS:
+        if request.method == "GET":
+            return responses.sync([])
+        if request.method == "POST":
+            raise InvalidConfig("Network type does not support non-default projects")
+    name = request.path.removeprefix(NETWORKS + "/").split("/", 1)[0]
+    raise NotFound(f"Network '{name}' not found")
 
 
 def instance_name(request: web.Request, key: str = "name") -> str:

@@ -121,6 +121,12 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             return project
         return projectmod.owner(project, self.db.project_get(project)["config"], feature)
 
+    def owns_networks(self, name: str) -> bool:
+        """Whether the project of instance `name` has its own networks (features.networks,
+        so none of default's bridges)."""
+        project = projectmod.storage_parts(name)[0]
+        return self.project_owner(project, "features.networks") != projectmod.DEFAULT
+
     def socket_path(self, name: str) -> str:
         return str(paths.instance_dir(name) / "supervisor.sock")
 
@@ -203,7 +209,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             ephemeral=ephemeral, storage_driver=self.default_storage)
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded)
-        self.networks.check_devices(devices)
+        self.networks.check_devices(devices, own_networks=self.owns_networks(name))
         devices_mod.validate_all(devices, self.device_context(spec.name, expanded))
         root = root_disk(devices)
         root_pool = root[1].get("pool") if root else None

@@ -19,6 +19,7 @@ from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
+from lxmgr.model.project import instance_url
 from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.disks import DiskMount
@@ -60,7 +61,7 @@ class ConfigMixin:
         cloudinit.check_unchanged(old_expanded, expanded, name)
         idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
         self._check_raw_change(spec, old_expanded, expanded)
-        self.networks.check_devices(devices)
+        self.networks.check_devices(devices, own_networks=self.owns_networks(name))
         ctx = self.device_context(name, expanded)
         # Host-side checks for what this update adds or changes: a disk whose source went
         # away since must not block an unrelated change (its next start says so).
@@ -188,7 +189,7 @@ class ConfigMixin:
         def uses(devices: dict[str, dict[str, str]]) -> bool:
             return any(d.get("type") == "nic" and d.get("network") == name
                        for d in devices.values())
-        users = [f"/1.0/instances/{s.name}" for s in self.db.instance_specs()
+        users = [instance_url(s.name) for s in self.db.instance_specs()
                  if uses(self.expanded(s)[1])]
         return users + [f"/1.0/profiles/{p.name}" for p in self.profiles().values()
                         if uses(p.devices)]

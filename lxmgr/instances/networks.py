@@ -253,11 +253,14 @@ class Networks:
         self.db.network_get(network)  # NotFound naming the network
         return network  # a managed bridge network's bridge carries its name (as in LXD)
 
-    def check_devices(self, devices: dict[str, dict[str, str]]) -> None:
-        """Every NIC names an existing managed network or a parent bridge."""
+    def check_devices(self, devices: dict[str, dict[str, str]], *,
+                      own_networks: bool = False) -> None:
+        """Every NIC names an existing managed network or a parent bridge. own_networks: the
+        instance's project has its own networks (features.networks), and so none of these:
+        LXD's bridge networks live in the default project only."""
         for dev_name, dev in devices.items():
             if dev.get("type") == "nic" and dev.get("network") and \
-                    dev["network"] not in self.db.networks():
+                    (own_networks or dev["network"] not in self.db.networks()):
                 raise NotFound(f"Network '{dev['network']}' of device '{dev_name}' not found")
 
     def new_volatile(self, devices: dict[str, dict[str, str]],

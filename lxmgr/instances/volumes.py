@@ -28,6 +28,7 @@ from lxmgr.instances.pools import Pools
 from lxmgr.instances.volume_records import VolumeRecords
 from lxmgr.model import config as cfgmod
 from lxmgr.model import snapshot as snapmod
+from lxmgr.model.project import instance_url
 from lxmgr.model.units import parse_size
 from lxmgr.model.volume import (
     split_volume_ref,
@@ -103,7 +104,7 @@ class Volumes:
 
     def used_by(self, pool: str, name: str) -> list[str]:
         """API URLs of the instances (own devices) and profiles whose disks use the volume."""
-        instances = [f"/1.0/instances/{spec.name}" for spec in self.db.instance_specs()
+        instances = [instance_url(spec.name) for spec in self.db.instance_specs()
                      if uses(spec.devices, pool, name)]
         profiles = [f"/1.0/profiles/{p.name}" for p in self.db.profiles().values()
                     if uses(p.devices, pool, name)]

@@ -243,3 +243,36 @@ async def test_own_images(api) -> None:  # type: ignore[no-untyped-def]
     await wait(api, await call(api, "DELETE", "/1.0/instances/i1?project=img&force=1",
                                status=202))
     await call(api, "DELETE", "/1.0/projects/img")
+
+
+async def test_own_networks(api) -> None:  # type: ignore[no-untyped-def]
+    """features.networks: the project's own networks, and bridges live in default only
+    (as LXD 5.0), so it has none; without the feature it uses default's."""
+    await _project(api, "net", **{"features.networks": "true"})
+    await _project(api, "nonet")
+    await call(api, "POST", "/1.0/networks", {"name": "pbr0", "config": {
+        "ipv4.address": "none", "ipv6.address": "none"}}, status=201)
+    try:
+        assert (await call(api, "GET", "/1.0/networks?project=net"))["metadata"] == []
+        error = await call(api, "POST", "/1.0/networks?project=net", {"name": "x"}, status=400)
+        assert error["error"] == "Network type does not support non-default projects"
+        error = await call(api, "GET", "/1.0/networks/pbr0?project=net", status=404)
+        assert error["error"] == "Network 'pbr0' not found"
+        await call(api, "GET", "/1.0/networks/pbr0/forwards?project=net", status=404)
+        nic = {"eth0": {"type": "nic", "network": "pbr0", "name": "eth0"}}
+        error = await call(api, "POST", "/1.0/instances?project=net", {
+            "name": "n1", "devices": nic, "source": {"type": "image", "alias": "debian"}},
+            status=404)
+        assert error["error"] == "Network 'pbr0' of device 'eth0' not found"
+        # Sharing default's networks: its instances use them.
+        shown = (await call(api, "GET", "/1.0/networks/pbr0?project=nonet"))["metadata"]
+        assert shown["project"] == "default"
+        await _launch(api, "n2", "nonet", devices=nic)
+        used = (await call(api, "GET", "/1.0/networks/pbr0"))["metadata"]["used_by"]
+        assert "/1.0/instances/n2?project=nonet" in used
+        await wait(api, await call(api, "DELETE", "/1.0/instances/n2?project=nonet",
+                                   status=202))
+    finally:
+        await call(api, "DELETE", "/1.0/networks/pbr0")
+    await call(api, "DELETE", "/1.0/projects/net")
+    await call(api, "DELETE", "/1.0/projects/nonet")

@@ -135,11 +135,10 @@ async def test_default_project_rules(api) -> None:  # type: ignore[no-untyped-de
 
 
 async def test_unscoped_objects_refused(api) -> None:  # type: ignore[no-untyped-def]
-    """A project owning networks or volumes gets 501 there until lxmgr scopes them;
+    """A project owning volumes gets 501 there until lxmgr scopes them;
     one sharing them with default (features off) is served default's."""
     await call(api, "POST", "/1.0/projects", {"name": "web"}, status=201)
-    for path, feature in (("/1.0/networks", "networks"),
-                          ("/1.0/storage-pools/default/volumes", "storage.volumes")):
+    for path, feature in (("/1.0/storage-pools/default/volumes", "storage.volumes"),):
         await call(api, "PATCH", "/1.0/projects/web", {"config": {f"features.{feature}": "true"}})
         error = await call(api, "GET", f"{path}?project=web", status=501)
         assert error["error"] == (f"Project 'web' has features.{feature}=true: its own "

@@ -16,6 +16,7 @@ from lxmgr.daemon.routes import storage_volumes
 from lxmgr.errors import InvalidConfig
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.volumes import volume_url
+from lxmgr.model.project import instance_url
 
 routes = web.RouteTableDef()
 
@@ -29,7 +30,7 @@ def used_by(manager: Manager, pool: str) -> list[str]:
         spec = manager.get(name)
         mine = spec.storage_pool or ("default" if spec.storage_driver == default else "")
         if mine == pool:
-            out.append(f"/1.0/instances/{name}")
+            out.append(instance_url(name))
     return out
 
 
