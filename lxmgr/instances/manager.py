@@ -31,7 +31,7 @@ from lxmgr.errors import (
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import ImageInfo, ImageStore
-from lxmgr.instances import cloudinit, files, image_ops, lxcfs, raw_idmap
+from lxmgr.instances import cloudinit, files, image_ops, lxcfs, project_limits, raw_idmap
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
 from lxmgr.instances.manager_backup import BackupMixin
@@ -216,6 +216,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         spec.storage_pool, spec.storage_driver = self.pools.resolve(storage or root_pool)
         if self.store.exists(name):
             raise Conflict(f"Instance '{name}' already exists")
+        project_limits.check_instance(self, spec, new=True)
         return spec
 
     def check_create(self, name: str, image: str, *, profiles: list[str] | None = None,

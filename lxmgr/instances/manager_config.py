@@ -12,7 +12,7 @@ from lxmgr import devices as devices_mod
 from lxmgr import paths
 from lxmgr.devices.disk import Disk
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
-from lxmgr.instances import cloudinit, device_nodes
+from lxmgr.instances import cloudinit, device_nodes, project_limits
 from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.store import write_atomic
 from lxmgr.model import config as cfgmod
@@ -62,6 +62,7 @@ class ConfigMixin:
         idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
         self._check_raw_change(spec, old_expanded, expanded)
         self.networks.check_devices(devices, own_networks=self.owns_networks(name))
+        project_limits.check_instance(self, spec, new=False)
         ctx = self.device_context(name, expanded)
         # Host-side checks for what this update adds or changes: a disk whose source went
         # away since must not block an unrelated change (its next start says so).
@@ -205,13 +206,16 @@ class ConfigMixin:
     # -- profiles ----------------------------------------------------------------------------
 
     def profile_create(self, profile: Profile) -> None:
-        self.db.profile_add(profiles_mod.validated(profile))
+        profile = profiles_mod.validated(profile)
+        project_limits.check_profile(self, profile)
+        self.db.profile_add(profile)
 
     def profile_update(self, profile: Profile) -> None:
         """Replace a profile; every instance using it must stay valid, and running ones
         get the live keys at once."""
         profile = profiles_mod.validated(profile)
         self.db.profile_get(profile.name)
+        project_limits.check_profile(self, profile)
         users = [self.store.get(n) for n in profiles_mod.used_by(self.db, profile.name)]
         known = self.profiles() | {profile.name: profile}
         for spec in users:

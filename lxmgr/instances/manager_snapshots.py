@@ -138,24 +138,9 @@ class SnapshotMixin:
         state and definition, a new uuid and MACs; the snapshots come along unless
         instance_only (or the source is a snapshot)."""
         name, snapshot = snapmod.split_ref(source)
-        src = self.get_snapshot(name, snapshot).instance if snapshot else self.store.get(name)
+        src, spec = self._copy_spec(source, target, config=config, profiles=profiles,
+                                    ephemeral=ephemeral, description=description)
         driver = self._driver_for_snapshots(src)
-        if parse_bool(src.config.get("security.idmap.isolated") or "false"):
-            raise NotSupported(f"Copying '{name}' is not supported yet: it has an isolated "
-                               "idmap (its files would need shifting to a new range)")
-        own = {k: v for k, v in src.config.items() if not k.startswith("volatile.")}
-        spec = self._new_spec(
-            target, profiles=profiles if profiles is not None else list(src.profiles),
-            config={**own, **(config or {})}, devices=src.devices,
-            ephemeral=src.ephemeral if ephemeral is None else ephemeral,
-            storage=src.storage_pool or src.storage_driver,
-            description=src.description if description is None else description)
-        spec.image_fingerprint = src.image_fingerprint
-        spec.config.update({k: src.config[k] for k in _IDMAP_KEYS if k in src.config})
-        # The copy's files are the source's: a config asking another map is refused.
-        idmaps.check_change(target, self._idmap(spec), self.expanded(src)[0],
-                            self.expanded(spec)[0])
-        self._check_raw_change(spec, self.expanded(src)[0], self.expanded(spec)[0], copy=True)
         spec.config["volatile.uuid"] = str(uuidlib.uuid4())
         spec.config.update(self.networks.new_volatile(self.expanded(spec)[1], spec.config))
         snapshots = [] if instance_only or snapshot else self.db.snapshots(name)
@@ -175,6 +160,37 @@ class SnapshotMixin:
             revert.pop_all()
         log.info("Copied %s to %s", source, target)
         return spec
+
+    def check_copy(self, source: str, target: str, *, config: dict[str, Any] | None = None,
+                   profiles: list[str] | None = None, ephemeral: bool | None = None,
+                   description: str | None = None) -> None:
+        """Validate a copy before it becomes an operation (copy() checks it again)."""
+        self._copy_spec(source, target, config=config, profiles=profiles,
+                        ephemeral=ephemeral, description=description)
+
+    def _copy_spec(self, source: str, target: str, *, config: dict[str, Any] | None,
+                   profiles: list[str] | None, ephemeral: bool | None,
+                   description: str | None) -> tuple[InstanceSpec, InstanceSpec]:
+        """(the source's spec, the copy's validated new spec)."""
+        name, snapshot = snapmod.split_ref(source)
+        src = self.get_snapshot(name, snapshot).instance if snapshot else self.store.get(name)
+        if parse_bool(src.config.get("security.idmap.isolated") or "false"):
+            raise NotSupported(f"Copying '{name}' is not supported yet: it has an isolated "
+                               "idmap (its files would need shifting to a new range)")
+        own = {k: v for k, v in src.config.items() if not k.startswith("volatile.")}
+        spec = self._new_spec(
+            target, profiles=profiles if profiles is not None else list(src.profiles),
+            config={**own, **(config or {})}, devices=src.devices,
+            ephemeral=src.ephemeral if ephemeral is None else ephemeral,
+            storage=src.storage_pool or src.storage_driver,
+            description=src.description if description is None else description)
+        spec.image_fingerprint = src.image_fingerprint
+        spec.config.update({k: src.config[k] for k in _IDMAP_KEYS if k in src.config})
+        # The copy's files are the source's: a config asking another map is refused.
+        idmaps.check_change(target, self._idmap(spec), self.expanded(src)[0],
+                            self.expanded(spec)[0])
+        self._check_raw_change(spec, self.expanded(src)[0], self.expanded(spec)[0], copy=True)
+        return src, spec
 
     def rename(self, name: str, new_name: str) -> InstanceSpec:
         """Rename a stopped instance with its snapshots (LXD's `move` on one host)."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from lxmgr.errors import InvalidConfig, NotSupported
-from lxmgr.model import validate
+from lxmgr.model import project_limits, validate
 from lxmgr.model.units import parse_bool
 
 DEFAULT = "default"
@@ -32,19 +32,24 @@ FEATURE_DEFAULTS = {"features.images": "true", "features.profiles": "true",
 
 # Keys lxmgr applies. features.* decide where a project's objects live; they are fixed at
 # creation (or while the project is empty), which is all a feature needs to be honoured.
-KEYS: dict[str, validate.Validator] = {key: validate.optional(validate.is_bool)
-                                       for key in FEATURES}
+KEYS: dict[str, validate.Validator] = {
+    **{key: validate.optional(validate.is_bool) for key in FEATURES},
+    # limits.* and restricted* (lxmgr.model.project_limits, applied by
+    # lxmgr.instances.project_limits on every create, copy, import and update).
+    **project_limits.KEYS,
+}
 
 # Keys of LXD 5.0's registry that lxmgr does not apply yet: refused by name.
 NOT_IMPLEMENTED = (
     "backups.compression_algorithm", "images.auto_update_cached",
     "images.auto_update_interval", "images.compression_algorithm",
     "images.default_architecture", "images.remote_cache_expiry",
-    "limits.instances", "limits.containers", "limits.virtual-machines", "limits.memory",
-    "limits.processes", "limits.cpu", "limits.disk", "limits.networks",
-    "restricted",
+    "limits.virtual-machines", "limits.networks",
+    "restricted.backups", "restricted.snapshots", "restricted.cluster.target",
+    "restricted.networks.uplinks", "restricted.networks.subnets", "restricted.networks.zones",
+    "restricted.devices.pci", "restricted.devices.proxy",
 )
-NOT_IMPLEMENTED_PREFIXES = ("restricted.",)
+NOT_IMPLEMENTED_PREFIXES = ("restricted.virtual-machines.",)
 
 # LXD 5.0 projectValidateName: characters that break URLs or shell quoting.
 _NAME_RULES = (("/", "Project names may not contain slashes"),

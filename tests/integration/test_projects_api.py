@@ -105,10 +105,10 @@ async def test_project_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(("body", "status", "message"), [
     ({"name": "a/b"}, 400, "Project names may not contain slashes"),
     ({"name": ""}, 400, "No name provided"),
-    ({"name": "x", "config": {"limits.memory": "1GiB"}}, 501,
-     "Project configuration keys not supported yet: limits.memory"),
-    ({"name": "x", "config": {"restricted": "true"}}, 501,
-     "Project configuration keys not supported yet: restricted"),
+    ({"name": "x", "config": {"limits.networks": "1"}}, 501,
+     "Project configuration keys not supported yet: limits.networks"),
+    ({"name": "x", "config": {"restricted.backups": "block"}}, 501,
+     "Project configuration keys not supported yet: restricted.backups"),
     ({"name": "x", "config": {"nosuch": "1"}}, 400, "Invalid project configuration key 'nosuch'"),
 ])
 async def test_create_refused(api, body, status, message) -> None:  # type: ignore[no-untyped-def]

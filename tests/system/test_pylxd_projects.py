@@ -39,8 +39,9 @@ def test_pylxd_projects(daemon) -> None:  # type: ignore[no-untyped-def]
                            match="The 'default' project cannot be deleted"):
             default.delete()
         with pytest.raises(pylxd.exceptions.LXDAPIException,
-                           match="Project configuration keys not supported yet: limits.cpu"):
-            client.projects.create("pyproj3", config={"limits.cpu": "2"})
+                           match="Project configuration keys not supported yet: "
+                                 "limits.virtual-machines"):
+            client.projects.create("pyproj3", config={"limits.virtual-machines": "2"})
     finally:
         project.delete()
     assert [p.name for p in client.projects.all()] == ["default"]

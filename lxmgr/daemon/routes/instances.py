@@ -146,6 +146,11 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
     start = field(body, "start", bool, False)
     if await asyncio.to_thread(manager.store.exists, name):
         raise Conflict(f"Instance '{name}' already exists")
+    # Refused at once, as LXD's instancesPost (AllowInstanceCreation) does: bad config,
+    # a project's limits or restrictions.
+    await asyncio.to_thread(functools.partial(
+        manager.check_copy, origin, name,
+        **{k: v for k, v in args.items() if k != "instance_only"}))
     events = request.app[EVENTS]
 
     async def work(op: Operation) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.profiles import profile_url
 from lxmgr.errors import Conflict, Forbidden, InvalidConfig
+from lxmgr.instances import project_limits
 from lxmgr.instances.manager import Manager
 from lxmgr.model import project as model
+from lxmgr.model import project_limits as limit_rules
 from lxmgr.model.profile import Profile
 from lxmgr.model.project import instance_url, profile_parts, storage_parts
 
@@ -60,14 +62,21 @@ def render(manager: Manager, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_state(manager: Manager, name: str) -> dict[str, Any]:
-    """LXD's api.ProjectState: usage per resource, no limits (-1) since none can be set.
+    """LXD's api.ProjectState: usage and limit (-1: none) per resource; an aggregate's
+    usage counts the instances that set it (LXD's getTotalsAcrossProjectEntities with
+    skipUnset, as its state endpoint).
 
     LXD's ProjectStateResource has no json tags, hence the capitalized `Limit`/`Usage`."""
-    instances = sum(1 for n in manager.list() if storage_parts(n)[0] == name)
+    config = manager.db.project_get(name)["config"]
+    held = project_limits.holdings(manager, name, config)
+    instances = len(held.instances)
     networks = len(manager.networks.names()) if name == model.DEFAULT else 0
-    counts = {"instances": instances, "containers": instances, "virtual-machines": 0,
-              "networks": networks}
-    return {"resources": {key: {"Limit": -1, "Usage": usage} for key, usage in counts.items()}}
+    usage = {"instances": instances, "containers": instances, "virtual-machines": 0,
+             "networks": networks}
+    for key in limit_rules.AGGREGATE_KEYS:
+        usage[key.removeprefix("limits.")] = limit_rules.usage(key, held)
+    return {"resources": {key: {"Limit": limit_rules.limit(config, f"limits.{key}"),
+                                "Usage": used} for key, used in usage.items()}}
 
 
 def _default_profile(project: str) -> Profile:
@@ -167,6 +176,7 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
     config = {} if config is None else config
     empty = await asyncio.to_thread(is_empty, manager, name)
     model.check_update(name, old["config"], config, empty)
+    await asyncio.to_thread(project_limits.check_project, manager, name, old["config"], config)
     await asyncio.to_thread(_save, manager, name, description or "", old["config"], config)
     _changed(request, "project-updated", name)
     return responses.sync({})

@@ -40,14 +40,28 @@ def test_create_config_defaults() -> None:
 
 def test_not_implemented_keys_are_refused_by_name() -> None:
     with pytest.raises(NotSupported) as err:
-        project.validate_config({"limits.memory": "1GiB", "restricted.devices.nic": "block",
-                                 "features.images": "true"})
-    assert str(err.value) == ("Project configuration keys not supported yet: limits.memory, "
-                              "restricted.devices.nic")
-    for key in ("limits.instances", "limits.containers", "limits.cpu", "limits.processes",
-                "limits.disk", "restricted"):
+        project.validate_config({"limits.virtual-machines": "1", "restricted.devices.pci":
+                                 "block", "features.images": "true"})
+    assert str(err.value) == ("Project configuration keys not supported yet: "
+                              "limits.virtual-machines, restricted.devices.pci")
+    for key in ("limits.networks", "restricted.backups", "restricted.snapshots",
+                "restricted.virtual-machines.lowlevel", "restricted.devices.proxy"):
         with pytest.raises(NotSupported, match=key):
             project.validate_config({key: "1"})
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("limits.cpu", "0-3", "CPUs can't be pinned if project limits are used"),
+    ("limits.memory", "50%", "Value can't be a percentage"),
+    ("limits.instances", "-1", "expected a number of instances"),
+    ("restricted.devices.nic", "maybe", "Invalid project configuration key"),
+    ("restricted", "yes please", "Invalid project configuration key"),
+])
+def test_limit_values_checked(key: str, value: str, message: str) -> None:
+    with pytest.raises(InvalidConfig, match=message):
+        project.validate_config({key: value})
+    project.validate_config({"limits.cpu": "4", "limits.memory": "2GiB", "restricted": "true",
+                            "restricted.devices.nic": "allow", "limits.instances": "3"})
 
 
 def test_invalid_keys_and_values() -> None:
@@ -71,7 +85,7 @@ def test_feature_changes() -> None:
         project.check_update("web", {}, {"features.images": "true"}, False)
     project.check_update("web", {}, {"features.images": "true"}, True)
     with pytest.raises(NotSupported):
-        project.check_update("web", {}, {"limits.cpu": "2"}, True)
+        project.check_update("web", {}, {"limits.virtual-machines": "2"}, True)
 
 
 def test_has_feature() -> None:
