@@ -35,6 +35,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNTRUSTED_ALLOWED = {("GET", "/"), ("GET", "/1.0"), ("POST", "/1.0/certificates")}
 UNTRUSTED_WEBSOCKET = re.compile(r"/1\.0/operations/[^/]+/websocket")
 TLS_KEY = "lxmgr.tls"  # request[TLS_KEY]: (trusted, fingerprint or "") for HTTPS requests
+# The projects a restricted certificate may use (LXD's restricted certificates); absent for
+# unrestricted clients and the unix socket.
+RESTRICTED_KEY = web.RequestKey("lxmgr.restricted", tuple)
 
 
 def peer_certificate(request: web.Request) -> bytes | None:
@@ -59,6 +62,11 @@ def client_fingerprint(request: web.Request) -> str:
     return str(request.get(TLS_KEY, (True, ""))[1])
 
 
+def restricted_projects(request: web.Request) -> tuple[str, ...] | None:
+    """The projects a restricted TLS client may use; None when it is not restricted."""
+    return request.get(RESTRICTED_KEY)
+
+
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate TLS clients, then run the handler; see the module docstring."""
@@ -67,8 +75,11 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         der = peer_certificate(request)
         fp = fingerprint(der) if der else ""
         db = request.app[MANAGER].db
-        trusted = bool(fp) and await asyncio.to_thread(db.certificate_trusted, fp)
+        row = await asyncio.to_thread(db.certificate_get, fp) if fp else None
+        trusted = row is not None
         request[TLS_KEY] = (trusted, fp)
+        if row is not None and row["restricted"]:
+            request[RESTRICTED_KEY] = tuple(row["projects"])
         if not trusted and not _allowed_untrusted(request):
             raise Forbidden("Forbidden")
         token = REQUESTOR.set({"username": fp, "protocol": "tls",

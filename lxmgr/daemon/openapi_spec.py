@@ -337,7 +337,9 @@ def project_endpoints() -> list[Endpoint]:
 
 
 CERTIFICATES_POST = obj(name=STR, type=STR, certificate=STR, trust_token=STR, password=STR,
-                        token=BOOL)
+                        token=BOOL, restricted=BOOL, projects=STRINGS)
+CERTIFICATE_PUT = obj(name=STR, type=STR, restricted=BOOL,
+                      projects=STRINGS)
 
 
 def certificate_endpoints() -> list[Endpoint]:
@@ -349,6 +351,10 @@ def certificate_endpoints() -> list[Endpoint]:
                  "(202 with the token operation), or join with a token", "created",
                  CERTIFICATES_POST),
         Endpoint("GET", base, "Show a trusted certificate"),
+        Endpoint("PUT", base, "Replace a certificate's name, restricted and projects",
+                 body=CERTIFICATE_PUT),
+        Endpoint("PATCH", base, "Merge into a certificate's name, restricted and projects",
+                 body=CERTIFICATE_PUT),
         Endpoint("DELETE", base, "Remove a trusted certificate"),
     ]
 

@@ -14,14 +14,16 @@ another project's name. Imports aiohttp, the Manager key, lxmgr.model.project an
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from lxmgr.daemon import responses
+from lxmgr.daemon.auth import restricted_projects
 from lxmgr.daemon.keys import MANAGER
-from lxmgr.errors import InvalidConfig, NotFound, NotSupported
+from lxmgr.errors import Forbidden, InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.instances.events import PROJECT
 from lxmgr.model import project as model
@@ -122,6 +124,34 @@ def _unscoped_feature(path: str) -> str | None:
     return None
 
 
+# Server-level objects a restricted certificate may read but not change (LXD 5.0 lets only
+# admins change them): the server, projects, the trust store, pools (not their volumes) and
+# networks (bridges are default's).
+_SERVER_LEVEL = re.compile(r"^/1\.0(/projects(/.*)?|/certificates(/.*)?|/storage-pools(/[^/]+)?"
+                           r"|/networks(/.*)?)?$")
+
+
+def check_restricted(request: web.Request, name: str, all_projects: bool,
+                     allowed: tuple[str, ...]) -> None:
+    """What a client with a restricted certificate may do (LXD's restricted TLS clients):
+    act in the projects it is restricted to, read the server, its projects (the list is
+    filtered) and its own certificate; change nothing server-wide, see no other project."""
+    path, method = request.path.rstrip("/") or "/", request.method
+    if method == "GET" and path in ("/1.0", "/1.0/projects", "/1.0/certificates"):
+        return
+    if method == "GET" and path.startswith("/1.0/projects/"):
+        if path.split("/")[3] not in allowed:
+            raise Forbidden("not authorized")
+        return
+    if method == "GET" and path.startswith("/1.0/certificates/"):
+        return  # its own only (routes.certificates)
+    if _by_id(path):
+        return  # the operation's own project is checked by routes.operations
+    if (method != "GET" and _SERVER_LEVEL.match(path)) or all_projects or \
+            name not in allowed or path == "/1.0/metrics" or path.startswith("/1.0/internal"):
+        raise Forbidden("not authorized")
+
+
 def _by_id(path: str) -> bool:
     """An operation named by its id: LXD does not check the project there (a client may
     wait on an operation of a project renamed or deleted meanwhile)."""
@@ -138,6 +168,9 @@ async def project_middleware(request: web.Request, handler: Handler) -> web.Stre
         names = request.query.getall("project", [])
         name = names[-1] if names and names[-1] else model.DEFAULT
         all_projects = _flag(request.query.get("all-projects", ""))
+        allowed = restricted_projects(request)
+        if allowed is not None:
+            check_restricted(request, name, all_projects, allowed)
         if (name != model.DEFAULT or all_projects) and not _by_id(request.path):
             row = await asyncio.to_thread(request.app[MANAGER].db.project_get, name)
             found = Scope(name, dict(row["config"]), all_projects)

@@ -112,6 +112,13 @@ MIGRATIONS: tuple[str, ...] = (
         '{"features.images": "true", "features.profiles": "true", ' ||
         '"features.storage.volumes": "true", "features.networks": "true"}');
     """,
+    # Restricted certificates (LXD's: restricted to a list of projects), and what a trust
+    # token gives the certificate that uses it.
+    """
+    ALTER TABLE certificates ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE trust_tokens ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE trust_tokens ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 
@@ -499,50 +506,72 @@ class Database:
     # -- certificates (HTTPS trust store and trust tokens; lxmgr.daemon.auth) ------------------
 
     def certificate_list(self) -> list[dict[str, Any]]:
-        rows = self._query("SELECT fingerprint, name, type, certificate, restricted "
+        rows = self._query("SELECT fingerprint, name, type, certificate, restricted, projects "
                            "FROM certificates ORDER BY name, fingerprint")
         return [{"fingerprint": r[0], "name": r[1], "type": r[2], "certificate": r[3],
-                 "restricted": bool(r[4])} for r in rows]
+                 "restricted": bool(r[4]), "projects": json.loads(r[5])} for r in rows]
 
-    def certificate_add(self, fingerprint: str, name: str, pem: str, kind: str = "client") \
-            -> bool:
+    def certificate_get(self, fingerprint: str) -> dict[str, Any] | None:
+        """The trusted certificate with that fingerprint, None when there is none."""
+        found = [row for row in self.certificate_list() if row["fingerprint"] == fingerprint]
+        return found[0] if found else None
+
+    def certificate_add(self, fingerprint: str, name: str, pem: str, kind: str = "client", *,
+                        restricted: bool = False, projects: list[str] | None = None) -> bool:
         """Store a trusted certificate; False when that fingerprint is there already."""
         with self.transaction() as conn:
             cursor = conn.execute("INSERT OR IGNORE INTO certificates (fingerprint, name, type, "
-                                  "certificate) VALUES (?, ?, ?, ?)",
-                                  (fingerprint, name, kind, pem))
+                                  "certificate, restricted, projects) VALUES (?, ?, ?, ?, ?, ?)",
+                                  (fingerprint, name, kind, pem, int(restricted),
+                                   json.dumps(projects or [])))
             return cursor.rowcount == 1
+
+    def certificate_update(self, fingerprint: str, name: str, restricted: bool,
+                           projects: list[str]) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE certificates SET name = ?, restricted = ?, projects = ? "
+                         "WHERE fingerprint = ?",
+                         (name, int(restricted), json.dumps(projects), fingerprint))
+
+    def certificates_project_renamed(self, old: str, new: str | None) -> None:
+        """A project renamed (new) or deleted (None) in every certificate's project list."""
+        for row in self.certificate_list():
+            if old in row["projects"]:
+                projects = [new if p == old else p for p in row["projects"]]
+                self.certificate_update(row["fingerprint"], row["name"], row["restricted"],
+                                        [p for p in projects if p])
 
     def certificate_remove(self, fingerprint: str) -> bool:
         with self.transaction() as conn:
             return conn.execute("DELETE FROM certificates WHERE fingerprint = ?",
                                 (fingerprint,)).rowcount == 1
 
-    def certificate_trusted(self, fingerprint: str) -> bool:
-        return bool(self._query("SELECT 1 FROM certificates WHERE fingerprint = ?",
-                                (fingerprint,)))
-
-    def token_add(self, secret: str, name: str, created_at: str, expires_at: str) -> None:
+    def token_add(self, secret: str, name: str, created_at: str, expires_at: str, *,
+                  restricted: bool = False, projects: list[str] | None = None) -> None:
         with self.transaction() as conn:
-            conn.execute("INSERT INTO trust_tokens (secret, name, created_at, expires_at) "
-                         "VALUES (?, ?, ?, ?)", (secret, name, created_at, expires_at))
+            conn.execute("INSERT INTO trust_tokens (secret, name, created_at, expires_at, "
+                         "restricted, projects) VALUES (?, ?, ?, ?, ?, ?)",
+                         (secret, name, created_at, expires_at, int(restricted),
+                          json.dumps(projects or [])))
 
-    def token_list(self) -> list[dict[str, str]]:
-        rows = self._query("SELECT secret, name, created_at, expires_at FROM trust_tokens "
-                           "ORDER BY created_at")
-        return [{"secret": r[0], "name": r[1], "created_at": r[2], "expires_at": r[3]}
-                for r in rows]
+    def token_list(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT secret, name, created_at, expires_at, restricted, projects "
+                           "FROM trust_tokens ORDER BY created_at")
+        return [{"secret": r[0], "name": r[1], "created_at": r[2], "expires_at": r[3],
+                 "restricted": bool(r[4]), "projects": json.loads(r[5])} for r in rows]
 
-    def token_consume(self, secret: str, now: str) -> str | None:
-        """The token's client name if it exists and has not expired (RFC 3339 UTC strings
-        compare in time order); it is deleted either way: tokens are single use."""
+    def token_consume(self, secret: str, now: str) -> dict[str, Any] | None:
+        """The token's client name, restricted and projects if it exists and has not
+        expired (RFC 3339 UTC strings compare in time order); it is deleted either way:
+        tokens are single use."""
         with self.transaction() as conn:
-            rows = conn.execute("SELECT name, expires_at FROM trust_tokens WHERE secret = ?",
-                                (secret,)).fetchall()
+            rows = conn.execute("SELECT name, expires_at, restricted, projects FROM "
+                                "trust_tokens WHERE secret = ?", (secret,)).fetchall()
             conn.execute("DELETE FROM trust_tokens WHERE secret = ?", (secret,))
         if not rows or (rows[0][1] and rows[0][1] <= now):
             return None
-        return str(rows[0][0])
+        return {"name": str(rows[0][0]), "restricted": bool(rows[0][2]),
+                "projects": json.loads(rows[0][3])}
 
     def token_remove(self, secret: str) -> bool:
         with self.transaction() as conn:

@@ -122,6 +122,15 @@ class Operations:
                 return {k: v for k, v in stored.items() if k != PROJECT_FIELD}
         raise NotFound("Operation not found")
 
+    def project_of(self, op_id: str) -> str:
+        """The project an operation acts in (NotFound for an unknown id)."""
+        if op_id in self.ops:
+            return self.ops[op_id].project
+        for stored in self.db.operations():
+            if stored["id"] == op_id:
+                return str(stored.get(PROJECT_FIELD, DEFAULT))
+        raise NotFound("Operation not found")
+
     def all(self, project: str | None = None) -> list[dict[str, Any]]:
         """Live operations first, then the recorded history not in memory any more; those
         of one project, or of all (None)."""

@@ -139,6 +139,67 @@ def test_token_join_reuse_and_removal(daemon: Daemon, tmp_path: Path) -> None:
     assert _https(port, "GET", "/1.0/instances", cert)[0] == 403
 
 
+def test_restricted_certificate(daemon: Daemon, tmp_path: Path) -> None:
+    """A certificate restricted to projects (what a shared web panel gets): it works in
+    them, sees no other project, changes nothing server-wide, sees only itself."""
+    port = _listen(daemon)
+    for name in ("team", "other"):
+        daemon.api("POST", "/1.0/projects", {"name": name})
+    error = daemon.api("POST", "/1.0/certificates", {"name": "x", "token": True,
+                                                     "restricted": True,
+                                                     "projects": ["nope"]}, check=False)
+    assert error["error"] == "Project 'nope' not found"
+    meta = daemon.api("POST", "/1.0/certificates", {
+        "name": "panel", "token": True, "restricted": True,
+        "projects": ["team"]})["metadata"]["metadata"]
+    assert meta["request"]["restricted"] is True and meta["request"]["projects"] == ["team"]
+    cert = _client_cert(tmp_path, "panel")
+    status, _ = _https(port, "POST", "/1.0/certificates", cert,
+                       {"type": "client", "trust_token": meta["token"]})
+    assert status == 201
+    [entry] = daemon.api("GET", "/1.0/certificates?recursion=1")["metadata"]
+    assert (entry["name"], entry["restricted"], entry["projects"]) == ("panel", True, ["team"])
+
+    for method, path, body in [("GET", "/1.0/instances?project=team", None),
+                               ("GET", "/1.0/profiles?project=team", None),
+                               ("POST", "/1.0/profiles?project=team", {"name": "p1"}),
+                               ("GET", "/1.0/networks?project=team", None),
+                               ("GET", "/1.0/projects/team", None),
+                               ("GET", "/1.0", None)]:
+        status, body = _https(port, method, path, cert, body)
+        assert status in (200, 201), (path, body)
+    for method, path, body in [("GET", "/1.0/instances", None),
+                               ("GET", "/1.0/instances?project=other", None),
+                               ("GET", "/1.0/instances?project=team&all-projects=true", None),
+                               ("GET", "/1.0/events?project=other", None),
+                               ("GET", "/1.0/projects/other", None),
+                               ("PATCH", "/1.0", {"config": {}}),
+                               ("POST", "/1.0/projects", {"name": "mine"}),
+                               ("DELETE", "/1.0/projects/team", None),
+                               ("PATCH", "/1.0/projects/team", {"config": {}}),
+                               ("POST", "/1.0/networks?project=team", {"name": "br9"}),
+                               ("POST", "/1.0/storage-pools?project=team",
+                                {"name": "p", "driver": "dir"}),
+                               ("POST", "/1.0/certificates?project=team",
+                                {"name": "y", "token": True}),
+                               ("DELETE", f"/1.0/certificates/{entry['fingerprint']}", None)]:
+        status, body = _https(port, method, path, cert, body)
+        assert (status, body["error"]) == (403, "not authorized"), (method, path)
+    assert _https(port, "GET", "/1.0/projects", cert)[1]["metadata"] == ["/1.0/projects/team"]
+    listed = _https(port, "GET", "/1.0/certificates?recursion=1", cert)[1]["metadata"]
+    assert [c["name"] for c in listed] == ["panel"]
+    # Its projects follow a rename, and an admin widens them.
+    daemon.api("DELETE", "/1.0/profiles/p1?project=team")
+    daemon.api("POST", "/1.0/projects/team", {"name": "crew"})
+    daemon.api("PATCH", f"/1.0/certificates/{entry['fingerprint']}",
+               {"projects": ["crew", "other"]})
+    [entry] = daemon.api("GET", "/1.0/certificates?recursion=1")["metadata"]
+    assert entry["projects"] == ["crew", "other"]
+    assert _https(port, "GET", "/1.0/instances?project=other", cert)[0] == 200
+    daemon.api("PUT", f"/1.0/certificates/{entry['fingerprint']}", {"name": "panel"})
+    assert _https(port, "GET", "/1.0/instances", cert)[0] == 200  # no longer restricted
+
+
 def test_expired_token_is_refused(daemon: Daemon, tmp_path: Path) -> None:
     import sqlite3
 

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import projects, responses
+from lxmgr.daemon import auth, projects, responses
 from lxmgr.daemon.keys import OPERATIONS
-from lxmgr.errors import InvalidConfig
+from lxmgr.errors import Forbidden, InvalidConfig
 
 routes = web.RouteTableDef()
 
@@ -30,9 +30,19 @@ async def list_operations(request: web.Request) -> web.Response:
     return responses.sync(grouped)
 
 
+def _check_visible(request: web.Request) -> str:
+    """The operation id of the URL; a restricted client sees operations of its projects
+    only."""
+    op_id = request.match_info["id"]
+    allowed = auth.restricted_projects(request)
+    if allowed is not None and request.app[OPERATIONS].project_of(op_id) not in allowed:
+        raise Forbidden("not authorized")
+    return op_id
+
+
 @routes.get("/1.0/operations/{id}")
 async def get_operation(request: web.Request) -> web.Response:
-    return responses.sync(_dict(request.app[OPERATIONS].get(request.match_info["id"])))
+    return responses.sync(_dict(request.app[OPERATIONS].get(_check_visible(request))))
 
 
 @routes.get("/1.0/operations/{id}/wait")
@@ -44,11 +54,11 @@ async def wait_operation(request: web.Request) -> web.Response:
         raise InvalidConfig(f"Invalid timeout '{raw}'") from None
     if timeout is not None and timeout < 0:
         timeout = None
-    op = await request.app[OPERATIONS].wait(request.match_info["id"], timeout)
+    op = await request.app[OPERATIONS].wait(_check_visible(request), timeout)
     return responses.sync(_dict(op))
 
 
 @routes.delete("/1.0/operations/{id}")
 async def cancel_operation(request: web.Request) -> web.Response:
-    request.app[OPERATIONS].cancel(request.match_info["id"])
+    request.app[OPERATIONS].cancel(_check_visible(request))
     return responses.sync({})

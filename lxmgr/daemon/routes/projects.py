@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses
+from lxmgr.daemon import auth, responses
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes.profiles import profile_url
@@ -117,11 +117,13 @@ def _save(manager: Manager, name: str, description: str, old: dict[str, str],
 def _rename(manager: Manager, name: str, new: str) -> None:
     """Rename an empty project and the profiles it owns."""
     manager.db.project_rename(name, new)
+    manager.db.certificates_project_renamed(name, new)
     for key in _own_profiles(manager, name):
         manager.db.profile_rename(key, model.profile_key(new, profile_parts(key)[1]), [])
 
 
 def _remove(manager: Manager, name: str) -> None:
+    manager.db.certificates_project_renamed(name, None)
     for key in _own_profiles(manager, name):
         manager.db.profile_remove(key)
     manager.db.project_remove(name)
@@ -135,8 +137,11 @@ def _changed(request: web.Request, action: str, name: str, **context: Any) -> No
 async def list_projects(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
 
+    allowed = auth.restricted_projects(request)
+
     def listing() -> list[Any]:
-        rows = manager.db.projects()
+        rows = {n: r for n, r in manager.db.projects().items()
+                if allowed is None or n in allowed}
         if not responses.recursion(request):
             return [f"/1.0/projects/{n}" for n in sorted(rows)]
         return [render(manager, rows[n]) for n in sorted(rows)]
