@@ -4,12 +4,13 @@ The middleware resolves `project=NAME` (absent or empty: `default`; an unknown p
 LXD's 404 "Project 'web' not found") into a Scope kept on the request, which routes use to
 map the names they are given to the names objects are stored under, and back
 (lxmgr.model.project: instances as "<project>_<name>", a project's own profiles as
-"<project>/<name>"); `all-projects=true` widens a listing to every project, as LXD's.
-
-Objects a project shares with `default` (a `features.*` left off) are `default`'s, served
-unchanged. Routes whose objects are not scoped by project yet answer 501 in a project that
-owns its own objects of that kind, rather than serving or creating `default`'s under
-another project's name. Imports aiohttp, the Manager key, lxmgr.model.project and errors."""
+"<project>/<name>", its own custom volumes as "<project>+<name>"; images list their
+projects, lxmgr.images.store); `all-projects=true` widens a listing to every project, as
+LXD's. Objects a project shares with `default` (a `features.*` left off) are `default`'s,
+served unchanged; a project with its own networks has none (bridges live in default only,
+as LXD 5.0). A client with a restricted certificate is held to its projects here too
+(check_restricted). Imports aiohttp, daemon keys and auth, lxmgr.model.project, the image
+store's and events' context variables, and errors."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from aiohttp import web
 from lxmgr.daemon import responses
 from lxmgr.daemon.auth import restricted_projects
 from lxmgr.daemon.keys import MANAGER
-from lxmgr.errors import Forbidden, InvalidConfig, NotFound, NotSupported
+from lxmgr.errors import Forbidden, InvalidConfig, NotFound
 from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.instances.events import PROJECT
 from lxmgr.model import project as model
@@ -31,11 +32,6 @@ from lxmgr.model import project as model
 # The API lives under /1.0; the web panel (/ui) keeps its own query strings.
 API_PREFIX = "/1.0"
 
-# Routes of objects a project may own but lxmgr does not scope yet, by the feature that
-# makes a project own them: refused (501) in a project with that feature on.
-UNSCOPED: tuple[tuple[str, str], ...] = (
-    ("/1.0/storage-pools/*/volumes", "features.storage.volumes"),
-)
 NETWORKS = "/1.0/networks"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -109,21 +105,6 @@ def _flag(value: str) -> bool:
     raise InvalidConfig(f"Invalid value '{value}' for all-projects: use true or false")
 
 
-def _unscoped_feature(path: str) -> str | None:
-    for prefix, feature in UNSCOPED:
-        head, star, tail = prefix.partition("/*")
-        if star:  # one path segment of any name, e.g. the pool of a volume
-            rest = path.removeprefix(head + "/")
-            if rest == path or "/" not in rest:
-                continue
-            path_tail = "/" + rest.split("/", 1)[1]
-            if path_tail == tail or path_tail.startswith(tail + "/"):
-                return feature
-        elif path == prefix or path.startswith(prefix + "/"):
-            return feature
-    return None
-
-
 # Server-level objects a restricted certificate may read but not change (LXD 5.0 lets only
 # admins change them): the server, projects, the trust store, pools (not their volumes) and
 # networks (bridges are default's).
@@ -174,10 +155,6 @@ async def project_middleware(request: web.Request, handler: Handler) -> web.Stre
         if (name != model.DEFAULT or all_projects) and not _by_id(request.path):
             row = await asyncio.to_thread(request.app[MANAGER].db.project_get, name)
             found = Scope(name, dict(row["config"]), all_projects)
-            feature = _unscoped_feature(request.path)
-            if feature and not found.is_default and found.owner(feature) == found.name:
-                raise NotSupported(f"Project '{name}' has {feature}=true: its own "
-                                   f"{feature.split('.', 1)[1]} are not supported yet")
             if not found.is_default and found.owner("features.networks") == found.name \
                     and (request.path == NETWORKS or request.path.startswith(NETWORKS + "/")):
                 return await _own_networks(request)

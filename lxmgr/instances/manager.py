@@ -55,6 +55,7 @@ from lxmgr.model.idmap import IdMap, IdmapRequest, parse_raw_idmap
 from lxmgr.model.instance import InstanceSpec, validate_stored_name
 from lxmgr.model.profile import Profile
 from lxmgr.model.rootfs import RootfsSpec
+from lxmgr.model.volume import volume_key
 from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
@@ -78,7 +79,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self._own_db = db is None
         self.db = db or Database()
         self.pools = Pools(self.db, storage)
-        self.volumes = Volumes(self.db, self.pools, self.is_running)  # custom volumes
+        self.volumes = Volumes(self.db, self.pools, self.is_running,  # custom volumes
+                               self.volume_owner)
         self.store = InstanceStore(self.db)
         self.images = ImageStore()
         self.networks = Networks(self.db)
@@ -121,6 +123,10 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             return project
         return projectmod.owner(project, self.db.project_get(project)["config"], feature)
 
+    def volume_owner(self, project: str) -> str:
+        """The project whose custom volumes `project` uses (features.storage.volumes)."""
+        return self.project_owner(project, "features.storage.volumes")
+
     def owns_networks(self, name: str) -> bool:
         """Whether the project of instance `name` has its own networks (features.networks,
         so none of default's bridges)."""
@@ -135,7 +141,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
                        ) -> devices_mod.InstanceContext:
         privileged = units.parse_bool(expanded.get("security.privileged") or "false")
         return devices_mod.InstanceContext(
-            name=name, privileged=privileged, volume_path=self.volumes.host_path,
+            name=name, privileged=privileged,
+            volume_path=lambda pool, volume: self.volumes.host_path(pool, volume_key(
+                self.volume_owner(projectmod.storage_parts(name)[0]), volume)),
             idmap=None if privileged else self._idmap_of(expanded), config=expanded,
             bridge_of=self.networks.bridge_of, rootfs=rootfs,
             pool_has_quotas=self._pool_has_quotas)

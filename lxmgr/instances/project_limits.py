@@ -16,7 +16,8 @@ from lxmgr.model import config as cfgmod
 from lxmgr.model import project_limits as rules
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
-from lxmgr.model.project import DEFAULT, display, owner, profile_parts, storage_parts
+from lxmgr.model.project import display, owner, profile_parts, storage_parts
+from lxmgr.model.volume import volume_parts
 
 if TYPE_CHECKING:
     from lxmgr.instances.manager import Manager
@@ -45,9 +46,11 @@ def holdings(manager: Manager, project: str, config: Mapping[str, str], *,
         instances.append(rules.Entity(display(each.name), expanded, devices))
     mine = [rules.Entity(profile_parts(k)[1], p.config, p.devices) for k, p in profiles.items()
             if profile_parts(k)[0] == own]
-    # Custom volumes live in the default project until projects own them.
-    volumes = [rules.Entity(r["name"], r["config"]) for r in manager.volumes.list_all()
-               if "/" not in r["name"]] if project == DEFAULT else []
+    # The project's own custom volumes (snapshots aside); none for one using default's.
+    volumes = [rules.Entity(volume_parts(r["name"])[1], r["config"])
+               for r in manager.volumes.list_all()
+               if "/" not in r["name"] and volume_parts(r["name"])[0] == project] \
+        if manager.volume_owner(project) == project else []
     return rules.Holdings(instances, mine, volumes)
 
 

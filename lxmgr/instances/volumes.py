@@ -28,12 +28,20 @@ from lxmgr.instances.pools import Pools
 from lxmgr.instances.volume_records import VolumeRecords
 from lxmgr.model import config as cfgmod
 from lxmgr.model import snapshot as snapmod
-from lxmgr.model.project import instance_url
+from lxmgr.model.project import (
+    DEFAULT,
+    instance_url,
+    profile_parts,
+    storage_parts,
+    url_suffix,
+)
 from lxmgr.model.units import parse_size
 from lxmgr.model.volume import (
     split_volume_ref,
+    validate_stored_volume_name,
     validate_volume_config,
-    validate_volume_name,
+    volume_key,
+    volume_parts,
 )
 from lxmgr.storage import custom
 from lxmgr.storage.custom import CustomVolumes
@@ -42,27 +50,42 @@ log = logging.getLogger(__name__)
 Devices = Mapping[str, Mapping[str, str]]
 
 
-def uses(devices: Devices, pool: str, name: str) -> list[str]:
-    """The names of the disk devices mounting volume name of pool."""
+Owner = Callable[[str], str]  # a project -> the project whose volumes it uses
+
+
+def uses(devices: Devices, pool: str, key: str, owner: str = DEFAULT) -> list[str]:
+    """The names of the disk devices mounting volume `key` of pool, for devices of an
+    instance or profile whose project's volumes are `owner`'s (a device names the volume
+    as its project knows it)."""
     return sorted(dev for dev, d in devices.items()
-                  if d.get("type") == "disk" and d.get("pool") == pool
-                  and d.get("source") == name and d.get("path") != "/")
+                  if d.get("type") == "disk" and d.get("pool") == pool and d.get("source")
+                  and volume_key(owner, d["source"]) == key and d.get("path") != "/")
 
 
-def volume_url(pool: str, name: str) -> str:
+def volume_url(pool: str, key: str) -> str:
+    """The URL of volume (or "volume/snapshot") `key` (`?project=` outside default)."""
+    project, name = volume_parts(key)
     volume, _, snapshot = name.partition("/")
     url = f"/1.0/storage-pools/{pool}/volumes/custom/{volume}"
-    return url + (f"/snapshots/{snapshot}" if snapshot else "")
+    return url + (f"/snapshots/{snapshot}" if snapshot else "") + url_suffix(project)
 
 
 class Volumes:
     """The custom volumes of every pool."""
 
-    def __init__(self, db: Database, pools: Pools, is_running: Callable[[str], bool]) -> None:
+    def __init__(self, db: Database, pools: Pools, is_running: Callable[[str], bool],
+                 owner: Owner = lambda project: DEFAULT) -> None:
         self.db = db
         self.pools = pools
         self.records = VolumeRecords(db)
         self.is_running = is_running
+        self.owner = owner  # whose volumes a project's instances and profiles name
+
+    def _instance_owner(self, stored: str) -> str:
+        return self.owner(storage_parts(stored)[0])
+
+    def _profile_owner(self, key: str) -> str:
+        return self.owner(profile_parts(key)[0])
 
     def storage(self, pool: str) -> CustomVolumes:
         """The pool's custom volumes on disk (NotFound for an unknown pool)."""
@@ -80,7 +103,7 @@ class Volumes:
         return self.records.list()
 
     def get(self, pool: str, name: str) -> dict[str, Any]:
-        validate_volume_name(name)
+        validate_stored_volume_name(name)
         self.pools.get(pool)
         return self.records.get(pool, name)
 
@@ -91,7 +114,7 @@ class Volumes:
         return sorted(rows, key=lambda r: (r["created_at"], r["name"]))
 
     def get_snapshot(self, pool: str, name: str, snapshot: str) -> dict[str, Any]:
-        validate_volume_name(name)
+        validate_stored_volume_name(name)
         snapmod.validate_snapshot_name(snapshot)
         self.pools.get(pool)
         return self.records.get(pool, f"{name}/{snapshot}")
@@ -105,9 +128,9 @@ class Volumes:
     def used_by(self, pool: str, name: str) -> list[str]:
         """API URLs of the instances (own devices) and profiles whose disks use the volume."""
         instances = [instance_url(spec.name) for spec in self.db.instance_specs()
-                     if uses(spec.devices, pool, name)]
-        profiles = [f"/1.0/profiles/{p.name}" for p in self.db.profiles().values()
-                    if uses(p.devices, pool, name)]
+                     if uses(spec.devices, pool, name, self._instance_owner(spec.name))]
+        profiles = [_profile_url(p.name) for p in self.db.profiles().values()
+                    if uses(p.devices, pool, name, self._profile_owner(p.name))]
         return sorted(instances) + sorted(profiles)
 
     def running_users(self, pool: str, name: str) -> list[str]:
@@ -117,7 +140,8 @@ class Volumes:
         for spec in self.db.instance_specs():
             _, devices = cfgmod.expand([profiles[p] for p in spec.profiles if p in profiles],
                                        spec.config, spec.devices)
-            if uses(devices, pool, name) and self.is_running(spec.name):
+            if uses(devices, pool, name, self._instance_owner(spec.name)) and \
+                    self.is_running(spec.name):
                 out.append(spec.name)
         return out
 
@@ -126,7 +150,7 @@ class Volumes:
     def create(self, pool: str, name: str, config: Mapping[str, object] | None = None,
                description: str = "") -> dict[str, Any]:
         """A new empty volume; nothing is left behind on failure."""
-        validate_volume_name(name)
+        validate_stored_volume_name(name)
         clean = validate_volume_config(config or {})
         storage = self.storage(pool)
         self._check_size(storage, clean)
@@ -147,7 +171,7 @@ class Volumes:
         """A new volume holding a copy of source ("vol" or "vol/snap") of source_pool, with
         the source volume's snapshots unless volume_only (or the source is a snapshot);
         config and description default to the source's, as LXD's CreateCustomVolumeFromCopy."""
-        validate_volume_name(name)
+        validate_stored_volume_name(name)
         src_name, src_snap = split_volume_ref(source)
         src = self.get_snapshot(source_pool, src_name, src_snap) if src_snap else \
             self.get(source_pool, src_name)
@@ -197,7 +221,7 @@ class Volumes:
     def rename(self, pool: str, name: str, new: str) -> None:
         """Rename a volume no running instance mounts; its users' disks follow."""
         self.get(pool, name)
-        validate_volume_name(new)
+        validate_stored_volume_name(new)
         if self.running_users(pool, name):
             raise InvalidConfig("Volume is still in use by running instances")  # LXD's words
         storage = self.storage(pool)
@@ -236,12 +260,14 @@ class Volumes:
         new_pool, default the same pool) instead."""
         target = new_pool or pool
         for spec in self.db.instance_specs():
-            if uses(spec.devices, pool, old):
-                spec.devices = _repointed(spec.devices, pool, old, target, new)
+            named = uses(spec.devices, pool, old, self._instance_owner(spec.name))
+            if named:
+                spec.devices = _repointed(spec.devices, named, target, new)
                 self.db.instance_save(spec)
         for profile in self.db.profiles().values():
-            if uses(profile.devices, pool, old):
-                profile.devices = _repointed(profile.devices, pool, old, target, new)
+            named = uses(profile.devices, pool, old, self._profile_owner(profile.name))
+            if named:
+                profile.devices = _repointed(profile.devices, named, target, new)
                 self.db.profile_save(profile)
 
     def restore(self, pool: str, name: str, snapshot: str) -> None:
@@ -309,11 +335,17 @@ class Volumes:
             storage.set_size(name, parse_size(config["size"]))
 
 
-def _repointed(devices: Devices, pool: str, old: str, new_pool: str,
+def _repointed(devices: Devices, named: list[str], new_pool: str,
                new: str) -> dict[str, dict[str, str]]:
-    named = set(uses(devices, pool, old))
-    return {dev: ({**d, "pool": new_pool, "source": new} if dev in named else dict(d))
+    """The devices, those named mounting volume key `new` of new_pool (by its name)."""
+    source = volume_parts(new)[1]
+    return {dev: ({**d, "pool": new_pool, "source": source} if dev in named else dict(d))
             for dev, d in devices.items()}
+
+
+def _profile_url(key: str) -> str:
+    project, name = profile_parts(key)
+    return f"/1.0/profiles/{name}{url_suffix(project)}"
 
 
 def _now() -> str:

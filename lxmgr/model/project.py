@@ -177,6 +177,7 @@ def owner(project: str, config: Mapping[str, str], feature: str) -> str:
 # "<project>/<profile>", default's unchanged. Neither a profile name nor a project name may
 # contain "/" (lxmgr.model.profile, validate_name above), so the key is never ambiguous.
 PROFILE_SEPARATOR = "/"
+VOLUME_SEPARATOR = "+"  # a project's own custom volumes (lxmgr.model.volume.volume_key)
 
 
 def profile_key(owner_project: str, profile: str) -> str:
@@ -209,8 +210,9 @@ def shown(project: str, message: str) -> str:
     "<project>/small") back to the names the client gave, where quoted."""
     if project in ("", DEFAULT):
         return message
-    return message.replace(f"'{project}{SEPARATOR}", "'").replace(
-        f"'{project}{PROFILE_SEPARATOR}", "'")
+    for separator in (SEPARATOR, PROFILE_SEPARATOR, VOLUME_SEPARATOR):
+        message = message.replace(f"'{project}{separator}", "'")
+    return message
 
 
 def url_suffix(project: str) -> str:

@@ -1,8 +1,9 @@
 """PURE custom storage volume rules: names, the config keys a volume takes, references.
 
 A custom volume (LXD's /1.0/storage-pools/POOL/volumes/custom/NAME) is a filesystem in a
-pool that disk devices mount into instances (`pool` + `source=NAME`). Must not import
-anything but lxmgr.errors, other lxmgr.model modules and the stdlib; no I/O.
+pool that disk devices mount into instances (`pool` + `source=NAME`); a project with
+features.storage.volumes has its own (volume_key). Must not import anything but
+lxmgr.errors, other lxmgr.model modules and the stdlib; no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from lxmgr.errors import InvalidConfig
 from lxmgr.model import validate as v
 from lxmgr.model.config import to_config_value
+from lxmgr.model.project import DEFAULT
+from lxmgr.model.project import validate_name as validate_project_name
 
 VOLUME_TYPE = "custom"  # the only type the volume API creates (LXD refuses the others too)
 CONTENT_TYPE = "filesystem"  # block volumes are VM disks: not here
@@ -32,6 +35,37 @@ def validate_volume_name(name: object) -> str:
         raise InvalidConfig(f"Invalid volume name '{shown}': use 1-63 letters, digits, '_', "
                             "'.' or '-', starting with a letter or digit")
     return name
+
+
+# A project's own volumes (features.storage.volumes) are stored as "<project>+<volume>":
+# '+' is in neither a volume's nor a project's name (lxmgr.model.project.validate_name),
+# so the key is never ambiguous and stays a safe path component. Default's keep their name.
+PROJECT_SEPARATOR = "+"
+
+
+def volume_key(project: str, name: str) -> str:
+    """The key of volume `name` of the project that owns the volumes."""
+    return name if project in ("", DEFAULT) else f"{project}{PROJECT_SEPARATOR}{name}"
+
+
+def volume_parts(key: str) -> tuple[str, str]:
+    """(project, volume) of a volume_key() result (a snapshot's "vol/snap" too)."""
+    project, sep, name = key.partition(PROJECT_SEPARATOR)
+    return (project, name) if sep else (DEFAULT, key)
+
+
+def validate_stored_volume_name(key: object) -> str:
+    """A volume key: a valid volume name, after "<project>+" for a project's own."""
+    if not isinstance(key, str):
+        return validate_volume_name(key)
+    project, name = volume_parts(key)
+    validate_volume_name(name)
+    if project != DEFAULT:
+        try:
+            validate_project_name(project)
+        except InvalidConfig:
+            raise InvalidConfig(f"Invalid volume name '{key}'") from None
+    return key
 
 
 def validate_volume_config(config: Mapping[str, object]) -> dict[str, str]:

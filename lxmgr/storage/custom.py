@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from lxmgr.errors import Conflict, NotFound, NotSupported
 from lxmgr.model.snapshot import validate_snapshot_name
-from lxmgr.model.volume import validate_volume_name
+from lxmgr.model.volume import validate_stored_volume_name
 from lxmgr.storage.base import make_dir, remove_tree
 from lxmgr.storage.copies import copy_dir
 
@@ -47,10 +47,10 @@ class CustomVolumes(ABC):
 
     def volume_path(self, name: str) -> Path:
         """The volume's directory on the host (what a disk device mounts)."""
-        return self.pool_dir / self.volumes_dir / validate_volume_name(name)
+        return self.pool_dir / self.volumes_dir / validate_stored_volume_name(name)
 
     def snapshots_path(self, name: str) -> Path:
-        return self.pool_dir / self.snapshots_dir / validate_volume_name(name)
+        return self.pool_dir / self.snapshots_dir / validate_stored_volume_name(name)
 
     def snapshot_path(self, name: str, snapshot: str) -> Path:
         validate_snapshot_name(snapshot)

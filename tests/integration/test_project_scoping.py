@@ -276,3 +276,54 @@ async def test_own_networks(api) -> None:  # type: ignore[no-untyped-def]
         await call(api, "DELETE", "/1.0/networks/pbr0")
     await call(api, "DELETE", "/1.0/projects/net")
     await call(api, "DELETE", "/1.0/projects/nonet")
+
+
+async def test_own_volumes(api) -> None:  # type: ignore[no-untyped-def]
+    """features.storage.volumes (on by default): the project's own custom volumes, named as
+    its instances' disks name them; a project without the feature uses default's."""
+    await _project(api, "vol")
+    await _project(api, "novol", **{"features.storage.volumes": "false"})
+    base = "/1.0/storage-pools/default/volumes/custom"
+    await call(api, "POST", f"{base}?project=vol", {"name": "data"})
+    await call(api, "POST", base, {"name": "data"})  # default's, same name
+    listed = (await call(api, "GET", f"{base}?project=vol&recursion=1"))["metadata"]
+    assert [(v["name"], v["project"]) for v in listed] == [("data", "vol")]
+    assert (await call(api, "GET", f"{base}?project=vol"))["metadata"] == [
+        f"{base}/data?project=vol"]
+    every = (await call(api, "GET", f"{base}?all-projects=true&recursion=1"))["metadata"]
+    assert sorted((v["name"], v["project"]) for v in every) == [("data", "default"),
+                                                                ("data", "vol")]
+    assert (await call(api, "GET", f"{base}?project=novol"))["metadata"] == [f"{base}/data"]
+    used = (await call(api, "GET", "/1.0/projects/vol"))["metadata"]["used_by"]
+    assert f"{base}/data?project=vol" in used
+
+    # A disk of an instance in vol mounts vol's volume; default's is untouched.
+    disk = {"data": {"type": "disk", "pool": "default", "source": "data", "path": "/data"}}
+    await _launch(api, "v1", "vol", devices=disk)
+    shown = (await call(api, "GET", f"{base}/data?project=vol"))["metadata"]
+    assert shown["used_by"] == ["/1.0/instances/v1?project=vol"]
+    assert (await call(api, "GET", f"{base}/data"))["metadata"]["used_by"] == []
+    await wait(api, await call(api, "PUT", "/1.0/instances/v1/state?project=vol",
+                               {"action": "start"}, status=202))
+    state = (await call(api, "GET", "/1.0/instances/v1/state?project=vol"))["metadata"]
+    with open(f"/proc/{state['pid']}/mountinfo") as f:
+        mounts = f.read()
+    assert " /data " in mounts and "vol+data" in mounts
+    error = await call(api, "DELETE", f"{base}/data?project=vol", status=400)
+    assert error["error"] == "The storage volume is still in use"
+    await wait(api, await call(api, "DELETE", "/1.0/instances/v1?project=vol&force=1",
+                               status=202))
+    # Snapshots, renames and copies between projects.
+    await wait(api, await call(api, "POST", f"{base}/data/snapshots?project=vol",
+                               {"name": "s1"}, status=202))
+    assert (await call(api, "GET", f"{base}/data/snapshots?project=vol"))["metadata"] == [
+        f"{base}/data/snapshots/s1?project=vol"]
+    await call(api, "POST", f"{base}/data?project=vol", {"name": "data2"}, status=201)
+    await wait(api, await call(api, "POST", base, {
+        "name": "fromvol", "source": {"type": "copy", "name": "data2", "project": "vol"}},
+        status=202))
+    await call(api, "GET", f"{base}/fromvol")
+    for url in (f"{base}/data2?project=vol", f"{base}/data", f"{base}/fromvol"):
+        await call(api, "DELETE", url)
+    await call(api, "DELETE", "/1.0/projects/vol")
+    await call(api, "DELETE", "/1.0/projects/novol")

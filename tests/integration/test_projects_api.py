@@ -134,24 +134,6 @@ async def test_default_project_rules(api) -> None:  # type: ignore[no-untyped-de
     await call(api, "DELETE", "/1.0/projects/web")
 
 
-async def test_unscoped_objects_refused(api) -> None:  # type: ignore[no-untyped-def]
-    """A project owning volumes gets 501 there until lxmgr scopes them;
-    one sharing them with default (features off) is served default's."""
-    await call(api, "POST", "/1.0/projects", {"name": "web"}, status=201)
-    for path, feature in (("/1.0/storage-pools/default/volumes", "storage.volumes"),):
-        await call(api, "PATCH", "/1.0/projects/web", {"config": {f"features.{feature}": "true"}})
-        error = await call(api, "GET", f"{path}?project=web", status=501)
-        assert error["error"] == (f"Project 'web' has features.{feature}=true: its own "
-                                  f"{feature} are not supported yet")
-        await call(api, "PATCH", "/1.0/projects/web",
-                   {"config": {f"features.{feature}": "false"}})
-        assert (await call(api, "GET", f"{path}?project=web"))["metadata"] == \
-            (await call(api, "GET", path))["metadata"]
-    await call(api, "GET", "/1.0?project=web")
-    await call(api, "GET", "/1.0/projects/web?project=web")
-    await call(api, "DELETE", "/1.0/projects/web")
-
-
 @pytest.mark.parametrize("path", [
     "/1.0", "/1.0/instances", "/1.0/instances/nosuch", "/1.0/profiles/default",
     "/1.0/images", "/1.0/networks", "/1.0/storage-pools", "/1.0/operations",

@@ -23,10 +23,12 @@ from lxmgr.daemon.routes.profiles import profile_url
 from lxmgr.errors import Conflict, Forbidden, InvalidConfig
 from lxmgr.instances import project_limits
 from lxmgr.instances.manager import Manager
+from lxmgr.instances.volumes import volume_url
 from lxmgr.model import project as model
 from lxmgr.model import project_limits as limit_rules
 from lxmgr.model.profile import Profile
 from lxmgr.model.project import instance_url, profile_parts, storage_parts
+from lxmgr.model.volume import volume_parts
 
 routes = web.RouteTableDef()
 
@@ -43,7 +45,8 @@ def used_by(manager: Manager, name: str) -> list[str]:
     urls += [f"/1.0/images/{fp}{model.url_suffix(name)}"
              for fp in sorted(i.fingerprint for i in manager.images.list(name))]
     if name != model.DEFAULT:
-        return urls
+        return urls + [volume_url(r["pool"], r["name"]) for r in manager.volumes.list_all()
+                       if "/" not in r["name"] and volume_parts(r["name"])[0] == name]
     urls += [f"/1.0/networks/{n}" for n in manager.networks.names()]
     urls += [f"/1.0/storage-pools/{pool['name']}" for pool in manager.pools.list()]
     return urls

@@ -13,14 +13,20 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.api.operation import Operation
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import Conflict, InvalidConfig, NotSupported
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.volumes import volume_url
 from lxmgr.model.snapshot import validate_snapshot_name
-from lxmgr.model.volume import CONTENT_TYPE, VOLUME_TYPE, validate_volume_name
+from lxmgr.model.volume import (
+    CONTENT_TYPE,
+    VOLUME_TYPE,
+    validate_volume_name,
+    volume_key,
+    volume_parts,
+)
 
 routes = web.RouteTableDef()
 BASE = "/1.0/storage-pools/{name}/volumes/custom"
@@ -29,10 +35,28 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time: "no expiry"
 
 def render(record: dict[str, Any], used_by: list[str]) -> dict[str, Any]:
     """A StorageVolume; a snapshot row ("vol/snap") as LXD's pool listing shows it."""
-    return {"name": record["name"], "type": VOLUME_TYPE, "description": record["description"],
+    project, name = volume_parts(record["name"])
+    return {"name": name, "type": VOLUME_TYPE, "description": record["description"],
             "config": dict(record["config"]), "used_by": used_by, "location": "none",
-            "content_type": CONTENT_TYPE, "project": "default",
+            "content_type": CONTENT_TYPE, "project": project,
             "created_at": record["created_at"]}
+
+
+def _owner(request: web.Request, project: str | None = None) -> str:
+    """The project whose volumes a request (or `project`) uses (features.storage.volumes)."""
+    scope = projects.scope(request)
+    if project is None or project == scope.name:
+        return scope.owner("features.storage.volumes")
+    return request.app[MANAGER].volume_owner(project)
+
+
+def _key(request: web.Request, name: str | None = None) -> str:
+    """The key of the volume the URL (or `name`, a volume name a client gave) names."""
+    if name is None:
+        name = request.match_info["volume"]
+    else:
+        validate_volume_name(name)
+    return volume_key(_owner(request), name)
 
 
 def render_snapshot(record: dict[str, Any], expires_at: str | None) -> dict[str, Any]:
@@ -43,10 +67,13 @@ def render_snapshot(record: dict[str, Any], expires_at: str | None) -> dict[str,
             "created_at": record["created_at"], "expires_at": expires_at}
 
 
-def listing(manager: Manager, pool: str, level: int) -> list[Any]:
-    """The pool's custom volumes and snapshots (URLs, or objects with level > 0)."""
+def listing(manager: Manager, pool: str, level: int, owner: str | None) -> list[Any]:
+    """The pool's custom volumes and snapshots of project `owner` (None: of every project)
+    (URLs, or objects with level > 0)."""
     out: list[Any] = []
     for record in manager.volumes.list(pool):
+        if owner is not None and volume_parts(record["name"])[0] != owner:
+            continue
         if not level:
             out.append(volume_url(pool, record["name"]))
             continue
@@ -58,8 +85,8 @@ def listing(manager: Manager, pool: str, level: int) -> list[Any]:
 
 def _changed(request: web.Request, action: str, pool: str, name: str, **context: Any) -> None:
     """LXD's lifecycle event: source /1.0/storage-pools/POOL/volumes/custom/NAME[/snapshots/S]."""
-    request.app[EVENTS].changed("storage-pools", action, volume_url(pool, name).removeprefix(
-        "/1.0/storage-pools/"), **context)
+    request.app[EVENTS].changed("storage-pools", action, volume_url(
+        pool, volume_parts(name)[1]).removeprefix("/1.0/storage-pools/"), **context)
 
 
 def _resources(pool: str, name: str, snapshot: str | None = None) -> dict[str, list[str]]:
@@ -81,7 +108,8 @@ def _no_expiry(body: dict[str, Any]) -> None:
 async def list_volumes(request: web.Request) -> web.Response:
     manager, pool = request.app[MANAGER], request.match_info["name"]
     level = responses.recursion(request)
-    return responses.sync(await asyncio.to_thread(listing, manager, pool, level))
+    owner = None if projects.scope(request).all_projects else _owner(request)
+    return responses.sync(await asyncio.to_thread(listing, manager, pool, level, owner))
 
 
 @routes.post("/1.0/storage-pools/{name}/volumes")
@@ -105,7 +133,7 @@ async def _create(request: web.Request, url_type: str | None) -> web.Response:
     if content != CONTENT_TYPE:
         raise NotSupported(f"Storage volumes of content type '{content}' are not supported "
                            f"(only '{CONTENT_TYPE}')")
-    name = field(body, "name", str, "")
+    name = _key(request, field(body, "name", str, ""))
     config = field(body, "config", dict)
     description = field(body, "description", str, "")
     source = field(body, "source", dict, {})
@@ -130,10 +158,17 @@ async def _copy(request: web.Request, pool: str, name: str, config: dict[str, An
     src_name = field(source, "name", str, "")
     if not src_name:
         raise InvalidConfig("No source volume name supplied")  # LXD's words
+    shown = f"{src_pool}/{src_name}"
+    # LXD's StorageVolumeSource.project: the project the source is in (default: the
+    # request's).
+    src_project = field(source, "project", str, "") or None
+    if src_project is not None:
+        await asyncio.to_thread(manager.db.project_get, src_project)
+    validate_volume_name(src_name.partition("/")[0])
+    src_name = volume_key(await asyncio.to_thread(_owner, request, src_project), src_name)
     volume_only = field(source, "volume_only", bool, False)
 
     def check() -> None:
-        validate_volume_name(name)
         manager.volumes.get(src_pool, src_name.partition("/")[0])
         if any(r["name"] == name for r in manager.volumes.list(pool)):
             raise Conflict(f"Storage volume '{name}' already exists in pool '{pool}'")
@@ -145,7 +180,7 @@ async def _copy(request: web.Request, pool: str, name: str, config: dict[str, An
                                 volume_only=volume_only)
         _changed(request, "storage-volume-created", pool, name, type=VOLUME_TYPE)
 
-    op = request.app[OPERATIONS].create(f"Copying storage volume {src_pool}/{src_name}", work,
+    op = request.app[OPERATIONS].create(f"Copying storage volume {shown}", work,
                                         resources=_resources(pool, name))
     return responses.async_op(op)
 
@@ -153,7 +188,7 @@ async def _copy(request: web.Request, pool: str, name: str, config: dict[str, An
 @routes.get(f"{BASE}/{{volume}}")
 async def get_volume(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
 
     def show() -> dict[str, Any]:
         return render(manager.volumes.get(pool, name), manager.volumes.used_by(pool, name))
@@ -165,7 +200,7 @@ async def put_volume(request: web.Request) -> web.Response:
     """StorageVolumePut: `restore` first; then config and description replaced (unless the
     request only restores), as LXD's storagePoolVolumePut."""
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
     body = await json_body(request)
     restore = field(body, "restore", str, "")
     config = field(body, "config", dict)
@@ -183,7 +218,7 @@ async def put_volume(request: web.Request) -> web.Response:
 async def patch_volume(request: web.Request) -> web.Response:
     """Merge config keys into the volume's (description replaced when given)."""
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
     body = await json_body(request)
     changes = field(body, "config", dict, {})
     description = field(body, "description", str)
@@ -199,19 +234,18 @@ async def patch_volume(request: web.Request) -> web.Response:
 @routes.post(f"{BASE}/{{volume}}")
 async def rename_volume(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
     body = await json_body(request)
     if field(body, "migration", bool, False):
         raise NotSupported("Migrating storage volumes is not supported")
     target = field(body, "pool", str, "") or pool
-    new = field(body, "name", str, "")
+    new = _key(request, field(body, "name", str, ""))
     if target == pool:
         await asyncio.to_thread(manager.volumes.rename, pool, name, new)
-        _changed(request, "storage-volume-renamed", pool, new, old_name=name)
+        _changed(request, "storage-volume-renamed", pool, new, old_name=volume_parts(name)[1])
         return responses.sync({}, status=201, headers={"Location": volume_url(pool, new)})
 
     def check() -> None:
-        validate_volume_name(new)
         manager.volumes.get(pool, name)
         if any(r["name"] == new for r in manager.volumes.list(target)):
             raise Conflict(f"Storage volume '{new}' already exists in pool '{target}'")
@@ -222,15 +256,16 @@ async def rename_volume(request: web.Request) -> web.Response:
         _changed(request, "storage-volume-created", target, new, type=VOLUME_TYPE)
         _changed(request, "storage-volume-deleted", pool, name)
 
-    op = request.app[OPERATIONS].create(f"Moving storage volume {pool}/{name} to {target}",
-                                        work, resources=_resources(pool, name))
+    op = request.app[OPERATIONS].create(
+        f"Moving storage volume {pool}/{volume_parts(name)[1]} to {target}", work,
+        resources=_resources(pool, name))
     return responses.async_op(op)
 
 
 @routes.delete(f"{BASE}/{{volume}}")
 async def delete_volume(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
     await asyncio.to_thread(manager.volumes.delete, pool, name)
     _changed(request, "storage-volume-deleted", pool, name)
     return responses.sync({})
@@ -242,7 +277,7 @@ async def delete_volume(request: web.Request) -> web.Response:
 @routes.get(f"{BASE}/{{volume}}/snapshots")
 async def list_snapshots(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
     snaps = await asyncio.to_thread(manager.volumes.snapshots, pool, name)
     if not responses.recursion(request):
         return responses.sync([volume_url(pool, s["name"]) for s in snaps])
@@ -252,7 +287,7 @@ async def list_snapshots(request: web.Request) -> web.Response:
 @routes.post(f"{BASE}/{{volume}}/snapshots")
 async def create_snapshot(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    pool, name = request.match_info["name"], request.match_info["volume"]
+    pool, name = request.match_info["name"], _key(request)
     body = await json_body(request, required=False)
     _no_expiry(body)
     snap = field(body, "name", str) or None
@@ -265,14 +300,15 @@ async def create_snapshot(request: web.Request) -> web.Response:
         _changed(request, "storage-volume-snapshot-created", pool, f"{name}/{taken}")
         return {"name": taken}
 
-    op = request.app[OPERATIONS].create(f"Snapshotting storage volume {pool}/{name}", work,
-                                        resources=_resources(pool, name, snap))
+    op = request.app[OPERATIONS].create(
+        f"Snapshotting storage volume {pool}/{volume_parts(name)[1]}", work,
+        resources=_resources(pool, name, snap))
     return responses.async_op(op)
 
 
 def _snap(request: web.Request) -> tuple[Manager, str, str, str]:
     info = request.match_info
-    return request.app[MANAGER], info["name"], info["volume"], info["snapshot"]
+    return request.app[MANAGER], info["name"], _key(request), info["snapshot"]
 
 
 @routes.get(f"{BASE}/{{volume}}/snapshots/{{snapshot}}")
@@ -322,8 +358,9 @@ async def rename_snapshot(request: web.Request) -> web.Response:
         _changed(request, "storage-volume-snapshot-renamed", pool, f"{name}/{new}",
                  old_name=snap)
 
-    op = request.app[OPERATIONS].create(f"Renaming snapshot {pool}/{name}/{snap}", work,
-                                        resources=_resources(pool, name, snap))
+    op = request.app[OPERATIONS].create(
+        f"Renaming snapshot {pool}/{volume_parts(name)[1]}/{snap}", work,
+        resources=_resources(pool, name, snap))
     return responses.async_op(op)
 
 
@@ -336,6 +373,7 @@ async def delete_snapshot(request: web.Request) -> web.Response:
         await asyncio.to_thread(manager.volumes.delete_snapshot, pool, name, snap)
         _changed(request, "storage-volume-snapshot-deleted", pool, f"{name}/{snap}")
 
-    op = request.app[OPERATIONS].create(f"Deleting snapshot {pool}/{name}/{snap}", work,
-                                        resources=_resources(pool, name, snap))
+    op = request.app[OPERATIONS].create(
+        f"Deleting snapshot {pool}/{volume_parts(name)[1]}/{snap}", work,
+        resources=_resources(pool, name, snap))
     return responses.async_op(op)
