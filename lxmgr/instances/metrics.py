@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lxmgr.api.metrics import Filesystem, InstanceMetrics, NetworkCounters, render_metrics
 from lxmgr.errors import LxmgrError
 from lxmgr.instances import metrics_cgroup as mcg
+from lxmgr.model.project import DEFAULT, display, storage_parts
 
 if TYPE_CHECKING:
     from lxmgr.instances.manager import Manager
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MEASURED = ("Running", "Frozen")
-PROJECT = "default"
 # Our NIC counters (LXD's state.network names) -> NetworkCounters fields.
 NIC_COUNTERS = {
     "bytes_received": "receive_bytes", "packets_received": "receive_packets",
@@ -37,11 +37,18 @@ NIC_COUNTERS = {
 }
 
 
-def render_scrape(manager: Manager) -> str:
-    """The whole exposition text for the daemon's `/1.0/metrics`."""
-    names = manager.list()
+def render_scrape(manager: Manager, project: str | None = None) -> str:
+    """The whole exposition text for the daemon's `/1.0/metrics`: of one project's
+    instances, or (None) of every project's, each sample labelled with its project."""
+    names = [n for n in manager.list() if project is None or storage_parts(n)[0] == project]
     samples = [s for s in (collect_instance(manager, name) for name in names) if s]
-    counts = {(PROJECT, "container"): len(names), (PROJECT, "virtual-machine"): 0}
+    counts: dict[tuple[str, str], int] = {}
+    for name in names:
+        key = (storage_parts(name)[0], "container")
+        counts[key] = counts.get(key, 0) + 1
+    for each in {p for p, _kind in counts} or {project or DEFAULT}:
+        counts.setdefault((each, "container"), 0)
+        counts[(each, "virtual-machine")] = 0
     return render_metrics(samples, counts)
 
 
@@ -56,7 +63,7 @@ def collect_instance(manager: Manager, name: str) -> InstanceMetrics | None:
         return None
     files = mcg.CgroupFiles(manager.cgroups, name)
     return InstanceMetrics(
-        name=name, project=PROJECT, type="container",
+        name=display(name), project=storage_parts(name)[0], type="container",
         cpu=tuple(_part(name, "CPU time", lambda: mcg.read_cpu_times(files), [])),
         cpus=_part(name, "effective CPUs", lambda: mcg.read_effective_cpus(files), None),
         memory=_part(name, "memory", lambda: build_memory(manager, files), {}),

@@ -119,6 +119,10 @@ async def test_operations_per_project(api) -> None:  # type: ignore[no-untyped-d
     state = (await call(api, "GET", "/1.0/instances/o1/state?project=ops"))["metadata"]
     assert state["status"] == "Running"
     assert _hostname(state["pid"]) == "o1"
+    # Its metrics carry its name and project (LXD's labels); project= selects one project.
+    for query, present in (("?project=ops", True), ("", True), ("?project=default", False)):
+        text = await (await api.get(f"/1.0/metrics{query}")).text()
+        assert ('name="o1",project="ops"' in text) is present, query
     error = await call(api, "DELETE", "/1.0/instances/o1?project=ops", status=400)
     assert error["error"] == "Instance 'o1' is running: stop it first or use --force"
     await wait(api, await call(api, "DELETE", "/1.0/instances/o1?project=ops&force=1",

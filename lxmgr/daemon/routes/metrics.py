@@ -13,6 +13,7 @@ import asyncio
 from aiohttp import web
 
 from lxmgr.api.metrics import CONTENT_TYPE
+from lxmgr.daemon import projects
 from lxmgr.daemon.keys import MANAGER
 from lxmgr.instances.metrics import render_scrape
 
@@ -21,5 +22,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/1.0/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
-    text = await asyncio.to_thread(render_scrape, request.app[MANAGER])
+    # LXD's metricsGet: one project's instances with `project=`, every project's without.
+    project = projects.scope(request).name if request.query.get("project") else None
+    text = await asyncio.to_thread(render_scrape, request.app[MANAGER], project)
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
