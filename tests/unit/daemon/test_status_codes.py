@@ -85,6 +85,18 @@ ROWS: list[tuple[str, str, int, int, str | None, str, str, Any]] = [
      "/1.0/instances", b"{"),
     ("invalid instance name", "lxd/instances_post.go (BadRequest)", 400, 400, None, "POST",
      "/1.0/instances", {"name": "a/b", "source": {"alias": "tiny"}}),
+    ("unknown project", "lxd/api_project.go, request project (SmartError of a missing "
+     "row)", 404, 404, None, "GET", "/1.0/instances?project=nope", None),
+    ("create beyond a project's limits.instances (deliberate: LXD 5.0.2's "
+     "AllowInstanceCreation error is unclassified, a 500)", "lxd/instances_post.go "
+     "(SmartError)", 500, 400, None, "POST", "/1.0/instances?project=full",
+     {"name": "x1", "source": {"alias": "tiny"}}),
+    ("create a bridge in a project with features.networks", "lxd/networks.go "
+     "(BadRequest)", 400, 400, None, "POST", "/1.0/networks?project=netp", {"name": "br7"}),
+    ("delete a project holding an instance", "lxd/api_project.go projectDelete "
+     "(BadRequest)", 400, 400, None, "DELETE", "/1.0/projects/held", None),
+    ("delete the default project", "lxd/api_project.go (Forbidden)", 403, 403, None,
+     "DELETE", "/1.0/projects/default", None),
 ]
 
 
@@ -110,6 +122,12 @@ async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestClient
             await created(client, "/1.0/storage-pools", {"name": "p1", "driver": "dir"})
             for volume in ("v", "u"):
                 await created(client, "/1.0/storage-pools/p1/volumes/custom", {"name": volume})
+            for project, config in (("full", {"limits.instances": "0"}), ("netp", {
+                    "features.networks": "true"}), ("held", {})):
+                await call(client, "POST", "/1.0/projects", {"name": project, "config": {
+                    "features.images": "false", **config}}, status=201)
+            await wait(client, await call(client, "POST", "/1.0/instances?project=held", {
+                "name": "h1", "source": {"alias": "tiny"}}, status=202))
             await call(client, "POST", "/1.0/profiles", {"name": "used", "devices": {"data": {
                 "type": "disk", "pool": "p1", "source": "u", "path": "/mnt"}}}, status=201)
             await wait(client, await call(client, "PATCH", "/1.0/instances/c2",
