@@ -311,10 +311,11 @@ def check_update(project: str, config: Mapping[str, str], changed: list[str],
         if not value:
             continue
         if key in COUNT_KEYS and int(value) < containers:
-            kind = "container" if key == "limits.containers" else "instance"
+            what = f"{containers} instances of type container in project {project}" \
+                if key == "limits.containers" else \
+                f'{containers} total instances in project "{project}"'
             raise InvalidConfig(f"Can't change \"{key}\" in project \"{project}\": '{key}' "
-                                f"is too low: there currently are {containers} instances of "
-                                f"type {kind} in project {project}")
+                                f"is too low: there currently are {what}")
         if key in AGGREGATE_KEYS:
             total = totals(project, [key], held)[key]
             if _amount(key, value) < total:
