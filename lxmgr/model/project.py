@@ -180,16 +180,35 @@ PROFILE_SEPARATOR = "/"
 VOLUME_SEPARATOR = "+"  # a project's own custom volumes (lxmgr.model.volume.volume_key)
 
 
+def join_key(owner_project: str, name: str, separator: str) -> str:
+    """The key of object `name` of the project that owns such objects: "<project>
+    <separator><name>", `name` alone in default. The separator is in no project name."""
+    return name if owner_project in ("", DEFAULT) else f"{owner_project}{separator}{name}"
+
+
+def split_key(key: str, separator: str) -> tuple[str, str]:
+    """(owner project, name) of a join_key() result."""
+    project, sep, name = key.partition(separator)
+    return (project, name) if sep else (DEFAULT, key)
+
+
+def check_key_project(project: str, key: str, what: str) -> None:
+    """InvalidConfig naming the whole key when its project part is no project name."""
+    if project != DEFAULT:
+        try:
+            validate_name(project)
+        except InvalidConfig:
+            raise InvalidConfig(f"Invalid {what} name '{key}'") from None
+
+
 def profile_key(owner_project: str, profile: str) -> str:
     """The key of `profile` of the project that owns the profiles (see owner())."""
-    return profile if owner_project in ("", DEFAULT) else \
-        f"{owner_project}{PROFILE_SEPARATOR}{profile}"
+    return join_key(owner_project, profile, PROFILE_SEPARATOR)
 
 
 def profile_parts(key: str) -> tuple[str, str]:
     """(owner project, profile name) of a profile_key() result."""
-    project, sep, profile = key.partition(PROFILE_SEPARATOR)
-    return (project, profile) if sep else (DEFAULT, key)
+    return split_key(key, PROFILE_SEPARATOR)
 
 
 _DNS_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")

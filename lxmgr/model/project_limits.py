@@ -222,23 +222,25 @@ def _device_check(config: Mapping[str, str]) -> dict[str, Callable[[Mapping[str,
         return lambda _dev: None if _restriction(config, key) == "allow" else \
             f"{what} are forbidden"
 
-    def nic(dev: Mapping[str, str]) -> str | None:
-        mode = _restriction(config, "restricted.devices.nic")
-        if mode == "block":
-            return "Network devices are forbidden"
-        if mode == "managed" and not dev.get("network"):
-            return "Only managed network devices are allowed"
-        return None
+    def managed(key: str, blocked: str, needs: str, unmanaged: str
+                ) -> Callable[[Mapping[str, str]], str | None]:
+        """block: none; managed: only devices that set `needs`; allow: any."""
+        def check(dev: Mapping[str, str]) -> str | None:
+            mode = _restriction(config, key)
+            if mode == "block":
+                return blocked
+            return unmanaged if mode == "managed" and not dev.get(needs) else None
+        return check
+
+    nic = managed("restricted.devices.nic", "Network devices are forbidden", "network",
+                  "Only managed network devices are allowed")
+    pooled = managed("restricted.devices.disk", "Disk devices are forbidden", "pool",
+                     "Attaching disks not backed by a pool is forbidden")
 
     def disk(dev: Mapping[str, str]) -> str | None:
         if dev.get("path") == "/" and dev.get("pool"):
             return None  # the root disk is always allowed
-        mode = _restriction(config, "restricted.devices.disk")
-        if mode == "block":
-            return "Disk devices are forbidden"
-        if mode == "managed" and not dev.get("pool"):
-            return "Attaching disks not backed by a pool is forbidden"
-        return None
+        return pooled(dev)
 
     return {"unix-char": blocked("restricted.devices.unix-char", "Unix character devices"),
             "unix-block": blocked("restricted.devices.unix-block", "Unix block devices"),

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from lxmgr.errors import InvalidConfig
 from lxmgr.model import validate as v
 from lxmgr.model.config import to_config_value
-from lxmgr.model.project import DEFAULT
-from lxmgr.model.project import validate_name as validate_project_name
+from lxmgr.model.project import VOLUME_SEPARATOR, check_key_project, join_key, split_key
 
 VOLUME_TYPE = "custom"  # the only type the volume API creates (LXD refuses the others too)
 CONTENT_TYPE = "filesystem"  # block volumes are VM disks: not here
@@ -40,18 +39,16 @@ def validate_volume_name(name: object) -> str:
 # A project's own volumes (features.storage.volumes) are stored as "<project>+<volume>":
 # '+' is in neither a volume's nor a project's name (lxmgr.model.project.validate_name),
 # so the key is never ambiguous and stays a safe path component. Default's keep their name.
-PROJECT_SEPARATOR = "+"
 
 
 def volume_key(project: str, name: str) -> str:
     """The key of volume `name` of the project that owns the volumes."""
-    return name if project in ("", DEFAULT) else f"{project}{PROJECT_SEPARATOR}{name}"
+    return join_key(project, name, VOLUME_SEPARATOR)
 
 
 def volume_parts(key: str) -> tuple[str, str]:
     """(project, volume) of a volume_key() result (a snapshot's "vol/snap" too)."""
-    project, sep, name = key.partition(PROJECT_SEPARATOR)
-    return (project, name) if sep else (DEFAULT, key)
+    return split_key(key, VOLUME_SEPARATOR)
 
 
 def validate_stored_volume_name(key: object) -> str:
@@ -60,11 +57,7 @@ def validate_stored_volume_name(key: object) -> str:
         return validate_volume_name(key)
     project, name = volume_parts(key)
     validate_volume_name(name)
-    if project != DEFAULT:
-        try:
-            validate_project_name(project)
-        except InvalidConfig:
-            raise InvalidConfig(f"Invalid volume name '{key}'") from None
+    check_key_project(project, key, "volume")
     return key
 
 

@@ -18,8 +18,7 @@ from typing import ClassVar, Protocol
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, NotSupported, UnknownDriver
 from lxmgr.model.idmap import IdMap
-from lxmgr.model.project import DEFAULT, storage_parts
-from lxmgr.model.project import validate_name as validate_project_name
+from lxmgr.model.project import check_key_project, storage_parts
 from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.model.snapshot import validate_snapshot_name
 from lxmgr.storage.mount import supports_idmapped_overlay
@@ -42,11 +41,7 @@ def check_volume_name(name: str) -> str:
     project, instance = storage_parts(name)
     if not _VOLUME_RE.match(instance):
         raise InvalidConfig(f"Invalid volume name '{name}'")
-    if project != DEFAULT:
-        try:
-            validate_project_name(project)
-        except InvalidConfig:
-            raise InvalidConfig(f"Invalid volume name '{name}'") from None
+    check_key_project(project, name, "volume")
     return name
 
 
