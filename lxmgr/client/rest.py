@@ -335,10 +335,23 @@ class Client:
         envelope = _decode(data, resp_headers)
         if status == 403 and self.remote is not None and envelope is not None \
                 and str(envelope.get("error")).lower() in ("forbidden", "not authorized"):
-            envelope["error"] = (f"{self.remote.url} refused {method} {path}: this client's "
-                                 "certificate is not trusted there (add it again with a "
-                                 "token: `lxmgr remote remove` then `lxmgr remote add`)")
+            # LXD answers both an untrusted and a restricted certificate "not authorized"
+            # (lxd/response Forbidden(nil)): GET /1.0's `auth` tells which one this is.
+            envelope["error"] = f"{self.remote.url} refused {method} {path}: " + (
+                "not authorized (this client's certificate is restricted to some projects)"
+                if path != "/1.0" and self._trusted() else
+                "this client's certificate is not trusted there (add it again with a "
+                "token: `lxmgr remote remove` then `lxmgr remote add`)")
         return Response(status, resp_headers, envelope, data)
+
+    def _trusted(self) -> bool:
+        """Whether the server trusts this client's certificate (GET /1.0 `auth`)."""
+        try:
+            response = self.request("GET", "/1.0")
+        except (errors.LxmgrError, OSError):
+            return False
+        metadata = response.metadata
+        return isinstance(metadata, dict) and metadata.get("auth") == "trusted"
 
     def query(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               body: Any = None, headers: dict[str, str] | None = None) -> Any:
