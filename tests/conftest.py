@@ -17,6 +17,16 @@ os.environ.setdefault("LXMGR_HOSTS_FILE", os.path.join(_HOSTS_DIR.name, "hosts")
 os.environ.setdefault("LXMGR_LXCFS", "none")
 
 
+@pytest.fixture(autouse=True)
+def _cached_images_unchanged():  # type: ignore[no-untyped-def]
+    """What a test wrote into the shared image cache through a private store's symlink goes
+    (tests.private_state.restore_cached_images)."""
+    yield
+    from tests.private_state import restore_cached_images
+
+    restore_cached_images()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     _HOSTS_DIR.cleanup()
 

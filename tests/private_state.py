@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,9 +43,25 @@ def private_manager(monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator:  
         shutil.rmtree(root, ignore_errors=True)  # the symlink goes, not the cached image
 
 
+# The metadata of each cached image a test linked, as it was before: a private store writes
+# through the symlink (aliases, the projects an image belongs to), and the next test must
+# find the cache as it was (tests/conftest.py restores it after every test).
+_LINKED: dict[Path, bytes] = {}
+
+
 def link_cached_image(root: str, recipe: str = "debian") -> None:
     """root/images/<fp> -> the cached image of recipe (debian unless said): a private store
     that starts with it."""
     image = cached_debian_image() if recipe == "debian" else cached_image(recipe)
     os.makedirs(f"{root}/images", mode=0o711, exist_ok=True)
+    metadata = Path(image.path) / "metadata.yaml"
+    _LINKED.setdefault(metadata, metadata.read_bytes())
     os.symlink(image.path, f"{root}/images/{image.fingerprint}")
+
+
+def restore_cached_images() -> None:
+    """Put the metadata of the cached images tests linked back as it was."""
+    for metadata, original in _LINKED.items():
+        with contextlib.suppress(OSError):
+            if metadata.read_bytes() != original:
+                metadata.write_bytes(original)

@@ -221,6 +221,8 @@ def image_endpoints() -> list[Endpoint]:
         Endpoint("DELETE", base, "Delete an unused image", "async"),
         Endpoint("GET", f"{base}/export", "Download the unified LXD image tarball", "raw"),
         Endpoint("POST", f"{base}/refresh", "Refresh an image from its server", "async"),
+        Endpoint("POST", f"{base}/secret", "An image secret (LXD's client asks for it before "
+                 "copying an image between projects)", "async"),
     ]
 
 

@@ -141,10 +141,11 @@ def _by_id(path: str) -> bool:
 
 @web.middleware
 async def project_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve `project=` into the request's Scope (404 for an unknown project; 501 where
-    the project owns objects lxmgr does not scope yet).
+    """Resolve `project=` into the request's Scope (404 for an unknown project), held to a
+    restricted certificate's projects.
 
-    Sits inside the error middleware, which renders both as LXD's error envelope."""
+    Sits inside the error middleware, which renders errors as LXD's error envelope."""
+    found = DEFAULT_SCOPE
     if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
         names = request.query.getall("project", [])
         name = names[-1] if names and names[-1] else model.DEFAULT
@@ -159,11 +160,15 @@ async def project_middleware(request: web.Request, handler: Handler) -> web.Stre
                     and (request.path == NETWORKS or request.path.startswith(NETWORKS + "/")):
                 return await _own_networks(request)
             request[SCOPE_KEY] = found
-            # The operations and events of this request (and of the tasks it starts), and
-            # the images it sees.
-            PROJECT.set(name)
-            IMAGE_PROJECT.set(found.owner("features.images"))
-    return await handler(request)
+    # The project of this request's operations and events (and those of the tasks it
+    # starts), and the images it sees; set for every request and reset after it: requests
+    # on one keep-alive connection run in one task, so its context would carry over.
+    tokens = (PROJECT.set(found.name), IMAGE_PROJECT.set(found.owner("features.images")))
+    try:
+        return await handler(request)
+    finally:
+        IMAGE_PROJECT.reset(tokens[1])
+        PROJECT.reset(tokens[0])
 
 
 async def _own_networks(request: web.Request) -> web.StreamResponse:

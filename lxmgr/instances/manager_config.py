@@ -58,11 +58,12 @@ class ConfigMixin:
             old_devices = {}
         expanded, devices = self.expanded(spec)
         cfgmod.validate_config(expanded, allow_volatile=True)
+        # The project's limits and restrictions first, as LXD's AllowInstanceUpdate.
+        project_limits.check_instance(self, spec, new=False)
         cloudinit.check_unchanged(old_expanded, expanded, name)
         idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
         self._check_raw_change(spec, old_expanded, expanded)
         self.networks.check_devices(devices, own_networks=self.owns_networks(name))
-        project_limits.check_instance(self, spec, new=False)
         ctx = self.device_context(name, expanded)
         # Host-side checks for what this update adds or changes: a disk whose source went
         # away since must not block an unrelated change (its next start says so).

@@ -290,12 +290,13 @@ def test_cli_config_trust(daemon: Daemon, tmp_path: Path) -> None:
     ci_cert, _ = _client_cert(tmp_path, "ci")
     daemon.cli("config", "trust", "add", ci_cert, "--name", "ci")
     listing = daemon.cli("config", "trust", "list", "--format", "csv").stdout
-    names = sorted(line.split(",")[0] for line in listing.splitlines())
+    # lxc 5.0's columns: TYPE, NAME, COMMON NAME, FINGERPRINT, ... (then RESTRICTED, PROJECTS)
+    names = sorted(line.split(",")[1] for line in listing.splitlines())
     assert names == ["ci", "panel"]
-    prefix = next(line.split(",")[2] for line in listing.splitlines()
-                  if line.startswith("ci,"))
+    prefix = next(line.split(",")[3] for line in listing.splitlines()
+                  if line.startswith("client,ci,"))
     daemon.cli("config", "trust", "remove", prefix)
-    assert "ci," not in daemon.cli("config", "trust", "list", "--format", "csv").stdout
+    assert ",ci," not in daemon.cli("config", "trust", "list", "--format", "csv").stdout
     bad = daemon.cli("config", "trust", "add", check=False)
     assert bad.returncode == 1 and "--name" in bad.stderr
 

@@ -110,6 +110,10 @@ async def test_restricted(api) -> None:  # type: ignore[no-untyped-def]
             assert error["error"] == message
         assert (await call(api, "GET", "/1.0/instances?project=lock"))["metadata"] == []
         await _create(api, "r1", "lock")
+        # Checked before lxmgr's own checks (the id map of a privileged change), as LXD.
+        error = await call(api, "PATCH", "/1.0/instances/r1?project=lock",
+                           {"config": {"security.privileged": "true"}}, status=400)
+        assert error["error"].endswith("Privileged containers are forbidden")
         error = await call(api, "PATCH", "/1.0/profiles/default?project=lock",
                            {"config": {"security.privileged": "true"}}, status=400)
         assert error["error"] == ('Invalid value "true" for config "security.privileged" on '
@@ -126,3 +130,19 @@ async def test_restricted(api) -> None:  # type: ignore[no-untyped-def]
                                          '"restricted.containers.nesting" in project "lock"')
     finally:
         await _cleanup(api, "lock")
+
+
+async def test_disk_limit_needs_sizes(api) -> None:  # type: ignore[no-untyped-def]
+    """limits.disk sums the root disks' and custom volumes' `size`: every instance needs
+    one (directly or through a profile), as LXD's getTotalsAcrossProjectEntities."""
+    await call(api, "POST", "/1.0/projects", {"name": "dsk", "config": {
+        "features.images": "false", "features.profiles": "false", "limits.disk": "1GiB"}},
+        status=201)
+    try:
+        error = await _create(api, "d1", "dsk", status=400)
+        assert error["error"] == ("Instance d1 in project dsk has no 'size' config set on the "
+                                  "root device, either directly or via a profile")
+        state = (await call(api, "GET", "/1.0/projects/dsk/state"))["metadata"]["resources"]
+        assert state["disk"] == {"Limit": 1 << 30, "Usage": 0}
+    finally:
+        await _cleanup(api, "dsk")

@@ -236,6 +236,26 @@ async def test_own_images(api) -> None:  # type: ignore[no-untyped-def]
                   i["fingerprint"] == fingerprint) == [(fingerprint, "default"),
                                                        (fingerprint, "img")]
 
+    # LXD's image_source_project (`lxc image copy --target-project`): another project gets
+    # default's image by fingerprint, no bytes move.
+    await call(api, "POST", "/1.0/projects", {"name": "img2"}, status=201)
+    secret = await wait(api, await call(api, "POST", f"/1.0/images/{fingerprint}/secret",
+                                        status=202))
+    assert len(secret["metadata"]["secret"]) == 64
+    op = await wait(api, await call(api, "POST", "/1.0/images?project=img2", {
+        "aliases": [{"name": "deb"}], "source": {
+            "type": "image", "mode": "pull", "protocol": "lxd", "server": "https://x:8443",
+            "fingerprint": fingerprint, "project": "default",
+            "secret": secret["metadata"]["secret"]}}, status=202))
+    assert op["metadata"]["fingerprint"] == fingerprint
+    await call(api, "GET", "/1.0/images/aliases/deb?project=img2")
+    error = await call(api, "POST", "/1.0/images?project=img2", {"source": {
+        "type": "image", "fingerprint": "0" * 64, "project": "default"}}, status=404)
+    assert error["error"].startswith("Image '0000")
+    await wait(api, await call(api, "DELETE", f"/1.0/images/{fingerprint}?project=img2",
+                               status=202))
+    await call(api, "DELETE", "/1.0/projects/img2")
+
     # img lets go of the image: default keeps it (and its instance in img keeps running
     # from the same tree).
     await wait(api, await call(api, "DELETE", f"/1.0/images/{fingerprint}?project=img",

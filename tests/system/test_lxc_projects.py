@@ -120,14 +120,10 @@ def test_lxc_project_flow(lxc) -> None:  # type: ignore[no-untyped-def]  # noqa:
         "default (current),")  # lxc goes back to default when its project is deleted
 
 
-# lxmgr serves both (all-projects=true on GET /1.0/instances, GET /1.0/projects/NAME/state)
-# but GET /1.0 does not advertise the extensions lxc 5.0.2 checks before sending them.
-# Both commands passed, with this test's output, through a proxy adding the two names to
-# api_extensions (no other change).
-@pytest.mark.xfail(strict=True, reason="lxmgr does not advertise the instance_all_projects "
-                                       "and project_usage API extensions: lxc refuses "
-                                       "list --all-projects and project info client-side")
 def test_lxc_all_projects_and_project_info(lxc, daemon) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """lxc checks instance_all_projects and project_usage in GET /1.0 before sending
+    `list --all-projects` and `project info`; and `image copy --target-project` (LXD's
+    image_source_project) gives a project with its own images default's image."""
     lxc("project", "create", "lxm:lxa", "-c", "features.images=false", "-c",
         "limits.instances=3")
     lxc("init", "lxm:debian", "lxm:la1", "--project", "lxa")
@@ -140,6 +136,15 @@ def test_lxc_all_projects_and_project_info(lxc, daemon) -> None:  # type: ignore
         info = lxc("project", "info", "lxm:lxa", "--format", "csv", check=False)
         assert info.returncode == 0, info.stderr
         assert "INSTANCES,3,1\n" in info.stdout and "CONTAINERS,UNLIMITED,1\n" in info.stdout
+        lxc("project", "create", "lxm:lxi")  # its own images: none yet
+        missing = lxc("launch", "lxm:debian", "lxm:li1", "--project", "lxi", check=False)
+        assert missing.returncode == 1
+        _https(daemon)  # LXD's client copies only from a server listening on the network
+        lxc("image", "copy", "lxm:debian", "lxm:", "--target-project", "lxi",
+            "--alias", "deb")
+        lxc("launch", "lxm:deb", "lxm:li1", "--project", "lxi")
+        assert lxc("exec", "lxm:li1", "--project", "lxi", "--", "hostname").stdout == "li1\n"
+        lxc("delete", "lxm:li1", "--project", "lxi", "--force")
     finally:
         lxc("delete", "lxm:ld1")
 

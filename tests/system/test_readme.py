@@ -95,6 +95,8 @@ class Run:
                       "8080": str(_free_port())}
         self.env = {**os.environ, "LXMGR_DIR": self.root,
                     "LXMGR_CGROUP_BASE": self.cgroup_base, "COLUMNS": "200",
+                    # the CLI's remotes and current project, private to the run
+                    "LXMGR_CONF": f"{self.root}/client-conf",
                     "LXMGR_DEFAULT_NETWORK": f"{self.network} ipv4.nat=false "
                                              "dns.upstream=none"}
         self.env.pop("LXMGR_SOCKET", None)

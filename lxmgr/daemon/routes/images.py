@@ -6,18 +6,19 @@ as an operation with progress."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from lxmgr.api.operation import Operation, format_time
-from lxmgr.daemon import projects, responses
+from lxmgr.daemon import auth, projects, responses
 from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body, parse_json_object
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.daemon.views import matches
-from lxmgr.errors import InvalidConfig, NotFound, NotSupported
+from lxmgr.errors import Forbidden, InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.images.store import ImageInfo
@@ -108,6 +109,8 @@ async def create_image(request: web.Request) -> web.StreamResponse:
         body = parse_json_object(head + await request.read())
     source = field(body, "source", dict, {})
     kind = field(source, "type", str, "")
+    if kind == "image" and field(source, "project", str, ""):
+        return await _copy_from_project(request, body, source)
     if kind == "image":
         return await image_transfer.pull(request, body, source)
     if kind in ("instance", "snapshot", "container"):
@@ -116,6 +119,41 @@ async def create_image(request: web.Request) -> web.StreamResponse:
         raise NotSupported(f"Unsupported image source type '{kind}': upload the image, or "
                            "use 'image' (a simplestreams server) or 'recipe'")
     return await _build(request, source)
+
+
+async def _copy_from_project(request: web.Request, body: dict[str, Any],
+                             source: dict[str, Any]) -> web.Response:
+    """POST /1.0/images {"source": {"type": "image", "fingerprint": FP, "project": P, ...}}
+    (LXD's image_source_project, what `lxc image copy --target-project` sends): the image of
+    project P on this server joins the request's project, with the given aliases; no bytes
+    move (one tree serves every project that has it). A client restricted to other projects
+    may not read P's images."""
+    manager, ops = request.app[MANAGER], request.app[OPERATIONS]
+    project = field(source, "project", str, "")
+    reference = field(source, "fingerprint", str, "") or field(source, "alias", str, "")
+    if not reference:
+        raise InvalidConfig("Missing source.fingerprint: the image to copy")
+    allowed = auth.restricted_projects(request)
+    if allowed is not None and project not in allowed:
+        raise Forbidden("not authorized")
+    row = await asyncio.to_thread(manager.db.project_get, project)
+    aliases = image_transfer.aliases_of(body.get("aliases"))
+
+    def find() -> ImageInfo:
+        return manager.images.get(reference, owner(project, row["config"], "features.images"))
+    image = await asyncio.to_thread(find)
+
+    async def work(op: Operation) -> dict[str, Any]:
+        def join() -> ImageInfo:
+            joined = manager.images.join(image.fingerprint)
+            for alias in aliases:
+                manager.images.add_alias(joined.fingerprint, alias)
+            return joined
+        joined = await asyncio.to_thread(join)
+        return {"fingerprint": joined.fingerprint, "size": joined.size}
+
+    return responses.async_op(ops.create(f"Copying image {image.fingerprint[:12]} from "
+                                         f"project {project}", work))
 
 
 async def _publish(request: web.Request, body: dict[str, Any], source: dict[str, Any]
@@ -237,6 +275,23 @@ async def export_image(request: web.Request) -> web.StreamResponse:
     image = await asyncio.to_thread(request.app[MANAGER].images.get,
                                     request.match_info["fingerprint"])
     return await image_transfer.export(request, image)
+
+
+@routes.post("/1.0/images/{fingerprint}/secret")
+async def image_secret(request: web.Request) -> web.Response:
+    """LXD's image secret (an operation whose metadata holds it): what LXD's client asks the
+    source server for before copying a private image. lxmgr copies images only between
+    projects of this server (image_source_project), where the request's own access to the
+    source project decides; the secret is given for the client's sake and checks nothing."""
+    image = await asyncio.to_thread(request.app[MANAGER].images.get,
+                                    request.match_info["fingerprint"])
+
+    async def work(op: Operation) -> None:
+        return None
+    return responses.async_op(request.app[OPERATIONS].create(
+        f"Image secret of {image.fingerprint[:12]}", work, class_="token",
+        metadata={"secret": secrets.token_hex(32), "fingerprint": image.fingerprint},
+        resources={"images": [f"/1.0/images/{image.fingerprint}"]}))
 
 
 @routes.post("/1.0/images/{fingerprint}/refresh")

@@ -69,8 +69,26 @@ EXTENSIONS: dict[str, str] = {
     "image_compression_algorithm": "lxmgr.instances.manager_publish",
     # GET /1.0/metrics (OpenMetrics text)
     "metrics": "lxmgr.daemon.routes.metrics",
-    # /1.0/projects: create, update, rename and delete projects; only `default` holds objects
-    "projects": "lxmgr.daemon.routes.projects",
+    # /1.0/projects and project= on every route: instances, profiles, images, volumes
+    "projects": "lxmgr.daemon.projects",
+    # limits.instances|containers|cpu|memory|processes of a project
+    "projects_limits": "lxmgr.instances.project_limits",
+    # restricted and restricted.* of a project
+    "projects_restrictions": "lxmgr.model.project_limits",
+    # features.networks (bridges live in default only, as LXD 5.0's bridge driver)
+    "projects_networks": "lxmgr.daemon.projects",
+    # limits.disk of a project: root disks' and custom volumes' size
+    "projects_limits_disk": "lxmgr.model.project_limits",
+    # GET /1.0/projects/NAME/state
+    "project_usage": "lxmgr.daemon.routes.projects",
+    # GET /1.0/instances?all-projects=true
+    "instance_all_projects": "lxmgr.daemon.views",
+    # events carry their project; /1.0/events?project= and all-projects=true
+    "event_project": "lxmgr.instances.events",
+    # restricted and projects of a trusted certificate
+    "certificate_project": "lxmgr.daemon.routes.certificates",
+    # POST /1.0/images {"source": {"project": ...}}: an image of another project of this server
+    "image_source_project": "lxmgr.daemon.routes.images",
     # GET /1.0/resources and /1.0/storage-pools/NAME/resources
     "resources": "lxmgr.daemon.routes.server",
     # DELETE /1.0/instances/NAME/files

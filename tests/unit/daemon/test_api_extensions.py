@@ -18,6 +18,8 @@ EXT = "tests/integration/test_api_extensions.py"
 FILES = "tests/kernel/test_files_api.py"
 VOLS = "tests/integration/test_storage_volumes_api.py"
 LXC_VOLS = "tests/system/test_lxc_storage_volumes.py::test_lxc_storage_volume_flow"
+SCOPING = "tests/integration/test_project_scoping.py"
+LIMITS = "tests/integration/test_project_limits.py"
 
 # extension -> the tests that show it through the API, in the order GET /1.0 serves them
 PROVEN_BY: dict[str, tuple[str, ...]] = {
@@ -58,7 +60,21 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
     "storage": ("tests/integration/test_storage_api.py::test_dir_pool_lifecycle",),
     "image_compression_algorithm": (f"{EXT}::test_publish_compression_and_image_filter",),
     "metrics": ("tests/integration/test_metrics_api.py::test_metrics_of_a_running_container",),
-    "projects": ("tests/integration/test_projects_api.py::test_list_and_show",),
+    "projects": ("tests/integration/test_projects_api.py::test_list_and_show",
+                 f"{SCOPING}::test_same_name_in_two_projects",
+                 "tests/system/test_lxc_projects.py::test_lxc_project_flow",
+                 "tests/system/test_pylxd_projects.py::test_pylxd_instance_in_a_project"),
+    "projects_limits": (f"{LIMITS}::test_instance_counts", f"{LIMITS}::test_aggregate_memory"),
+    "projects_restrictions": (f"{LIMITS}::test_restricted",),
+    "projects_networks": (f"{SCOPING}::test_own_networks",),
+    "projects_limits_disk": (f"{LIMITS}::test_disk_limit_needs_sizes",),
+    "project_usage": (f"{LIMITS}::test_instance_counts",),
+    "instance_all_projects": (f"{SCOPING}::test_same_name_in_two_projects",),
+    "event_project": (f"{SCOPING}::test_same_name_in_two_projects",),
+    "certificate_project": ("tests/integration/test_https.py::test_restricted_certificate",
+                            "tests/system/test_lxc_projects.py::"
+                            "test_lxc_restricted_certificate"),
+    "image_source_project": (f"{SCOPING}::test_own_images",),
     "resources": (f"{EXT}::test_resources",
                   "tests/integration/test_storage_api.py::test_dir_pool_lifecycle"),
     "file_delete": (f"{FILES}::test_directories_symlinks_and_delete",),
