@@ -326,6 +326,11 @@ async def test_own_volumes(api) -> None:  # type: ignore[no-untyped-def]
     await _launch(api, "v1", "vol", devices=disk)
     shown = (await call(api, "GET", f"{base}/data?project=vol"))["metadata"]
     assert shown["used_by"] == ["/1.0/instances/v1?project=vol"]
+    pool = "/1.0/storage-pools/default/volumes"
+    assert (await call(api, "GET", f"{pool}?project=vol"))["metadata"] == [
+        f"{pool}/container/v1?project=vol", f"{base}/data?project=vol"]
+    error = await call(api, "GET", "/1.0/storage-pools/nope/volumes?project=vol", status=404)
+    assert error["error"] == "Storage pool 'nope' not found"
     assert (await call(api, "GET", f"{base}/data"))["metadata"]["used_by"] == []
     await wait(api, await call(api, "PUT", "/1.0/instances/v1/state?project=vol",
                                {"action": "start"}, status=202))

@@ -9,29 +9,33 @@ from typing import Any
 
 from aiohttp import web
 
-from lxmgr.daemon import responses
+from lxmgr.daemon import projects, responses
 from lxmgr.daemon.keys import EVENTS, MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import storage_volumes
 from lxmgr.errors import InvalidConfig
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.volumes import volume_url
-from lxmgr.model.project import instance_url
+from lxmgr.model.project import instance_url, storage_parts, url_suffix
 
 routes = web.RouteTableDef()
 
 
-def used_by(manager: Manager, pool: str) -> list[str]:
-    """Instances whose volume is on pool (those made before pools count for `default` when
-    their driver is the default pool's)."""
+def pool_instances(manager: Manager, pool: str) -> list[str]:
+    """Stored names of the instances whose volume is on pool (those made before pools count
+    for `default` when their driver is the default pool's)."""
     default = manager.pools.get("default")["driver"]
     out = []
     for name in manager.list():
         spec = manager.get(name)
         mine = spec.storage_pool or ("default" if spec.storage_driver == default else "")
         if mine == pool:
-            out.append(instance_url(name))
+            out.append(name)
     return out
+
+
+def used_by(manager: Manager, pool: str) -> list[str]:
+    return [instance_url(name) for name in pool_instances(manager, pool)]
 
 
 def render(manager: Manager, name: str) -> dict[str, Any]:
@@ -118,14 +122,21 @@ async def pool_resources(request: web.Request) -> web.Response:
 async def list_volumes(request: web.Request) -> web.Response:
     manager, name = request.app[MANAGER], request.match_info["name"]
     level = responses.recursion(request)
+    scope = projects.scope(request)
+    project = None if scope.all_projects else scope.name
+    owner = None if scope.all_projects else scope.owner("features.storage.volumes")
 
     def listing() -> list[Any]:
         out: list[Any] = []
-        for url in used_by(manager, name):
-            inst = url.rsplit("/", 1)[-1]
-            path = f"/1.0/storage-pools/{name}/volumes/container/{inst}"
+        for stored in pool_instances(manager, name):
+            inst_project, inst = storage_parts(stored)
+            if project is not None and inst_project != project:
+                continue
+            path = f"/1.0/storage-pools/{name}/volumes/container/{inst}" + \
+                url_suffix(inst_project)
             out.append({"name": inst, "type": "container", "content_type": "filesystem",
-                        "config": {}, "description": "", "used_by": [url],
-                        "location": "none"} if level else path)
-        return out + storage_volumes.listing(manager, name, level)  # LXD: by type, name
+                        "config": {}, "description": "", "used_by": [instance_url(stored)],
+                        "location": "none", "project": inst_project} if level else path)
+        # LXD: by type, then name
+        return out + storage_volumes.listing(manager, name, level, owner)
     return responses.sync(await asyncio.to_thread(listing))
