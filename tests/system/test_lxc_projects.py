@@ -136,10 +136,20 @@ def test_lxc_all_projects_and_project_info(lxc, daemon) -> None:  # type: ignore
         info = lxc("project", "info", "lxm:lxa", "--format", "csv", check=False)
         assert info.returncode == 0, info.stderr
         assert "INSTANCES,3,1\n" in info.stdout and "CONTAINERS,UNLIMITED,1\n" in info.stdout
+        _https(daemon)  # LXD's client copies images only from a server on the network
+        # container_copy_project: lxc 5.0.2 copies within one server with source.project
+        # over HTTPS (on a unix socket its UseProject drops the socket path, so lxc takes
+        # the servers for two and migrates, which lxmgr does not do).
+        lxc("remote", "switch", "lxm")  # lxc 5.0.2 reads a lone `lxm:` as a certificate
+        token = lxc("config", "trust", "add", "--name", "admin").stdout.splitlines()[-1]
+        lxc("remote", "add", "lxh", token)
+        lxc("copy", "lxh:ld1", "lxh:lc1", "--target-project", "lxa")
+        assert [n for _p, n, _s in _names(lxc, "lxm:", "--project", "lxa")] == ["la1", "lc1"]
+        refused = lxc("copy", "lxm:ld1", "lxm:lc2", "--target-project", "lxa", check=False)
+        assert refused.stderr == "Error: Migrating instances to another host is not supported\n"
         lxc("project", "create", "lxm:lxi")  # its own images: none yet
         missing = lxc("launch", "lxm:debian", "lxm:li1", "--project", "lxi", check=False)
         assert missing.returncode == 1
-        _https(daemon)  # LXD's client copies only from a server listening on the network
         lxc("image", "copy", "lxm:debian", "lxm:", "--target-project", "lxi",
             "--alias", "deb")
         lxc("launch", "lxm:deb", "lxm:li1", "--project", "lxi")

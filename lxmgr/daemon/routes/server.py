@@ -89,6 +89,8 @@ EXTENSIONS: dict[str, str] = {
     "certificate_project": "lxmgr.daemon.routes.certificates",
     # POST /1.0/images {"source": {"project": ...}}: an image of another project of this server
     "image_source_project": "lxmgr.daemon.routes.images",
+    # POST /1.0/instances {"source": {"type": "copy", "project": ...}}: copy between projects
+    "container_copy_project": "lxmgr.daemon.routes.instances",
     # GET /1.0/resources and /1.0/storage-pools/NAME/resources
     "resources": "lxmgr.daemon.routes.server",
     # DELETE /1.0/instances/NAME/files

@@ -74,7 +74,12 @@ PROVEN_BY: dict[str, tuple[str, ...]] = {
     "certificate_project": ("tests/integration/test_https.py::test_restricted_certificate",
                             "tests/system/test_lxc_projects.py::"
                             "test_lxc_restricted_certificate"),
-    "image_source_project": (f"{SCOPING}::test_own_images",),
+    "image_source_project": (f"{SCOPING}::test_own_images",
+                             "tests/system/test_lxc_projects.py::"
+                             "test_lxc_all_projects_and_project_info"),
+    "container_copy_project": (f"{SCOPING}::test_copy_between_projects",
+                               "tests/system/test_lxc_projects.py::"
+                               "test_lxc_all_projects_and_project_info"),
     "resources": (f"{EXT}::test_resources",
                   "tests/integration/test_storage_api.py::test_dir_pool_lifecycle"),
     "file_delete": (f"{FILES}::test_directories_symlinks_and_delete",),
