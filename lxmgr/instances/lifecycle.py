@@ -245,7 +245,12 @@ async def _watch(manager: Manager, events: EventBus, duty: lxcfs.Supervisor) -> 
         try:
             gone, running = await asyncio.to_thread(stopped_ephemerals, manager, running)
             for name in gone:
-                await asyncio.to_thread(manager.delete, name, ephemeral_stop=True)
+                try:  # under the instance's lock: a restart or an API stop may be first
+                    await asyncio.to_thread(manager.delete, name, ephemeral_stop=True)
+                except NotFound:
+                    continue  # an API stop deleted it
+                if await asyncio.to_thread(manager.store.exists, name):
+                    continue  # started again meanwhile
                 events.lifecycle("instance-deleted", name)
                 log.info("Deleted stopped ephemeral instance %s", name)
             for name in await asyncio.to_thread(manager.networks.watch):

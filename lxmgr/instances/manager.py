@@ -34,6 +34,7 @@ from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import cloudinit, files, image_ops, lxcfs, project_limits, raw_idmap
 from lxmgr.instances.db import Database
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
+from lxmgr.instances.locks import InstanceLocks, serialized
 from lxmgr.instances.manager_backup import BackupMixin
 from lxmgr.instances.manager_config import ConfigMixin
 from lxmgr.instances.manager_exec import ExecMixin
@@ -79,6 +80,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self._own_db = db is None
         self.db = db or Database()
         self.pools = Pools(self.db, storage)
+        self.locks = InstanceLocks()  # one operation at a time on each instance
         self.volumes = Volumes(self.db, self.pools, self.is_running,  # custom volumes
                                self.volume_owner)
         self.store = InstanceStore(self.db)
@@ -271,6 +273,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             raise InvalidState(f"Image '{fingerprint[:12]}' is used by instance {users[0]}")
         self.images.delete(fingerprint)
 
+    @serialized("name")
     def create(self, name: str, image: str, *, profiles: list[str] | None = None,
                config: dict[str, Any] | None = None,
                devices: dict[str, dict[str, Any]] | None = None, ephemeral: bool = False,
@@ -322,6 +325,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
 
         driver.set_size(spec.name, parse_size(size))
 
+    @serialized("name")
     def delete(self, name: str, force: bool = False, *, ephemeral_stop: bool = False) -> None:
         """Delete a stopped instance (force: stop it first). Removes its volume only.
         security.protection.delete refuses it before anything is stopped, except when a
@@ -330,6 +334,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         spec = self.store.get(name)
         if not ephemeral_stop and self._protected(spec):
             raise InvalidConfig("Instance is protected")  # LXD 5.0's words (a 400 Failure)
+        if ephemeral_stop and self.is_running(name):
+            return  # started again (a restart) before its lock came: nothing to reap
         if self.is_running(name):
             if not force:
                 raise InvalidState(f"Instance '{name}' is running: stop it first or use --force")
@@ -425,6 +431,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         write_atomic(path, json.dumps([nic.to_dict() for nic in nics]))
         return str(path)
 
+    @serialized("name")
     def start(self, name: str) -> int:
         """Boot the instance; returns PID 1's host pid."""
         spec = self.store.get(name)
@@ -468,8 +475,12 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             except LxmgrError as err:
                 log.error("Instance '%s': NIC %s: %s", spec.name, spec_.device, err)
 
-    def stop(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> None:
-        """Graceful stop (init's halt signal, then SIGKILL of the cgroup after timeout)."""
+    @serialized("name")
+    def stop(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False,
+             keep_ephemeral: bool = False) -> None:
+        """Graceful stop (init's halt signal, then SIGKILL of the cgroup after timeout); an
+        ephemeral instance is deleted then, unless the caller starts it again
+        (keep_ephemeral: a restore, as LXD's)."""
         spec = self.store.get(name)
         try:
             control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
@@ -477,9 +488,10 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         except control.NotRunning:
             raise InvalidState(f"Instance '{name}' is not running") from None
         self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
-        if spec.ephemeral:
+        if spec.ephemeral and not keep_ephemeral:
             self.delete(name, ephemeral_stop=True)
 
+    @serialized("name")
     def restart(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> int:
         spec = self.store.get(name)
         ephemeral, spec.ephemeral = spec.ephemeral, False
@@ -492,10 +504,12 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             spec.ephemeral = ephemeral
         return self.start(name)
 
+    @serialized("name")
     def freeze(self, name: str) -> None:
         self.store.get(name)
         control.call(self.socket_path(name), protocol.FREEZE)
 
+    @serialized("name")
     def unfreeze(self, name: str) -> None:
         self.store.get(name)
         control.call(self.socket_path(name), protocol.UNFREEZE)

@@ -26,6 +26,7 @@ from pathlib import Path
 from lxmgr import paths
 from lxmgr.errors import Conflict, NotFound
 from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
+from lxmgr.instances.locks import serialized
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import root_disk
 from lxmgr.model.instance import InstanceSpec
@@ -40,6 +41,7 @@ EMPTY_IMAGE_ALIAS = "lxmgr/empty"
 class BackupMixin:
     """export_backup() and import_backup() (mixed into Manager)."""
 
+    @serialized("name")
     def export_backup(self, name: str, out: Path, *, instance_only: bool = False,
                       compression: str = "gzip") -> str:
         """Write name's backup tarball (with its snapshots unless instance_only) to out;
@@ -64,6 +66,7 @@ class BackupMixin:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    @serialized("name")
     def import_backup(self, archive: Path, *, name: str | None = None,
                       storage: str | None = None, project: str = DEFAULT) -> InstanceSpec:
         """Create an instance (stopped) with its snapshots from a backup tarball, in

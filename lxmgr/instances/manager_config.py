@@ -14,6 +14,7 @@ from lxmgr.devices.disk import Disk
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
 from lxmgr.instances import cloudinit, device_nodes, project_limits
 from lxmgr.instances import profiles as profiles_mod
+from lxmgr.instances.locks import serialized
 from lxmgr.instances.store import write_atomic
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
@@ -34,6 +35,7 @@ class ConfigMixin:
 
     # -- config ------------------------------------------------------------------------------
 
+    @serialized("name")
     def update(self, name: str, *, config: dict[str, Any] | None = None,
                devices: dict[str, dict[str, Any]] | None = None,
                profiles: list[str] | None = None, description: str | None = None) -> list[str]:
@@ -156,6 +158,7 @@ class ConfigMixin:
             log.warning("Instance '%s': proxy relay not reloaded (%s); the proxy devices "
                         "apply at its next start", spec.name, err)
 
+    @serialized("name")
     def update_config(self, name: str, changes: dict[str, Any],
                       unset: list[str] | None = None) -> list[str]:
         """Set and unset local keys (`lxmgr config set/unset`)."""

@@ -21,6 +21,7 @@ from lxmgr.errors import Conflict, InvalidConfig, InvalidState
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.images.lxdformat import COMPRESSION_KEY
 from lxmgr.images.store import ImageInfo, info_from_metadata, read_metadata, write_metadata
+from lxmgr.instances.locks import serialized
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.storage.copies import copy_dir
@@ -50,6 +51,7 @@ class PublishMixin:
         if idmap is not None and not driver.idmapped:
             unshift_tree(dest, idmap)
 
+    @serialized("source")
     def publish(self, source: str, *, aliases: tuple[str, ...] = (),
                 properties: dict[str, str] | None = None,
                 compression: str | None = None) -> ImageInfo:

@@ -20,6 +20,7 @@ from typing import Any
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, InvalidState, LxmgrError, NotSupported
 from lxmgr.instances import files, image_ops
+from lxmgr.instances.locks import serialized
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec, validate_stored_name
 from lxmgr.model.project import display
@@ -47,6 +48,7 @@ class SnapshotMixin:
         snapmod.validate_snapshot_name(snapshot)
         return self.db.snapshot_get(name, snapshot)
 
+    @serialized("name")
     def snapshot(self, name: str, snapshot: str | None = None, *,
                  expires_at: datetime | None = None, no_expiry: bool = False,
                  now: datetime | None = None) -> SnapshotSpec:
@@ -76,6 +78,7 @@ class SnapshotMixin:
         log.info("Snapshot %s/%s taken", name, snapshot)
         return record
 
+    @serialized("name")
     def delete_snapshot(self, name: str, snapshot: str) -> None:
         spec = self.store.get(name)
         self.get_snapshot(name, snapshot)
@@ -83,6 +86,7 @@ class SnapshotMixin:
         self.db.snapshot_remove(name, snapshot)
         log.info("Snapshot %s/%s deleted", name, snapshot)
 
+    @serialized("name")
     def rename_snapshot(self, name: str, snapshot: str, new_name: str) -> SnapshotSpec:
         spec = self.store.get(name)
         record = self.get_snapshot(name, snapshot)
@@ -100,6 +104,7 @@ class SnapshotMixin:
             raise
         return record
 
+    @serialized("name")
     def update_snapshot(self, name: str, snapshot: str, expires_at: datetime | None
                         ) -> SnapshotSpec:
         record = self.get_snapshot(name, snapshot)
@@ -107,6 +112,7 @@ class SnapshotMixin:
         self.db.snapshot_save(name, record)
         return record
 
+    @serialized("name")
     def restore(self, name: str, snapshot: str) -> None:
         """Bring the volume and the definition (config, devices, profiles) back to the
         snapshot's; a running instance is stopped first and started again after, as LXD
@@ -116,7 +122,7 @@ class SnapshotMixin:
         driver = self._driver_for_snapshots(spec)
         was_running = self.is_running(name)
         if was_running:
-            self.stop(name)
+            self.stop(name, keep_ephemeral=True)
         driver.restore_volume(name, snapshot)
         old = record.instance
         volatile = {k: v for k, v in spec.config.items() if k.startswith("volatile.")}
@@ -131,6 +137,7 @@ class SnapshotMixin:
 
     # -- copy / rename -----------------------------------------------------------------------
 
+    @serialized("source", "target")
     def copy(self, source: str, target: str, *, instance_only: bool = False,
              config: dict[str, Any] | None = None, profiles: list[str] | None = None,
              ephemeral: bool | None = None, description: str | None = None) -> InstanceSpec:
@@ -192,6 +199,7 @@ class SnapshotMixin:
         self._check_raw_change(spec, self.expanded(src)[0], self.expanded(spec)[0], copy=True)
         return src, spec
 
+    @serialized("name", "new_name")
     def rename(self, name: str, new_name: str) -> InstanceSpec:
         """Rename a stopped instance with its snapshots (LXD's `move` on one host)."""
         spec = self.store.get(name)
