@@ -9,6 +9,7 @@ interpreter's files once they changed uid (kernel-facts §3).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -21,6 +22,8 @@ from lxmgr.linux import consts as c
 from lxmgr.linux import libc
 from lxmgr.supervisor.config import SupervisorConfig
 from lxmgr.supervisor.monitor import Monitor
+
+LOCK_FILE = "supervisor.lock"
 
 USAGE = "usage: python -m lxmgr.supervisor start CONFIG | warm"
 
@@ -101,6 +104,7 @@ def _daemon(cfg: SupervisorConfig, report_fd: int) -> None:
     libc.set_process_name("lxmgr-sup")
     layout = detect()
     cgroups = cgroup_base.load(cfg.cgroup_driver, base=cfg.cgroup_base, layout=layout)
+    _exclusive(cfg.socket)  # held (never closed) until this supervisor exits
     listener = _listen(cfg.socket)
     monitor = Monitor(cfg, cgroups)
     try:
@@ -116,6 +120,22 @@ def _daemon(cfg: SupervisorConfig, report_fd: int) -> None:
     finally:
         monitor.save_console_log()
         monitor.close_listener()
+
+
+def _exclusive(socket_path: str) -> int:
+    """An flock on supervisor.lock beside the control socket, held for the supervisor's
+    life: a second supervisor of the same instance (two starts at once, two daemons on one
+    state dir) refuses in one line instead of unlinking the first one's socket. The fd is
+    close-on-exec: the container's processes do not keep it once they exec."""
+    fd = os.open(os.path.join(os.path.dirname(socket_path), LOCK_FILE),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LxmgrError("The instance's supervisor is already running (another start won)") \
+            from None
+    return fd
 
 
 def _listen(path: str) -> socket.socket:

@@ -70,6 +70,10 @@ class Monitor:
         uid = idmap.host_uid(0) if idmap else 0
         gid = idmap.host_gid(0) if idmap else 0
         tty_gid = idmap.host_gid(5) if idmap and idmap.size > 5 else gid + 5
+        if not reboot and self.cgroups.exists(plan.name) and self.cgroups.pids(plan.name):
+            # A container of this name runs in it (started outside this supervisor's
+            # lock, e.g. by another daemon): never take its cgroup apart.
+            raise LxmgrError(f"Instance '{plan.name}' still has processes in its cgroup")
         self.cgroups.delete(plan.name)  # leftovers of an earlier boot (reboot) reset systemd
         self.cgroups.create(plan.name, uid, gid)
         try:

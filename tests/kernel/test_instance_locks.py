@@ -4,8 +4,12 @@ instance keeps it, and the ephemeral reaper leaves a restarted instance alone.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +18,7 @@ from lxmgr.errors import InvalidState
 from tests.kernel.conftest import wait_running
 
 pytestmark = pytest.mark.kernel
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def test_two_starts_boot_one_container(manager) -> None:  # type: ignore[no-untyped-def]
@@ -56,3 +61,22 @@ def test_restore_keeps_a_running_ephemeral_instance(manager) -> None:  # type: i
     assert manager.store.exists(name)
     manager.stop(name, force=True)  # now it goes, as an ephemeral instance does
     assert not manager.store.exists(name)
+
+
+def test_a_second_supervisor_refuses_a_live_instance(manager, container) -> None:  # type: ignore[no-untyped-def]
+    """Defence in depth beside the daemon's lock (two daemons on one state dir): a second
+    supervisor started on a running instance's config says why in one line and leaves the
+    first one's socket, cgroup and container alone."""
+    from lxmgr import paths
+
+    before = manager.state(container)
+    config = paths.instance_dir(container) / "supervisor.json"
+    second = subprocess.run([sys.executable, "-m", "lxmgr.supervisor", "start", str(config)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert second.returncode == 1
+    assert second.stderr == ("Error: The instance's supervisor is already running (another "
+                             "start won)\n")
+    after = manager.state(container)
+    assert (after["status"], after["pid"], after["supervisor_pid"]) == (
+        "Running", before["pid"], before["supervisor_pid"])
