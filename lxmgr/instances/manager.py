@@ -533,8 +533,10 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             "pid": sup["pid"], "processes": usage.processes,
             "memory": {"usage": usage.memory_bytes, "usage_peak": usage.memory_peak_bytes or 0,
                        "swap_usage": usage.swap_bytes or 0},
-            "cpu": {"usage": usage.cpu_ns}, "started_at": sup["started_at"],
-            "supervisor_pid": sup["supervisor_pid"],
+            # .get: a supervisor started by an older lxmgr answers what it knew then
+            "cpu": {"usage": usage.cpu_ns}, "started_at": sup.get("started_at", ""),
+            "supervisor_pid": sup.get("supervisor_pid", 0),
+            "supervisor_protocol": int(sup.get("protocol", 1)),
             "network": self._network_state(spec, int(sup["pid"]), devices) if network
             else None,
         }

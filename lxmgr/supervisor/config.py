@@ -1,5 +1,6 @@
 """What the manager hands a supervisor (SupervisorConfig, JSON next to the instance) and the
-console ring it keeps. Imports runtime's plan only: the supervisor's own start-up path."""
+console ring it keeps. Imports runtime's plan and the protocol's version only: the
+supervisor's own start-up path."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 
 from lxmgr.runtime.plan import RuntimePlan
+from lxmgr.supervisor.protocol import PROTOCOL_VERSION
 
 CONSOLE_RING = 256 * 1024
 
@@ -29,6 +31,7 @@ class SupervisorConfig:
     # so the link appears ~200 ms sooner); the hook then runs on reboots only.
     manager_attaches_first_boot: bool = False
     proxies_file: str = ""  # proxy devices for `python -m lxmgr.net.relay` after each boot
+    protocol: int = PROTOCOL_VERSION  # of the daemon that wrote it
 
     def to_json(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k != "plan"}
@@ -37,7 +40,14 @@ class SupervisorConfig:
 
     @classmethod
     def from_json(cls, text: str) -> SupervisorConfig:
+        """ValueError for a config of a newer protocol than this supervisor speaks (a
+        downgraded lxmgr starting an instance the newer one configured)."""
         data = json.loads(text)
+        version = int(data.get("protocol", 1))
+        if version > PROTOCOL_VERSION:
+            raise ValueError(f"written for supervisor protocol {version}, this lxmgr speaks "
+                             f"{PROTOCOL_VERSION}: upgrade lxmgr, or start the instance "
+                             "again from this version's daemon")
         data["plan"] = RuntimePlan.from_json(json.dumps(data["plan"]))
         return cls(**data)
 

@@ -384,7 +384,7 @@ class Monitor:
 
     def state(self) -> dict[str, Any]:
         return {"status": self.status, "pid": self.init_pid, "started_at": self.started_at,
-                "supervisor_pid": os.getpid()}
+                "supervisor_pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION}
 
     # -- stop, reboot ------------------------------------------------------------------------
 

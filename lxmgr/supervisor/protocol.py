@@ -29,6 +29,10 @@ DISK_DETACH = "disk_detach"  # {disk: DiskMount dict} -> {unmounted}: hot-unplug
 # cgroup rules]} -> plugged (access list, then mounts); DEVICE_DETACH {device} -> unplugged
 DEVICE_ATTACH = "device_attach"
 DEVICE_DETACH = "device_detach"
+# The version of this protocol, of the supervisor's config and of state.json. Supervisors
+# outlive daemon upgrades: a supervisor reports it in GET_STATE and state.json (absent: 1,
+# the command set before versions), and refuses a config newer than it understands.
+PROTOCOL_VERSION = 1
 COMMANDS = (GET_STATE, STOP, FREEZE, UNFREEZE, EXEC, CONSOLE_LOG, CONSOLE_CLEAR,
             CONSOLE_ATTACH, CONSOLE_RESIZE, RELOAD_PROXIES, DISK_ATTACH, DISK_DETACH,
             DEVICE_ATTACH, DEVICE_DETACH)

@@ -44,6 +44,7 @@ def test_two_starts_boot_one_container(manager) -> None:  # type: ignore[no-unty
     assert f"Instance '{name}' is already running" in results
     state = manager.state(name)  # the control socket answers: the supervisor is the one
     assert state["status"] == "Running" and state["pid"] == pids[0]
+    assert state["supervisor_protocol"] == 1  # lxmgr.supervisor.protocol.PROTOCOL_VERSION
     procs = manager.cgroups.procs_paths(name)
     assert procs  # one cgroup, holding that container's processes
     manager.stop(name, force=True)

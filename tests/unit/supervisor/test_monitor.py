@@ -62,3 +62,22 @@ def test_config_round_trip() -> None:
     for idmap in (IdMap(1000000, 1000000), None):
         cfg = make_config(idmap)
         assert SupervisorConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_config_carries_the_protocol_and_refuses_a_newer_one() -> None:
+    """Supervisors outlive daemon upgrades: a config says which protocol wrote it; one of a
+    newer protocol is refused with a reason, one from before versions (no key) is read."""
+    import json
+
+    import pytest
+
+    from lxmgr.supervisor.protocol import PROTOCOL_VERSION
+
+    cfg = make_config(None)
+    data = json.loads(cfg.to_json())
+    assert data["protocol"] == PROTOCOL_VERSION
+    older = {k: v for k, v in data.items() if k != "protocol"}
+    assert SupervisorConfig.from_json(json.dumps(older)).protocol == PROTOCOL_VERSION
+    with pytest.raises(ValueError, match=f"written for supervisor protocol "
+                                         f"{PROTOCOL_VERSION + 1}, this lxmgr speaks"):
+        SupervisorConfig.from_json(json.dumps({**data, "protocol": PROTOCOL_VERSION + 1}))
