@@ -60,11 +60,6 @@ class Scope:
         """The stored name of this project's instance `name`."""
         return model.storage_name(self.name, name)
 
-    def has_instance(self, stored: str) -> bool:
-        """Whether a stored instance name belongs to this project (or, for a listing with
-        all-projects, to any)."""
-        return self.all_projects or model.storage_parts(stored)[0] == self.name
-
     # -- profiles: the project's own, or default's ---------------------------------------------
 
     @property
@@ -82,10 +77,6 @@ class Scope:
 
     def has_profile(self, key: str) -> bool:
         return self.all_projects or model.profile_parts(key)[0] == self.profile_owner
-
-    def url(self, path: str) -> str:
-        """An object URL of this project (`?project=` outside `default`)."""
-        return path + model.url_suffix(self.name)
 
 
 DEFAULT_SCOPE = Scope()

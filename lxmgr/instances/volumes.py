@@ -32,6 +32,7 @@ from lxmgr.model.project import (
     DEFAULT,
     instance_url,
     profile_parts,
+    profile_url,
     storage_parts,
     url_suffix,
 )
@@ -129,7 +130,7 @@ class Volumes:
         """API URLs of the instances (own devices) and profiles whose disks use the volume."""
         instances = [instance_url(spec.name) for spec in self.db.instance_specs()
                      if uses(spec.devices, pool, name, self._instance_owner(spec.name))]
-        profiles = [_profile_url(p.name) for p in self.db.profiles().values()
+        profiles = [profile_url(p.name) for p in self.db.profiles().values()
                     if uses(p.devices, pool, name, self._profile_owner(p.name))]
         return sorted(instances) + sorted(profiles)
 
@@ -342,10 +343,6 @@ def _repointed(devices: Devices, named: list[str], new_pool: str,
     return {dev: ({**d, "pool": new_pool, "source": source} if dev in named else dict(d))
             for dev, d in devices.items()}
 
-
-def _profile_url(key: str) -> str:
-    project, name = profile_parts(key)
-    return f"/1.0/profiles/{name}{url_suffix(project)}"
 
 
 def _now() -> str:

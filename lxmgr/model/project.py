@@ -240,6 +240,12 @@ def url_suffix(project: str) -> str:
     return "" if project in ("", DEFAULT) else f"?project={quote(project, safe='')}"
 
 
+def profile_url(key: str) -> str:
+    """/1.0/profiles/NAME[?project=P] of a profile key."""
+    project, name = profile_parts(key)
+    return f"/1.0/profiles/{name}{url_suffix(project)}"
+
+
 def instance_url(stored: str, tail: str = "") -> str:
     """/1.0/instances/NAME[tail][?project=P] of a stored instance name."""
     project, instance = storage_parts(stored)

@@ -149,6 +149,9 @@ def test_restricted_certificate(daemon: Daemon, tmp_path: Path) -> None:
                                                      "restricted": True,
                                                      "projects": ["nope"]}, check=False)
     assert error["error"] == "Project 'nope' not found"
+    error = daemon.api("POST", "/1.0/certificates", {"name": "x", "token": True,
+                                                     "projects": ["team"]}, check=False)
+    assert error["error"] == "Projects can only be specified for restricted certificates"
     meta = daemon.api("POST", "/1.0/certificates", {
         "name": "panel", "token": True, "restricted": True,
         "projects": ["team"]})["metadata"]["metadata"]

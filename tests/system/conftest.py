@@ -176,6 +176,17 @@ def daemon() -> Iterator[Daemon]:
         yield d
 
 
+def https_port(daemon: Daemon) -> int:
+    """Make the daemon listen over HTTPS on a free local port (core.https_address)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": f"127.0.0.1:{port}"}})
+    return port
+
+
 def _stop_lxcfs(root: str) -> None:
     """The lxcfs a test daemon told to run its own (LXMGR_LXCFS unset) started in root, should
     it still run: a daemon stops it at exit only when no instance runs, a killed one never.

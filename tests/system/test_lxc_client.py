@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +17,11 @@ pytestmark = [pytest.mark.kernel, pytest.mark.system,
               pytest.mark.skipif(shutil.which("lxc") is None, reason="lxc is not installed")]
 
 
-@pytest.fixture
-def lxc(daemon, tmp_path):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "LXD_CONF": str(tmp_path / "lxdconf")}
-    (tmp_path / "lxdconf").mkdir()  # lxc 5.0 does not create it for `remote add`
+def lxc_runner(conf: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`lxc ARGS...` with its config in conf (made here: lxc 5.0 does not create it for
+    `remote add`); a failure raises with lxc's message unless check=False."""
+    conf.mkdir(exist_ok=True)
+    env = {**os.environ, "LXD_CONF": str(conf)}
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
@@ -26,6 +29,12 @@ def lxc(daemon, tmp_path):  # type: ignore[no-untyped-def]
         if check and proc.returncode != 0:
             raise AssertionError(f"lxc {' '.join(args)}: {proc.stderr.strip()}")
         return proc
+    return run
+
+
+@pytest.fixture
+def lxc(daemon, tmp_path):  # type: ignore[no-untyped-def]
+    run = lxc_runner(tmp_path / "lxdconf")
 
     run("remote", "add", "lxm", f"unix://{daemon.socket}")
     return run

@@ -13,10 +13,7 @@ with none (as in LXD), `lxc launch lxm:debian` resolves the alias in the project
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.system.test_lxc_client import lxc  # noqa: F401 - the fixture
+from tests.system.conftest import https_port
+from tests.system.test_lxc_client import lxc, lxc_runner  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system,
               pytest.mark.skipif(shutil.which("lxc") is None, reason="lxc is not installed")]
@@ -136,7 +134,7 @@ def test_lxc_all_projects_and_project_info(lxc, daemon) -> None:  # type: ignore
         info = lxc("project", "info", "lxm:lxa", "--format", "csv", check=False)
         assert info.returncode == 0, info.stderr
         assert "INSTANCES,3,1\n" in info.stdout and "CONTAINERS,UNLIMITED,1\n" in info.stdout
-        _https(daemon)  # LXD's client copies images only from a server on the network
+        https_port(daemon)  # LXD's client copies images only from a server on the network
         # container_copy_project: lxc 5.0.2 copies within one server with source.project
         # over HTTPS (on a unix socket its UseProject drops the socket path, so lxc takes
         # the servers for two and migrates, which lxmgr does not do).
@@ -159,33 +157,18 @@ def test_lxc_all_projects_and_project_info(lxc, daemon) -> None:  # type: ignore
         lxc("delete", "lxm:ld1")
 
 
-def _https(daemon: Any) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    daemon.cli("config", "set", "core.https_address", f"127.0.0.1:{port}")
-
-
 def test_lxc_restricted_certificate(lxc, daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """`lxc config trust add --restricted --projects P` on the admin's remote; a second lxc
     (its own LXD_CONF, so its own client certificate) joins with the token over HTTPS,
     gets P as the remote's project, works there (exec over wss) and nowhere else."""
-    _https(daemon)
+    https_port(daemon)
     for name in ("crew", "others"):
         lxc("project", "create", f"lxm:{name}", "-c", "features.images=false")
     lxc("remote", "switch", "lxm")  # lxc 5.0.2 reads a lone `lxm:` as the certificate file
     token = lxc("config", "trust", "add", "--name", "crew-cert", "--restricted",
                 "--projects", "crew").stdout.splitlines()[-1]
     conf = tmp_path / "crewconf"
-    conf.mkdir()
-    env = {**os.environ, "LXD_CONF": str(conf)}
-
-    def crew(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
-                              timeout=180, stdin=subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"lxc {' '.join(args)}: {proc.stderr.strip()}")
-        return proc
+    crew = lxc_runner(conf)
 
     crew("remote", "add", "lxr", token)
     remote = yaml.safe_load((conf / "config.yml").read_text())["remotes"]["lxr"]

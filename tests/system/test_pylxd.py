@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.system.conftest import https_port
+
 pylxd = pytest.importorskip("pylxd", reason="pylxd is not installed (test extras)")
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system]
@@ -126,16 +128,6 @@ def test_pylxd_drives_lxmgr(daemon) -> None:  # type: ignore[no-untyped-def]
         gc.collect()  # pylxd's leaked stdin sockets are finalized under this test's filter
 
 
-def _https_port(daemon: Any) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": f"127.0.0.1:{port}"}})
-    return port
-
-
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # pylxd's stdin socket, see above
 def test_pylxd_over_https_with_a_trust_token(daemon, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """pylxd.Client(endpoint="https://...", cert=..., verify=<server cert>) joins with a token
@@ -147,7 +139,7 @@ def test_pylxd_over_https_with_a_trust_token(daemon, tmp_path, monkeypatch) -> N
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
 
-    port = _https_port(daemon)
+    port = https_port(daemon)
     crt, key = tmp_path / "client.crt", tmp_path / "client.key"
     cert_pem, key_pem = generate_certificate("pylxd", [], client=True)
     crt.write_bytes(cert_pem)

@@ -9,12 +9,12 @@ Skipped when pylxd is not installed (test extras)."""
 from __future__ import annotations
 
 import gc
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.system.conftest import https_port
 from tests.system.test_lxc_projects import purge_projects
 
 pylxd = pytest.importorskip("pylxd", reason="pylxd is not installed (test extras)")
@@ -210,14 +210,6 @@ def test_pylxd_project_limits_and_restrictions(purged) -> None:  # type: ignore[
     assert state["instances"] == {"Limit": 2, "Usage": 2}
 
 
-def _https_port(daemon: Any) -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    daemon.api("PATCH", "/1.0", {"config": {"core.https_address": f"127.0.0.1:{port}"}})
-    return port
-
-
 @pytest.mark.kernel
 @pytest.mark.filterwarnings(_LEAKED_STDIN)
 @pytest.mark.filterwarnings(_MANAGER_RACE)
@@ -230,7 +222,7 @@ def test_pylxd_restricted_certificate(purged, tmp_path, monkeypatch) -> None:  #
     # requests lets these override the session's `verify` (psf/requests#3829).
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    port = _https_port(purged)
+    port = https_port(purged)
     admin = pylxd.Client(endpoint=purged.socket)
     for name in ("team", "other"):
         admin.projects.create(name)

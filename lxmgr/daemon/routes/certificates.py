@@ -57,6 +57,8 @@ async def _restriction(request: web.Request, body: dict[str, Any]) -> tuple[bool
     projects = field(body, "projects", list, []) or []
     if not all(isinstance(p, str) for p in projects):
         raise InvalidConfig("Invalid 'projects': expected a list of project names")
+    if projects and not restricted:  # an unrestricted certificate would ignore them
+        raise InvalidConfig("Projects can only be specified for restricted certificates")
     known = await asyncio.to_thread(request.app[MANAGER].db.projects)
     missing = [p for p in projects if p not in known]
     if missing:

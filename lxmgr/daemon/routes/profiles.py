@@ -17,7 +17,7 @@ from lxmgr.errors import InvalidConfig
 from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.manager import Manager
 from lxmgr.model.profile import Profile, validate_profile_name
-from lxmgr.model.project import instance_url, profile_parts, url_suffix
+from lxmgr.model.project import instance_url, profile_parts, profile_url
 
 routes = web.RouteTableDef()
 
@@ -29,11 +29,6 @@ def render(manager: Manager, profile: Profile) -> dict[str, Any]:
     return {"name": name, "description": profile.description,
             "config": dict(profile.config), "devices": dict(profile.devices),
             "used_by": [instance_url(u) for u in users], "project": project}
-
-
-def profile_url(key: str) -> str:
-    project, name = profile_parts(key)
-    return f"/1.0/profiles/{name}{url_suffix(project)}"
 
 
 def _key(request: web.Request) -> str:

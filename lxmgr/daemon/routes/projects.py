@@ -19,7 +19,6 @@ from lxmgr.api.operation import Operation
 from lxmgr.daemon import auth, responses
 from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
-from lxmgr.daemon.routes.profiles import profile_url
 from lxmgr.errors import Conflict, Forbidden, InvalidConfig
 from lxmgr.instances import project_limits
 from lxmgr.instances.manager import Manager
@@ -27,7 +26,7 @@ from lxmgr.instances.volumes import volume_url
 from lxmgr.model import project as model
 from lxmgr.model import project_limits as limit_rules
 from lxmgr.model.profile import Profile
-from lxmgr.model.project import instance_url, profile_parts, storage_parts
+from lxmgr.model.project import instance_url, profile_parts, profile_url, storage_parts
 from lxmgr.model.volume import volume_parts
 
 routes = web.RouteTableDef()
