@@ -244,11 +244,15 @@ async def test_own_images(api) -> None:  # type: ignore[no-untyped-def]
     assert len(secret["metadata"]["secret"]) == 64
     op = await wait(api, await call(api, "POST", "/1.0/images?project=img2", {
         "aliases": [{"name": "deb"}], "source": {
-            "type": "image", "mode": "pull", "protocol": "lxd", "server": "https://x:8443",
+            "type": "image", "mode": "pull", "protocol": "lxd",
             "fingerprint": fingerprint, "project": "default",
             "secret": secret["metadata"]["secret"]}}, status=202))
     assert op["metadata"]["fingerprint"] == fingerprint
     await call(api, "GET", "/1.0/images/aliases/deb?project=img2")
+    error = await call(api, "POST", "/1.0/images?project=img2", {"source": {
+        "type": "image", "server": "https://elsewhere:8443", "fingerprint": fingerprint,
+        "project": "default"}}, status=501)
+    assert error["error"].startswith("Copying images from another server ('https://elsewhere")
     error = await call(api, "POST", "/1.0/images?project=img2", {"source": {
         "type": "image", "fingerprint": "0" * 64, "project": "default"}}, status=404)
     assert error["error"].startswith("Image '0000")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from lxmgr.api.operation import Operation, format_time
 from lxmgr.daemon import auth, projects, responses
+from lxmgr.daemon.https import HTTPS
 from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body, parse_json_object
 from lxmgr.daemon.routes import image_transfer
@@ -136,6 +137,12 @@ async def _copy_from_project(request: web.Request, body: dict[str, Any],
     allowed = auth.restricted_projects(request)
     if allowed is not None and project not in allowed:
         raise Forbidden("not authorized")
+    server = field(source, "server", str, "").rstrip("/")
+    listener = request.app.get(HTTPS)
+    ours = await asyncio.to_thread(listener.addresses) if listener is not None else []
+    if server and server not in {f"https://{address}" for address in ours}:
+        raise NotSupported(f"Copying images from another server ('{server}') is not "
+                           "supported: only between projects of this one")
     row = await asyncio.to_thread(manager.db.project_get, project)
     aliases = image_transfer.aliases_of(body.get("aliases"))
 
