@@ -74,7 +74,7 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
                                        project_scope.project_middleware,
                                        etag.etag_middleware],
                           client_max_size=responses.MAX_BODY)
-    bus = EventBus()
+    bus = getattr(manager, "events", None) or EventBus()  # the engine's own bus
     app[MANAGER] = manager
     app[EVENTS] = bus
     app[OPERATIONS] = Operations(manager.db, bus)

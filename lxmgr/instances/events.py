@@ -1,6 +1,8 @@
 """The event bus behind /1.0/events: lifecycle, operation and logging events fan out to
-subscribers' bounded queues. Lives on the daemon's event loop; publish_threadsafe() is for
-worker threads."""
+subscribers' bounded queues. Lives on the daemon's event loop; publish(), lifecycle() and
+changed() may be called from any thread (the engine's worker threads emit the events of the
+state changes they make): the event is built in the caller's thread, with its requestor and
+project, and delivered on the loop."""
 
 from __future__ import annotations
 
@@ -58,6 +60,24 @@ class EventBus:
         self.subscribers.discard(sub)
 
     def publish(self, event: Event) -> None:
+        """Deliver an event to its listeners, from the loop or from any thread (then in the
+        order published); with no listener (or no loop yet) it goes nowhere, as LXD's."""
+        loop = self.loop
+        if loop is None or not self.subscribers:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._deliver(event)
+            return
+        try:
+            loop.call_soon_threadsafe(self._deliver, event)
+        except RuntimeError:  # the loop closed: the daemon is exiting, nobody listens
+            pass
+
+    def _deliver(self, event: Event) -> None:
         data = event.to_dict()
         for sub in list(self.subscribers):
             if sub.wants(event):
@@ -65,10 +85,6 @@ class EventBus:
                     sub.queue.put_nowait(data)
                 except asyncio.QueueFull:
                     log.warning("Event subscriber too slow: dropped a %s event", event.type)
-
-    def publish_threadsafe(self, event: Event) -> None:
-        if self.loop is not None and self.subscribers:
-            self.loop.call_soon_threadsafe(self.publish, event)
 
     def lifecycle(self, action: str, name: str, *, snapshot: str | None = None,
                   **context: Any) -> None:

@@ -33,6 +33,7 @@ from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import cloudinit, files, image_ops, lxcfs, project_limits, raw_idmap
 from lxmgr.instances.db import Database
+from lxmgr.instances.events import EventBus
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
 from lxmgr.instances.locks import InstanceLocks, serialized
 from lxmgr.instances.manager_backup import BackupMixin
@@ -81,6 +82,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.db = db or Database()
         self.pools = Pools(self.db, storage)
         self.locks = InstanceLocks()  # one operation at a time on each instance
+        # /1.0/events: the engine emits the lifecycle event of each state change it makes
+        # (from worker threads: the bus delivers on the daemon's loop)
+        self.events = EventBus()
         self.volumes = Volumes(self.db, self.pools, self.is_running,  # custom volumes
                                self.volume_owner)
         self.store = InstanceStore(self.db)
