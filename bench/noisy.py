@@ -14,7 +14,8 @@ alone, then all hogs together), the noisy container runs the hogs of bench/noisy
 for `--duration` seconds while the host measures, paced: GET /1.0/instances?recursion=1 on a
 kept-alive unix-socket connection, `exec true` into the first quiet container through the API
 (in-process) and through the `lxmgr` CLI, and a content check (a token written and read back
-by exec in each quiet container in turn). The table gives n, p50, p95, p99 and max per phase
+by exec in each quiet container in turn); `/bin/true` run on the host is the reference for
+what the kernel alone gives. The table gives n, p50, p95, p99 and max per phase
 and probe against the goal p99 < 200 ms; a second table says whether the other containers
 kept working (every probe right, their systemd still running or degraded, host memory and
 task headroom) and what the hogs got (peak pids and memory against the limits, forks refused,
@@ -48,6 +49,7 @@ from noisy_probe import (  # noqa: E402
     exec_probe,
     get_probe,
     host_memory_available,
+    host_probe,
     host_task_limit,
     summarize_latencies,
 )
@@ -173,6 +175,7 @@ class NoisyBench:
             probes.append(cli_probe(self.side.exec_argv(first, ["true"]), self.side.env,
                                     args.cli_interval))
         probes.append(content_probe(self.callers[1], self.quiet, args.content_interval))
+        probes.append(host_probe(args.host_interval))
         assert self.cgroup is not None
         return ProbeSet(probes, Sampler(self.cgroup)), raw
 
@@ -275,11 +278,12 @@ class NoisySide(LxmgrSide):
         return f"{self.cgroup_base}/{name}"
 
 
-def measure(args: argparse.Namespace, image_dir: Path, notes: list[str]) -> dict[str, Any]:
-    """Set up, run every phase, clean up; the side's report (partial on failure)."""
+def measure(args: argparse.Namespace, image_dir: Path, report: dict[str, Any],
+            notes: list[str]) -> None:
+    """Set up, run every phase, clean up; fills report (partial on failure or Ctrl-C)."""
     side = NoisySide(image_dir)
     bench: NoisyBench | None = None
-    report: dict[str, Any] = {"phases": {}}
+    report["phases"] = {}
     try:
         side.start()
         report["version"] = side.version()
@@ -301,7 +305,6 @@ def measure(args: argparse.Namespace, image_dir: Path, notes: list[str]) -> dict
                 notes.append(f"pool cleanup: {err}")
             bench.close()
         cleanup_side(side, notes)  # force-deletes the noisy container: every hog dies
-    return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -325,6 +328,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--cli-interval", type=float, default=0.5, help="seconds between CLI execs (0.5)")
     add("--content-interval", type=float, default=1.0,
         help="seconds between content checks (1.0)")
+    add("--host-interval", type=float, default=0.25,
+        help="seconds between host /bin/true runs (0.25)")
     add("--no-cli", action="store_true", help="no CLI exec probe")
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -354,18 +359,23 @@ def main(argv: list[str] | None = None) -> int:
                    "disk_size": args.disk_size},
         "intervals_s": {"get_r1": args.get_interval, "exec_api": args.exec_interval,
                         "exec_cli": None if args.no_cli else args.cli_interval,
-                        "content": args.content_interval},
+                        "content": args.content_interval, "host_true": args.host_interval},
         "host": {"mem_total": _mem_total(), "mem_available_start": host_memory_available(),
                  "task_limit": host_task_limit(), "cpus": os.cpu_count(),
                  "loadavg_start": os.getloadavg()},
         "image": image.fingerprint, "notes": notes}
+    status = 0
+    report["lxmgr"] = {}
     try:
-        report["lxmgr"] = measure(args, image.path.parent, notes)
+        measure(args, image.path.parent, report["lxmgr"], notes)
+    except KeyboardInterrupt:
+        notes.append("interrupted: the phase under way is not reported")
+        status = 130
     finally:
         report["host"]["loadavg_end"] = os.getloadavg()
         print_report(report, args.json, lambda: render_tables(report),
                      lambda: render_footer(report))
-    return 0
+    return status
 
 
 def _mem_total() -> int:

@@ -1,6 +1,6 @@
 """What bench/noisy.py measures from the host while a phase runs: paced latency probes
-(GET, API exec, CLI exec, a content check), a sampler of host headroom and of the noisy
-container's cgroup, and the percentile summary.
+(GET, API exec, CLI exec, a content check, a host fork+exec reference), a sampler of host
+headroom and of the noisy container's cgroup, and the percentile summary.
 
 Imports the stdlib, bench/api.py's RawHttp and api_exec, and lxmgr.client (lazily). Every
 probe runs in its own thread with its own connection until stop() is called; the threads are
@@ -274,6 +274,17 @@ def cli_probe(argv: list[str], env: dict[str, str], interval: float) -> Probe:
         return elapsed, None
 
     return Probe("exec_cli", interval, call)
+
+
+def host_probe(interval: float) -> Probe:
+    """/bin/true run on the host (fork + exec, no container): what the kernel alone gives,
+    to tell a host-wide slowdown (a fork storm stalls every fork) from the daemon's."""
+    def call() -> tuple[float, str | None]:
+        t0 = time.perf_counter()
+        status = subprocess.run(["/bin/true"], stdin=subprocess.DEVNULL, timeout=60).returncode
+        return time.perf_counter() - t0, None if status == 0 else f"exit {status}"
+
+    return Probe("host_true", interval, call)
 
 
 def content_probe(caller: ExecCaller, names: list[str], interval: float) -> Probe:

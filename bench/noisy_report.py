@@ -10,7 +10,8 @@ from common import align
 GOAL_MS = 200.0  # issue 14: p99 of the list GET and of exec under a noisy neighbour
 GOAL_PROBES = ("get_r1", "exec_api", "exec_cli")
 PROBE_LABELS = {"get_r1": "GET instances?recursion=1", "exec_api": "exec true (API)",
-                "exec_cli": "exec -- true (CLI)", "content": "token write+read (exec)"}
+                "exec_cli": "exec -- true (CLI)", "content": "token write+read (exec)",
+                "host_true": "host: fork+exec /bin/true"}
 MiB = 1 << 20
 
 
