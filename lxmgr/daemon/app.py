@@ -96,7 +96,7 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
 
 async def _lifecycle_tasks(app: web.Application) -> AsyncIterator[None]:
     """Autostart at daemon start, then watch for ephemeral instances that stopped."""
-    task = asyncio.create_task(lifecycle.run(app[MANAGER], app[EVENTS]), name="lifecycle")
+    task = asyncio.create_task(lifecycle.run(app[MANAGER]), name="lifecycle")
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

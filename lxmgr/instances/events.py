@@ -87,12 +87,12 @@ class EventBus:
                     log.warning("Event subscriber too slow: dropped a %s event", event.type)
 
     def lifecycle(self, action: str, name: str, *, snapshot: str | None = None,
-                  **context: Any) -> None:
+                  context: dict[str, Any] | None = None, **more: Any) -> None:
         """Publish an instance lifecycle event (instance-started, ...) of a stored instance
         name (its project is part of it); snapshot events have the snapshot as their
-        source, as in LXD."""
+        source, as in LXD. The context is `context` and the other keywords."""
         source = instance_url(name, f"/snapshots/{snapshot}" if snapshot else "")
-        self.publish(lifecycle(action, source, context, REQUESTOR.get(),
+        self.publish(lifecycle(action, source, {**(context or {}), **more}, REQUESTOR.get(),
                                project=storage_parts(name)[0]))
 
     def changed(self, collection: str, action: str, name: str, **context: Any) -> None:

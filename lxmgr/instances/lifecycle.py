@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from lxmgr import paths
 from lxmgr.errors import Conflict, LxmgrError, NotFound
 from lxmgr.instances import lxcfs
-from lxmgr.instances.events import EventBus
 from lxmgr.instances.manager import Manager
 from lxmgr.model.units import parse_bool
 
@@ -85,16 +84,19 @@ def forget_last_state(manager: Manager) -> None:
             continue
 
 
-async def autostart(manager: Manager, events: EventBus) -> None:
+async def autostart(manager: Manager) -> None:
+    """Start what should run (should_autostart); first, what happened while the daemon was
+    down is announced and what lost supervisors left is cleaned (the observer), after the
+    order was read from the state files it rewrites."""
     order = await asyncio.to_thread(autostart_order, manager)
     await asyncio.to_thread(forget_last_state, manager)
+    await asyncio.to_thread(observe, manager)
     for name, delay in order:
         if manager in _shutdowns:
             log.info("Autostart stopped: the host is shutting down")
             return
         try:
             await asyncio.to_thread(manager.start, name)
-            events.lifecycle("instance-started", name)
         except LxmgrError as err:
             log.error("Autostart of '%s' failed: %s", name, err)
         if delay:
@@ -140,7 +142,7 @@ def shutdown_instance(manager: Manager, name: str, timeout: float) -> bool:
     return True
 
 
-async def shutdown(manager: Manager, events: EventBus) -> list[str]:
+async def shutdown(manager: Manager) -> list[str]:
     """The host-shutdown sequence (LXD's instancesShutdown, lxd/instances.go): the running
     instances stop batch by batch in boot.stop.priority order; those of one batch in
     parallel, at most one per CPU as LXD does; the next batch starts when the whole batch
@@ -158,8 +160,7 @@ async def shutdown(manager: Manager, events: EventBus) -> list[str]:
         async with slots:
             try:
                 if await asyncio.to_thread(shutdown_instance, manager, name, timeout):
-                    stopped.append(name)
-                    events.lifecycle("instance-shutdown", name)
+                    stopped.append(name)  # its stop announced instance-shutdown
             except LxmgrError as err:
                 log.error("Shutdown of '%s' failed: %s", name, err)
 
@@ -181,34 +182,21 @@ async def shutdown(manager: Manager, events: EventBus) -> list[str]:
     return stopped
 
 
-def stopped_ephemerals(manager: Manager, running_before: set[str]) -> tuple[list[str], set[str]]:
-    """Ephemeral instances seen running before and stopped now; and who runs now.
-
-    Every WATCH_INTERVAL: statuses come from the supervisors' state files and one poll of
-    their pidfds (no control-socket round trip per instance); only an ephemeral candidate
-    is asked, to be sure before it is deleted."""
-    running = set()
-    gone = []
-    names = manager.list()
-    for name, status in zip(names, manager.statuses_fast(names), strict=True):
-        if status is None:  # deleted meanwhile
-            continue
-        if status != "Stopped":
-            running.add(name)
-        elif (name in running_before or not running_before) and manager.get(name).ephemeral \
-                and not manager.is_running(name):
-            gone.append(name)
-    return gone, running
+def observe(manager: Manager) -> None:
+    """Announce the changes nobody asked for (a stop, reboot or crash inside, a lost
+    supervisor) and delete ephemeral instances that stopped by themselves."""
+    manager.observer.observe_all(manager.list())
 
 
-async def run(manager: Manager, events: EventBus) -> None:
-    """lxcfs, autostart, then every few seconds remove ephemeral instances that stopped and
-    restart lxcfs or any network's dnsmasq that died (the daemon supervises them); at the
-    end, stop lxcfs when no instance runs any more."""
+async def run(manager: Manager) -> None:
+    """lxcfs, autostart, then every few seconds observe the instances (events of changes
+    from inside, ephemeral instances that stopped, lost supervisors) and restart lxcfs or
+    any network's dnsmasq that died (the daemon supervises them); at the end, stop lxcfs
+    when no instance runs any more."""
     duty = lxcfs.Supervisor()
     try:
         await _lxcfs_duty(duty)  # first: the autostarted instances get its files
-        await _watch(manager, events, duty)
+        await _watch(manager, duty)
     finally:
         await asyncio.to_thread(_release_lxcfs, manager)
 
@@ -227,32 +215,22 @@ def _release_lxcfs(manager: Manager) -> None:
         log.warning("lxcfs: %s", err)
 
 
-async def _watch(manager: Manager, events: EventBus, duty: lxcfs.Supervisor) -> None:
+async def _watch(manager: Manager, duty: lxcfs.Supervisor) -> None:
     await asyncio.to_thread(manager.pools.mount_all)  # btrfs loop pools, after a reboot
-    await autostart(manager, events)
+    await autostart(manager)
     await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
-    running: set[str] = set()
     last_minute: datetime | None = None
     last_images: datetime | None = None
     while True:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         if now != last_minute:
             last_minute = now
-            await snapshot_duties(manager, events, now)
+            await snapshot_duties(manager, now)
             if now.minute == 0 or last_images is None:
                 last_images = now
                 await _image_duties(manager)
         try:
-            gone, running = await asyncio.to_thread(stopped_ephemerals, manager, running)
-            for name in gone:
-                try:  # under the instance's lock: a restart or an API stop may be first
-                    await asyncio.to_thread(manager.delete, name, ephemeral_stop=True)
-                except NotFound:
-                    continue  # an API stop deleted it
-                if await asyncio.to_thread(manager.store.exists, name):
-                    continue  # started again meanwhile
-                events.lifecycle("instance-deleted", name)
-                log.info("Deleted stopped ephemeral instance %s", name)
+            await asyncio.to_thread(observe, manager)
             for name in await asyncio.to_thread(manager.networks.watch):
                 log.warning("Network '%s': dnsmasq had died and was restarted", name)
         except LxmgrError as err:
@@ -261,14 +239,13 @@ async def _watch(manager: Manager, events: EventBus, duty: lxcfs.Supervisor) -> 
         await asyncio.sleep(WATCH_INTERVAL)
 
 
-async def snapshot_duties(manager: Manager, events: EventBus, now: datetime) -> None:
-    """Take this minute's scheduled snapshots, then delete the expired ones."""
+async def snapshot_duties(manager: Manager, now: datetime) -> None:
+    """Take this minute's scheduled snapshots, then delete the expired ones (each announced
+    by the snapshot code)."""
     try:
         for name, snap in await asyncio.to_thread(manager.scheduled_snapshots, now):
-            events.lifecycle("instance-snapshot-created", name, snapshot=snap)
             log.info("Scheduled snapshot %s/%s taken", name, snap)
         for name, snap in await asyncio.to_thread(manager.expire_snapshots, now):
-            events.lifecycle("instance-snapshot-deleted", name, snapshot=snap)
             log.info("Expired snapshot %s/%s deleted", name, snap)
     except LxmgrError as err:
         log.warning("Snapshot duties: %s", err)

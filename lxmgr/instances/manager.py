@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from lxmgr.instances.manager_publish import PublishMixin
 from lxmgr.instances.manager_snapshots import SnapshotMixin
 from lxmgr.instances.manager_status import StatusMixin, SupervisorWatch
 from lxmgr.instances.networks import Networks
+from lxmgr.instances.observer import Observer
 from lxmgr.instances.pools import Pools
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.proxies import Proxies
@@ -59,6 +60,7 @@ from lxmgr.model.profile import Profile
 from lxmgr.model.rootfs import RootfsSpec
 from lxmgr.model.volume import volume_key
 from lxmgr.net.nic import NicSpec
+from lxmgr.net.nic import detach as detach_nic
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.plan import build_plan
 from lxmgr.storage import base as storage_base
@@ -85,6 +87,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         # /1.0/events: the engine emits the lifecycle event of each state change it makes
         # (from worker threads: the bus delivers on the daemon's loop)
         self.events = EventBus()
+        self._quiet = threading.local()  # depth of steps whose enclosing operation announces
         self.volumes = Volumes(self.db, self.pools, self.is_running,  # custom volumes
                                self.volume_owner)
         self.store = InstanceStore(self.db)
@@ -96,6 +99,12 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self._host_checked = False
         self.warm = WarmSupervisor()
         self.supervisors = SupervisorWatch()  # status_fast's state.json and pidfd cache
+        # changes nobody asked for (poweroff, reboot, crash inside; a supervisor lost)
+        self.observer = Observer(
+            watch=self.supervisors, hold=self.locks.hold,
+            ephemeral=lambda name: self.store.get(name).ephemeral,
+            responds=self.is_running, announce=self.announce, reap=self._reap_lost,
+            delete_ephemeral=lambda name: self.delete(name, ephemeral_stop=True))
 
     def close(self) -> None:
         """Let the pre-started supervisor go (it exits on EOF); drop our pidfds."""
@@ -105,6 +114,23 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             self.db.close()
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def announce(self, action: str, name: str, *, snapshot: str | None = None,
+                 context: dict[str, Any] | None = None, **more: Any) -> None:
+        """Emit the lifecycle event of a change made to instance `name` (LXD's instance
+        drivers send theirs where the change is made, whoever asked), unless it is a step of
+        an operation that announces itself (a restart's start, a restore's stop and start)."""
+        if not getattr(self._quiet, "depth", 0):
+            self.events.lifecycle(action, name, snapshot=snapshot, context=context, **more)
+
+    @contextlib.contextmanager
+    def quietly(self) -> Iterator[None]:
+        """Steps of an enclosing operation: their own events are not sent (this thread)."""
+        self._quiet.depth = getattr(self._quiet, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._quiet.depth -= 1
 
     @property
     def cgroups(self) -> cgroup_base.CgroupDriver:
@@ -314,7 +340,14 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             image_ops.apply_image_templates(self, spec, "create")
             revert.pop_all()
         log.info("Created instance %s from %s", name, img.fingerprint[:12])
+        self.announce_created(spec)
         return spec
+
+    def announce_created(self, spec: InstanceSpec) -> None:
+        """LXD's instance-created, with its context (lxd/instance/drivers/driver_lxc.go)."""
+        root = root_disk(self.expanded(spec)[1])
+        self.announce("instance-created", spec.name, context={
+            "type": "container", "storage-pool": root[1].get("pool", "") if root else ""})
 
     def _apply_root_size(self, spec: InstanceSpec, driver: storage_base.StorageDriver) -> None:
         """The root disk's `size` as a quota where the driver has one (btrfs qgroups)."""
@@ -336,6 +369,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         stopped ephemeral instance goes (ephemeral_stop), as LXD 5.0's onStop deletes it
         with force=true (lxd/instance/drivers/driver_lxc.go)."""
         spec = self.store.get(name)
+        self.observer.observe(name)  # a stop from inside not yet announced comes first
+        if not self.store.exists(name):
+            return  # it was ephemeral: that stop deleted it
         if not ephemeral_stop and self._protected(spec):
             raise InvalidConfig("Instance is protected")  # LXD 5.0's words (a 400 Failure)
         if ephemeral_stop and self.is_running(name):
@@ -350,6 +386,30 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
         log.info("Deleted instance %s", name)
+        self.announce("instance-deleted", name)
+
+    def _reap_lost(self, name: str) -> None:
+        """Take away what a supervisor that died without stopping its container left: the
+        container's processes (its PID 1 was reparented, out of reach), its cgroup, DNAT
+        rules, egress IFB devices and control socket."""
+        directory = paths.instance_dir(name)
+        if self.cgroups.exists(name):
+            if self.cgroups.pids(name):
+                self.cgroups.kill(name)
+            self.cgroups.delete(name)
+        self.proxies.clear(name)
+        nics = directory / "nics.json"
+        if nics.exists():
+            try:
+                specs = [NicSpec.from_dict(d) for d in json.loads(nics.read_text())]
+            except (OSError, ValueError, TypeError, LxmgrError) as err:
+                log.warning("Instance '%s': NIC specs unreadable: %s", name, err)
+                specs = []
+            for nic in specs:
+                if nic.limits_egress:
+                    detach_nic(nic)
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "supervisor.sock").unlink()
 
     def _protected(self, spec: InstanceSpec) -> bool:
         """security.protection.delete of the expanded config (a missing profile is skipped:
@@ -439,6 +499,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
     def start(self, name: str) -> int:
         """Boot the instance; returns PID 1's host pid."""
         spec = self.store.get(name)
+        self.observer.observe(name)  # the last run's end is announced (and cleaned) first
+        if not self.store.exists(name):
+            raise NotFound(f"Instance '{name}' not found")  # ephemeral: it stopped for good
         if self.is_running(name):
             raise InvalidState(f"Instance '{name}' is already running")
         if not self._host_checked:
@@ -460,6 +523,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self._plug_nics(spec, pid)
         self.db.instance_touch(name, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
         log.info("Started instance %s", name)
+        self.observer.observe(name)  # where changes from inside are counted from
+        self.announce("instance-started", name)
         return pid
 
     def _plug_nics(self, spec: InstanceSpec, pid: int) -> None:
@@ -484,14 +549,18 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
              keep_ephemeral: bool = False) -> None:
         """Graceful stop (init's halt signal, then SIGKILL of the cgroup after timeout); an
         ephemeral instance is deleted then, unless the caller starts it again
-        (keep_ephemeral: a restore, as LXD's)."""
+        (keep_ephemeral: a restore, as LXD's). The event is LXD's: instance-stopped when
+        forced or without a timeout (its Stop), else instance-shutdown (its Shutdown)."""
         spec = self.store.get(name)
+        self.observer.expected.add(name)
         try:
             control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
                          force=force, timeout=timeout)
         except control.NotRunning:
             raise InvalidState(f"Instance '{name}' is not running") from None
         self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
+        self.announce("instance-stopped" if force or timeout == 0 else "instance-shutdown",
+                      name)
         if spec.ephemeral and not keep_ephemeral:
             self.delete(name, ephemeral_stop=True)
 
@@ -499,6 +568,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
     def restart(self, name: str, *, timeout: float = STOP_TIMEOUT, force: bool = False) -> int:
         spec = self.store.get(name)
         ephemeral, spec.ephemeral = spec.ephemeral, False
+        self.observer.expected.add(name)
         try:
             control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
                          force=force, timeout=timeout)
@@ -506,17 +576,22 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             pass
         finally:
             spec.ephemeral = ephemeral
-        return self.start(name)
+        with self.quietly():
+            pid = self.start(name)
+        self.announce("instance-restarted", name)
+        return pid
 
     @serialized("name")
     def freeze(self, name: str) -> None:
         self.store.get(name)
         control.call(self.socket_path(name), protocol.FREEZE)
+        self.announce("instance-paused", name)
 
     @serialized("name")
     def unfreeze(self, name: str) -> None:
         self.store.get(name)
         control.call(self.socket_path(name), protocol.UNFREEZE)
+        self.announce("instance-resumed", name)
 
     def state(self, name: str, *, spec: InstanceSpec | None = None,
               devices: dict[str, dict[str, str]] | None = None,

@@ -127,6 +127,7 @@ class BackupMixin:
             self._replace_state(driver, new, contents.rootfs)
             revert.pop_all()
         log.info("Imported instance %s (%d snapshots)", target, len(contents.snapshots))
+        self.announce_created(new)  # type: ignore[attr-defined]
         return new
 
     def _replace_state(self, driver: storage_base.StorageDriver, spec: InstanceSpec,

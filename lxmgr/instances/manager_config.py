@@ -81,6 +81,7 @@ class ConfigMixin:
             self._update_proxies(spec, devices)
             self.store.save(spec)
             revert.pop_all()
+        self.announce("instance-updated", name)  # type: ignore[attr-defined]
         return cfgmod.restart_required(old_expanded, expanded)
 
     def _replug_disks(self, spec: InstanceSpec, old: Devices, new: Devices,

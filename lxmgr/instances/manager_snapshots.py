@@ -76,6 +76,7 @@ class SnapshotMixin:
             driver.delete_snapshot(name, snapshot)
             raise
         log.info("Snapshot %s/%s taken", name, snapshot)
+        self.announce("instance-snapshot-created", name, snapshot=snapshot)
         return record
 
     @serialized("name")
@@ -85,6 +86,7 @@ class SnapshotMixin:
         self._driver_for_snapshots(spec).delete_snapshot(name, snapshot)
         self.db.snapshot_remove(name, snapshot)
         log.info("Snapshot %s/%s deleted", name, snapshot)
+        self.announce("instance-snapshot-deleted", name, snapshot=snapshot)
 
     @serialized("name")
     def rename_snapshot(self, name: str, snapshot: str, new_name: str) -> SnapshotSpec:
@@ -102,6 +104,7 @@ class SnapshotMixin:
         except BaseException:
             os.rename(driver.snapshot_dir(name, new_name), driver.snapshot_dir(name, snapshot))
             raise
+        self.announce("instance-snapshot-renamed", name, snapshot=new_name, old_name=snapshot)
         return record
 
     @serialized("name")
@@ -110,6 +113,7 @@ class SnapshotMixin:
         record = self.get_snapshot(name, snapshot)
         record.expires_at = expires_at
         self.db.snapshot_save(name, record)
+        self.announce("instance-snapshot-updated", name, snapshot=snapshot)
         return record
 
     @serialized("name")
@@ -122,7 +126,8 @@ class SnapshotMixin:
         driver = self._driver_for_snapshots(spec)
         was_running = self.is_running(name)
         if was_running:
-            self.stop(name, keep_ephemeral=True)
+            with self.quietly():  # LXD's Restore stops and starts under its "restore" op
+                self.stop(name, keep_ephemeral=True)
         driver.restore_volume(name, snapshot)
         old = record.instance
         volatile = {k: v for k, v in spec.config.items() if k.startswith("volatile.")}
@@ -133,7 +138,11 @@ class SnapshotMixin:
         self.store.save(spec)
         log.info("Instance %s restored from snapshot %s", name, snapshot)
         if was_running:
-            self.start(name)
+            with self.quietly():
+                self.start(name)
+        # LXD's context: the snapshot's full name (driver_lxc.go Restore)
+        self.announce("instance-restored", name,
+                      context={"snapshot": f"{display(name)}/{snapshot}"})
 
     # -- copy / rename -----------------------------------------------------------------------
 
@@ -166,6 +175,7 @@ class SnapshotMixin:
             image_ops.apply_image_templates(self, spec, "copy")
             revert.pop_all()
         log.info("Copied %s to %s", source, target)
+        self.announce_created(spec)
         return spec
 
     def check_copy(self, source: str, target: str, *, config: dict[str, Any] | None = None,
@@ -226,6 +236,7 @@ class SnapshotMixin:
         self._write_name_files(spec)
         image_ops.apply_image_templates(self, spec, "rename")
         log.info("Renamed instance %s to %s", name, new_name)
+        self.announce("instance-renamed", new_name, old_name=display(name))
         return spec
 
     # -- scheduled snapshots and expiry (the daemon's lifecycle loop calls these) ------------
@@ -277,14 +288,16 @@ class SnapshotMixin:
         """Freeze a running instance for the block (no-op when stopped or frozen)."""
         frozen = False
         if wanted and self.status(name) == "Running":
-            self.freeze(name)
+            with self.quietly():  # internal: no instance-paused/resumed
+                self.freeze(name)
             frozen = True
         try:
             yield
         finally:
             if frozen:
                 try:
-                    self.unfreeze(name)
+                    with self.quietly():
+                        self.unfreeze(name)
                 except LxmgrError as err:
                     log.error("Could not unfreeze %s after copying its state: %s", name, err)
 

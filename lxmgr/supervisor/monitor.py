@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 RELAY_STOP_WAIT = 5.0  # seconds the proxy relay gets to release its ports after SIGTERM
 
 
+def exit_reason(wstatus: int) -> str:
+    """Why init ended, from its wait status: reboot(2) inside a pid namespace ends its init
+    as if killed by SIGHUP for a restart and by SIGINT for a power-off or halt
+    (kernel/pid_namespace.c, reboot_pid_ns); an init that exits with 0 powered off too (a
+    systemd without CAP_SYS_BOOT exits instead); anything else is a crash."""
+    if os.WIFSIGNALED(wstatus):
+        return {signal.SIGHUP: "reboot", signal.SIGINT: "poweroff"}.get(
+            os.WTERMSIG(wstatus), "crash")
+    return "poweroff" if os.WIFEXITED(wstatus) and os.WEXITSTATUS(wstatus) == 0 else "crash"
+
+
 class Monitor:
     """Owns one container from boot to its last process."""
 
@@ -94,6 +105,7 @@ class Monitor:
         self.started_at = time.time()
         self.status = "Running"
         self.stop_deadline = None
+        self.boots += 1
         self._write_state()
         return self.init_pid
 
@@ -383,8 +395,12 @@ class Monitor:
             self._reply(conn, {"ok": True})
 
     def state(self) -> dict[str, Any]:
+        """GET_STATE's reply and state.json: also how many times init booted under this
+        supervisor and why the last one ended (exit_reason), which the daemon's watch
+        turns into lifecycle events."""
         return {"status": self.status, "pid": self.init_pid, "started_at": self.started_at,
-                "supervisor_pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION}
+                "supervisor_pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION,
+                "boots": self.boots, "exit": self.exit_reason}
 
     # -- stop, reboot ------------------------------------------------------------------------
 
@@ -410,8 +426,9 @@ class Monitor:
         self.sel.unregister(self.init_pidfd)
         os.close(self.init_pidfd)
         self.init_pidfd = -1
-        rebooting = (os.WIFSIGNALED(wstatus) and os.WTERMSIG(wstatus) == signal.SIGHUP
-                     and self.exit_reason != "stop")
+        if self.exit_reason != "stop":
+            self.exit_reason = exit_reason(wstatus)
+        rebooting = self.exit_reason == "reboot"
         log.info("Container init exited (status %#x)%s", wstatus,
                  ", rebooting" if rebooting else "")
         # PID 1 is gone, so the kernel killed the rest of its pid namespace; make sure.

@@ -148,19 +148,17 @@ def test_supervisor_survives_its_starter_being_killed(manager, debian_image) -> 
 
 
 def test_watcher_finds_an_ephemeral_that_powered_off(manager, container) -> None:  # type: ignore[no-untyped-def]
-    """The daemon's watch (lxmgr.instances.lifecycle) tells a running instance from an
+    """The engine's watch (lxmgr.instances.observer) tells a running instance from an
     ephemeral one that powered off from inside, which it then deletes."""
-    from lxmgr.instances.lifecycle import stopped_ephemerals
-
     name = "eph-poweroff"
     manager.create(name, "debian", ephemeral=True)
     manager.start(name)
     assert wait_running(manager, name) == "running"
-    gone, running = stopped_ephemerals(manager, set())
-    assert gone == [] and running == {container, name}
+    manager.observer.observe_all(manager.list())
+    assert sorted(manager.list()) == sorted([container, name])
     exec_out(manager, name, ["systemctl", "poweroff"])
     deadline = time.monotonic() + 30
     while manager.status(name) != "Stopped" and time.monotonic() < deadline:
         time.sleep(0.05)
-    gone, running = stopped_ephemerals(manager, running)
-    assert gone == [name] and running == {container}
+    manager.observer.observe_all(manager.list())
+    assert manager.list() == [container]

@@ -21,7 +21,7 @@ from aiohttp import web
 from lxmgr import paths
 from lxmgr.api.operation import Operation
 from lxmgr.daemon import projects, responses
-from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
+from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig, NotFound
@@ -177,7 +177,7 @@ async def export_backup(request: web.Request) -> web.StreamResponse:
 
 async def import_instance(request: web.Request) -> web.Response:
     """POST /1.0/instances with a backup tarball as the body."""
-    manager, events = request.app[MANAGER], request.app[EVENTS]
+    manager = request.app[MANAGER]
     name = request.headers.get("X-LXD-name") or None
     pool = request.headers.get("X-LXD-pool") or None
     project = projects.scope(request).name
@@ -198,7 +198,6 @@ async def import_instance(request: web.Request) -> web.Response:
                                            storage=pool, project=project)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
-        events.lifecycle("instance-created", spec.name)
         return {"entity_url": instance_url(spec.name)}
 
     return responses.async_op(request.app[OPERATIONS].create("Importing instance", work))

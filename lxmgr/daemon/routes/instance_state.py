@@ -10,7 +10,7 @@ from aiohttp import web
 
 from lxmgr.api.operation import Operation
 from lxmgr.daemon import projects, responses, views
-from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
+from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig, InvalidState
 from lxmgr.instances.manager import STOP_TIMEOUT
@@ -51,7 +51,6 @@ async def put_state(request: web.Request) -> web.Response:
         raise InvalidState(f"Instance '{name}' is already frozen")
     if action == "unfreeze" and status != "Frozen":
         raise InvalidState(f"Instance '{name}' is not frozen")
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
         if action == "start":
@@ -64,7 +63,6 @@ async def put_state(request: web.Request) -> web.Response:
             await asyncio.to_thread(manager.freeze, name)
         else:
             await asyncio.to_thread(manager.unfreeze, name)
-        events.lifecycle(ACTIONS[action], name)
 
     op = request.app[OPERATIONS].create(
         f"{action.capitalize()}ing instance {display(name)}".replace("Stoping", "Stopping"), work,

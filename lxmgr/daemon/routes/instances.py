@@ -14,7 +14,7 @@ from aiohttp import web
 from lxmgr import paths
 from lxmgr.api.operation import Operation
 from lxmgr.daemon import projects, responses, views
-from lxmgr.daemon.keys import EVENTS, IMAGE_BUILDS, MANAGER, OPERATIONS
+from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotFound, NotSupported
@@ -78,7 +78,7 @@ async def create_instance(request: web.Request) -> web.Response:
     remote = image_transfer.remote_source(source) if source.get("server") else None
     build = await asyncio.to_thread(manager.check_create, name, image, remote=bool(remote),
                                     **args)
-    ops, events = request.app[OPERATIONS], request.app[EVENTS]
+    ops = request.app[OPERATIONS]
 
     async def work(op: Operation) -> dict[str, Any]:
         nonlocal image
@@ -98,10 +98,8 @@ async def create_instance(request: web.Request) -> web.Response:
             op.may_cancel = False
             ops.update(op)
         await asyncio.to_thread(manager.create, name, image, **args)
-        events.lifecycle("instance-created", name)
         if start:
             await asyncio.to_thread(manager.start, name)
-            events.lifecycle("instance-started", name)
         return {"entity_url": instance_url(name)}
 
     op = ops.create(f"Creating instance {display(name)}", work,
@@ -151,14 +149,11 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
     await asyncio.to_thread(functools.partial(
         manager.check_copy, origin, name,
         **{k: v for k, v in args.items() if k != "instance_only"}))
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> dict[str, Any]:
         await asyncio.to_thread(manager.copy, origin, name, **args)
-        events.lifecycle("instance-created", name)
         if start:
             await asyncio.to_thread(manager.start, name)
-            events.lifecycle("instance-started", name)
         return {"entity_url": instance_url(name)}
 
     op = request.app[OPERATIONS].create(f"Copying instance {display(origin)} to "
@@ -207,7 +202,6 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
             devices = {**spec.devices, **devices}
     await asyncio.to_thread(manager.update, name, config=config, devices=devices,
                             profiles=profiles, description=description)
-    request.app[EVENTS].lifecycle("instance-updated", name)
     return responses.async_op(_done(request, f"Updating instance {display(name)}", name))
 
 
@@ -233,11 +227,9 @@ async def _restore(request: web.Request, name: str, snap: str) -> web.Response:
     """PUT /1.0/instances/{name} {"restore": SNAP} (LXD's restore)."""
     manager = request.app[MANAGER]
     await asyncio.to_thread(manager.get_snapshot, name, snap)
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
         await asyncio.to_thread(manager.restore, name, snap)
-        events.lifecycle("instance-restored", name, snapshot=snap)
 
     op = request.app[OPERATIONS].create(f"Restoring snapshot {display(name)}/{snap}", work,
                                         resources={"instances": [instance_url(name)]})
@@ -260,11 +252,9 @@ async def rename_instance(request: web.Request) -> web.Response:
         raise Conflict(f"Instance '{new}' already exists")
     if await asyncio.to_thread(manager.is_running, name):
         raise InvalidState(f"Instance '{name}' is running: stop it before renaming")
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> dict[str, Any]:
         await asyncio.to_thread(manager.rename, name, new)
-        events.lifecycle("instance-renamed", new, old_name=display(name))
         return {"entity_url": instance_url(new)}
 
     op = request.app[OPERATIONS].create(
@@ -281,14 +271,12 @@ async def delete_instance(request: web.Request) -> web.Response:
     await asyncio.to_thread(manager.get, name)
     if not force and await asyncio.to_thread(manager.is_running, name):
         raise InvalidState(f"Instance '{name}' is running: stop it first or use --force")
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
         from lxmgr.daemon.routes.backups import remove_backups
 
         await asyncio.to_thread(manager.delete, name, force)
         await asyncio.to_thread(remove_backups, name)
-        events.lifecycle("instance-deleted", name)
 
     op = request.app[OPERATIONS].create(f"Deleting instance {display(name)}", work,
                                         resources={"instances": [instance_url(name)]})

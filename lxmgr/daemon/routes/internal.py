@@ -15,7 +15,7 @@ import logging
 from aiohttp import web
 
 from lxmgr.daemon import auth, responses
-from lxmgr.daemon.keys import EVENTS, MANAGER
+from lxmgr.daemon.keys import MANAGER
 from lxmgr.errors import Forbidden
 from lxmgr.instances import lifecycle
 
@@ -32,7 +32,7 @@ async def shutdown(request: web.Request) -> web.StreamResponse:
     if auth.is_tls(request):
         raise Forbidden("Forbidden")
     log.info("Asked to shut down by the API: stopping the running instances")
-    stopped = await lifecycle.shutdown(request.app[MANAGER], request.app[EVENTS])
+    stopped = await lifecycle.shutdown(request.app[MANAGER])
     log.info("Shutdown: %d instance(s) stopped", len(stopped))
     response = responses.sync({"stopped": stopped})
     # The answer leaves before lxmgrd does (LXD flushes it before its process ends).

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from lxmgr.api.operation import Operation
 from lxmgr.daemon import projects, responses, views
-from lxmgr.daemon.keys import EVENTS, MANAGER, OPERATIONS
+from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import NotSupported
 from lxmgr.model.project import display, instance_url
@@ -51,13 +51,10 @@ async def create_snapshot(request: web.Request) -> web.Response:
         validate_snapshot_name(snap)
     expires_at = parse_time(field(body, "expires_at", str))
     await asyncio.to_thread(manager.get, name)
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> dict[str, Any]:
         record = await asyncio.to_thread(manager.snapshot, name, snap, expires_at=expires_at,
                                          no_expiry="expires_at" in body)
-        events.lifecycle("instance-snapshot-created", name,
-                         snapshot=record.name)
         return {"name": record.name}
 
     op = request.app[OPERATIONS].create(f"Snapshotting instance {display(name)}", work,
@@ -83,12 +80,9 @@ async def rename_snapshot(request: web.Request) -> web.Response:
     new = field(body, "name", str, "")
     validate_snapshot_name(new)
     await asyncio.to_thread(manager.get_snapshot, name, snap)
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
         await asyncio.to_thread(manager.rename_snapshot, name, snap, new)
-        events.lifecycle("instance-snapshot-renamed", name, snapshot=new,
-                         old_name=snap)
 
     op = request.app[OPERATIONS].create(f"Renaming snapshot {display(name)}/{snap}", work,
                                         resources=_resources(name, snap))
@@ -101,7 +95,6 @@ async def _update(request: web.Request) -> web.Response:
     body = await json_body(request)
     expires_at = parse_time(field(body, "expires_at", str))
     await asyncio.to_thread(manager.update_snapshot, name, snap, expires_at)
-    request.app[EVENTS].lifecycle("instance-snapshot-updated", name, snapshot=snap)
 
     async def work(op: Operation) -> None:
         return None
@@ -126,11 +119,9 @@ async def delete_snapshot(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     name, snap = projects.instance_name(request), request.match_info["snap"]
     await asyncio.to_thread(manager.get_snapshot, name, snap)
-    events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
         await asyncio.to_thread(manager.delete_snapshot, name, snap)
-        events.lifecycle("instance-snapshot-deleted", name, snapshot=snap)
 
     op = request.app[OPERATIONS].create(f"Deleting snapshot {display(name)}/{snap}", work,
                                         resources=_resources(name, snap))

@@ -29,6 +29,11 @@ class FakeManager:
         self.stops: list[tuple[str, float, float, float]] = []  # name, timeout, began, ended
         self.started: list[str] = []
         self.lock = threading.Lock()
+        self.events = EventBus()  # the real Manager announces its stops and starts
+        self.observer = self  # observe_all: nothing happened while the daemon was down
+
+    def observe_all(self, names: list[str]) -> None:
+        pass
 
     @property
     def store(self) -> FakeManager:
@@ -60,6 +65,7 @@ class FakeManager:
         with self.lock:
             self.running.discard(name)
             self.stops.append((name, timeout, began, time.monotonic()))
+            self.events.lifecycle("instance-shutdown", name)
 
     def start(self, name: str) -> int:
         self.started.append(name)
@@ -89,9 +95,8 @@ async def test_shutdown_order_parallel_batches_and_last_state() -> None:
                        "mid2": {"boot.stop.priority": "5"}, "low": {},
                        "idle": {}}, running={"high", "mid1", "mid2", "low"})
     mgr.delays = {"high": 0.2, "mid1": 0.3, "mid2": 0.3}
-    bus = EventBus()
-    sub = bus.subscribe()
-    stopped = await lifecycle.shutdown(mgr, bus)  # type: ignore[arg-type]
+    sub = mgr.events.subscribe()
+    stopped = await lifecycle.shutdown(mgr)  # type: ignore[arg-type]
     assert stopped[0] == "high" and sorted(stopped[1:3]) == ["mid1", "mid2"]
     assert stopped[3] == "low"
     times = {name: (timeout, began, ended) for name, timeout, began, ended in mgr.stops}
@@ -110,19 +115,18 @@ async def test_shutdown_order_parallel_batches_and_last_state() -> None:
 async def test_second_shutdown_while_one_runs_is_refused() -> None:
     mgr = FakeManager({"a": {}}, running={"a"})
     mgr.delays = {"a": 0.3}
-    bus = EventBus()
-    first = asyncio.create_task(lifecycle.shutdown(mgr, bus))  # type: ignore[arg-type]
+    first = asyncio.create_task(lifecycle.shutdown(mgr))  # type: ignore[arg-type]
     await asyncio.sleep(0.1)
     with pytest.raises(Conflict, match="^Shutdown already in progress$"):
-        await lifecycle.shutdown(mgr, bus)  # type: ignore[arg-type]
+        await lifecycle.shutdown(mgr)  # type: ignore[arg-type]
     assert await first == ["a"]
-    assert await lifecycle.shutdown(mgr, bus) == []  # type: ignore[arg-type]
+    assert await lifecycle.shutdown(mgr) == []  # type: ignore[arg-type]
 
 
 async def test_autostart_starts_nothing_after_a_shutdown_began() -> None:
     mgr = FakeManager({"a": {"boot.autostart": "true"}}, running=set())
-    await lifecycle.shutdown(mgr, EventBus())  # type: ignore[arg-type]
-    await lifecycle.autostart(mgr, EventBus())  # type: ignore[arg-type]
+    await lifecycle.shutdown(mgr)  # type: ignore[arg-type]
+    await lifecycle.autostart(mgr)  # type: ignore[arg-type]
     assert mgr.started == []
 
 
@@ -155,10 +159,10 @@ async def test_autostart_order_and_the_record_is_consumed() -> None:
         "b": {lifecycle.LAST_STATE: "RUNNING", "boot.autostart.priority": "5"},
         "c": {"boot.autostart": "false", lifecycle.LAST_STATE: "RUNNING"},
         "d": {}}, running=set())
-    await lifecycle.autostart(mgr, EventBus())  # type: ignore[arg-type]
+    await lifecycle.autostart(mgr)  # type: ignore[arg-type]
     assert mgr.started == ["b", "a"]
     assert not any(lifecycle.LAST_STATE in s.config for s in mgr.specs.values())
     mgr.running.clear()  # stopped by their users: a later daemon start leaves them
     mgr.started.clear()
-    await lifecycle.autostart(mgr, EventBus())  # type: ignore[arg-type]
+    await lifecycle.autostart(mgr)  # type: ignore[arg-type]
     assert mgr.started == []

@@ -135,7 +135,6 @@ async def test_the_daemon_starts_it_first_and_releases_it_at_exit(
     import threading
 
     from lxmgr.instances import lifecycle
-    from lxmgr.instances.events import EventBus
 
     calls: list[object] = []
     started, go_on = threading.Event(), threading.Event()
@@ -158,7 +157,7 @@ async def test_the_daemon_starts_it_first_and_releases_it_at_exit(
                         (logging.INFO, "lxcfs started (pid 1, /x)"))
     monkeypatch.setattr(lxcfs, "release", lambda running: calls.append(("release", running)))
     with caplog.at_level(logging.INFO, logger="lxmgr.instances.lifecycle"):
-        task = asyncio.create_task(lifecycle.run(FakeManager(), EventBus()))  # type: ignore[arg-type]
+        task = asyncio.create_task(lifecycle.run(FakeManager()))  # type: ignore[arg-type]
         await asyncio.to_thread(started.wait, 10)
         task.cancel()
         go_on.set()
