@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from lxmgr import devices as devices_mod
 from lxmgr.devices.unix import NodeDevice
-from lxmgr.errors import Conflict, LxmgrError
+from lxmgr.errors import Conflict
 from lxmgr.supervisor import control, protocol
 
 NODE_TYPES = ("unix-char", "unix-block", "gpu")
@@ -71,10 +71,6 @@ def _unplug(socket: str, device: NodeDevice) -> None:
 def _call(socket: str, cmd: str, **args: object) -> None:
     try:
         control.call(socket, cmd, wait=60, **args)
-    except control.NotRunning:
-        raise
-    except LxmgrError as err:
-        if "Unknown command" in str(err):
-            raise Conflict("The instance runs under the supervisor of an older lxmgr that "
-                           "can't hot-plug device nodes: restart the instance first") from None
-        raise
+    except control.OlderSupervisor:
+        raise Conflict("The instance runs under the supervisor of an older lxmgr that "
+                       "can't hot-plug device nodes: restart the instance first") from None

@@ -111,14 +111,10 @@ class ConfigMixin:
     def _disk_call(self, name: str, cmd: str, disk: DiskMount) -> None:
         try:
             control.call(self.socket_path(name), cmd, wait=60, disk=disk.to_dict())
-        except control.NotRunning:
-            raise
-        except LxmgrError as err:
-            if "Unknown command" in str(err):
-                raise Conflict(f"Instance '{name}' runs under the supervisor of an older "
-                               "lxmgr that can't hot-plug disks: restart the instance "
-                               "first") from None
-            raise
+        except control.OlderSupervisor:
+            raise Conflict(f"Instance '{name}' runs under the supervisor of an older "
+                           "lxmgr that can't hot-plug disks: restart the instance "
+                           "first") from None
 
     def _replug(self, spec: InstanceSpec, old: list[NicSpec], new: list[NicSpec]) -> None:
         """Hot-plug NICs added to a running instance, unplug removed or changed ones."""
@@ -155,7 +151,7 @@ class ConfigMixin:
             control.call(self.socket_path(spec.name), protocol.RELOAD_PROXIES, wait=30)
         except control.NotRunning:
             pass  # stopped meanwhile: the next start writes and serves them
-        except LxmgrError as err:  # a supervisor of an older lxmgr: no such command
+        except LxmgrError as err:  # e.g. an older supervisor (control.OlderSupervisor)
             log.warning("Instance '%s': proxy relay not reloaded (%s); the proxy devices "
                         "apply at its next start", spec.name, err)
 

@@ -17,7 +17,16 @@ class NotRunning(Conflict):
     """No supervisor answers for this instance."""
 
 
+class OlderSupervisor(Conflict):
+    """The instance's supervisor, started by an older lxmgr (supervisors outlive daemon
+    upgrades), does not know the command: the instance must restart to get it."""
+
+
 def _error(reply: dict[str, Any]) -> LxmgrError:
+    if reply.get("unknown_command") or str(reply["error"]).startswith("Unknown command"):
+        return OlderSupervisor(f"The instance runs under the supervisor of an older lxmgr "
+                               f"(protocol {reply.get('protocol', 1)}), which lacks what "
+                               "this needs: restart the instance first")
     err = LxmgrError(reply["error"])
     err.status = int(reply.get("status", 500))
     return err

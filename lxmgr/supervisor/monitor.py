@@ -378,7 +378,9 @@ class Monitor:
         elif cmd in (protocol.DEVICE_ATTACH, protocol.DEVICE_DETACH):
             self._device(conn, cmd, msg)
         else:
-            self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400})
+            self._reply(conn, {"error": f"Unknown command '{cmd}'", "status": 400,
+                               "unknown_command": True,
+                               "protocol": protocol.PROTOCOL_VERSION})
         return False
 
     def _console_request(self, conn: socket.socket, cmd: str, msg: dict[str, Any],
