@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
@@ -31,7 +32,17 @@ from lxmgr.errors import (
 from lxmgr.images import debootstrap
 from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import ImageInfo, ImageStore
-from lxmgr.instances import cloudinit, files, image_ops, lxcfs, project_limits, raw_idmap
+from lxmgr.instances import (
+    cloudinit,
+    files,
+    image_ops,
+    intents,
+    lxcfs,
+    project_limits,
+    raw_idmap,
+    staging,
+)
+from lxmgr.instances.checkpoints import checkpoint
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import EventBus
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
@@ -327,17 +338,20 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             spec.config["volatile.idmap.base"] = str(idmap.uid_base)
             spec.config["volatile.idmap.gid_base"] = str(idmap.gid_base)
             spec.config["volatile.idmap.size"] = str(idmap.size)
-        with contextlib.ExitStack() as revert:
+        with intents.intent("create", name=name), contextlib.ExitStack() as revert:
             self.store.add(spec)
             revert.callback(self.store.remove, name)
+            checkpoint("create.record")
             driver.create_volume(name, img, idmap)
             revert.callback(driver.delete_volume, name)
+            checkpoint("create.volume")
             self._apply_root_size(spec, driver)
             rootfs = driver.rootfs_spec(name, img.rootfs, idmap)
             files.write_instance_files(rootfs, idmap, projectmod.display(name))
             cloudinit.write_seed(rootfs, idmap, projectmod.display(name),
                                      spec.config["volatile.uuid"], expanded)
             image_ops.apply_image_templates(self, spec, "create")
+            checkpoint("create.files")
             revert.pop_all()
         log.info("Created instance %s from %s", name, img.fingerprint[:12])
         self.announce_created(spec)
@@ -380,13 +394,59 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             if not force:
                 raise InvalidState(f"Instance '{name}' is running: stop it first or use --force")
             self.stop(name, force=True)
-        self.pools.driver_for(spec).delete_volume(name)
-        self.cgroups.delete(name)
+        with intents.intent("delete", name=name):  # a killed daemon's next start finishes it
+            checkpoint("delete.begin")
+            self._purge(spec)
+        log.info("Deleted instance %s", name)
+        self.announce("instance-deleted", name)
+
+    def _purge(self, spec: InstanceSpec) -> None:
+        """Remove a stopped instance wholly, whatever of it exists (also what a create or
+        delete killed half way left): volume, cgroup, DNAT rules, addresses, record, dir."""
+        name = spec.name
+        driver = self.pools.driver_for(spec)
+        if driver.volume_exists(name):
+            driver.delete_volume(name)
+        checkpoint("delete.volume")
+        if self.cgroups.exists(name):
+            self.cgroups.delete(name)
         self.proxies.clear(name)
         self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
-        log.info("Deleted instance %s", name)
-        self.announce("instance-deleted", name)
+
+    def recover(self) -> None:
+        """At daemon start: finish or undo the work a killed daemon left half done (the
+        intent journal), so that each instance fully exists or not at all; then remove the
+        staging a dead process left."""
+        for path, record in intents.pending():
+            action, name = record["action"], str(record.get("name", ""))
+            try:
+                with self.locks.hold(name, str(record.get("new_name", ""))):
+                    self._recover(action, name, record)
+            except (LxmgrError, OSError) as err:
+                log.error("Could not recover the %s of '%s' a killed daemon left: %s "
+                          "(tried again at the next start)", action, name, err)
+                continue
+            log.warning("Recovered the %s of '%s' a killed daemon left half done", action,
+                        name)
+            path.unlink(missing_ok=True)
+        staging.sweep([self.images.root, self._backups_dir()])
+
+    def _recover(self, action: str, name: str, record: dict[str, Any]) -> None:
+        exists = self.store.exists(name)
+        if action in ("create", "delete"):  # both end with no such instance
+            if exists and self.is_running(name):
+                raise InvalidState(f"Instance '{name}' is running")
+            if exists:
+                self._purge(self.store.get(name))
+            elif (directory := paths.instance_dir(name)).is_dir():
+                shutil.rmtree(directory)
+        elif action == "snapshot" and exists:
+            self._recover_snapshot(name, str(record["snapshot"]), bool(record.get("delete")))
+        elif action == "rename":
+            self._recover_rename(name, str(record["new_name"]))
+        elif action == "restore" and exists:
+            self.restore(name, str(record["snapshot"]))
 
     def _reap_lost(self, name: str) -> None:
         """Take away what a supervisor that died without stopping its container left: the

@@ -26,6 +26,9 @@ from pathlib import Path
 from lxmgr import paths
 from lxmgr.errors import Conflict, NotFound
 from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
+from lxmgr.instances import intents
+from lxmgr.instances import staging as stagingmod
+from lxmgr.instances.checkpoints import checkpoint
 from lxmgr.instances.locks import serialized
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import root_disk
@@ -51,12 +54,13 @@ class BackupMixin:
         spec = self.store.get(name)
         snapshots = [] if instance_only else self.db.snapshots(name)
         image = self._image(spec)
-        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=self._backups_dir()))
+        staging = stagingmod.make(".export-", self._backups_dir())
         try:
             trees = {}
             for snap in [None, *(s.name for s in snapshots)]:
                 trees[snap] = staging / (f"snap-{snap}" if snap else "instance")
                 self.materialize_rootfs(spec, snap, trees[snap])
+                checkpoint("export.tree")
             templates = image.path / "templates"
             return write_backup(
                 out, spec=spec, snapshots=snapshots, rootfs_of=lambda s: trees[s],
@@ -73,7 +77,7 @@ class BackupMixin:
         `project` (name: the instance's name there, default the backup's)."""
         from lxmgr.instances.backup import read_backup
 
-        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self._backups_dir()))
+        staging = stagingmod.make(".import-", self._backups_dir())
         try:
             contents = read_backup(archive, staging / "backup")
             return self._import_contents(contents, name, storage, project)
@@ -112,14 +116,16 @@ class BackupMixin:
             new.config["volatile.idmap.gid_base"] = str(idmap.gid_base)
             new.config["volatile.idmap.size"] = str(idmap.size)
         driver = self.pools.driver_for(new)
-        with contextlib.ExitStack() as revert:
+        with intents.intent("create", name=target), contextlib.ExitStack() as revert:
             self.store.add(new)
             revert.callback(self.store.remove, target)
             driver.create_volume(target, image, idmap)
             revert.callback(driver.delete_volume, target)
+            checkpoint("import.volume")
             volatile = {k: v for k, v in new.config.items() if k.startswith("volatile.")}
             for snap, record in zip(contents.snapshots, contents.snapshot_specs(new),
                                     strict=True):
+                checkpoint("import.snapshot")
                 record.instance.config.update(volatile)  # the volume's idmap, uuid, MACs
                 self._replace_state(driver, new, snap.rootfs)
                 driver.snapshot_volume(target, snap.name)

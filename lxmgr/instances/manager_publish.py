@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from lxmgr.errors import Conflict, InvalidConfig, InvalidState
 from lxmgr.images.fingerprint import fingerprint_tree
 from lxmgr.images.lxdformat import COMPRESSION_KEY
 from lxmgr.images.store import ImageInfo, info_from_metadata, read_metadata, write_metadata
+from lxmgr.instances import staging as stagingmod
+from lxmgr.instances.checkpoints import checkpoint
 from lxmgr.instances.locks import serialized
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec
@@ -73,15 +74,17 @@ class PublishMixin:
                 raise Conflict(f"Alias '{alias}' already points to image "
                                f"'{taken[alias][:12]}'")
         base = self._image(spec)
-        staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.images.root))
+        staging = stagingmod.make(".publish-", self.images.root)
         try:
             self.materialize_rootfs(spec, snapshot, staging / "rootfs")
+            checkpoint("publish.rootfs")
             if (base.path / "templates").is_dir():
                 copy_dir(base.path / "templates", staging / "templates")
             digest = fingerprint_tree(staging / "rootfs")
             write_metadata(staging, _metadata(read_metadata(base.path), source, digest.size,
                                               properties or {}, compression))
             final = self.images.root / digest.fingerprint
+            checkpoint("publish.fingerprint")
             if not final.exists():
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)

@@ -19,7 +19,8 @@ from typing import Any
 
 from lxmgr import paths
 from lxmgr.errors import Conflict, InvalidConfig, InvalidState, LxmgrError, NotSupported
-from lxmgr.instances import files, image_ops
+from lxmgr.instances import files, image_ops, intents
+from lxmgr.instances.checkpoints import checkpoint
 from lxmgr.instances.locks import serialized
 from lxmgr.model import snapshot as snapmod
 from lxmgr.model.instance import InstanceSpec, validate_stored_name
@@ -68,13 +69,15 @@ class SnapshotMixin:
             expires_at = now + ttl if ttl else None
         driver = self._driver_for_snapshots(spec)
         record = SnapshotSpec(snapshot, InstanceSpec.from_dict(spec.to_dict()), now, expires_at)
-        with self._quiesced(name):
-            driver.snapshot_volume(name, snapshot)
-        try:
-            self.db.snapshot_add(name, record)
-        except BaseException:
-            driver.delete_snapshot(name, snapshot)
-            raise
+        with intents.intent("snapshot", name=name, snapshot=snapshot):
+            with self._quiesced(name):
+                driver.snapshot_volume(name, snapshot)
+            try:
+                checkpoint("snapshot.volume")
+                self.db.snapshot_add(name, record)
+            except BaseException:
+                driver.delete_snapshot(name, snapshot)
+                raise
         log.info("Snapshot %s/%s taken", name, snapshot)
         self.announce("instance-snapshot-created", name, snapshot=snapshot)
         return record
@@ -83,8 +86,10 @@ class SnapshotMixin:
     def delete_snapshot(self, name: str, snapshot: str) -> None:
         spec = self.store.get(name)
         self.get_snapshot(name, snapshot)
-        self._driver_for_snapshots(spec).delete_snapshot(name, snapshot)
-        self.db.snapshot_remove(name, snapshot)
+        with intents.intent("snapshot", name=name, snapshot=snapshot, delete=True):
+            self._driver_for_snapshots(spec).delete_snapshot(name, snapshot)
+            checkpoint("snapshot.deleted")
+            self.db.snapshot_remove(name, snapshot)
         log.info("Snapshot %s/%s deleted", name, snapshot)
         self.announce("instance-snapshot-deleted", name, snapshot=snapshot)
 
@@ -128,14 +133,8 @@ class SnapshotMixin:
         if was_running:
             with self.quietly():  # LXD's Restore stops and starts under its "restore" op
                 self.stop(name, keep_ephemeral=True)
-        driver.restore_volume(name, snapshot)
-        old = record.instance
-        volatile = {k: v for k, v in spec.config.items() if k.startswith("volatile.")}
-        spec.config = {**{k: v for k, v in old.config.items()
-                          if not k.startswith("volatile.")}, **volatile}
-        spec.devices, spec.profiles = dict(old.devices), list(old.profiles)
-        spec.description, spec.ephemeral = old.description, old.ephemeral
-        self.store.save(spec)
+        with intents.intent("restore", name=name, snapshot=snapshot):
+            self._restore_stopped(spec, record, driver)
         log.info("Instance %s restored from snapshot %s", name, snapshot)
         if was_running:
             with self.quietly():
@@ -143,6 +142,20 @@ class SnapshotMixin:
         # LXD's context: the snapshot's full name (driver_lxc.go Restore)
         self.announce("instance-restored", name,
                       context={"snapshot": f"{display(name)}/{snapshot}"})
+
+    def _restore_stopped(self, spec: InstanceSpec, record: SnapshotSpec,
+                         driver: storage_base.StorageDriver) -> None:
+        name, snapshot = spec.name, record.name
+        checkpoint("restore.begin")
+        driver.restore_volume(name, snapshot)
+        checkpoint("restore.volume")
+        old = record.instance
+        volatile = {k: v for k, v in spec.config.items() if k.startswith("volatile.")}
+        spec.config = {**{k: v for k, v in old.config.items()
+                          if not k.startswith("volatile.")}, **volatile}
+        spec.devices, spec.profiles = dict(old.devices), list(old.profiles)
+        spec.description, spec.ephemeral = old.description, old.ephemeral
+        self.store.save(spec)
 
     # -- copy / rename -----------------------------------------------------------------------
 
@@ -160,19 +173,22 @@ class SnapshotMixin:
         spec.config["volatile.uuid"] = str(uuidlib.uuid4())
         spec.config.update(self.networks.new_volatile(self.expanded(spec)[1], spec.config))
         snapshots = [] if instance_only or snapshot else self.db.snapshots(name)
-        with contextlib.ExitStack() as revert:
+        with intents.intent("create", name=target), contextlib.ExitStack() as revert:
             self.store.add(spec)
             revert.callback(self.store.remove, target)
             with self._quiesced(name, snapshot is None):
                 driver.copy_volume(name, target, snapshot=snapshot)
             revert.callback(driver.delete_volume, target)
+            checkpoint("copy.volume")
             for snap in snapshots:
+                checkpoint("copy.snapshot")
                 driver.copy_snapshot(name, snap.name, target)
                 copied = SnapshotSpec(snap.name, InstanceSpec.from_dict(spec.to_dict()),
                                       snap.created_at, snap.expires_at)
                 self.db.snapshot_add(target, copied)
             self._write_name_files(spec)
             image_ops.apply_image_templates(self, spec, "copy")
+            checkpoint("copy.files")
             revert.pop_all()
         log.info("Copied %s to %s", source, target)
         self.announce_created(spec)
@@ -224,12 +240,15 @@ class SnapshotMixin:
             raise Conflict(f"Instance '{new_name}' already exists (stale directory "
                            f"'{new_dir}')")
         self.networks.release(self._nic_specs_or_none(spec))
-        with contextlib.ExitStack() as revert:
+        with intents.intent("rename", name=name, new_name=new_name), \
+                contextlib.ExitStack() as revert:
             driver.rename_volume(name, new_name)
             revert.callback(driver.rename_volume, new_name, name)
+            checkpoint("rename.volume")
             if old_dir.exists():
                 os.rename(old_dir, new_dir)
                 revert.callback(os.rename, new_dir, old_dir)
+            checkpoint("rename.dir")
             spec.name = new_name
             self.db.instance_rename(spec, name)
             revert.pop_all()
@@ -238,6 +257,33 @@ class SnapshotMixin:
         log.info("Renamed instance %s to %s", name, new_name)
         self.announce("instance-renamed", new_name, old_name=display(name))
         return spec
+
+    def _recover_snapshot(self, name: str, snapshot: str, delete: bool) -> None:
+        """A snapshot taken or deleted half way: undo the taking (no record: remove its
+        data), finish the delete."""
+        driver = self._driver_for_snapshots(self.store.get(name))
+        recorded = snapshot in {s.name for s in self.db.snapshots(name)}
+        if delete and recorded:
+            self.db.snapshot_remove(name, snapshot)
+            recorded = False
+        if not recorded and driver.snapshot_exists(name, snapshot):
+            driver.delete_snapshot(name, snapshot)
+
+    def _recover_rename(self, name: str, new_name: str) -> None:
+        """A rename half done: the record decides (renamed: move volume and directory on;
+        else back)."""
+        if self.store.exists(new_name):
+            old, new, spec = name, new_name, self.store.get(new_name)
+        elif self.store.exists(name):
+            old, new, spec = new_name, name, self.store.get(name)
+        else:
+            return
+        driver = self._driver_for_snapshots(spec)
+        if driver.volume_exists(old) and not driver.volume_exists(new):
+            driver.rename_volume(old, new)
+        old_dir, new_dir = paths.instance_dir(old), paths.instance_dir(new)
+        if old_dir.exists() and not new_dir.exists():
+            os.rename(old_dir, new_dir)
 
     # -- scheduled snapshots and expiry (the daemon's lifecycle loop calls these) ------------
 

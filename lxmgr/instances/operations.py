@@ -1,11 +1,17 @@
 """Operations: LXD's handle on anything that takes time. Each runs as a named asyncio task
 (blocking work in a worker thread), reports progress in its metadata, can be waited on,
-cancelled when it says so, and is kept for a while after it ends (also in the database)."""
+cancelled when it says so, and is kept for a while after it ends (also in the database).
+
+Cancelling sets the operation's token (lxmgr.instances.checkpoints: the work's next
+checkpoint raises Cancelled and its undo runs) and cancels its task; work run through
+checkpoints.in_thread is awaited to its end, so a cancelled operation is reported only
+once what it did is undone."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,6 +21,7 @@ from lxmgr.api import envelope
 from lxmgr.api.event import Event
 from lxmgr.api.operation import Operation
 from lxmgr.errors import Cancelled, InvalidState, LxmgrError, NotFound
+from lxmgr.instances.checkpoints import CANCEL
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import PROJECT, EventBus
 from lxmgr.model.project import DEFAULT, shown
@@ -39,6 +46,7 @@ class Operations:
         self.done: dict[str, asyncio.Event] = {}
         self.on_cancel: dict[str, CancelHook] = {}
         self.cancelled: set[str] = set()  # ids cancelled by a client (not by daemon stop)
+        self.tokens: dict[str, threading.Event] = {}  # cancel tokens of running operations
 
     def create(self, description: str, work: Work, *, resources: dict[str, list[str]] |
                None = None, class_: str = "task", may_cancel: bool = False,
@@ -55,11 +63,13 @@ class Operations:
         self.done[op.id] = asyncio.Event()
         if on_cancel is not None:
             self.on_cancel[op.id] = on_cancel
+        self.tokens[op.id] = threading.Event()
         self.tasks[op.id] = asyncio.create_task(self._run(op, work), name=f"op-{op.id}")
         self.publish(op)
         return op
 
     async def _run(self, op: Operation, work: Work) -> None:
+        CANCEL.set(self.tokens[op.id])  # this task's context: its worker threads see it
         try:
             result = await work(op)
             if isinstance(result, dict):
@@ -90,6 +100,7 @@ class Operations:
     def _finish(self, op: Operation) -> None:
         op.updated_at = datetime.now(UTC)
         self.tasks.pop(op.id, None)
+        self.tokens.pop(op.id, None)
         self.on_cancel.pop(op.id, None)
         self.cancelled.discard(op.id)
         self.done[op.id].set()
@@ -160,11 +171,14 @@ class Operations:
         task = self.tasks.get(op_id)
         if task is not None:
             self.cancelled.add(op_id)
+            self.tokens[op_id].set()
             task.cancel()
 
     async def shutdown(self) -> None:
         """Cancel what still runs (daemon stop); containers are not affected."""
         tasks = list(self.tasks.values())
+        for token in self.tokens.values():
+            token.set()  # what can be undone is undone; the rest finishes
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -35,6 +35,9 @@ class FakeManager:
     def observe_all(self, names: list[str]) -> None:
         pass
 
+    def recover(self) -> None:
+        pass
+
     @property
     def store(self) -> FakeManager:
         return self

@@ -39,7 +39,10 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
                     for fd in fds:
                         os.close(fd)
                     for reply in replies:
-                        protocol.send(conn, reply)
+                        try:
+                            protocol.send(conn, reply)
+                        except BrokenPipeError:  # the client had its answer and left
+                            return
 
         threads.append(threading.Thread(target=answer, daemon=True))
         threads[-1].start()
