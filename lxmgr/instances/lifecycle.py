@@ -262,7 +262,8 @@ async def _watch(manager: Manager, events: EventBus, duty: lxcfs.Supervisor) -> 
 
 
 async def snapshot_duties(manager: Manager, events: EventBus, now: datetime) -> None:
-    """Take this minute's scheduled snapshots, then delete the expired ones."""
+    """Take this minute's scheduled snapshots, then delete the expired snapshots and
+    backups (and sweep the leftovers of interrupted backups)."""
     try:
         for name, snap in await asyncio.to_thread(manager.scheduled_snapshots, now):
             events.lifecycle("instance-snapshot-created", name, snapshot=snap)
@@ -272,6 +273,11 @@ async def snapshot_duties(manager: Manager, events: EventBus, now: datetime) -> 
             log.info("Expired snapshot %s/%s deleted", name, snap)
     except LxmgrError as err:
         log.warning("Snapshot duties: %s", err)
+    try:  # Backups announces each deletion
+        for name, backup in await asyncio.to_thread(manager.backups.expire, now):
+            log.info("Expired backup %s/%s deleted", name, backup)
+    except LxmgrError as err:
+        log.warning("Backup expiry: %s", err)
 
 
 async def _image_duties(manager: Manager) -> None:

@@ -32,6 +32,7 @@ from lxmgr.images import debootstrap
 from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import ImageInfo, ImageStore
 from lxmgr.instances import cloudinit, files, image_ops, lxcfs, project_limits, raw_idmap
+from lxmgr.instances.backups import Backups
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import EventBus
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
@@ -88,6 +89,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.volumes = Volumes(self.db, self.pools, self.is_running,  # custom volumes
                                self.volume_owner)
         self.store = InstanceStore(self.db)
+        # backup records and tarballs; they move with a rename and go with a delete
+        self.backups = Backups(paths.root() / "backups" / "instances", self.events,
+                               self.locks, self.export_backup, self.store.exists)
         self.images = ImageStore()
         self.networks = Networks(self.db)
         self.proxies = Proxies(self.networks)  # proxy devices: relay specs and DNAT rules
@@ -349,6 +353,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.proxies.clear(name)
         self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
+        self.backups.on_instance_deleted(name)
         log.info("Deleted instance %s", name)
 
     def _protected(self, spec: InstanceSpec) -> bool:

@@ -284,10 +284,7 @@ async def delete_instance(request: web.Request) -> web.Response:
     events = request.app[EVENTS]
 
     async def work(op: Operation) -> None:
-        from lxmgr.daemon.routes.backups import remove_backups
-
-        await asyncio.to_thread(manager.delete, name, force)
-        await asyncio.to_thread(remove_backups, name)
+        await asyncio.to_thread(manager.delete, name, force)  # its backups go with it
         events.lifecycle("instance-deleted", name)
 
     op = request.app[OPERATIONS].create(f"Deleting instance {display(name)}", work,
