@@ -287,3 +287,25 @@ async def test_events_name_the_backup_as_lxd_does(tmp_path: Path) -> None:
         ("instance-backup-renamed", "/1.0/instances/c1/backups/b1?project=p",
          {"old_name": "c1/b0"}, "p"),
         ("instance-backup-deleted", "/1.0/instances/c1/backups/b1?project=p", {}, "p")]
+
+
+async def test_the_minute_duty_expires_backups(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from lxmgr.instances import lifecycle
+
+    setup = Setup(tmp_path)
+    setup.backups.create("c1", "b0", expires_at="2001-01-01T00:00:00Z")
+
+    class FakeManager:
+        backups = setup.backups
+
+        def scheduled_snapshots(self, now: datetime) -> list[tuple[str, str]]:
+            raise LxmgrError("Database is locked")  # the backups expire all the same
+
+    with caplog.at_level(logging.INFO, logger="lxmgr.instances.lifecycle"):
+        await lifecycle.snapshot_duties(FakeManager(), EventBus(), NOW)  # type: ignore[arg-type]
+    assert setup.backups.names("c1") == []
+    assert caplog.messages == ["Snapshot duties: Database is locked",
+                               "Expired backup c1/b0 deleted"]
