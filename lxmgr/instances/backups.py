@@ -212,13 +212,20 @@ class Backups:
     # -- instance hooks (Manager calls them holding the instance's lock) --------------------
 
     def on_instance_deleted(self, name: str) -> None:
-        """An instance's backups go with it (LXD's Delete removes each one)."""
+        """An instance's backups go with it (LXD's Delete removes each one). The instance
+        is gone already: a failure is logged, not raised, and the minute duty's sweep
+        removes the directory of an instance that no longer exists."""
         with self.locks.hold(name):
             gone = self.names(name)
             directory = self.directory(name)
-            if directory.exists():
-                with _failing(f"Failed to delete the backups of instance '{display(name)}'"):
-                    shutil.rmtree(directory)
+            try:
+                shutil.rmtree(directory)
+            except FileNotFoundError:
+                return
+            except OSError as err:
+                log.warning("Failed to delete the backups of instance '%s': %s (the sweep "
+                            "retries)", name, err.strerror or err)
+                return
         for backup in gone:
             self.events.lifecycle("instance-backup-deleted", name, backup=backup)
 
@@ -242,22 +249,27 @@ class Backups:
 
     def expire(self, now: datetime) -> list[tuple[str, str]]:
         """Sweep leftovers, then delete every backup whose expires_at is past; returns
-        (instance, backup) of each deleted."""
+        (instance, backup) of each deleted. A failure is logged and skips one instance."""
         gone = []
         for name in self._instance_dirs():
-            self.sweep(name)
-            for record in self.list(name):
-                expiry = _expiry(record)
-                if expiry is None or expiry > now:
-                    continue
-                with self.locks.hold(name):
-                    record = self._read(self.directory(name), record["name"]) or {}
-                    if record and (expiry := _expiry(record)) is not None and expiry <= now:
-                        self._delete(name, record)
-                        gone.append((name, str(record["name"])))
-                        self.events.lifecycle("instance-backup-deleted", name,
-                                              backup=record["name"])
+            try:
+                self.sweep(name)
+                gone += [(name, r["name"]) for r in self.list(name)
+                         if _expired(r, now) and self._expire(name, r["name"], now)]
+            except LxmgrError as err:
+                log.warning("Backups of %s: %s", name, err)
         return gone
+
+    def _expire(self, name: str, backup: str, now: datetime) -> bool:
+        """Delete name/backup if it is still there and past its time (checked again under
+        the lock: a rename or a delete may have come first)."""
+        with self.locks.hold(name):
+            record = self._read(self.directory(name), backup)
+            if record is None or not _expired(record, now):
+                return False
+            self._delete(name, record)
+        self.events.lifecycle("instance-backup-deleted", name, backup=backup)
+        return True
 
     def sweep(self, name: str) -> list[str]:
         """Remove what a crash or an older lxmgr left in instance name's directory:
@@ -308,11 +320,12 @@ class Backups:
         return directory
 
 
-def _expiry(record: dict[str, Any]) -> datetime | None:
+def _expired(record: dict[str, Any], now: datetime) -> bool:
     try:
-        return parse_time(record.get("expires_at"))
+        expiry = parse_time(record.get("expires_at"))
     except InvalidConfig:
-        return None
+        return False
+    return expiry is not None and expiry <= now
 
 
 def _now() -> str:

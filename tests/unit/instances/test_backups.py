@@ -309,3 +309,35 @@ async def test_the_minute_duty_expires_backups(tmp_path: Path,
     assert setup.backups.names("c1") == []
     assert caplog.messages == ["Snapshot duties: Database is locked",
                                "Expired backup c1/b0 deleted"]
+
+
+def test_a_failed_removal_with_its_instance_is_swept_later(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup.backups.create("c1", "b0")
+    setup.events.seen.clear()
+
+    def busy(path: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(16, "Device or resource busy")
+    with monkeypatch.context() as patch:
+        patch.setattr(backups_mod.shutil, "rmtree", busy)
+        setup.backups.on_instance_deleted("c1")  # the instance is gone: no error to raise
+    assert setup.backups.names("c1") == ["b0"] and setup.events.seen == []
+    setup.instances.discard("c1")
+    assert setup.backups.expire(NOW) == []
+    assert not (setup.root / "c1").exists()
+
+
+def test_a_failure_in_one_instance_does_not_stop_the_expiry(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    setup.backups.create("c1", "b0", expires_at="2001-01-01T00:00:00Z")
+    setup.backups.create("c2", "b0", expires_at="2001-01-01T00:00:00Z")
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.parent.name == "c1":
+            raise OSError(30, "Read-only file system")
+        real_unlink(self, missing_ok=missing_ok)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert setup.backups.expire(NOW) == [("c2", "b0")]
+    assert caplog.messages == [
+        "Backups of c1: Failed to delete backup 'c1/b0': Read-only file system"]
