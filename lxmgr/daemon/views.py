@@ -14,7 +14,6 @@ from typing import Any
 from lxmgr.api.envelope import sync_response
 from lxmgr.api.operation import format_time
 from lxmgr.daemon.responses import STATE_FIELDS
-from lxmgr.daemon.routes.backups import backup_views
 from lxmgr.errors import InvalidConfig, LxmgrError, NotFound
 from lxmgr.instances import metrics_cgroup as mcg
 from lxmgr.instances.manager import Manager
@@ -83,7 +82,7 @@ def instance(manager: Manager, name: str, full: bool = False, *,
             snapshots = manager.snapshots(name)
         out.update(status=state["status"], status_code=state["status_code"], state=state,
                    snapshots=[snapshot(manager, name, s, profiles) for s in snapshots],
-                   backups=backup_views(name))
+                   backups=manager.backups.views(name))
     else:
         status = manager.status_fast(name)
         out.update(status=status, status_code=STATUS_CODES.get(status, 112))

@@ -87,11 +87,14 @@ class EventBus:
                     log.warning("Event subscriber too slow: dropped a %s event", event.type)
 
     def lifecycle(self, action: str, name: str, *, snapshot: str | None = None,
-                  context: dict[str, Any] | None = None, **more: Any) -> None:
+                  backup: str | None = None, context: dict[str, Any] | None = None,
+                  **more: Any) -> None:
         """Publish an instance lifecycle event (instance-started, ...) of a stored instance
-        name (its project is part of it); snapshot events have the snapshot as their
-        source, as in LXD. The context is `context` and the other keywords."""
-        source = instance_url(name, f"/snapshots/{snapshot}" if snapshot else "")
+        name (its project is part of it); snapshot and backup events have the snapshot or
+        the backup as their source, as in LXD. The context is `context` and the other
+        keywords."""
+        source = instance_url(name, f"/snapshots/{snapshot}" if snapshot else
+                              f"/backups/{backup}" if backup else "")
         self.publish(lifecycle(action, source, {**(context or {}), **more}, REQUESTOR.get(),
                                project=storage_parts(name)[0]))
 

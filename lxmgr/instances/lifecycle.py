@@ -241,8 +241,9 @@ async def _watch(manager: Manager, duty: lxcfs.Supervisor) -> None:
 
 
 async def snapshot_duties(manager: Manager, now: datetime) -> None:
-    """Take this minute's scheduled snapshots, then delete the expired ones (each announced
-    by the snapshot code)."""
+    """Take this minute's scheduled snapshots, then delete the expired snapshots and
+    backups (and sweep the leftovers of interrupted backups); each change is announced by
+    the code that makes it."""
     try:
         for name, snap in await asyncio.to_thread(manager.scheduled_snapshots, now):
             log.info("Scheduled snapshot %s/%s taken", name, snap)
@@ -250,6 +251,11 @@ async def snapshot_duties(manager: Manager, now: datetime) -> None:
             log.info("Expired snapshot %s/%s deleted", name, snap)
     except LxmgrError as err:
         log.warning("Snapshot duties: %s", err)
+    try:  # Backups announces each deletion
+        for name, backup in await asyncio.to_thread(manager.backups.expire, now):
+            log.info("Expired backup %s/%s deleted", name, backup)
+    except LxmgrError as err:
+        log.warning("Backup expiry: %s", err)
 
 
 async def _image_duties(manager: Manager) -> None:

@@ -42,6 +42,7 @@ from lxmgr.instances import (
     raw_idmap,
     staging,
 )
+from lxmgr.instances.backups import Backups
 from lxmgr.instances.checkpoints import checkpoint
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import EventBus
@@ -102,6 +103,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.volumes = Volumes(self.db, self.pools, self.is_running,  # custom volumes
                                self.volume_owner)
         self.store = InstanceStore(self.db)
+        # backup records and tarballs; they move with a rename and go with a delete
+        self.backups = Backups(paths.root() / "backups" / "instances", self.events,
+                               self.locks, self.export_backup, self.store.exists)
         self.images = ImageStore()
         self.networks = Networks(self.db)
         self.proxies = Proxies(self.networks)  # proxy devices: relay specs and DNAT rules
@@ -413,6 +417,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.proxies.clear(name)
         self.networks.release(self._nic_specs_or_none(spec))
         self.store.remove(name)
+        self.backups.on_instance_deleted(name)
 
     def recover(self) -> None:
         """At daemon start: finish or undo the work a killed daemon left half done (the

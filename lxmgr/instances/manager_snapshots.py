@@ -252,6 +252,7 @@ class SnapshotMixin:
             spec.name = new_name
             self.db.instance_rename(spec, name)
             revert.pop_all()
+        self.backups.on_instance_renamed(name, new_name)
         self._write_name_files(spec)
         image_ops.apply_image_templates(self, spec, "rename")
         log.info("Renamed instance %s to %s", name, new_name)

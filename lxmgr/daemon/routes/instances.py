@@ -273,10 +273,7 @@ async def delete_instance(request: web.Request) -> web.Response:
         raise InvalidState(f"Instance '{name}' is running: stop it first or use --force")
 
     async def work(op: Operation) -> None:
-        from lxmgr.daemon.routes.backups import remove_backups
-
-        await asyncio.to_thread(manager.delete, name, force)
-        await asyncio.to_thread(remove_backups, name)
+        await asyncio.to_thread(manager.delete, name, force)  # its backups go with it
 
     op = request.app[OPERATIONS].create(f"Deleting instance {display(name)}", work,
                                         resources={"instances": [instance_url(name)]})
