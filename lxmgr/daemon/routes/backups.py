@@ -23,6 +23,7 @@ from lxmgr.daemon.keys import MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig
+from lxmgr.instances import checkpoints
 from lxmgr.instances.backups import public, validate_backup_name
 from lxmgr.model.instance import validate_instance_name
 from lxmgr.model.project import display, instance_url
@@ -58,8 +59,9 @@ async def create_backup(request: web.Request) -> web.Response:
                             expires_at)
 
     async def work(op: Operation) -> dict[str, Any]:
-        await asyncio.to_thread(manager.backups.create, name, backup, compression=compression,
-                                instance_only=instance_only, expires_at=expires_at)
+        await checkpoints.in_thread(manager.backups.create, name, backup,
+                                    compression=compression, instance_only=instance_only,
+                                    expires_at=expires_at)
         return {}
 
     # resources.backups holds the bare name: lxc 5.0 uses it as is, newer clients take
@@ -67,7 +69,7 @@ async def create_backup(request: web.Request) -> web.Response:
     # read metadata.entity_url instead.
     op = request.app[OPERATIONS].create(f"Backing up instance {display(name)}", work, resources={
         "instances": [instance_url(name)], "backups": [backup]},
-        metadata={"entity_url": _url(name, backup)})
+        metadata={"entity_url": _url(name, backup)}, may_cancel=True)
     return responses.async_op(op)
 
 
@@ -139,13 +141,14 @@ async def import_instance(request: web.Request) -> web.Response:
 
     async def work(op: Operation) -> dict[str, Any]:
         try:
-            spec = await asyncio.to_thread(manager.import_backup, archive, name=name,
+            spec = await checkpoints.in_thread(manager.import_backup, archive, name=name,
                                            storage=pool, project=project)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         return {"entity_url": instance_url(spec.name)}
 
-    return responses.async_op(request.app[OPERATIONS].create("Importing instance", work))
+    return responses.async_op(request.app[OPERATIONS].create("Importing instance", work,
+                                                             may_cancel=True))
 
 
 def _check_tarball(path: Path) -> None:

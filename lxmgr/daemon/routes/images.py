@@ -23,7 +23,7 @@ from lxmgr.errors import Forbidden, InvalidConfig, NotFound, NotSupported
 from lxmgr.images.store import ALL as ALL_PROJECTS
 from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.images.store import ImageInfo
-from lxmgr.instances import image_ops
+from lxmgr.instances import checkpoints, image_ops
 from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.manager_publish import check_compression
@@ -181,12 +181,12 @@ async def _publish(request: web.Request, body: dict[str, Any], source: dict[str,
                             *((instance, snap) if snap else (instance,)))
 
     async def work(op: Operation) -> dict[str, Any]:
-        image = await asyncio.to_thread(manager.publish, name, aliases=aliases,
+        image = await checkpoints.in_thread(manager.publish, name, aliases=aliases,
                                         properties=properties, compression=compression)
         await asyncio.to_thread(_index, manager)
         return {"fingerprint": image.fingerprint, "size": image.size}
 
-    return responses.async_op(ops.create(f"Publishing {name}", work))
+    return responses.async_op(ops.create(f"Publishing {name}", work, may_cancel=True))
 
 
 async def _build(request: web.Request, source: dict[str, Any]) -> web.Response:

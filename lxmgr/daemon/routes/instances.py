@@ -18,7 +18,7 @@ from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.errors import Conflict, InvalidConfig, InvalidState, NotFound, NotSupported
-from lxmgr.instances import image_ops
+from lxmgr.instances import checkpoints, image_ops
 from lxmgr.instances.image_builds import progress_metadata
 from lxmgr.model.instance import generate_name, validate_instance_name
 from lxmgr.model.project import display, instance_url, profile_parts, storage_name
@@ -83,7 +83,7 @@ async def create_instance(request: web.Request) -> web.Response:
     async def work(op: Operation) -> dict[str, Any]:
         nonlocal image
         # Fetching or building the image may take minutes and can be cancelled (nothing of
-        # it is kept); once the instance is being made, the operation runs to its end.
+        # it is kept), and so can making the instance: its steps are undone.
         if remote:
             def pulled(p: Any) -> None:
                 ops.update(op, download_progress=p.text)
@@ -94,10 +94,7 @@ async def create_instance(request: web.Request) -> web.Response:
                 ops.update(op, **progress_metadata(
                     p, "create_instance_from_image_unpack_progress"))
             await request.app[IMAGE_BUILDS].build(image, built)
-        if op.may_cancel:
-            op.may_cancel = False
-            ops.update(op)
-        await asyncio.to_thread(manager.create, name, image, **args)
+        await checkpoints.in_thread(manager.create, name, image, **args)
         if start:
             await asyncio.to_thread(manager.start, name)
         return {"entity_url": instance_url(name)}
@@ -105,7 +102,7 @@ async def create_instance(request: web.Request) -> web.Response:
     op = ops.create(f"Creating instance {display(name)}", work,
                     resources={"instances": [instance_url(name)]},
                     metadata={"entity_url": instance_url(name)},
-                    may_cancel=bool(remote or build))
+                    may_cancel=True)
     return responses.async_op(op)
 
 
@@ -151,7 +148,7 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
         **{k: v for k, v in args.items() if k != "instance_only"}))
 
     async def work(op: Operation) -> dict[str, Any]:
-        await asyncio.to_thread(manager.copy, origin, name, **args)
+        await checkpoints.in_thread(manager.copy, origin, name, **args)
         if start:
             await asyncio.to_thread(manager.start, name)
         return {"entity_url": instance_url(name)}
@@ -159,7 +156,8 @@ async def _copy_instance(request: web.Request, body: dict[str, Any],
     op = request.app[OPERATIONS].create(f"Copying instance {display(origin)} to "
                                         f"{display(name)}", work,
                                         resources={"instances": [instance_url(name)]},
-                                        metadata={"entity_url": instance_url(name)})
+                                        metadata={"entity_url": instance_url(name)},
+                                        may_cancel=True)
     return responses.async_op(op)
 
 
