@@ -452,6 +452,10 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             self._recover_rename(name, str(record["new_name"]))
         elif action == "restore" and exists:
             self.restore(name, str(record["snapshot"]))
+        elif action in ("start", "stop") and exists and not self.is_running(name):
+            self.proxies.clear(name)  # the DNAT rules of a start that never ran, or a stop
+            if action == "stop" and self.store.get(name).ephemeral:
+                self._purge(self.store.get(name))  # what the stop would have done
 
     def _reap_lost(self, name: str) -> None:
         """Take away what a supervisor that died without stopping its container left: the
@@ -573,18 +577,21 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             ensure_host_ready()
             self._host_checked = True
         load_kernel_modules(self.expanded(spec)[0].get("linux.kernel_modules", ""))
-        image_ops.apply_image_templates(self, spec, "start")
-        sup = self.build_supervisor_config(spec)
-        cfg_path = paths.instance_dir(name) / "supervisor.json"
-        write_atomic(cfg_path, sup.to_json())
-        warm = self.warm.take()
-        out, err = warm.communicate(f"{cfg_path}\n", timeout=120)
-        if warm.returncode != 0:
-            self.proxies.clear(name)  # the DNAT rules proxies.write() added
-            lines = err.strip().splitlines()
-            message = lines[-1] if lines else f"supervisor exited with {warm.returncode}"
-            raise RuntimeSetupError(message.removeprefix("Error: "))
-        pid = int(out.strip())
+        with intents.intent("start", name=name):  # killed before the supervisor runs: undone
+            image_ops.apply_image_templates(self, spec, "start")
+            sup = self.build_supervisor_config(spec)
+            cfg_path = paths.instance_dir(name) / "supervisor.json"
+            write_atomic(cfg_path, sup.to_json())
+            checkpoint("start.config")
+            warm = self.warm.take()
+            out, err = warm.communicate(f"{cfg_path}\n", timeout=120)
+            if warm.returncode != 0:
+                self.proxies.clear(name)  # the DNAT rules proxies.write() added
+                lines = err.strip().splitlines()
+                message = lines[-1] if lines else f"supervisor exited with {warm.returncode}"
+                raise RuntimeSetupError(message.removeprefix("Error: "))
+            pid = int(out.strip())
+            checkpoint("start.supervisor")
         self._plug_nics(spec, pid)
         self.db.instance_touch(name, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
         log.info("Started instance %s", name)
@@ -618,12 +625,14 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         forced or without a timeout (its Stop), else instance-shutdown (its Shutdown)."""
         spec = self.store.get(name)
         self.observer.expected.add(name)
-        try:
-            control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
-                         force=force, timeout=timeout)
-        except control.NotRunning:
-            raise InvalidState(f"Instance '{name}' is not running") from None
-        self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
+        with intents.intent("stop", name=name):  # killed before the cleanup: done next start
+            try:
+                control.call(self.socket_path(name), protocol.STOP, wait=timeout + 30,
+                             force=force, timeout=timeout)
+            except control.NotRunning:
+                raise InvalidState(f"Instance '{name}' is not running") from None
+            checkpoint("stop.stopped")
+            self.proxies.clear(name)  # nat=true forwards (the relay went with the container)
         self.announce("instance-stopped" if force or timeout == 0 else "instance-shutdown",
                       name)
         if spec.ephemeral and not keep_ephemeral:
