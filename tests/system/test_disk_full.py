@@ -96,6 +96,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode != 0, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Internal error" not in lines[0] and "Errno" not in lines[0], lines[0]
     return lines[0]
 
 
@@ -155,6 +156,7 @@ def test_snapshot_on_a_full_disk(daemon: Daemon) -> None:
             assert snapshots(daemon, "full1") == []
             assert leftovers(daemon.root) == []
             assert not Path(daemon.root, "storage", "overlay", ".snapshots", "full1").exists()
+            assert not list(Path(daemon.root, "intents").glob("*"))
             assert daemon.cli("exec", "full1", "-T", "--", "true").returncode == 0
         daemon.cli("snapshot", "full1", "s1")
         assert snapshots(daemon, "full1") == ["/1.0/instances/full1/snapshots/s1"]
@@ -177,6 +179,7 @@ def test_backup_on_a_full_disk(daemon: Daemon) -> None:
                                          {"name": "b1"}))
             assert op["status"] == "Failure", op
             assert "No space left on device" in op["err"] and "\n" not in op["err"], op
+            assert "Internal error" not in op["err"] and "Errno" not in op["err"], op
             assert daemon.api("GET", "/1.0/instances/full2/backups")["metadata"] == []
             assert leftovers(daemon.root) == []
             files = [str(p.relative_to(backups_dir)) for p in backups_dir.rglob("*")
