@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except LxmgrError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # the state dir itself: unwritable, a full disk
+        where = f": {err.filename}" if err.filename else ""
+        print(f"Error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

@@ -1,8 +1,15 @@
 """lxmgr's state in SQLite ($LXMGR_DIR/lxmgr.db, WAL): instances, profiles, the image index
 and operations, under one schema with numbered migrations.
 
-One connection shared by the daemon's worker threads behind a lock; every write is its own
-transaction. Rows hold JSON where LXD's objects are maps (config, devices, metadata).
+Two connections shared by the daemon's worker threads, each behind its own lock: one writes
+(every write is its own transaction), one reads, so that reads go on (WAL: readers never wait
+for a writer) while a write waits for another process's lock. Rows hold JSON where LXD's
+objects are maps (config, devices, metadata).
+
+Faults of the file leave as one-line errors naming it (DatabaseError): a lock held by another
+process (after BUSY_TIMEOUT), corruption (PRAGMA quick_check at open, SQLITE_CORRUPT later),
+a full disk, an I/O error; SQL and constraint errors stay sqlite3's (they are our bugs or
+are caught where they mean a conflict).
 """
 
 from __future__ import annotations
@@ -11,12 +18,12 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from lxmgr import paths
-from lxmgr.errors import Conflict, NotFound
+from lxmgr.errors import Conflict, LxmgrError, NotFound
 from lxmgr.model.instance import InstanceSpec
 from lxmgr.model.profile import Profile
 from lxmgr.model.snapshot import SnapshotSpec
@@ -122,45 +129,135 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-class Database:
-    """The state database; `path` defaults to $LXMGR_DIR/lxmgr.db."""
+# How long a statement waits for a lock another process holds before it fails with
+# DatabaseLocked (sqlite3's busy timeout, seconds): a request answers in seconds, not minutes.
+BUSY_TIMEOUT = 5.0
 
-    def __init__(self, path: Path | None = None) -> None:
+# Primary result codes (sqlite3.h) of the faults of the file, as opposed to SQL errors.
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN = 8, 10, 11, 13, 14
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOTADB = 5, 6, 26
+
+
+class DatabaseError(LxmgrError):
+    """The state database cannot be used: corrupt, unreadable, on a full disk."""
+
+    status = 500
+
+
+class DatabaseLocked(DatabaseError):
+    """Another process holds a lock on the state database; retrying later may work."""
+
+    status = 503
+
+
+def translate_error(err: sqlite3.Error, path: Path) -> DatabaseError | None:
+    """The one-line error of a fault of the database file, None for other errors (SQL,
+    constraints: left to the caller)."""
+    code = getattr(err, "sqlite_errorcode", -1) & 0xFF
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return DatabaseLocked(f"Database {path} is locked by another process")
+    if code in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return DatabaseError(corrupt_message(path, str(err)))
+    if code == SQLITE_FULL:
+        return DatabaseError(f"No space left on device to write database {path}")
+    if code in (SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN):
+        return DatabaseError(f"Failed to access database {path}: {err}")
+    return None
+
+
+def corrupt_message(path: Path, detail: str) -> str:
+    return (f"Database {path} is corrupt ({detail.splitlines()[0]}): restore it from a backup "
+            "or move it away, then restart lxmgrd")
+
+
+class Database:
+    """The state database; `path` defaults to $LXMGR_DIR/lxmgr.db. Opening it checks it
+    (PRAGMA quick_check, which reads every page: milliseconds for lxmgr's few rows) unless
+    check is false, and raises DatabaseError if it cannot be used."""
+
+    def __init__(self, path: Path | None = None, *, check: bool = True) -> None:
         self.path = path or paths.root() / "lxmgr.db"
         self.path.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                     timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self.migrate()
+        self._read_lock = threading.Lock()
+        with self._errors():
+            self._conn = self._reader = self._connect()
+        try:
+            with self._errors():
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._reader = self._connect()
+            if check:
+                self.check()
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                               timeout=BUSY_TIMEOUT)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
+
+    def check(self) -> None:
+        """Raise DatabaseError unless PRAGMA quick_check finds the file sound."""
+        with self._read_lock, self._errors():
+            found = [str(r[0]) for r in self._reader.execute("PRAGMA quick_check").fetchall()]
+        if found != ["ok"]:
+            raise DatabaseError(corrupt_message(self.path, "; ".join(found[:3])))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Faults of the file as DatabaseError."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            translated = translate_error(err, self.path)
+            if translated is None:
+                raise
+            raise translated from err
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """The writer connection's lock. Our own transactions hold it for milliseconds, so
+        one not free within the busy timeout means its holder waits for another process."""
+        if not self._lock.acquire(timeout=BUSY_TIMEOUT + 1):
+            raise DatabaseLocked(f"Database {self.path} is locked by another process")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._write_lock(), self._errors():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLite rolls back by itself after some errors (a full disk, an I/O error).
+                if self._conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        with self._read_lock, self._errors():
+            return self._reader.execute(sql, args).fetchall()
 
     def generation(self) -> tuple[int, int]:
         """A key for caches of what the tables hold: it moves on every change committed by
-        this connection (total_changes) or by any other one (PRAGMA data_version). Read it
-        before the rows it keys, so a cache never files older rows under a newer key."""
-        with self._lock:
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            return int(version), self._conn.total_changes
+        any other connection than the reader's, the writer's included (PRAGMA data_version,
+        read on the reader). Read it before the rows it keys, so a cache never files older
+        rows under a newer key."""
+        with self._read_lock, self._errors():
+            version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+            return int(version), 0
 
     @property
     def version(self) -> int:
@@ -168,7 +265,7 @@ class Database:
 
     def migrate(self) -> None:
         """Apply every migration newer than the file's user_version, each atomically."""
-        with self._lock:
+        with self._write_lock():
             for number in range(self.version, len(MIGRATIONS)):
                 with self.transaction() as conn:
                     for statement in MIGRATIONS[number].split(";"):

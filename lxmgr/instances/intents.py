@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lxmgr import paths
+from lxmgr.errors import LxmgrError
 from lxmgr.instances.store import write_atomic
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,11 @@ def intent(action: str, **details: Any) -> Iterator[None]:
     directory = journal_dir()
     directory.mkdir(mode=0o700, exist_ok=True)
     path = directory / f"{uuid.uuid4().hex}.json"
-    write_atomic(path, json.dumps({"action": action, **details}))
+    try:
+        write_atomic(path, json.dumps({"action": action, **details}))
+    except OSError as err:  # before any side effect: nothing to undo
+        raise LxmgrError(f"Failed to record the {action} in {directory}: {err.strerror}"
+                         ) from err
     try:
         yield
     finally:

@@ -333,12 +333,11 @@ class SnapshotMixin:
     @contextlib.contextmanager
     def _quiesced(self, name: str, wanted: bool = True) -> Iterator[None]:
         """Freeze a running instance for the block (no-op when stopped or frozen)."""
-        frozen = False
-        if wanted and self.status(name) == "Running":
-            with self.quietly():  # internal: no instance-paused/resumed
-                self.freeze(name)
-            frozen = True
+        frozen = wanted and self.status(name) == "Running"
         try:
+            if frozen:  # inside: a freeze that failed half-way is undone too
+                with self.quietly():  # internal: no instance-paused/resumed
+                    self.freeze(name)
             yield
         finally:
             if frozen:

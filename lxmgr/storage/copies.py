@@ -60,6 +60,7 @@ class DirStateSnapshots(StorageDriver):
         self.snapshots_dir(name).mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = dest.with_name(f".{snapshot}.tmp-{os.getpid()}")
         with contextlib.ExitStack() as revert:
+            revert.callback(_remove_if_empty, self.snapshots_dir(name))  # made for the first
             make_dir(tmp, 0o700)
             revert.callback(remove_tree, tmp)
             copy_dir(state, tmp / self.state_dir)
@@ -121,3 +122,8 @@ class DirStateSnapshots(StorageDriver):
             except OSError:
                 os.rename(new_vol, old_vol)
                 raise
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)

@@ -559,12 +559,23 @@ class Monitor:
                 pass
 
     def _write_state(self) -> None:
+        """state.json, a cache of what GET_STATE answers. When it cannot be written (a full
+        disk) the change it records has happened all the same: the stale file goes (readers
+        then ask us) instead of failing the command that made the change."""
         if not self.cfg.state_file:
             return
         tmp = f"{self.cfg.state_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state(), f)
-        os.replace(tmp, self.cfg.state_file)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self.state(), f)
+            os.replace(tmp, self.cfg.state_file)
+        except OSError as err:
+            log.warning("Could not write %s: %s", self.cfg.state_file, err.strerror)
+            for path in (tmp, self.cfg.state_file):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
 
     def save_console_log(self) -> None:
         if self.cfg.console_log:
