@@ -95,7 +95,10 @@ def create_app(manager: Manager, *, background: bool = True) -> web.Application:
 
 
 async def _lifecycle_tasks(app: web.Application) -> AsyncIterator[None]:
-    """Autostart at daemon start, then watch for ephemeral instances that stopped."""
+    """Autostart at daemon start, then watch for ephemeral instances that stopped. Before
+    the daemon answers anything, what a killed daemon left half done is finished or undone
+    (the API answers the truth from its first request)."""
+    await asyncio.to_thread(app[MANAGER].recover)
     task = asyncio.create_task(lifecycle.run(app[MANAGER]), name="lifecycle")
     yield
     task.cancel()

@@ -88,7 +88,6 @@ async def autostart(manager: Manager) -> None:
     """Start what should run (should_autostart); first, what happened while the daemon was
     down is announced and what lost supervisors left is cleaned (the observer), after the
     order was read from the state files it rewrites."""
-    await asyncio.to_thread(manager.recover)  # what a killed daemon left half done
     order = await asyncio.to_thread(autostart_order, manager)
     await asyncio.to_thread(forget_last_state, manager)
     await asyncio.to_thread(observe, manager)
