@@ -170,6 +170,7 @@ class Storm:
         self.scheduled_at: float | None = None
         self.started = time.monotonic()
         self.skipped = 0
+        self.twin_checks: list[tuple[list[int], list[int]]] = []
 
     def record(self, client: Client, step: int, action: str, name: str,
                outcome: Outcome) -> Outcome:
@@ -266,6 +267,8 @@ class Storm:
             self.rounds[f"{round_name}: {label}"].append((client.ident, outcome))
             self.log.append((client.ident, -1, label, round_name, outcome))
         self.barrier.wait()
+        if index == 2 and label == "start twin":  # both starts answered: one container
+            self.twin_checks.append(instance_processes(self.daemon, "twin"))
 
     def watch_schedule(self, done: threading.Event) -> None:
         """Until the clients are done: note when sched's first scheduled snapshot shows."""
@@ -364,6 +367,14 @@ def supervisors(root: str) -> dict[int, set[str]]:
     return found
 
 
+def instance_processes(daemon: Daemon, name: str) -> tuple[list[int], list[int]]:
+    """(the supervisors holding name's files, the PID 1s in name's cgroup)."""
+    depth = len(_nspid("self")) + 1
+    inits = [pid for pid, ns in cgroup_processes(daemon.env["LXMGR_CGROUP_BASE"]).get(name, [])
+             if len(ns) == depth and ns[-1] == 1]
+    return [pid for pid, names in supervisors(daemon.root).items() if name in names], inits
+
+
 def cgroup_dirs(base: str) -> dict[str, set[str]]:
     """hierarchy mount point -> the instance cgroups under base in it."""
     from lxmgr.cgroups import base as cgroup_base
@@ -380,7 +391,8 @@ def cgroup_dirs(base: str) -> dict[str, set[str]]:
     return found
 
 
-TEMP = re.compile(r"\.tmp|^\.(export|import|metadata|hosts)-|\.staging|\.new$|\.partial$")
+TEMP = re.compile(r"\.tmp|^\.(export|import|publish|metadata|hosts)-|\.staging|\.new$|"
+                  r"\.partial$")
 
 
 def leftovers(root: str) -> list[str]:
@@ -467,17 +479,23 @@ def host_view(daemon: Daemon) -> list[str]:
         snapdirs = driver_dir / ".snapshots"
         on_disk = {p.name: {s.name for s in p.iterdir()} for p in snapdirs.iterdir()} \
             if snapdirs.is_dir() else {}
-        for name in sorted(set(on_disk) | set(listed)):
-            api = set()
-            if name in listed:
-                api = {url.rsplit("/", 1)[-1] for url in daemon.api(
-                    "GET", f"/1.0/instances/{name}/snapshots")["metadata"]}
+        if set(on_disk) - set(listed):
+            problems.append(f"snapshot dirs of instances not listed: "
+                            f"{sorted(set(on_disk) - set(listed))}")
+        for name in sorted(listed):
+            api = {url.rsplit("/", 1)[-1] for url in daemon.api(
+                "GET", f"/1.0/instances/{name}/snapshots")["metadata"]}
             if on_disk.get(name, set()) != api:
                 problems.append(f"{name}: snapshot dirs {sorted(on_disk.get(name, set()))}, "
                                 f"API {sorted(api)}")
     stray = leftovers(root)
     if stray:
         problems.append(f"temp files left: {stray}")
+    # The intent journal (lxmgr.instances.intents): each record goes when its work ended.
+    journal = Path(root, "intents")
+    pending = sorted(p.name for p in journal.iterdir()) if journal.is_dir() else []
+    if pending:
+        problems.append(f"intent records left: {pending}")
     return problems
 
 
@@ -561,6 +579,10 @@ def test_four_clients_fifty_mixed_operations() -> None:
         for label in ("first: start twin", "second: start dupc", "third: start twin"):
             assert any(o.ok for o in rounds[label]), \
                 (label, [(o.status, o.message) for o in rounds[label]])
+        assert len(storm.twin_checks) == 2, storm.twin_checks
+        for sups, inits in storm.twin_checks:
+            assert len(sups) == 1 and len(inits) == 1, \
+                f"twin after two starts: supervisors {sups}, PID 1s {inits}"
         # The autostart and the schedule ran during the storm: sched runs, and its scheduled
         # snapshot (the lifecycle loop takes it right after the autostart) showed before the
         # clients were done.
