@@ -45,6 +45,9 @@ def exit_reason(wstatus: int) -> str:
     return "poweroff" if os.WIFEXITED(wstatus) and os.WEXITSTATUS(wstatus) == 0 else "crash"
 
 
+UNHEARD_POLL = 0.1  # seconds between looks at an init that does not handle the stop signal
+
+
 class Monitor:
     """Owns one container from boot to its last process."""
 
@@ -63,6 +66,7 @@ class Monitor:
         self.started_at = 0.0
         self.status = "Stopped"
         self.stop_deadline: float | None = None
+        self.stop_unheard = False  # the halt signal reached an init not handling it yet
         self.stop_waiters: list[socket.socket] = []
         self.execs: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client)
         self.listener: socket.socket | None = None
@@ -287,8 +291,13 @@ class Monitor:
             timeout = None
             if self.stop_deadline is not None:
                 timeout = max(0.0, self.stop_deadline - time.monotonic())
+                if self.stop_unheard:
+                    timeout = min(timeout, UNHEARD_POLL)
             for key, _mask in self.sel.select(timeout):
                 key.data(key.fileobj)
+            if self.stop_unheard and self.stop_deadline is not None and self._init_hears():
+                self.stop_unheard = False  # its handler is there now: say it again
+                self._signal_init(self.plan.stop_signal)
             if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                 log.info("Stop timed out: killing the container")
                 self.stop_deadline = None
@@ -416,12 +425,31 @@ class Monitor:
         if force:
             self.cgroups.kill(self.plan.name)
             return True
-        try:
-            libc.pidfd_send_signal(self.init_pidfd, self.plan.stop_signal)
-        except ProcessLookupError:
-            pass
+        self._signal_init(self.plan.stop_signal)
+        # The kernel drops a signal that a PID 1 neither handles nor blocks (an init that
+        # just started has no handler yet: systemd takes ~1 s): sent again once it has.
+        self.stop_unheard = not self._init_hears()
         self.stop_deadline = time.monotonic() + max(0.0, timeout)
         return True
+
+    def _signal_init(self, sig: int) -> None:
+        try:
+            libc.pidfd_send_signal(self.init_pidfd, sig)
+        except ProcessLookupError:
+            pass
+
+    def _init_hears(self) -> bool:
+        """Whether init catches or blocks the stop signal (a blocked one stays pending),
+        from SigCgt and SigBlk in /proc/PID/status; True when that cannot be read."""
+        bit = 1 << (int(self.plan.stop_signal) - 1)
+        try:
+            with open(f"/proc/{self.init_pid}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f.read().splitlines()
+                              if line.startswith((b"SigCgt", b"SigBlk")))
+            mask = int(fields[b"SigCgt"], 16) | int(fields[b"SigBlk"], 16)
+        except (OSError, KeyError, ValueError):
+            return True
+        return bool(mask & bit)
 
     def _on_init_exit(self, _fd: int) -> None:
         _, wstatus = os.waitpid(self.init_pid, 0)

@@ -609,10 +609,6 @@ def test_four_clients_fifty_mixed_operations() -> None:
 LATE_INIT = b"#!/bin/sh\nsleep 2\ntrap 'exit 0' PWR\nwhile :; do sleep 0.1; done\n"
 
 
-@pytest.mark.xfail(strict=True, reason="lost halt signal: the supervisor sends init's stop "
-                   "signal once (lxmgr.supervisor.monitor Monitor._stop); a PID 1 that has no "
-                   "handler for it yet (systemd ~1 s after its start) ignores it, so the stop "
-                   "waits for its whole timeout")
 def test_graceful_stop_right_after_start(daemon: Daemon) -> None:
     """A stop (not forced) that comes before init can act on it ends once it can, not after
     the stop's timeout (a restore of a running instance stops it so, with 30 s)."""
