@@ -25,7 +25,7 @@ from lxmgr.cgroups.base import CgroupDriver, read_file
 from lxmgr.errors import LxmgrError
 from lxmgr.linux import libc
 from lxmgr.runtime import attach, child, disks, security
-from lxmgr.supervisor import devices, protocol
+from lxmgr.supervisor import devices, protocol, zygote
 from lxmgr.supervisor.config import ConsoleRing, SupervisorConfig
 from lxmgr.supervisor.console import ConsoleClients
 
@@ -69,6 +69,8 @@ class Monitor:
         self.stop_unheard = False  # the halt signal reached an init not handling it yet
         self.stop_waiters: list[socket.socket] = []
         self.execs: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client)
+        self.zygote: zygote.Zygote | None = None  # forks the exec helpers in our cgroups
+        self.zygote_wanted = False  # one can live here and the last spawn worked: respawn
         self.listener: socket.socket | None = None
         self.filter = security.build_seccomp(self.plan)
         self.exit_reason = ""
@@ -103,6 +105,7 @@ class Monitor:
             raise
         self.init_pidfd = libc.pidfd_open(self.init_pid)
         self.sel.register(self.init_pidfd, selectors.EVENT_READ, self._on_init_exit)
+        self._start_zygote()
         if reboot:
             self._attach_nics()
         self._start_relay()
@@ -310,6 +313,8 @@ class Monitor:
         except BlockingIOError:
             pass
         tracked = {self.init_pid} | {pid for pid, _ in self.execs.values()}
+        if self.zygote is not None:  # it and its helpers (ours once it died) are waited for
+            tracked |= {self.zygote.pid} | self.zygote.pids()
         try:
             with open(f"/proc/self/task/{os.getpid()}/children") as f:
                 children = [int(p) for p in f.read().split()]
@@ -463,6 +468,7 @@ class Monitor:
                  ", rebooting" if rebooting else "")
         # PID 1 is gone, so the kernel killed the rest of its pid namespace; make sure.
         self._cleanup(self.cgroups.kill)
+        self._stop_zygote()  # killed with the cgroup: its orphans' statuses are ours
         self._stop_relay()
         self._detach_nics()
         self._drain_console()
@@ -520,13 +526,21 @@ class Monitor:
         if not spec.pty and len(fds) != 3:
             self._reply(conn, {"error": "exec needs stdin, stdout and stderr", "status": 400})
             return False
+        if self.zygote is None and self.zygote_wanted:
+            self._start_zygote()  # the last one died (the container's OOM killer, say)
+        if self.zygote is not None:
+            try:
+                self.zygote.submit(conn, spec, list(fds))
+                return True
+            except OSError as err:
+                log.warning("The exec zygote is gone (%s): joining the cgroups per exec",
+                            attach.describe(err))
+                self._stop_zygote()
         procs = self._exec_cgroup_paths()
         pid = os.fork()
         if pid == 0:
             try:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                self.sel.close()
+                self._after_fork()
             finally:
                 attach.enter(self.plan, self.init_pid, procs, spec, list(fds), conn,
                              self.filter)
@@ -534,6 +548,52 @@ class Monitor:
         self.execs[pidfd] = (pid, conn)
         self.sel.register(pidfd, selectors.EVENT_READ, self._on_exec_exit)
         return True
+
+    def _after_fork(self) -> None:
+        """In a child forked to run Python: drop the supervisor's loop and signal set-up."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.sel.close()
+
+    def _start_zygote(self) -> None:
+        """The exec zygote of this boot (supervisor.zygote: why); without one (a cgroup2
+        tree with controllers, or it failed), each exec's helper joins the cgroups."""
+        self._stop_zygote()
+        procs = self._exec_cgroup_paths()
+        self.zygote_wanted = zygote.can_host(procs)
+        if not self.zygote_wanted:
+            return
+        try:
+            self.zygote = zygote.Zygote.spawn(self.plan, self.init_pid, procs, self.filter,
+                                              self._after_fork)
+        except (LxmgrError, OSError) as err:
+            log.warning("%s: joining the cgroups per exec", err)
+            self.zygote_wanted = False
+            return
+        self.sel.register(self.zygote.sock, selectors.EVENT_READ, self._on_zygote)
+
+    def _on_zygote(self, _sock: socket.socket) -> None:
+        assert self.zygote is not None
+        for conn, reply in self.zygote.read():
+            self._reply(conn, reply)
+            conn.close()
+        if self.zygote.dead:
+            self._stop_zygote()
+
+    def _stop_zygote(self) -> None:
+        """Kill and reap the zygote; answer the execs it never started and wait for the
+        helpers it left (reparented to us, their subreaper) as for ours."""
+        z, self.zygote = self.zygote, None
+        if z is None:
+            return
+        self.sel.unregister(z.sock)
+        replies, orphans = z.close()
+        for conn, reply in replies:
+            self._reply(conn, reply)
+            conn.close()
+        for pid, pidfd, conn in orphans:
+            self.execs[pidfd] = (pid, conn)
+            self.sel.register(pidfd, selectors.EVENT_READ, self._on_exec_exit)
 
     def _exec_cgroup_paths(self) -> list[str]:
         """cgroup.procs to join: the container's root, or a leaf where the root may not
@@ -555,7 +615,13 @@ class Monitor:
         pid, conn = self.execs.pop(pidfd)
         self.sel.unregister(pidfd)
         os.close(pidfd)
-        _, wstatus = os.waitpid(pid, 0)
+        try:
+            _, wstatus = os.waitpid(pid, 0)
+        except ChildProcessError:  # a zygote's helper it reaped before dying: status lost
+            self._reply(conn, {"error": "The exec helper's exit status was lost",
+                               "status": 500})
+            conn.close()
+            return
         code = os.waitstatus_to_exitcode(wstatus)
         self._reply(conn, {"ok": True, "exit": code if code >= 0 else 128 - code})
         conn.close()

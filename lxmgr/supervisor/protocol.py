@@ -61,10 +61,10 @@ def send(sock: socket.socket, msg: dict[str, Any], fds: list[int] | None = None)
         sock.send(encode(msg))
 
 
-def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """One message and its descriptors; (None, []) at EOF."""
+def recv(sock: socket.socket, max_fds: int = MAX_FDS) -> tuple[dict[str, Any] | None, list[int]]:
+    """One message and its descriptors (at most max_fds); (None, []) at EOF."""
     fds = array.array("i")
-    raw, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
+    raw, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(max_fds * fds.itemsize))
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
