@@ -17,7 +17,7 @@ import lzma
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -29,13 +29,19 @@ log = logging.getLogger(__name__)
 class _HashingWriter:
     """A write-only file object that hashes what passes through it."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
         self.f = f
         self.sha256 = hashlib.sha256()
+        self.progress = progress
+        self.written = 0
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
-        return self.f.write(data)
+        written = self.f.write(data)
+        self.written += written
+        if self.progress is not None:
+            self.progress(self.written)
+        return written
 
     def flush(self) -> None:
         self.f.flush()
@@ -43,12 +49,13 @@ class _HashingWriter:
 
 def write_archive(out: Path, trees: Sequence[tuple[str, Path]], *,
                   files: Mapping[str, bytes] | None = None, compression: str = "gzip",
-                  mtime: int = 0) -> str:
+                  mtime: int = 0, progress: Callable[[int], None] | None = None) -> str:
     """Write a tar of trees [(prefix, dir)] plus in-memory files {name: bytes} (root-owned,
     0644, mtime), members sorted by name; owners, modes, hard links and ALLOWED_XATTRS kept.
 
     Deterministic for a given input (no host user names, gzip header without time or name).
     Devices, fifos and sockets are skipped. Returns the sha256 of the bytes written.
+    progress(bytes written so far) is called as the archive grows (it may raise to stop).
     """
     suffix_for(compression)
     members = [(name, None) for name in (files or {})]
@@ -56,7 +63,7 @@ def write_archive(out: Path, trees: Sequence[tuple[str, Path]], *,
         members.extend(_walk(prefix, root))
     members.sort(key=lambda item: os.fsencode(item[0]))
     with open(out, "wb") as raw:
-        sink = _HashingWriter(raw)
+        sink = _HashingWriter(raw, progress)
         with _compressor(sink, compression) as stream, \
                 tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tf:
             _add_members(tf, members, files or {}, mtime)

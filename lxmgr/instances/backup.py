@@ -138,7 +138,7 @@ def write_backup(out: Path, *, spec: InstanceSpec, snapshots: list[SnapshotSpec]
                  compression: str = "gzip", instance_only: bool = False,
                  expand: Expand | None = None, architecture: str | None = None,
                  templates_dir: Path | None = None, pool: str = "default",
-                 status: str = "Stopped") -> str:
+                 status: str = "Stopped", progress: Callable[[int], None] | None = None) -> str:
     """Write spec's backup tarball to out (a temp name renamed into place); its sha256.
 
     rootfs_of(None) is the instance's rootfs, rootfs_of(snap) a snapshot's; both unshifted.
@@ -169,7 +169,7 @@ def write_backup(out: Path, *, spec: InstanceSpec, snapshots: list[SnapshotSpec]
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         digest = write_archive(tmp, trees, files=files, compression=compression,
-                               mtime=int(time.time()))
+                               mtime=int(time.time()), progress=progress)
         os.rename(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

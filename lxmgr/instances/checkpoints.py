@@ -22,6 +22,7 @@ import contextvars
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -33,6 +34,10 @@ FAULT_ENV = "LXMGR_FAULT"
 # The cancel token of the operation whose work runs (None outside operations).
 CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
     "cancel", default=None)
+# Where the work's progress goes: the operation's metadata (None outside operations).
+REPORT: contextvars.ContextVar[Callable[[dict[str, Any]], None] | None] = \
+    contextvars.ContextVar("report", default=None)
+PROGRESS_INTERVAL = 0.25  # seconds between two progress updates of one operation
 _hooks: dict[str, Callable[[], None]] = {}
 
 
@@ -53,6 +58,43 @@ def checkpoint(point: str) -> None:
 def cancelled() -> bool:
     token = CANCEL.get()
     return token is not None and token.is_set()
+
+
+def report(**metadata: Any) -> None:
+    """Merge metadata (LXD's `<stage>_progress` text, ...) into the running operation's,
+    which tells its listeners (the CLI shows any *_progress key)."""
+    send = REPORT.get()
+    if send is not None:
+        send(metadata)
+
+
+def byte_progress(key: str) -> Callable[[int], None]:
+    """A callback for a growing byte count that reports it as LXD's progress text
+    (lxd/backup.go: "12.34MB (5.60MB/s)") under key, a few times a second, and is a
+    cancellation point."""
+    started = time.monotonic()
+    last = 0.0
+
+    def update(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PROGRESS_INTERVAL:
+            return
+        last = now
+        if cancelled():
+            raise Cancelled("Operation cancelled")
+        speed = done / max(now - started, 1e-3)
+        report(**{key: f"{byte_size(done)} ({byte_size(speed)}/s)"})
+    return update
+
+
+def byte_size(value: float) -> str:
+    """LXD's units.GetByteSizeString(value, 2): decimal units, two decimals."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.2f}{unit}" if unit != "B" else f"{int(value)}B"
+        value /= 1000
+    raise AssertionError("unreachable")
 
 
 @contextmanager

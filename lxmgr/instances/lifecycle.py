@@ -18,6 +18,7 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from lxmgr import paths
@@ -84,11 +85,13 @@ def forget_last_state(manager: Manager) -> None:
             continue
 
 
-async def autostart(manager: Manager) -> None:
+async def autostart(manager: Manager,
+                    order: list[tuple[str, float]] | None = None) -> None:
     """Start what should run (should_autostart); first, what happened while the daemon was
     down is announced and what lost supervisors left is cleaned (the observer), after the
     order was read from the state files it rewrites."""
-    order = await asyncio.to_thread(autostart_order, manager)
+    if order is None:
+        order = await asyncio.to_thread(autostart_order, manager)
     await asyncio.to_thread(forget_last_state, manager)
     await asyncio.to_thread(observe, manager)
     for name, delay in order:
@@ -216,27 +219,60 @@ def _release_lxcfs(manager: Manager) -> None:
 
 
 async def _watch(manager: Manager, duty: lxcfs.Supervisor) -> None:
+    """The daemon's duties. Autostart and the minute's duties (schedules, expiry, hourly
+    images) run beside the watch, each in a task of its own: an operation holding an
+    instance for minutes (a restore waiting out a stop) delays only them, never the
+    observation of the others, the dnsmasq and lxcfs watchdogs or the next minute (a minute
+    whose duties are still running is skipped, with a warning)."""
     await asyncio.to_thread(manager.pools.mount_all)  # btrfs loop pools, after a reboot
-    await autostart(manager)
-    await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
+    # Read before any observation rewrites the state of a supervisor lost with the host.
+    order = await asyncio.to_thread(autostart_order, manager)
     last_minute: datetime | None = None
     last_images: datetime | None = None
-    while True:
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        if now != last_minute:
-            last_minute = now
-            await snapshot_duties(manager, now)
-            if now.minute == 0 or last_images is None:
-                last_images = now
-                await _image_duties(manager)
-        try:
-            await asyncio.to_thread(observe, manager)
-            for name in await asyncio.to_thread(manager.networks.watch):
-                log.warning("Network '%s': dnsmasq had died and was restarted", name)
-        except LxmgrError as err:
-            log.warning("Lifecycle watch: %s", err)
-        await _lxcfs_duty(duty)
-        await asyncio.sleep(WATCH_INTERVAL)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_logged("Autostart", _autostart_then_prestart(manager, order)))
+        minute: asyncio.Task[None] | None = None
+        while True:
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            if now != last_minute:
+                last_minute = now
+                images = now.minute == 0 or last_images is None
+                last_images = now if images else last_images
+                if minute is not None and not minute.done():
+                    log.warning("The duties of the last minute still run: skipping %s",
+                                now.strftime("%H:%M"))
+                else:
+                    minute = group.create_task(_logged("Minute duties", _minute_duties(
+                        manager, now, images)))
+            try:
+                await asyncio.to_thread(observe, manager)
+                for name in await asyncio.to_thread(manager.networks.watch):
+                    log.warning("Network '%s': dnsmasq had died and was restarted", name)
+            except LxmgrError as err:
+                log.warning("Lifecycle watch: %s", err)
+            await _lxcfs_duty(duty)
+            await asyncio.sleep(WATCH_INTERVAL)
+
+
+async def _autostart_then_prestart(manager: Manager, order: list[tuple[str, float]]) -> None:
+    await autostart(manager, order)
+    await asyncio.to_thread(manager.warm.prestart)  # the first start need not wait for it
+
+
+async def _minute_duties(manager: Manager, now: datetime, images: bool) -> None:
+    await snapshot_duties(manager, now)
+    if images:
+        await _image_duties(manager)
+
+
+async def _logged(what: str, work: Awaitable[None]) -> None:
+    """A background duty whose failure is logged, not fatal to the other duties."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - a bug: keep the daemon's other duties going
+        log.exception("%s failed", what)
 
 
 async def snapshot_duties(manager: Manager, now: datetime) -> None:

@@ -41,21 +41,42 @@ class InstanceLocks:
             for name in reversed(taken):
                 self._release(name)
 
+    @contextmanager
+    def try_hold(self, name: str) -> Iterator[bool]:
+        """Hold name's lock for the block if nobody else does (yields True), else yield
+        False at once: for background duties that skip a busy instance until next time."""
+        lock = self._join(name)
+        got = lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
+            self._leave(name)
+
     def held(self) -> list[str]:
         """Names whose lock someone holds or waits for (for tests and diagnosis)."""
         with self._guard:
             return sorted(self._locks)
 
     def _acquire(self, name: str) -> None:
-        with self._guard:
-            lock, users = self._locks.get(name, (threading.RLock(), 0))
-            self._locks[name] = (lock, users + 1)
-        lock.acquire()
+        self._join(name).acquire()
 
     def _release(self, name: str) -> None:
         with self._guard:
+            self._locks[name][0].release()
+        self._leave(name)
+
+    def _join(self, name: str) -> threading.RLock:
+        """name's lock, counted as used until _leave (it exists while someone uses it)."""
+        with self._guard:
+            lock, users = self._locks.get(name, (threading.RLock(), 0))
+            self._locks[name] = (lock, users + 1)
+        return lock
+
+    def _leave(self, name: str) -> None:
+        with self._guard:
             lock, users = self._locks[name]
-            lock.release()
             if users == 1:
                 del self._locks[name]
             else:

@@ -116,7 +116,7 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.supervisors = SupervisorWatch()  # status_fast's state.json and pidfd cache
         # changes nobody asked for (poweroff, reboot, crash inside; a supervisor lost)
         self.observer = Observer(
-            watch=self.supervisors, hold=self.locks.hold,
+            watch=self.supervisors, hold=self.locks.hold, try_hold=self.locks.try_hold,
             ephemeral=lambda name: self.store.get(name).ephemeral,
             responds=self.is_running, announce=self.announce, reap=self._reap_lost,
             delete_ephemeral=lambda name: self.delete(name, ephemeral_stop=True))

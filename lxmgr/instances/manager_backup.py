@@ -28,7 +28,7 @@ from lxmgr.errors import Conflict, NotFound
 from lxmgr.images.store import ImageInfo, read_metadata, write_metadata
 from lxmgr.instances import intents
 from lxmgr.instances import staging as stagingmod
-from lxmgr.instances.checkpoints import checkpoint
+from lxmgr.instances.checkpoints import byte_progress, checkpoint
 from lxmgr.instances.locks import serialized
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import root_disk
@@ -66,7 +66,8 @@ class BackupMixin:
                 out, spec=spec, snapshots=snapshots, rootfs_of=lambda s: trees[s],
                 image_metadata=read_metadata(image.path), compression=compression,
                 expand=self.expanded, templates_dir=templates if templates.is_dir() else None,
-                pool=spec.storage_pool or "default", status=self.status(name))
+                pool=spec.storage_pool or "default", status=self.status(name),
+                progress=byte_progress("create_backup_progress"))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -71,11 +71,13 @@ class Observer:
 
     def __init__(self, *, watch: SupervisorWatch,
                  hold: Callable[[str], AbstractContextManager[Any]],
+                 try_hold: Callable[[str], AbstractContextManager[bool]],
                  ephemeral: Callable[[str], bool], responds: Callable[[str], bool],
                  announce: Callable[[str, str], None], reap: Callable[[str], None],
                  delete_ephemeral: Callable[[str], None]) -> None:
         self.watch = watch
         self.hold = hold
+        self.try_hold = try_hold
         self.ephemeral = ephemeral
         self.responds = responds
         self.announce = announce
@@ -84,9 +86,14 @@ class Observer:
         self.expected: set[str] = set()  # stops the daemon asked of supervisors without `exit`
 
     def observe_all(self, names: list[str]) -> None:
+        """Observe each instance that no operation holds now (an operation holding one
+        runs its own observation where it matters: a start, a delete); the next round
+        takes the others."""
         for name in names:
             try:
-                self.observe(name)
+                with self.try_hold(name) as free:
+                    if free:
+                        self.observe(name)
             except NotFound:
                 continue  # deleted meanwhile
             except (LxmgrError, OSError) as err:

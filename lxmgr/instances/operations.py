@@ -21,7 +21,7 @@ from lxmgr.api import envelope
 from lxmgr.api.event import Event
 from lxmgr.api.operation import Operation
 from lxmgr.errors import Cancelled, InvalidState, LxmgrError, NotFound
-from lxmgr.instances.checkpoints import CANCEL
+from lxmgr.instances.checkpoints import CANCEL, REPORT
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import PROJECT, EventBus
 from lxmgr.model.project import DEFAULT, shown
@@ -70,6 +70,8 @@ class Operations:
 
     async def _run(self, op: Operation, work: Work) -> None:
         CANCEL.set(self.tokens[op.id])  # this task's context: its worker threads see it
+        loop = asyncio.get_running_loop()
+        REPORT.set(lambda metadata: loop.call_soon_threadsafe(self._progress, op, metadata))
         try:
             result = await work(op)
             if isinstance(result, dict):
@@ -118,6 +120,10 @@ class Operations:
 
     def publish(self, op: Operation) -> None:
         self.events.publish(Event("operation", metadata=op.to_dict(), project=op.project))
+
+    def _progress(self, op: Operation, metadata: dict[str, Any]) -> None:
+        if not op.is_final:  # a late report of work that ended meanwhile
+            self.update(op, **metadata)
 
     def update(self, op: Operation, **metadata: Any) -> None:
         """Progress from the event loop: merge metadata, tell the listeners."""

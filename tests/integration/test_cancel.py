@@ -110,3 +110,31 @@ async def test_work_that_cannot_be_cancelled_says_so(api) -> None:  # type: igno
         assert refused["error"] == "This operation can't be cancelled"
     await wait(api, started)
     await call(api, "GET", "/1.0/instances/cx2", status=404)
+
+
+async def test_a_backup_reports_its_progress(api) -> None:  # type: ignore[no-untyped-def]
+    """The operation's metadata carries LXD's create_backup_progress ("12.34MB (5.60MB/s)",
+    what lxc shows) while the tarball grows, announced on /1.0/events."""
+    import re
+
+    await wait(api, await call(api, "POST", "/1.0/instances", {
+        "name": "bp1", "source": {"type": "image", "alias": "debian"}}, status=202))
+    events = await api.ws_connect("/1.0/events?type=operation")
+    try:
+        await wait(api, await call(api, "POST", "/1.0/instances/bp1/backups",
+                                   {"name": "b0", "compression_algorithm": "none"},
+                                   status=202))
+        texts = []
+        while True:
+            try:
+                event = await asyncio.wait_for(events.receive_json(), 2)
+            except TimeoutError:
+                break
+            text = event["metadata"]["metadata"].get("create_backup_progress")
+            if text:
+                texts.append(text)
+    finally:
+        await events.close()
+    assert texts and all(re.fullmatch(r"\d+(\.\d\d[kMGT])?B \(\d+(\.\d\d[kMGT])?B/s\)", t)
+                         for t in texts), texts
+    await wait(api, await call(api, "DELETE", "/1.0/instances/bp1", status=202))

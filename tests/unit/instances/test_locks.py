@@ -70,3 +70,25 @@ def test_serialized_locks_the_named_instances() -> None:
     fake = Fake()
     assert fake.copy("c1/snap0", target="c2", flag=True) is True
     assert fake.seen == [["c1", "c2"]] and fake.locks.held() == []
+
+
+def test_try_hold_skips_a_busy_instance_at_once() -> None:
+    locks = InstanceLocks()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locks.hold("c1"):
+            holding.set()
+            release.wait(10)
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(10)
+    with locks.try_hold("c1") as free, locks.try_hold("c2") as other:
+        assert (free, other) == (False, True)
+        with locks.try_hold("c2") as again:  # re-entrant for its holder
+            assert again
+    release.set()
+    thread.join(10)
+    with locks.try_hold("c1") as free:
+        assert free
+    assert locks.held() == []

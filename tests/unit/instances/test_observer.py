@@ -28,6 +28,7 @@ class World:
 
     def observer(self) -> obs.Observer:
         o = obs.Observer(watch=SupervisorWatch(), hold=lambda name: contextlib.nullcontext(),
+                         try_hold=lambda name: contextlib.nullcontext(True),
                          ephemeral=lambda name: self.is_ephemeral,
                          responds=lambda name: self.alive,
                          announce=lambda action, name: self.events.append((action, name)),
