@@ -413,3 +413,47 @@ def test_rename_an_unused_network_and_not_one_in_use(daemon, net) -> None:  # ty
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
                            check=True).stdout
     assert f" {new}:" not in links and f" {old}:" not in links
+
+
+def test_a_lost_supervisor_leaves_no_rule_link_or_ifb(daemon, net) -> None:  # type: ignore[no-untyped-def]
+    """A supervisor killed with -9 (its container orphaned): the daemon's watch takes
+    away what the container held on the host (its DNAT rule, its veth, the IFB device of
+    limits.egress) and the instance starts again with all of it."""
+    import signal
+    from pathlib import Path
+
+    from lxmgr.net.nic import NicSpec
+
+    gw = gateway(daemon, net)
+    static = gw.rsplit(".", 1)[0] + ".83"
+    daemon.cli("init", "debian", "lost1", "-p", "default", "-p", "testnet")
+    daemon.cli("config", "device", "override", "lost1", "eth0", f"ipv4.address={static}",
+               "limits.egress=100Mbit")
+    port = _free_port(gw)
+    daemon.cli("config", "device", "add", "lost1", "http", "proxy", f"listen=tcp:{gw}:{port}",
+               f"connect=tcp:{static}:80", "nat=true")
+    daemon.cli("start", "lost1")
+    directory = Path(daemon.root, "instances", "lost1")
+    nic = NicSpec.from_dict(json.loads((directory / "nics.json").read_text())[0])
+    rule = f"ip daddr {gw} tcp dport {port} dnat ip to {static}:80"
+
+    def links() -> set[str]:
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                             check=True).stdout
+        return {name for name in (nic.host_name, nic.ifb_name) if f": {name}" in out}
+
+    assert rule in _nft_table(net) and links() == {nic.host_name, nic.ifb_name}
+    state = json.loads((directory / "state.json").read_text())
+    os.kill(state["supervisor_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while json.loads((directory / "state.json").read_text())["exit"] != "lost":
+        assert time.monotonic() < deadline, "the lost supervisor was not noticed"
+        time.sleep(0.2)
+    assert rule not in _nft_table(net) and links() == set()
+    try:  # the orphaned init was killed (a zombie until the host's init reaps it)
+        assert "zombie" in Path(f"/proc/{state['pid']}/status").read_text()
+    except FileNotFoundError:
+        pass
+    daemon.cli("start", "lost1")
+    assert rule in _nft_table(net) and links() == {nic.host_name, nic.ifb_name}
+    daemon.cli("delete", "lost1", "--force")
