@@ -83,6 +83,22 @@ def test_exec_lands_in_exactly_the_container_cgroups(manager, container) -> None
     assert manager.exec_wait(handle) == 128 + signal.SIGKILL
 
 
+def test_a_reboot_from_inside_gets_a_new_zygote(manager, container) -> None:  # type: ignore[no-untyped-def]
+    if not can_host(manager.cgroups.procs_paths(container)):
+        pytest.skip("No exec zygote on a cgroup2 tree with controllers")
+    old_init, old_zygote = manager.state(container)["pid"], zygote_of(manager, container)
+    exec_out(manager, container, ["systemctl", "reboot"])
+    deadline = time.monotonic() + GENEROUS
+    while manager.state(container)["pid"] in (0, old_init) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert wait_running(manager, container) == "running"
+    zygote = zygote_of(manager, container)
+    assert zygote != old_zygote  # the old one went with the old boot's cgroups
+    for path in own_cgroups(manager, container):  # the new boot's cgroups
+        with open(path) as f:
+            assert str(zygote) in f.read().split(), path
+
+
 def test_exec_survives_the_zygote_dying(manager, container) -> None:  # type: ignore[no-untyped-def]
     if not can_host(manager.cgroups.procs_paths(container)):
         pytest.skip("No exec zygote on a cgroup2 tree with controllers")
