@@ -1,6 +1,7 @@
 """exec through the supervisor's exec zygote (lxmgr.supervisor.zygote): the command lands in
 exactly the container's cgroups without a cgroup migration per exec, execs survive the
-zygote's death, and an exec into a quiet container completes next to a fork bomb.
+zygote's death, a reboot gets a new zygote, and an exec into a quiet container completes next
+to a fork bomb.
 
 Latency figures are bench/noisy.py's job; the bounds here are only there so a hang fails."""
 
