@@ -224,6 +224,20 @@ class ImageStore:
                 return
         raise NotFound(f"Image alias '{alias}' not found")
 
+    def alias_target(self, alias: str) -> ImageInfo:
+        """The image alias points to (an alias only, never a fingerprint); NotFound else."""
+        for image in self.list():
+            if alias in image.aliases:
+                return image
+        raise NotFound(f"Image alias '{alias}' not found")
+
+    def rename_alias(self, alias: str, new: str) -> None:
+        """Give alias a new name on the same image; Conflict if an alias has that name."""
+        image = self.alias_target(alias)
+        if any(new in other.aliases for other in self.list()):
+            raise Conflict(f"Alias '{new}' already exists")
+        self._set_aliases(image, [new if a == alias else a for a in image.aliases])
+
     def _set_aliases(self, image: ImageInfo, aliases: Iterable[str]) -> None:
         """Set the image's aliases in the current project."""
         data = read_metadata(image.path)

@@ -1,5 +1,6 @@
-"""lxmgr's state in SQLite ($LXMGR_DIR/lxmgr.db, WAL): instances, profiles, the image index
-and operations, under one schema with numbered migrations.
+"""lxmgr's state in SQLite ($LXMGR_DIR/lxmgr.db, WAL): instances, profiles, networks, storage,
+projects, trust and operations, under one schema with numbered migrations. Images are not
+here: the image store's metadata files are their only record (lxmgr.images.store).
 
 Two connections shared by the daemon's worker threads, each behind its own lock: one writes
 (every write is its own transaction), one reads, so that reads go on (WAL: readers never wait
@@ -125,6 +126,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE certificates ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE trust_tokens ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE trust_tokens ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
+    """,
+    # The image index: a copy of the image store that nothing read (refreshed only by some
+    # routes, so stale); the store's metadata files are the one record of each image.
+    """
+    DROP TABLE images;
     """,
 )
 
@@ -572,19 +578,7 @@ class Database:
         with self.transaction() as conn:
             conn.execute("DELETE FROM networks WHERE name = ?", (name,))
 
-    # -- image index, operations -------------------------------------------------------------
-
-    def image_put(self, fingerprint: str, info: dict[str, Any]) -> None:
-        with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO images (fingerprint, info) VALUES (?, ?)",
-                         (fingerprint, json.dumps(info)))
-
-    def image_remove(self, fingerprint: str) -> None:
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM images WHERE fingerprint = ?", (fingerprint,))
-
-    def image_list(self) -> dict[str, dict[str, Any]]:
-        return {r[0]: json.loads(r[1]) for r in self._query("SELECT fingerprint, info FROM images")}
+    # -- operations ----------------------------------------------------------------------------
 
     def operation_put(self, op: dict[str, Any]) -> None:
         with self.transaction() as conn:

@@ -77,18 +77,19 @@ async def pull_image(manager: Manager, server: str, alias: str, *,
     wanted = await find_remote_image(server, alias)
     lock = _PULL_LOCKS.setdefault(wanted.fingerprint, asyncio.Lock())
     async with lock:
+        known = await asyncio.to_thread(manager.images.fingerprints)
         try:
             image = await asyncio.to_thread(manager.images.get, wanted.fingerprint)
         except NotFound:
             image = None
         if image is None and (manager.images.root / wanted.fingerprint).is_dir():
             # Another project has it: the same tree serves this one.
-            image = await asyncio.to_thread(manager.images.join, wanted.fingerprint)
+            image = await asyncio.to_thread(manager.images.store.join, wanted.fingerprint)
         if image is None:
             files = await download.fetch_image(server, wanted, cache_dir(), progress=progress)
             try:
                 image = await asyncio.to_thread(
-                    lxdformat.import_image, files, manager.images,
+                    lxdformat.import_image, files, manager.images.store,
                     expected_fingerprint=wanted.fingerprint)
                 await asyncio.to_thread(_record_source, image, server, alias, cached,
                                         auto_update)
@@ -96,9 +97,10 @@ async def pull_image(manager: Manager, server: str, alias: str, *,
                 shutil.rmtree(download.image_cache_dir(cache_dir(), wanted.fingerprint),
                               ignore_errors=True)
         for name in aliases:
-            await asyncio.to_thread(manager.images.add_alias, image.fingerprint, name,
+            await asyncio.to_thread(manager.images.store.add_alias, image.fingerprint, name,
                                     take_over=True)
         log.info("Image %s from %s (%s) is stored", image.fingerprint[:12], server, alias)
+        manager.images.announce_new(image.fingerprint, known)
         return await asyncio.to_thread(manager.images.get, image.fingerprint)
 
 
@@ -127,7 +129,9 @@ def image_source(image: ImageInfo) -> dict[str, str]:
 
 async def refresh_image(manager: Manager, fingerprint: str) -> ImageInfo | None:
     """A newer build of a pulled image, moved under its aliases; None when up to date (or
-    not pulled from a server)."""
+    not pulled from a server). As LXD's autoUpdateImage: the new build is announced
+    (image-created) by the pull, then the refresh (image-refreshed, source the old
+    fingerprint), whoever asked (POST .../refresh or the hourly auto-update)."""
     image = await asyncio.to_thread(manager.images.get, fingerprint)
     source = await asyncio.to_thread(image_source, image)
     if not source:
@@ -142,14 +146,16 @@ async def refresh_image(manager: Manager, fingerprint: str) -> ImageInfo | None:
                              cached=bool(data.get("cached")),
                              auto_update=bool(data.get("auto_update")))
     await asyncio.to_thread(_retire, manager, image, newer)
+    manager.images.announce("image-refreshed", image.fingerprint)
     return newer
 
 
 def _retire(manager: Manager, old: ImageInfo, newer: ImageInfo) -> None:
     """The build a refresh replaced: deleted when unused, else never refreshed again (and,
-    if cached, deleted once unused for images.remote_cache_expiry days)."""
+    if cached, deleted once unused for images.remote_cache_expiry days). Silently: the
+    refresh's image-refreshed says it (LXD's autoUpdateImage deletes it so)."""
     try:
-        manager.delete_image(old.fingerprint)
+        manager.images.delete(old.fingerprint, announce=False)
         return
     except LxmgrError:
         pass

@@ -47,6 +47,7 @@ from lxmgr.instances.checkpoints import checkpoint
 from lxmgr.instances.db import Database
 from lxmgr.instances.events import EventBus
 from lxmgr.instances.host import ensure_host_ready, load_kernel_modules
+from lxmgr.instances.images import Images
 from lxmgr.instances.locks import InstanceLocks, serialized
 from lxmgr.instances.manager_backup import BackupMixin
 from lxmgr.instances.manager_config import ConfigMixin
@@ -106,7 +107,8 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         # backup records and tarballs; they move with a rename and go with a delete
         self.backups = Backups(paths.root() / "backups" / "instances", self.events,
                                self.locks, self.export_backup, self.store.exists)
-        self.images = ImageStore()
+        self.images = Images(ImageStore(), self.events, lambda fingerprint: [  # its users
+            n for n in self.list() if self.get(n).image_fingerprint == fingerprint])
         self.networks = Networks(self.db)
         self.proxies = Proxies(self.networks)  # proxy devices: relay specs and DNAT rules
         seed_profiles(self.db)
@@ -306,16 +308,11 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
                     cancel: threading.Event | None = None) -> ImageInfo:
         """Build (or reuse) the image of a built-in recipe; setting `cancel` stops it."""
         self.check_recipe(recipe)
-        return debootstrap.build(recipe, progress, store=self.images, cancel=cancel)
+        return self.images.adding(lambda: debootstrap.build(
+            recipe, progress, store=self.images.store, cancel=cancel))
 
     def delete_image(self, fingerprint: str) -> None:
         """Delete an image no instance uses (overlay volumes keep using it)."""
-        if self.images.shared(fingerprint):  # the tree stays: only this project lets go
-            self.images.delete(fingerprint)
-            return
-        users = [n for n in self.list() if self.get(n).image_fingerprint == fingerprint]
-        if users:
-            raise InvalidState(f"Image '{fingerprint[:12]}' is used by instance {users[0]}")
         self.images.delete(fingerprint)
 
     @serialized("name")

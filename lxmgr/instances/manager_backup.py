@@ -178,10 +178,10 @@ class BackupMixin:
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)
             else:  # another project made it
-                self.images.join(digest.fingerprint)
+                self.images.store.join(digest.fingerprint)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.images.add_alias(digest.fingerprint, EMPTY_IMAGE_ALIAS, take_over=True)
+        self.images.store.add_alias(digest.fingerprint, EMPTY_IMAGE_ALIAS, take_over=True)
         return self.images.get(digest.fingerprint)
 
     def _backups_dir(self) -> Path:

@@ -74,6 +74,7 @@ class PublishMixin:
                 raise Conflict(f"Alias '{alias}' already points to image "
                                f"'{taken[alias][:12]}'")
         base = self._image(spec)
+        known = self.images.fingerprints()
         staging = stagingmod.make(".publish-", self.images.root)
         try:
             self.materialize_rootfs(spec, snapshot, staging / "rootfs")
@@ -89,7 +90,7 @@ class PublishMixin:
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)
             else:  # the same tree is an image already (maybe another project's)
-                self.images.join(digest.fingerprint)
+                self.images.store.join(digest.fingerprint)
                 if compression is not None:
                     write_metadata(final, {**read_metadata(final),
                                            COMPRESSION_KEY: compression})
@@ -97,8 +98,9 @@ class PublishMixin:
             if staging.exists():
                 shutil.rmtree(staging)
         for alias in aliases:
-            self.images.add_alias(digest.fingerprint, alias)
+            self.images.store.add_alias(digest.fingerprint, alias)
         log.info("Published %s as image %s", source, digest.fingerprint[:12])
+        self.images.announce_new(digest.fingerprint, known)
         image = self.images.get(digest.fingerprint)
         return info_from_metadata(image.fingerprint, image.path, read_metadata(image.path))
 

@@ -89,12 +89,8 @@ async def upload(request: web.Request, *, head: bytes = b"") -> web.Response:
 
     async def work(op: Operation) -> dict[str, Any]:
         try:
-            from lxmgr.images import lxdformat
-
-            image = await asyncio.to_thread(lxdformat.import_image, files, manager.images,
-                                            aliases=aliases)
-            if flags["public"] or flags["properties"]:
-                await asyncio.to_thread(image_ops.update_image, image, flags, True)
+            image = await asyncio.to_thread(manager.images.upload, files, aliases=aliases,
+                                            flags=flags)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         return {"fingerprint": image.fingerprint, "size": image.size}
@@ -168,18 +164,14 @@ async def export(request: web.Request, image: ImageInfo) -> web.StreamResponse:
     """The image's original file(s) as LXD's imageExportFiles serves them (one file, or a
     multipart/form-data body with parts `metadata` and `rootfs` for a split image), which
     hash to the fingerprint; for an image built here, a unified tarball written to a temp
-    file removed after."""
-    from lxmgr.images import lxdformat
-
-    original = await asyncio.to_thread(lxdformat.original_files, image)
-    if original is not None and len(original) == 1:
-        return await stream_file(request, original[0], original[0].name)
-    if original is not None:
-        return await stream_parts(request, [("metadata", original[0]), ("rootfs", original[1])])
+    file removed after (lxmgr.instances.images.Images.export_files)."""
     staging = staging_dir()
     try:
-        path = await asyncio.to_thread(lxdformat.export_image, image, staging)
-        return await stream_file(request, path, path.name)
+        files = await asyncio.to_thread(request.app[MANAGER].images.export_files, image,
+                                        staging)
+        if len(files) == 2:
+            return await stream_parts(request, [("metadata", files[0]), ("rootfs", files[1])])
+        return await stream_file(request, files[0], files[0].name)
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
 

@@ -6,61 +6,29 @@ as an operation with progress."""
 from __future__ import annotations
 
 import asyncio
-import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from lxmgr.api.operation import Operation, format_time
+from lxmgr.api.operation import Operation
 from lxmgr.daemon import auth, projects, responses
 from lxmgr.daemon.https import HTTPS
 from lxmgr.daemon.keys import IMAGE_BUILDS, MANAGER, OPERATIONS
 from lxmgr.daemon.responses import field, json_body, parse_json_object
 from lxmgr.daemon.routes import image_transfer
 from lxmgr.daemon.views import matches
-from lxmgr.errors import Forbidden, InvalidConfig, NotFound, NotSupported
-from lxmgr.images.store import ALL as ALL_PROJECTS
+from lxmgr.errors import Forbidden, InvalidConfig, NotSupported
 from lxmgr.images.store import PROJECT as IMAGE_PROJECT
 from lxmgr.images.store import ImageInfo
 from lxmgr.instances import checkpoints, image_ops
+from lxmgr.instances.events import PROJECT as REQUEST_PROJECT
 from lxmgr.instances.image_builds import progress_metadata
+from lxmgr.instances.images import alias_segment, view
 from lxmgr.instances.manager import Manager
 from lxmgr.instances.manager_publish import check_compression
 from lxmgr.model.project import owner, url_suffix
 
 routes = web.RouteTableDef()
-
-
-def render(image: ImageInfo) -> dict[str, Any]:
-    created = format_time(datetime.fromtimestamp(image.created_at, UTC))
-    data = image_ops.image_flags(image)
-    return {
-        "fingerprint": image.fingerprint, "filename": "", "size": image.size,
-        "architecture": {"amd64": "x86_64", "arm64": "aarch64"}.get(image.architecture,
-                                                                    image.architecture),
-        "type": "container", "public": data["public"], "cached": data["cached"],
-        "auto_update": data["auto_update"],
-        "properties": {"os": image.os, "release": image.release,
-                       "description": image.description, **data["properties"]},
-        "aliases": [{"name": a, "description": ""} for a in image.aliases],
-        "created_at": created, "uploaded_at": created, "last_used_at": created,
-        "expires_at": "1970-01-01T00:00:00Z", "profiles": ["default"],
-        "project": IMAGE_PROJECT.get(),
-        "update_source": data["update_source"],
-    }
-
-
-def _index(manager: Manager) -> list[ImageInfo]:
-    """The images of the request's project; the store's images (of every project) are
-    mirrored into the state database's image index."""
-    every = manager.images.list(ALL_PROJECTS)
-    known = manager.db.image_list()
-    for image in every:
-        manager.db.image_put(image.fingerprint, render(image))
-    for fingerprint in set(known) - {i.fingerprint for i in every}:
-        manager.db.image_remove(fingerprint)
-    return manager.images.list()
 
 
 @routes.get("/1.0/images")
@@ -70,11 +38,10 @@ async def list_images(request: web.Request) -> web.Response:
     level = responses.recursion(request)
     expr = request.query.get("filter", "")
     manager = request.app[MANAGER]
-    images = await asyncio.to_thread(_index, manager)
     if projects.scope(request).all_projects:
         rendered = await asyncio.to_thread(_every_project, manager)
     else:
-        rendered = [render(i) for i in images]
+        rendered = await asyncio.to_thread(lambda: [view(i) for i in manager.images.list()])
     return responses.sync([r if level else f"/1.0/images/{r['fingerprint']}"
                            + url_suffix(r["project"]) for r in rendered if matches(r, expr)])
 
@@ -87,7 +54,7 @@ def _every_project(manager: Manager) -> list[dict[str, Any]]:
             continue
         token = IMAGE_PROJECT.set(project)
         try:
-            out += [render(i) for i in manager.images.list()]
+            out += [view(i) for i in manager.images.list()]
         finally:
             IMAGE_PROJECT.reset(token)
     return out
@@ -151,12 +118,7 @@ async def _copy_from_project(request: web.Request, body: dict[str, Any],
     image = await asyncio.to_thread(find)
 
     async def work(op: Operation) -> dict[str, Any]:
-        def join() -> ImageInfo:
-            joined = manager.images.join(image.fingerprint)
-            for alias in aliases:
-                manager.images.add_alias(joined.fingerprint, alias)
-            return joined
-        joined = await asyncio.to_thread(join)
+        joined = await asyncio.to_thread(manager.images.copy_from, image, aliases)
         return {"fingerprint": joined.fingerprint, "size": joined.size}
 
     return responses.async_op(ops.create(f"Copying image {image.fingerprint[:12]} from "
@@ -183,7 +145,6 @@ async def _publish(request: web.Request, body: dict[str, Any], source: dict[str,
     async def work(op: Operation) -> dict[str, Any]:
         image = await checkpoints.in_thread(manager.publish, name, aliases=aliases,
                                         properties=properties, compression=compression)
-        await asyncio.to_thread(_index, manager)
         return {"fingerprint": image.fingerprint, "size": image.size}
 
     return responses.async_op(ops.create(f"Publishing {name}", work, may_cancel=True))
@@ -201,7 +162,6 @@ async def _build(request: web.Request, source: dict[str, Any]) -> web.Response:
         def progress(p: Any) -> None:
             ops.update(op, **progress_metadata(p))
         image = await request.app[IMAGE_BUILDS].build(recipe, progress)
-        await asyncio.to_thread(_index, manager)
         return {"fingerprint": image.fingerprint, "size": image.size}
 
     return responses.async_op(ops.create(f"Building image {recipe}", work, may_cancel=True))
@@ -222,23 +182,62 @@ async def create_alias(request: web.Request) -> web.Response:
     name, target = field(body, "name", str, ""), field(body, "target", str, "")
     if not name or not target:
         raise InvalidConfig("An alias needs a name and a target fingerprint")
-    await asyncio.to_thread(request.app[MANAGER].images.add_alias, target, name)
-    return responses.sync({}, status=201, headers={"Location": f"/1.0/images/aliases/{name}"})
+    await asyncio.to_thread(request.app[MANAGER].images.create_alias, name, target)
+    return _alias_created(name)
+
+
+def _alias_created(name: str) -> web.Response:
+    """LXD's SyncResponseLocation: 201 with the alias's URL."""
+    return responses.sync({}, status=201, headers={
+        "Location": f"/1.0/images/aliases/{alias_segment(name)}"
+                    + url_suffix(REQUEST_PROJECT.get())})
 
 
 @routes.get("/1.0/images/aliases/{name:.+}")
 async def get_alias(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    image = await asyncio.to_thread(request.app[MANAGER].images.get, name)
-    if name not in image.aliases:
-        raise NotFound(f"Image alias '{name}' not found")
+    image = await asyncio.to_thread(request.app[MANAGER].images.alias_target, name)
     return responses.sync({"name": name, "target": image.fingerprint, "description": "",
                            "type": "container"})
 
 
+async def _update_alias(request: web.Request, merge: bool) -> web.Response:
+    """ImageAliasesEntryPut: the target (an alias has no description here: refused)."""
+    manager, name = request.app[MANAGER], request.match_info["name"]
+    body = await json_body(request)
+    if field(body, "description", str, ""):
+        raise NotSupported("Image alias descriptions are not supported")
+    target = field(body, "target", str, "")
+    if not target and merge:
+        target = (await asyncio.to_thread(manager.images.alias_target, name)).fingerprint
+    if not target:
+        raise InvalidConfig("Missing 'target': the image the alias points to")
+    await asyncio.to_thread(manager.images.update_alias, name, target)
+    return responses.sync({})
+
+
+@routes.put("/1.0/images/aliases/{name:.+}")
+async def put_alias(request: web.Request) -> web.Response:
+    return await _update_alias(request, merge=False)
+
+
+@routes.patch("/1.0/images/aliases/{name:.+}")
+async def patch_alias(request: web.Request) -> web.Response:
+    return await _update_alias(request, merge=True)
+
+
+@routes.post("/1.0/images/aliases/{name:.+}")
+async def rename_alias(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    new = field(body, "name", str, "")
+    await asyncio.to_thread(request.app[MANAGER].images.rename_alias,
+                            request.match_info["name"], new)
+    return _alias_created(new)
+
+
 @routes.delete("/1.0/images/aliases/{name:.+}")
 async def delete_alias(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].images.remove_alias, request.match_info["name"])
+    await asyncio.to_thread(request.app[MANAGER].images.delete_alias, request.match_info["name"])
     return responses.sync({})
 
 
@@ -246,7 +245,7 @@ async def delete_alias(request: web.Request) -> web.Response:
 async def get_image(request: web.Request) -> web.Response:
     image = await asyncio.to_thread(request.app[MANAGER].images.get,
                                     request.match_info["fingerprint"])
-    return responses.sync(render(image))
+    return responses.sync(await asyncio.to_thread(view, image))
 
 
 async def _update(request: web.Request, merge: bool) -> web.Response:
@@ -262,8 +261,7 @@ async def _update(request: web.Request, merge: bool) -> web.Response:
                if properties is not None else None,
                "public": field(body, "public", bool),
                "auto_update": field(body, "auto_update", bool)}
-    await asyncio.to_thread(image_ops.update_image, image, changes, merge)
-    await asyncio.to_thread(_index, manager)
+    await asyncio.to_thread(manager.images.update, image, changes, merge)
     return responses.sync({})
 
 
@@ -290,14 +288,15 @@ async def image_secret(request: web.Request) -> web.Response:
     source server for before copying a private image. lxmgr copies images only between
     projects of this server (image_source_project), where the request's own access to the
     source project decides; the secret is given for the client's sake and checks nothing."""
-    image = await asyncio.to_thread(request.app[MANAGER].images.get,
-                                    request.match_info["fingerprint"])
+    images = request.app[MANAGER].images
+    image = await asyncio.to_thread(images.get, request.match_info["fingerprint"])
+    secret = await asyncio.to_thread(images.create_secret, image)
 
     async def work(op: Operation) -> None:
         return None
     return responses.async_op(request.app[OPERATIONS].create(
         f"Image secret of {image.fingerprint[:12]}", work, class_="token",
-        metadata={"secret": secrets.token_hex(32), "fingerprint": image.fingerprint},
+        metadata={"secret": secret, "fingerprint": image.fingerprint},
         resources={"images": [f"/1.0/images/{image.fingerprint}"]}))
 
 
