@@ -82,6 +82,8 @@ IMAGES_POST = obj(source=IMAGE_SOURCE, public=BOOL, auto_update=BOOL, filename=S
                   aliases={"type": "array", "items": obj(name=STR, description=STR)})
 IMAGE_PUT = obj(properties=STRING_MAP, public=BOOL, auto_update=BOOL, expires_at=TIME)
 ALIASES_POST = obj(("name", "target"), name=STR, target=STR, description=STR)
+ALIAS_PUT = obj(target=STR, description=STR)
+ALIAS_RENAME = obj(("name",), name=STR)
 CONFIG_PUT = obj(config=STRING_MAP, description=STR)
 FORWARD_PORT = obj(("protocol", "listen_port", "target_address"), description=STR,
                    protocol={"type": "string", "enum": ["tcp", "udp"]}, listen_port=STR,
@@ -213,6 +215,12 @@ def image_endpoints() -> list[Endpoint]:
         Endpoint("POST", "/1.0/images/aliases", "Create an image alias", "created",
                  ALIASES_POST),
         Endpoint("GET", "/1.0/images/aliases/{name}", "Show an image alias"),
+        Endpoint("PUT", "/1.0/images/aliases/{name}", "Point an image alias at an image",
+                 body=ALIAS_PUT),
+        Endpoint("PATCH", "/1.0/images/aliases/{name}", "Point an image alias at an image",
+                 body=ALIAS_PUT),
+        Endpoint("POST", "/1.0/images/aliases/{name}", "Rename an image alias", "created",
+                 ALIAS_RENAME),
         Endpoint("DELETE", "/1.0/images/aliases/{name}", "Delete an image alias"),
         Endpoint("GET", base, "Show an image"),
         Endpoint("PUT", base, "Replace an image's properties and flags", body=IMAGE_PUT),
