@@ -56,6 +56,9 @@ async def test_image_and_alias_events(api) -> None:  # type: ignore[no-untyped-d
                status=201)
     await call(api, "POST", "/1.0/images/aliases", {"name": "extra", "target": fp},
                status=409)  # taken: no event
+    refused = await call(api, "POST", "/1.0/images/aliases", {
+        "name": "described", "target": fp, "description": "d"}, status=501)  # not kept
+    assert refused["error"] == "Image alias descriptions are not supported"
     resp = await api.post("/1.0/images/aliases/extra", json={"name": "x/two"})
     assert resp.status == 201 and resp.headers["Location"] == "/1.0/images/aliases/x%2Ftwo"
     await call(api, "PATCH", "/1.0/images/aliases/x/two", {"target": fp[:12]})

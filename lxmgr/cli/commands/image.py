@@ -168,7 +168,8 @@ def alias() -> None:
 @alias.command("create")
 @click.argument("name", metavar="[REMOTE:]NAME", type=ON_SERVER)
 @click.argument("fingerprint")
-@click.option("-d", "--description", default="", help="Alias description.")
+@click.option("-d", "--description", default="",
+              help="Alias description (not supported yet: refused when given).")
 def alias_create(name: str, fingerprint: str, description: str) -> None:
     """Create alias NAME for an image.
 

@@ -182,6 +182,8 @@ async def create_alias(request: web.Request) -> web.Response:
     name, target = field(body, "name", str, ""), field(body, "target", str, "")
     if not name or not target:
         raise InvalidConfig("An alias needs a name and a target fingerprint")
+    if field(body, "description", str, ""):  # not kept: refused rather than dropped
+        raise NotSupported("Image alias descriptions are not supported")
     await asyncio.to_thread(request.app[MANAGER].images.create_alias, name, target)
     return _alias_created(name)
 
