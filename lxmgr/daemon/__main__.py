@@ -85,7 +85,7 @@ async def serve(sock: socket.socket) -> None:
     from lxmgr.instances.networks import parse_default_network
     seed = parse_default_network(os.environ.get("LXMGR_DEFAULT_NETWORK"))
     try:
-        await asyncio.to_thread(manager.init_networks, seed)
+        await asyncio.to_thread(manager.network_service.start, seed)
     except LxmgrError as err:
         log.error("Networks: %s", err)
     app = create_app(manager)

@@ -55,9 +55,12 @@ from lxmgr.instances.manager_exec import ExecMixin
 from lxmgr.instances.manager_publish import PublishMixin
 from lxmgr.instances.manager_snapshots import SnapshotMixin
 from lxmgr.instances.manager_status import StatusMixin, SupervisorWatch
+from lxmgr.instances.network_forwards import NetworkForwards
+from lxmgr.instances.network_service import NetworkService
 from lxmgr.instances.networks import Networks
 from lxmgr.instances.observer import Observer
 from lxmgr.instances.pools import Pools
+from lxmgr.instances.profile_service import ProfileService
 from lxmgr.instances.profiles import seed_profiles
 from lxmgr.instances.proxies import Proxies
 from lxmgr.instances.store import InstanceStore, write_atomic
@@ -112,6 +115,13 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
         self.networks = Networks(self.db)
         self.proxies = Proxies(self.networks)  # proxy devices: relay specs and DNAT rules
         seed_profiles(self.db)
+        # profile and network (and forward) changes; each service announces its own
+        self.profile_service = ProfileService(
+            self.db, self.events, self.locks, expanded=self.expanded,
+            check_limits=lambda profile: project_limits.check_profile(self, profile),
+            check_change=self.check_expanded_change, apply_live=self.apply_live)
+        self.network_service = NetworkService(self.networks, NetworkForwards(self.db),
+                                              self.db, self.events, expanded=self.expanded)
         self._cgroups: cgroup_base.CgroupDriver | None = None
         self._host_checked = False
         self.warm = WarmSupervisor()

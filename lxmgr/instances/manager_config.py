@@ -1,5 +1,6 @@
-"""Manager, part two: config, profile and network changes (live keys, NIC hot-plug,
-proxy reloads). A mixin of Manager; it relies on the Manager's stores and helpers."""
+"""Manager, part two: instance config changes (live keys, disk and NIC hot-plug, proxy
+reloads). A mixin of Manager; it relies on the Manager's stores and helpers. Profile and
+network changes are services of their own (profile_service, network_service)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,11 @@ from lxmgr import paths
 from lxmgr.devices.disk import Disk
 from lxmgr.errors import Conflict, InvalidConfig, LxmgrError
 from lxmgr.instances import cloudinit, device_nodes, project_limits
-from lxmgr.instances import profiles as profiles_mod
 from lxmgr.instances.locks import serialized
 from lxmgr.instances.store import write_atomic
 from lxmgr.model import config as cfgmod
 from lxmgr.model.devices import validate_devices
 from lxmgr.model.instance import InstanceSpec
-from lxmgr.model.profile import Profile
-from lxmgr.model.project import instance_url
 from lxmgr.net.nic import NicSpec
 from lxmgr.runtime import idmap as idmaps
 from lxmgr.runtime.disks import DiskMount
@@ -31,7 +29,7 @@ Devices = dict[str, dict[str, str]]
 
 
 class ConfigMixin:
-    """Instance config updates, profiles and networks (mixed into Manager)."""
+    """Instance config updates (mixed into Manager)."""
 
     # -- config ------------------------------------------------------------------------------
 
@@ -63,8 +61,7 @@ class ConfigMixin:
         # The project's limits and restrictions first, as LXD's AllowInstanceUpdate.
         project_limits.check_instance(self, spec, new=False)
         cloudinit.check_unchanged(old_expanded, expanded, name)
-        idmaps.check_change(name, self._idmap(spec), old_expanded, expanded)
-        self._check_raw_change(spec, old_expanded, expanded)
+        self.check_expanded_change(spec, old_expanded, expanded)
         self.networks.check_devices(devices, own_networks=self.owns_networks(name))
         ctx = self.device_context(name, expanded)
         # Host-side checks for what this update adds or changes: a disk whose source went
@@ -174,70 +171,12 @@ class ConfigMixin:
             limits = {k: v for k, v in expanded.items() if k.startswith("limits.")}
             self.cgroups.apply_limits(name, limits)
 
-    # -- networks ----------------------------------------------------------------------------
-
-    def init_networks(self, seed: tuple[str, dict[str, str]] | None) -> None:
-        """Daemon start: bring every network back; on a fresh state create the default
-        network `seed` (name, config) and give the default profile its eth0 (no seed: none,
-        as in most tests)."""
-        self.networks.start_all()
-        if seed is not None:
-            profile = self.networks.seed_default(self.profiles(), *seed)
-            if profile is not None:
-                self.db.profile_save(profile)
-
-    def network_used_by(self, name: str) -> list[str]:
-        """API URLs of the instances and profiles with a NIC on this network."""
-        def uses(devices: dict[str, dict[str, str]]) -> bool:
-            return any(d.get("type") == "nic" and d.get("network") == name
-                       for d in devices.values())
-        users = [instance_url(s.name) for s in self.db.instance_specs()
-                 if uses(self.expanded(s)[1])]
-        return users + [f"/1.0/profiles/{p.name}" for p in self.profiles().values()
-                        if uses(p.devices)]
-
-    def network_delete(self, name: str) -> None:
-        self.networks.get(name)
-        self.networks.delete(name, self.network_used_by(name))
-
-    def network_rename(self, name: str, new: str) -> None:
-        self.networks.get(name)
-        self.networks.rename(name, new, self.network_used_by(name))
-
-    # -- profiles ----------------------------------------------------------------------------
-
-    def profile_create(self, profile: Profile) -> None:
-        profile = profiles_mod.validated(profile)
-        project_limits.check_profile(self, profile)
-        self.db.profile_add(profile)
-
-    def profile_update(self, profile: Profile) -> None:
-        """Replace a profile; every instance using it must stay valid, and running ones
-        get the live keys at once."""
-        profile = profiles_mod.validated(profile)
-        self.db.profile_get(profile.name)
-        project_limits.check_profile(self, profile)
-        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, profile.name)]
-        known = self.profiles() | {profile.name: profile}
-        for spec in users:
-            expanded, _ = cfgmod.expand([known[p] for p in spec.profiles], spec.config,
-                                        spec.devices)
-            cfgmod.validate_config(expanded, allow_volatile=True)
-            idmaps.check_change(spec.name, self._idmap(spec), self.expanded(spec)[0], expanded)
-            self._check_raw_change(spec, self.expanded(spec)[0], expanded)
-        self.db.profile_save(profile)
-        for spec in users:
-            self.apply_live(spec.name, self.expanded(spec)[0])
-
-    def profile_delete(self, name: str) -> None:
-        profiles_mod.check_deletable(self.db, name)
-        self.db.profile_remove(name)
-
-    def profile_rename(self, old: str, new: str) -> None:
-        self.db.profile_get(old)
-        profiles_mod.check_rename(self.db, old, new)
-        users = [self.store.get(n) for n in profiles_mod.used_by(self.db, old)]
-        self.db.profile_rename(old, new, users)
+    def check_expanded_change(self, spec: InstanceSpec, old: dict[str, str],
+                              new: dict[str, str]) -> None:
+        """Refuse a change of spec's effective config from old to new that its files
+        cannot follow (its idmap, raw.idmap); profile updates check each user with it."""
+        idmaps.check_change(spec.name, self._idmap(spec), old, new)
+        self._check_raw_change(spec, old, new)
 
 
 def _keep_volatile(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:

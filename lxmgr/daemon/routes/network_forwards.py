@@ -9,27 +9,27 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.daemon import responses
-from lxmgr.daemon.keys import EVENTS, MANAGER
+from lxmgr.daemon.keys import MANAGER
 from lxmgr.daemon.responses import json_body
-from lxmgr.instances.network_forwards import NetworkForwards
+from lxmgr.instances.network_service import NetworkService
 
 routes = web.RouteTableDef()
 
 
-def _forwards(request: web.Request) -> NetworkForwards:
-    return NetworkForwards(request.app[MANAGER].db)
+def _service(request: web.Request) -> NetworkService:
+    return request.app[MANAGER].network_service
 
 
 @routes.get("/1.0/networks/{name}/forwards")
 async def list_forwards(request: web.Request) -> web.Response:
-    forwards = _forwards(request)
+    service = _service(request)
     name = request.match_info["name"]
     level = responses.recursion(request)
 
     def listing() -> list[Any]:
         if level:
-            return forwards.list(name)
-        return [f"/1.0/networks/{name}/forwards/{a}" for a in forwards.names(name)]
+            return service.list_forwards(name)
+        return [f"/1.0/networks/{name}/forwards/{a}" for a in service.forward_names(name)]
     return responses.sync(await asyncio.to_thread(listing))
 
 
@@ -37,9 +37,7 @@ async def list_forwards(request: web.Request) -> web.Response:
 async def create_forward(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await json_body(request)
-    listen = await asyncio.to_thread(_forwards(request).create, name, body)
-    request.app[EVENTS].changed("networks", "network-forward-created",
-                                f"{name}/forwards/{listen}")
+    listen = await asyncio.to_thread(_service(request).create_forward, name, body)
     return responses.sync({}, status=201,
                           headers={"Location": f"/1.0/networks/{name}/forwards/{listen}"})
 
@@ -47,16 +45,14 @@ async def create_forward(request: web.Request) -> web.Response:
 @routes.get("/1.0/networks/{name}/forwards/{address}")
 async def get_forward(request: web.Request) -> web.Response:
     return responses.sync(await asyncio.to_thread(
-        _forwards(request).get, request.match_info["name"], request.match_info["address"]))
+        _service(request).get_forward, request.match_info["name"],
+        request.match_info["address"]))
 
 
 async def _update(request: web.Request, merge: bool) -> web.Response:
-    name = request.match_info["name"]
     body = await json_body(request)
-    await asyncio.to_thread(_forwards(request).update, name, request.match_info["address"],
-                            body, merge)
-    request.app[EVENTS].changed("networks", "network-forward-updated",
-                                f"{name}/forwards/{request.match_info['address']}")
+    await asyncio.to_thread(_service(request).update_forward, request.match_info["name"],
+                            request.match_info["address"], body, merge=merge)
     return responses.sync({})
 
 
@@ -72,8 +68,6 @@ async def patch_forward(request: web.Request) -> web.Response:
 
 @routes.delete("/1.0/networks/{name}/forwards/{address}")
 async def delete_forward(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    await asyncio.to_thread(_forwards(request).delete, name, request.match_info["address"])
-    request.app[EVENTS].changed("networks", "network-forward-deleted",
-                                f"{name}/forwards/{request.match_info['address']}")
+    await asyncio.to_thread(_service(request).delete_forward, request.match_info["name"],
+                            request.match_info["address"])
     return responses.sync({})

@@ -10,32 +10,36 @@ from typing import Any
 from aiohttp import web
 
 from lxmgr.daemon import responses
-from lxmgr.daemon.keys import EVENTS, MANAGER
+from lxmgr.daemon.keys import MANAGER
 from lxmgr.daemon.responses import field, json_body
 from lxmgr.errors import InvalidConfig
 from lxmgr.instances.doctor import diagnose
 from lxmgr.instances.host import check_host
-from lxmgr.instances.manager import Manager
+from lxmgr.instances.network_service import NetworkService
 
 routes = web.RouteTableDef()
 
 
-def render(manager: Manager, name: str) -> dict[str, Any]:
-    record = manager.networks.get(name)
+def render(service: NetworkService, name: str) -> dict[str, Any]:
+    record = service.get(name)
     return {"name": name, "description": record["description"], "type": record["type"],
             "managed": True, "status": "Created", "config": dict(record["config"]),
-            "used_by": manager.network_used_by(name), "locations": ["none"],
+            "used_by": service.used_by(name), "locations": ["none"],
             "project": "default"}
+
+
+def _service(request: web.Request) -> NetworkService:
+    return request.app[MANAGER].network_service
 
 
 @routes.get("/1.0/networks")
 async def list_networks(request: web.Request) -> web.Response:
-    manager = request.app[MANAGER]
+    service = _service(request)
     level = responses.recursion(request)
 
     def listing() -> list[Any]:
-        names = manager.networks.names()
-        return [render(manager, n) if level else f"/1.0/networks/{n}" for n in names]
+        names = service.names()
+        return [render(service, n) if level else f"/1.0/networks/{n}" for n in names]
     return responses.sync(await asyncio.to_thread(listing))
 
 
@@ -45,30 +49,23 @@ async def create_network(request: web.Request) -> web.Response:
     name = field(body, "name", str, "")
     if not name:
         raise InvalidConfig("Missing network name")
-    await asyncio.to_thread(request.app[MANAGER].networks.create, name,
+    await asyncio.to_thread(_service(request).create, name,
                             field(body, "config", dict, {}), field(body, "description", str, ""),
                             field(body, "type", str, "bridge"))
-    request.app[EVENTS].changed("networks", "network-created", name)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/networks/{name}"})
 
 
 @routes.get("/1.0/networks/{name}")
 async def get_network(request: web.Request) -> web.Response:
-    return responses.sync(await asyncio.to_thread(render, request.app[MANAGER],
+    return responses.sync(await asyncio.to_thread(render, _service(request),
                                                   request.match_info["name"]))
 
 
 async def _update(request: web.Request, merge: bool) -> web.Response:
-    manager = request.app[MANAGER]
-    name = request.match_info["name"]
     body = await json_body(request)
-    record = await asyncio.to_thread(manager.networks.get, name)
-    config = field(body, "config", dict, {})
-    if merge:
-        config = {**record["config"], **config}
-    await asyncio.to_thread(manager.networks.update, name, config,
-                            field(body, "description", str))
-    request.app[EVENTS].changed("networks", "network-updated", name)
+    await asyncio.to_thread(_service(request).update, request.match_info["name"],
+                            field(body, "config", dict, {}), field(body, "description", str),
+                            merge=merge)
     return responses.sync({})
 
 
@@ -86,32 +83,29 @@ async def patch_network(request: web.Request) -> web.Response:
 async def rename_network(request: web.Request) -> web.Response:
     """LXD's networkPost: {"name": NEW}; 201 with the new Location (in use: 400, taken:
     409)."""
-    name = request.match_info["name"]
     body = await json_body(request)
     new = field(body, "name", str, "")
     if not new:
         raise InvalidConfig("New network name not provided")
-    await asyncio.to_thread(request.app[MANAGER].network_rename, name, new)
-    request.app[EVENTS].changed("networks", "network-renamed", new, old_name=name)
+    await asyncio.to_thread(_service(request).rename, request.match_info["name"], new)
     return responses.sync({}, status=201, headers={"Location": f"/1.0/networks/{new}"})
 
 
 @routes.delete("/1.0/networks/{name}")
 async def delete_network(request: web.Request) -> web.Response:
-    await asyncio.to_thread(request.app[MANAGER].network_delete, request.match_info["name"])
-    request.app[EVENTS].changed("networks", "network-deleted", request.match_info["name"])
+    await asyncio.to_thread(_service(request).delete, request.match_info["name"])
     return responses.sync({})
 
 
 @routes.get("/1.0/networks/{name}/leases")
 async def network_leases(request: web.Request) -> web.Response:
-    return responses.sync(await asyncio.to_thread(request.app[MANAGER].networks.leases,
+    return responses.sync(await asyncio.to_thread(_service(request).leases,
                                                   request.match_info["name"]))
 
 
 @routes.get("/1.0/networks/{name}/state")
 async def network_state(request: web.Request) -> web.Response:
-    return responses.sync(await asyncio.to_thread(request.app[MANAGER].networks.state,
+    return responses.sync(await asyncio.to_thread(_service(request).state,
                                                   request.match_info["name"]))
 
 
@@ -119,9 +113,9 @@ async def network_state(request: web.Request) -> web.Response:
 async def doctor(request: web.Request) -> web.Response:
     """lxmgr's own: host readiness, then every network's bridge, dnsmasq, ports, firewall
     and routes, each as {name, ok, detail, fix, fatal}."""
-    manager = request.app[MANAGER]
+    service = _service(request)
 
     def run() -> list[dict[str, Any]]:
-        checks = check_host(fix=False) + diagnose(manager.networks.drivers())
+        checks = check_host(fix=False) + diagnose(service.drivers())
         return [dataclasses.asdict(c) for c in checks]
     return responses.sync(await asyncio.to_thread(run))
