@@ -14,6 +14,7 @@ is removed when a step fails.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import platform
@@ -78,6 +79,9 @@ class BackupMixin:
         `project` (name: the instance's name there, default the backup's)."""
         from lxmgr.instances.backup import read_backup
 
+        if name is not None and self.store.exists(storage_name(project, name)):
+            # refused before the archive is unpacked (the backup's own name: after)
+            raise Conflict(f"Instance '{storage_name(project, name)}' already exists")
         staging = stagingmod.make(".import-", self._backups_dir())
         try:
             contents = read_backup(archive, staging / "backup")
@@ -140,7 +144,9 @@ class BackupMixin:
     def _replace_state(self, driver: storage_base.StorageDriver, spec: InstanceSpec,
                        tree: Path) -> None:
         """The volume's state becomes tree (unshifted), shifted when it is kept shifted on
-        disk (overlay's upper; dir/btrfs without idmapped mounts)."""
+        disk (overlay's upper; dir/btrfs without idmapped mounts). The tree is extracted
+        staging used once: its entries are moved when it is on the same filesystem (a
+        rename each), copied otherwise."""
         state = driver.state_path(spec.name)
         for entry in os.listdir(state):
             path = state / entry
@@ -151,7 +157,13 @@ class BackupMixin:
         st = os.lstat(tree)
         os.chmod(state, st.st_mode & 0o7777)
         os.chown(state, st.st_uid, st.st_gid)
-        copy_tree(tree, state)
+        try:
+            for entry in os.listdir(tree):
+                os.rename(tree / entry, state / entry)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            copy_tree(tree, state)  # what is left of it, on another filesystem
         idmap = self._idmap(spec)
         if idmap is not None and (driver.shares_image or not driver.idmapped):
             shift_tree(state, idmap)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 pytestmark = [pytest.mark.kernel, pytest.mark.system]
-QUIET = 4.5  # two watch intervals: no further event arrives after this
+QUIET = 2.5  # more than a watch interval: no further event arrives after this
 
 
 class Listener:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_images_api import tiny_image
+
 pytestmark = [pytest.mark.kernel, pytest.mark.system]
 
 
@@ -113,22 +115,29 @@ def test_kill_9_at_each_step(daemon, tmp_path: Path) -> None:  # type: ignore[no
             op(daemon, "POST", "/1.0/instances/moved", {"name": "base"})
     works(daemon, "base")
 
+    # Publish, export and import on an instance of a one-file image (the steps are the
+    # same; a whole rootfs would only make them slower).
+    tiny = tmp_path / "tiny.tar.gz"
+    tiny.write_bytes(tiny_image())
+    daemon.cli("image", "import", str(tiny), "--alias", "tiny")
+    daemon.cli("init", "tiny", "small")
     crash_at(daemon, "publish.fingerprint", lambda: op(daemon, "POST", "/1.0/images", {
-        "source": {"type": "instance", "name": "base"}, "aliases": [{"name": "pub"}]}))
+        "source": {"type": "instance", "name": "small"}, "aliases": [{"name": "pub"}]}))
     assert daemon.api("GET", "/1.0/images/aliases/pub", check=False)["type"] == "error"
     consistent(daemon)
 
-    crash_at(daemon, "export.tree", lambda: op(daemon, "POST", "/1.0/instances/base/backups",
+    crash_at(daemon, "export.tree", lambda: op(daemon, "POST", "/1.0/instances/small/backups",
                                                {"name": "b0"}))
-    assert daemon.api("GET", "/1.0/instances/base/backups")["metadata"] == []
+    assert daemon.api("GET", "/1.0/instances/small/backups")["metadata"] == []
     consistent(daemon)
 
-    tarball = tmp_path / "base.tar.gz"
-    daemon.cli("export", "base", str(tarball))
+    tarball = tmp_path / "small.tar.gz"
+    daemon.cli("export", "small", str(tarball))
     crash_at(daemon, "import.volume",
              lambda: daemon.cli("import", str(tarball), "f3", check=False))
-    assert names(daemon) == ["base"]
+    assert names(daemon) == ["base", "small"]
     consistent(daemon)
+    daemon.cli("delete", "small")
 
     crash_at(daemon, "snapshot.deleted", lambda: op(
         daemon, "DELETE", "/1.0/instances/base/snapshots/s0"))
