@@ -18,6 +18,7 @@ import pytest
 from lxmgr import paths
 from lxmgr.instances import checkpoints
 from tests.integration.conftest import call, wait
+from tests.integration.test_images_api import tiny_image
 
 pytestmark = pytest.mark.kernel
 
@@ -83,21 +84,29 @@ async def test_cancelled_copy_publish_and_backup_leave_nothing(api) -> None:  # 
     await call(api, "GET", "/1.0/instances/dst", status=404)
     assert sorted(os.listdir(paths.instances_dir())) == before
 
+    # Publish and export of an instance of a one-file image: the same steps, quicker.
+    resp = await api.post("/1.0/images", data=tiny_image(), headers={
+        "Content-Type": "application/octet-stream", "X-LXD-aliases": "tiny"})
+    assert resp.status == 202
+    await wait(api, await resp.json())
+    await wait(api, await call(api, "POST", "/1.0/instances", {
+        "name": "small", "source": {"type": "image", "alias": "tiny"}}, status=202))
     images = sorted(os.listdir(paths.root() / "images"))
     op = await cancel_at(api, "publish.fingerprint", "POST", "/1.0/images", {
-        "source": {"type": "instance", "name": "src"}, "aliases": [{"name": "pub"}]})
+        "source": {"type": "instance", "name": "small"}, "aliases": [{"name": "pub"}]})
     assert op["status"] == "Cancelled"
     assert sorted(os.listdir(paths.root() / "images")) == images
     await call(api, "GET", "/1.0/images/aliases/pub", status=404)
 
-    op = await cancel_at(api, "export.tree", "POST", "/1.0/instances/src/backups",
+    op = await cancel_at(api, "export.tree", "POST", "/1.0/instances/small/backups",
                          {"name": "b0"})
     assert op["status"] == "Cancelled"
-    listed = (await call(api, "GET", "/1.0/instances/src/backups"))["metadata"]
+    listed = (await call(api, "GET", "/1.0/instances/small/backups"))["metadata"]
     assert listed == []
     backups = paths.root() / "backups"
     assert [p for p in backups.rglob("*") if p.is_file()] == []
     await wait(api, await call(api, "DELETE", "/1.0/instances/src", status=202))
+    await wait(api, await call(api, "DELETE", "/1.0/instances/small", status=202))
 
 
 async def test_work_that_cannot_be_cancelled_says_so(api) -> None:  # type: ignore[no-untyped-def]
