@@ -29,7 +29,7 @@ def _search_line(daemon, name: str, timeout: float = 10) -> str:  # type: ignore
     while time.monotonic() < deadline:
         text = _exec(daemon, name, "cat", "/etc/resolv.conf").stdout
         line = next((x for x in text.splitlines() if x.startswith("search")), "")
-        if line != "search .":
+        if line not in ("", "search ."):  # none yet: networkd has not written it yet
             return line
         time.sleep(0.1)
     return line
