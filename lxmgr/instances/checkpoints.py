@@ -50,8 +50,7 @@ def checkpoint(point: str) -> None:
     hook = _hooks.get(point)
     if hook is not None:
         hook()
-    token = CANCEL.get()
-    if token is not None and token.is_set():
+    if cancelled():
         raise Cancelled("Operation cancelled")
 
 

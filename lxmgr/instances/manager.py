@@ -461,8 +461,9 @@ class Manager(ConfigMixin, SnapshotMixin, PublishMixin, BackupMixin, ExecMixin, 
             self.restore(name, str(record["snapshot"]))
         elif action in ("start", "stop") and exists and not self.is_running(name):
             self.proxies.clear(name)  # the DNAT rules of a start that never ran, or a stop
-            if action == "stop" and self.store.get(name).ephemeral:
-                self._purge(self.store.get(name))  # what the stop would have done
+            spec = self.store.get(name)
+            if action == "stop" and spec.ephemeral:
+                self._purge(spec)  # what the stop would have done
 
     def _reap_lost(self, name: str) -> None:
         """Take away what a supervisor that died without stopping its container left: the
